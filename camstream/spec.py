@@ -1,0 +1,326 @@
+"""CameraStream manifests parsed once into typed, frozen values.
+
+Who calls this: the worker (standalone mode reads YAML files, cluster mode
+reads watched resources), the operator (validation beyond the schema) and the
+CLI. Everything downstream works on `StreamSpec`, never on raw dicts.
+
+The defaults mirror crds/camerastream.yaml so that standalone mode, which has
+no API server to apply them, behaves exactly as a cluster does. The checks here
+are the ones a structural schema cannot express (URL shape, credentials inline
+in a URL); each error names the field it is about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+from urllib.parse import urlsplit
+
+API_GROUP = "camstream.io"
+API_VERSION = "v1alpha1"
+KIND = "CameraStream"
+PLURAL = "camerastreams"
+
+Protocol = Literal["rtsp", "rtmp", "synthetic", "file", "http"]
+PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "synthetic", "file", "http")
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "rtsp": ("rtsp", "rtsps"),
+    "http": ("http", "https"),
+    "file": ("", "file"),
+}
+
+
+class SpecError(ValueError):
+    """A CameraStream that cannot run; `field` names the offending setting."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+
+class CameraStreamBody(TypedDict, total=False):
+    """The raw resource as the API server or a YAML file gives it."""
+
+    apiVersion: str
+    kind: str
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamKey:
+    """Identity of a stream: the namespaced name of its CameraStream."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """A key inside a Secret (cluster) or a secrets folder/env (standalone)."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: SecretRef
+    password: SecretRef
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticOptions:
+    width: int = 640
+    height: int = 360
+    fps: int = 25
+    bitrate_kbps: int = 1000
+    codec: Literal["h264", "hevc"] = "h264"
+    audio: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    protocol: Protocol
+    url: str | None = None
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    credentials: Credentials | None = None
+    stream_key: SecretRef | None = None
+    synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
+    stall_timeout_seconds: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class HlsOptions:
+    segment_seconds: int = 2
+    window_segments: int = 6
+    segment_type: Literal["mpegts", "fmp4"] = "mpegts"
+    program_date_time: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    name: str
+    height: int
+    video_bitrate_kbps: int
+
+
+@dataclass(frozen=True, slots=True)
+class TranscodeOptions:
+    enabled: bool = False
+    renditions: tuple[Rendition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbnailOptions:
+    enabled: bool = False
+    interval_seconds: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    key: StreamKey
+    source: SourceSpec
+    enabled: bool = True
+    hls: HlsOptions = field(default_factory=HlsOptions)
+    transcode: TranscodeOptions = field(default_factory=TranscodeOptions)
+    thumbnail: ThumbnailOptions = field(default_factory=ThumbnailOptions)
+    generation: int = 0
+
+
+DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
+    Rendition("720p", 720, 2500),
+    Rendition("360p", 360, 800),
+)
+
+
+def parse_stream(body: Mapping[str, Any], default_namespace: str = "default") -> StreamSpec:
+    """Parse one CameraStream body; raise SpecError naming the bad field."""
+    if body.get("kind", KIND) != KIND:
+        raise SpecError("kind", f"expected {KIND}, got {body.get('kind')!r}")
+    metadata = _mapping(body.get("metadata"), "metadata")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 63:
+        raise SpecError("metadata.name", "must be a DNS label (lower-case letters, digits, '-')")
+    namespace = metadata.get("namespace") or default_namespace
+    if not isinstance(namespace, str) or not _NAME_RE.match(namespace):
+        raise SpecError("metadata.namespace", "must be a DNS label")
+    spec = _mapping(body.get("spec"), "spec")
+    return StreamSpec(
+        key=StreamKey(namespace, name),
+        source=_parse_source(_mapping(spec.get("source"), "spec.source")),
+        enabled=_bool(spec, "enabled", True, "spec"),
+        hls=_parse_hls(_mapping(spec.get("hls", {}), "spec.hls")),
+        transcode=_parse_transcode(_mapping(spec.get("transcode", {}), "spec.transcode")),
+        thumbnail=_parse_thumbnail(_mapping(spec.get("thumbnail", {}), "spec.thumbnail")),
+        generation=int(metadata.get("generation") or 0),
+    )
+
+
+def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
+    protocol = raw.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise SpecError("spec.source.protocol", f"must be one of {', '.join(PROTOCOLS)}")
+    url = raw.get("url")
+    if url is not None and not isinstance(url, str):
+        raise SpecError("spec.source.url", "must be a string")
+    if protocol in _URL_SCHEMES:
+        url = _check_url(url, protocol)
+    transport = raw.get("rtspTransport", "tcp")
+    if transport not in ("tcp", "udp"):
+        raise SpecError("spec.source.rtspTransport", "must be tcp or udp")
+    credentials = None
+    if "credentialsSecretRef" in raw:
+        ref = _mapping(raw["credentialsSecretRef"], "spec.source.credentialsSecretRef")
+        secret = _str(ref, "name", None, "spec.source.credentialsSecretRef")
+        credentials = Credentials(
+            username=SecretRef(
+                secret, _str(ref, "usernameKey", "username", "…credentialsSecretRef")
+            ),
+            password=SecretRef(
+                secret, _str(ref, "passwordKey", "password", "…credentialsSecretRef")
+            ),
+        )
+    stream_key = None
+    if "streamKeySecretRef" in raw:
+        ref = _mapping(raw["streamKeySecretRef"], "spec.source.streamKeySecretRef")
+        stream_key = SecretRef(
+            _str(ref, "name", None, "spec.source.streamKeySecretRef"),
+            _str(ref, "key", "streamKey", "spec.source.streamKeySecretRef"),
+        )
+    if protocol == "rtmp" and stream_key is None:
+        raise SpecError(
+            "spec.source.streamKeySecretRef",
+            "an rtmp source needs a stream key Secret (the key the camera must present)",
+        )
+    syn = _mapping(raw.get("synthetic", {}), "spec.source.synthetic")
+    path = "spec.source.synthetic"
+    synthetic = SyntheticOptions(
+        width=_int(syn, "width", 640, 16, 3840, path),
+        height=_int(syn, "height", 360, 16, 2160, path),
+        fps=_int(syn, "fps", 25, 1, 60, path),
+        bitrate_kbps=_int(syn, "bitrateKbps", 1000, 50, 20000, path),
+        codec=_choice(syn, "codec", "h264", ("h264", "hevc"), path),
+        audio=_bool(syn, "audio", True, path),
+    )
+    return SourceSpec(
+        protocol=protocol,
+        url=url,
+        rtsp_transport=transport,
+        credentials=credentials,
+        stream_key=stream_key,
+        synthetic=synthetic,
+        stall_timeout_seconds=_int(raw, "stallTimeoutSeconds", 10, 2, 300, "spec.source"),
+    )
+
+
+def _check_url(url: str | None, protocol: str) -> str:
+    if not url:
+        raise SpecError("spec.source.url", f"a {protocol} source needs a url")
+    parts = urlsplit(url)
+    if parts.scheme not in _URL_SCHEMES[protocol]:
+        allowed = ", ".join(s + "://" for s in _URL_SCHEMES[protocol] if s)
+        raise SpecError("spec.source.url", f"a {protocol} source needs a {allowed} url")
+    if parts.username or parts.password:
+        # Never echo the URL back: it holds the very secret we refuse.
+        raise SpecError(
+            "spec.source.url",
+            "credentials must not be written in the url; use spec.source.credentialsSecretRef",
+        )
+    if protocol != "file" and not parts.hostname:
+        raise SpecError("spec.source.url", "has no host")
+    return url
+
+
+def _parse_hls(raw: Mapping[str, Any]) -> HlsOptions:
+    path = "spec.hls"
+    return HlsOptions(
+        segment_seconds=_int(raw, "segmentSeconds", 2, 1, 10, path),
+        window_segments=_int(raw, "windowSegments", 6, 2, 60, path),
+        segment_type=_choice(raw, "segmentType", "mpegts", ("mpegts", "fmp4"), path),
+        program_date_time=_bool(raw, "programDateTime", True, path),
+    )
+
+
+def _parse_transcode(raw: Mapping[str, Any]) -> TranscodeOptions:
+    enabled = _bool(raw, "enabled", False, "spec.transcode")
+    items = raw.get("renditions") or []
+    if not isinstance(items, list) or len(items) > 4:
+        raise SpecError("spec.transcode.renditions", "must be a list of at most 4 renditions")
+    renditions: list[Rendition] = []
+    for index, item in enumerate(items):
+        path = f"spec.transcode.renditions[{index}]"
+        item = _mapping(item, path)
+        name = _str(item, "name", None, path)
+        if not re.match(r"^[a-z0-9][a-z0-9-]{0,30}$", name):
+            raise SpecError(f"{path}.name", "must be a short lower-case name like 720p")
+        renditions.append(
+            Rendition(
+                name=name,
+                height=_int(item, "height", None, 90, 2160, path),
+                video_bitrate_kbps=_int(item, "videoBitrateKbps", None, 50, 20000, path),
+            )
+        )
+    if len({r.name for r in renditions}) != len(renditions):
+        raise SpecError("spec.transcode.renditions", "rendition names must be unique")
+    if enabled and not renditions:
+        renditions = list(DEFAULT_RENDITIONS)
+    return TranscodeOptions(enabled=enabled, renditions=tuple(renditions))
+
+
+def _parse_thumbnail(raw: Mapping[str, Any]) -> ThumbnailOptions:
+    path = "spec.thumbnail"
+    return ThumbnailOptions(
+        enabled=_bool(raw, "enabled", False, path),
+        interval_seconds=_int(raw, "intervalSeconds", 10, 1, 3600, path),
+    )
+
+
+def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if value is None:
+        raise SpecError(path, "is required")
+    if not isinstance(value, Mapping):
+        raise SpecError(path, "must be an object")
+    return value
+
+
+def _bool(raw: Mapping[str, Any], key: str, default: bool, path: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}.{key}", "must be true or false")
+    return value
+
+
+def _int(
+    raw: Mapping[str, Any], key: str, default: int | None, low: int, high: int, path: str
+) -> int:
+    value = raw.get(key, default)
+    if value is None:
+        raise SpecError(f"{path}.{key}", "is required")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{path}.{key}", f"must be an integer from {low} to {high}")
+    return value
+
+
+def _str(raw: Mapping[str, Any], key: str, default: str | None, path: str) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{path}.{key}", "must be a non-empty string")
+    return value
+
+
+def _choice(
+    raw: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...], path: str
+) -> Any:
+    value = raw.get(key, default)
+    if value not in choices:
+        raise SpecError(f"{path}.{key}", f"must be one of {', '.join(choices)}")
+    return value
