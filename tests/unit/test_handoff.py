@@ -1,0 +1,239 @@
+"""The make-before-break state machine (camstream/handoff.py) by scenario.
+
+Each scenario drives `advance` tick by tick over a small ring (4 partitions)
+with explicit time, the way the operator's reconciler does, and checks who
+serves each partition after each tick. The codec round trip is checked too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from camstream import handoff
+from camstream.handoff import EventKind, Handoff, HandoffState, Policy, RingDoc
+from camstream.handoff_codec import CodecError, decode_doc, encode_doc
+from hypothesis import given
+from hypothesis import strategies as st
+
+POLICY = Policy(confirm_timeout=10, max_attempts=2, backoff=30, max_starting_per_target=64)
+
+
+@dataclass
+class Ring:
+    """A tiny simulated operator loop around `advance`."""
+
+    serving: tuple[str, ...]
+    handoffs: tuple[Handoff, ...] = ()
+    next_id: int = 1
+    now: float = 1000.0
+    events: list[handoff.Event] = field(default_factory=list)
+
+    def tick(
+        self,
+        desired: tuple[str | None, ...],
+        up: set[str],
+        confirmed: dict[str, set[tuple[int, int]]] | None = None,
+        dt: float = 1.0,
+        policy: Policy = POLICY,
+    ) -> handoff.Outcome:
+        self.now += dt
+        out = handoff.advance(
+            serving=self.serving,
+            handoffs=self.handoffs,
+            desired=desired,
+            up=frozenset(up),
+            confirmed={k: frozenset(v) for k, v in (confirmed or {}).items()},
+            now=self.now,
+            next_id=self.next_id,
+            policy=policy,
+        )
+        self.serving, self.handoffs, self.next_id = out.serving, out.handoffs, out.next_id
+        self.events.extend(out.events)
+        return out
+
+    def confirm_all(self, target: str) -> dict[str, set[tuple[int, int]]]:
+        return {target: {(h.partition, h.id) for h in self.handoffs if h.target == target}}
+
+
+def kinds(out: handoff.Outcome) -> list[EventKind]:
+    return [e.kind for e in out.events]
+
+
+def test_steady_state_changes_nothing() -> None:
+    ring = Ring(serving=("a", "b", "a", "b"))
+    out = ring.tick(("a", "b", "a", "b"), {"a", "b"})
+    assert out.events == () and out.handoffs == () and ring.serving == ("a", "b", "a", "b")
+
+
+def test_first_assignment_is_immediate() -> None:
+    ring = Ring(serving=("", "", "", ""))
+    out = ring.tick(("a", "b", "a", "b"), {"a", "b"})
+    assert ring.serving == ("a", "b", "a", "b")
+    assert kinds(out) == [EventKind.ASSIGNED] * 4
+
+
+def test_join_is_make_before_break() -> None:
+    """c joins and should own partitions 1 and 3: a/b keep serving until c confirms."""
+    ring = Ring(serving=("a", "b", "a", "b"))
+    want = ("a", "c", "a", "c")
+    out = ring.tick(want, {"a", "b", "c"})
+    assert kinds(out) == [EventKind.STARTED, EventKind.STARTED]
+    assert ring.serving == ("a", "b", "a", "b")  # nobody released yet
+    doc = RingDoc(4, 1, want, ring.serving, ring.handoffs)
+    assert handoff.partitions_for(doc, "c") == {1, 3}
+    assert handoff.partitions_for(doc, "b") == {1, 3}  # still producing
+    # c confirms only partition 1: only that one moves.
+    h1 = next(h for h in ring.handoffs if h.partition == 1)
+    out = ring.tick(want, {"a", "b", "c"}, {"c": {(1, h1.id)}})
+    assert kinds(out) == [EventKind.HANDED_OFF]
+    assert ring.serving == ("a", "c", "a", "b")
+    out = ring.tick(want, {"a", "b", "c"}, ring.confirm_all("c"))
+    assert ring.serving == want and ring.handoffs == ()
+
+
+def test_stale_confirmation_does_not_count() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    want = ("a", "b", "a", "a")
+    ring.tick(want, {"a", "b"})
+    (h,) = ring.handoffs
+    out = ring.tick(want, {"a", "b"}, {"b": {(1, h.id + 99)}})
+    assert out.events == () and ring.serving[1] == "a"
+
+
+def test_timeout_retries_then_rolls_back_then_retries_later() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    want = ("a", "b", "a", "a")
+    ring.tick(want, {"a", "b"})
+    first_id = ring.handoffs[0].id
+    assert kinds(ring.tick(want, {"a", "b"}, dt=11)) == [EventKind.RETRIED]
+    assert ring.handoffs[0].attempt == 2 and ring.handoffs[0].id == first_id
+    assert kinds(ring.tick(want, {"a", "b"}, dt=11)) == [EventKind.ROLLED_BACK]
+    assert ring.handoffs[0].state is HandoffState.BACKOFF
+    doc = RingDoc(4, 1, want, ring.serving, ring.handoffs)
+    assert handoff.partitions_for(doc, "b") == frozenset()  # target stops trying
+    assert ring.serving[1] == "a"  # the source never stopped
+    assert ring.tick(want, {"a", "b"}, dt=10).events == ()  # still backing off
+    out = ring.tick(want, {"a", "b"}, dt=25)
+    assert kinds(out) == [EventKind.STARTED] and ring.handoffs[0].id != first_id
+    ring.tick(want, {"a", "b"}, ring.confirm_all("b"))
+    assert ring.serving == want
+
+
+def test_crash_fails_over_at_once_and_hands_back_without_gap() -> None:
+    """a crashes: its partitions go to the fallback b immediately (hinted handoff);
+    when a is back they return through a confirmed handoff."""
+    ring = Ring(serving=("a", "b", "a", "b"))
+    out = ring.tick(("b", "b", "b", "b"), {"b"})  # effective owners with a down
+    assert kinds(out) == [EventKind.FAILOVER, EventKind.FAILOVER]
+    assert ring.serving == ("b", "b", "b", "b") and ring.handoffs == ()
+    home = ("a", "b", "a", "b")
+    out = ring.tick(home, {"a", "b"})  # a is back
+    assert kinds(out) == [EventKind.STARTED, EventKind.STARTED]
+    assert ring.serving == ("b", "b", "b", "b")  # b keeps them until a is live
+    ring.tick(home, {"a", "b"}, ring.confirm_all("a"))
+    assert ring.serving == home
+
+
+def test_source_crash_during_handoff_moves_to_target_at_once() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    want = ("a", "b", "a", "a")
+    ring.tick(want, {"a", "b"})
+    out = ring.tick(("b", "b", "b", "b"), {"b"})
+    assert ring.serving == ("b", "b", "b", "b") and ring.handoffs == ()
+    assert set(kinds(out)) == {EventKind.FAILOVER}
+
+
+def test_target_leaving_replaces_the_handoff() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    ring.tick(("a", "b", "a", "a"), {"a", "b", "c"})
+    out = ring.tick(("a", "c", "a", "a"), {"a", "c"})
+    assert kinds(out) == [EventKind.CANCELLED, EventKind.STARTED]
+    assert ring.handoffs[0].target == "c"
+
+
+def test_desired_back_to_source_cancels() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    ring.tick(("a", "b", "a", "a"), {"a", "b"})
+    out = ring.tick(("a", "a", "a", "a"), {"a", "b"})
+    assert kinds(out) == [EventKind.CANCELLED] and ring.handoffs == ()
+
+
+def test_nobody_up_keeps_the_last_owner() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    out = ring.tick((None, None, None, None), set())
+    assert out.events == () and ring.serving == ("a", "a", "a", "a")
+
+
+def test_orphan_owner_is_replaced() -> None:
+    """An owner whose pod no longer exists is simply not up."""
+    ring = Ring(serving=("gone", "a", "gone", "a"))
+    ring.tick(("a", "a", "a", "a"), {"a"})
+    assert ring.serving == ("a", "a", "a", "a")
+
+
+def test_cap_on_concurrent_starts_per_target() -> None:
+    ring = Ring(serving=("a", "a", "a", "a"))
+    want = ("b", "b", "b", "b")
+    policy = Policy(max_starting_per_target=2)
+    ring.tick(want, {"a", "b"}, policy=policy)
+    assert [h.partition for h in ring.handoffs] == [0, 1]
+    ring.tick(want, {"a", "b"}, ring.confirm_all("b"), policy=policy)
+    assert ring.serving == ("b", "b", "a", "a")
+    # Slots freed by the two completions are used in the same tick.
+    assert [h.partition for h in ring.handoffs] == [2, 3]
+
+
+def test_graceful_leave_completes() -> None:
+    ring = Ring(serving=("a", "b", "a", "b"))
+    want = ("a", "a", "a", "a")  # b is leaving but still up
+    ring.tick(want, {"a", "b"})
+    doc = RingDoc(4, 1, want, ring.serving, ring.handoffs)
+    assert not handoff.settled(doc, "b")
+    ring.tick(want, {"a", "b"}, ring.confirm_all("a"))
+    doc = RingDoc(4, 2, want, ring.serving, ring.handoffs)
+    assert handoff.settled(doc, "b")
+
+
+def test_size_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        handoff.advance(
+            serving=("a",),
+            handoffs=(),
+            desired=("a", "a"),
+            up=frozenset(),
+            confirmed={},
+            now=0,
+            next_id=1,
+        )
+
+
+names = st.sampled_from(["", "w-0", "w-1", "w-2", "camstream-worker-10"])
+
+
+@given(st.lists(names, min_size=1, max_size=64), st.lists(names, min_size=1, max_size=64))
+def test_codec_round_trip(home: list[str], serving: list[str]) -> None:
+    size = min(len(home), len(serving))
+    doc = RingDoc(
+        partitions=size,
+        version=7,
+        home=tuple(home[:size]),
+        serving=tuple(serving[:size]),
+        handoffs=(Handoff(0, "w-0", "w-1", 3, 12.5, 2, HandoffState.BACKOFF, 99.0),),
+        addresses={"w-0": "127.0.10.1"},
+        next_id=4,
+    )
+    assert decode_doc(encode_doc(doc)) == doc
+
+
+def test_codec_is_compact_for_a_large_ring() -> None:
+    workers = [f"camstream-worker-{i}" for i in range(300)]
+    owners = tuple(workers[(p * 7919) % 300] for p in range(16384))
+    data = encode_doc(RingDoc(16384, 1, owners, owners))
+    assert data["serving"] == "="
+    assert sum(len(v) for v in data.values()) < 100_000
+
+
+def test_codec_rejects_garbage() -> None:
+    with pytest.raises(CodecError):
+        decode_doc({"partitions": "4", "names": "[]", "home": "1:notbase64!"})
