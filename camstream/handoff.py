@@ -40,6 +40,8 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from camstream import ring
+
 
 class HandoffState(enum.StrEnum):
     STARTING = "starting"  # recorded; the target is starting the partition's streams
@@ -107,8 +109,8 @@ class RingDoc:
     """Everything the ring ConfigMap holds, decoded (see camstream/handoff_codec.py)."""
 
     partitions: int
-    version: int
-    home: tuple[str, ...]  # planned owners ("" = none)
+    version: int  # of the document; bumped on every write
+    table: ring.RingTable | None  # the planned (home) owners; None before any worker joined
     serving: tuple[str, ...]  # actual producers ("" = none)
     handoffs: tuple[Handoff, ...] = ()
     addresses: Mapping[str, str] = field(default_factory=dict)  # worker -> pod IP
@@ -119,8 +121,7 @@ class RingDoc:
 
 
 def empty_doc(partitions: int) -> RingDoc:
-    none = ("",) * partitions
-    return RingDoc(partitions=partitions, version=0, home=none, serving=none)
+    return RingDoc(partitions=partitions, version=0, table=None, serving=("",) * partitions)
 
 
 def advance(

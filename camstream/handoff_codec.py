@@ -9,10 +9,10 @@ each change and must stay far below 1 MiB even at P = 16384):
 
     partitions  "256"
     version     "12"             bumped on every write
-    names       '["w-0","w-1"]'  the workers the tables below refer to
-    home        base64(zlib(one byte per partition: index into names + 1, 0 = none))
-                (two bytes, big-endian, when there are 255 names or more)
-    serving     same encoding, or "=" when equal to home (the steady state)
+    ring        the planned (home) table, camstream.ring.encode; absent before any join
+    names       '["w-0","w-1"]'  the workers the serving table refers to
+    serving     "W:" + base64(zlib(W bytes per partition: index into names + 1, 0 = none)),
+                or "=" when equal to the home table (the steady state)
     handoffs    '[[p,"src","dst",id,started,attempt,"state",retry_at],...]'
     addresses   '{"w-0":"127.0.10.1"}'   pod IPs of the workers that are up
     nextId      next handoff id
@@ -25,6 +25,7 @@ import json
 import zlib
 from collections.abc import Mapping, Sequence
 
+from camstream import ring
 from camstream.handoff import Handoff, HandoffState, RingDoc
 
 
@@ -33,9 +34,9 @@ class CodecError(ValueError):
 
 
 def encode_doc(doc: RingDoc) -> dict[str, str]:
-    names = sorted({n for n in (*doc.home, *doc.serving) if n})
-    home = _encode_table(doc.home, names)
-    serving = "=" if doc.serving == doc.home else _encode_table(doc.serving, names)
+    names = sorted({n for n in doc.serving if n})
+    home = doc.table.owners if doc.table is not None else None
+    serving = "=" if doc.serving == home else _encode_table(doc.serving, names)
     handoffs = [
         [
             *(h.partition, h.source, h.target, h.id, round(h.started, 3)),
@@ -43,25 +44,33 @@ def encode_doc(doc: RingDoc) -> dict[str, str]:
         ]
         for h in doc.handoffs
     ]
-    return {
+    data = {
         "partitions": str(doc.partitions),
         "version": str(doc.version),
-        "names": json.dumps(names, separators=(",", ":")),
-        "home": home,
+        "names": json.dumps(names if serving != "=" else [], separators=(",", ":")),
         "serving": serving,
         "handoffs": json.dumps(handoffs, separators=(",", ":")),
         "addresses": json.dumps(dict(sorted(doc.addresses.items())), separators=(",", ":")),
         "nextId": str(doc.next_id),
     }
+    if doc.table is not None:
+        data["ring"] = ring.encode(doc.table)
+    return data
 
 
 def decode_doc(data: Mapping[str, str]) -> RingDoc:
     try:
         partitions = int(data["partitions"])
-        names = json.loads(data["names"])
-        home = _decode_table(data["home"], names, partitions)
-        raw_serving = data.get("serving", "=")
-        serving = home if raw_serving == "=" else _decode_table(raw_serving, names, partitions)
+        table = ring.decode(data["ring"]) if "ring" in data else None
+        if table is not None and table.partitions != partitions:
+            raise ValueError("home table and serving table differ in size")
+        raw_serving = data["serving"]
+        if raw_serving == "=":
+            if table is None:
+                raise ValueError("serving refers to a missing home table")
+            serving = table.owners
+        else:
+            serving = _decode_table(raw_serving, json.loads(data["names"]), partitions)
         handoffs = tuple(
             Handoff(
                 partition=int(p),
@@ -81,7 +90,7 @@ def decode_doc(data: Mapping[str, str]) -> RingDoc:
         return RingDoc(
             partitions=partitions,
             version=int(data.get("version", "0")),
-            home=home,
+            table=table,
             serving=serving,
             handoffs=handoffs,
             addresses=addresses,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from camstream import handoff
+from camstream import handoff, ring
 from camstream.handoff import EventKind, Handoff, HandoffState, Policy, RingDoc
 from camstream.handoff_codec import CodecError, decode_doc, encode_doc
 from hypothesis import given
@@ -80,7 +80,7 @@ def test_join_is_make_before_break() -> None:
     out = ring.tick(want, {"a", "b", "c"})
     assert kinds(out) == [EventKind.STARTED, EventKind.STARTED]
     assert ring.serving == ("a", "b", "a", "b")  # nobody released yet
-    doc = RingDoc(4, 1, want, ring.serving, ring.handoffs)
+    doc = RingDoc(4, 1, None, ring.serving, ring.handoffs)
     assert handoff.partitions_for(doc, "c") == {1, 3}
     assert handoff.partitions_for(doc, "b") == {1, 3}  # still producing
     # c confirms only partition 1: only that one moves.
@@ -110,7 +110,7 @@ def test_timeout_retries_then_rolls_back_then_retries_later() -> None:
     assert ring.handoffs[0].attempt == 2 and ring.handoffs[0].id == first_id
     assert kinds(ring.tick(want, {"a", "b"}, dt=11)) == [EventKind.ROLLED_BACK]
     assert ring.handoffs[0].state is HandoffState.BACKOFF
-    doc = RingDoc(4, 1, want, ring.serving, ring.handoffs)
+    doc = RingDoc(4, 1, None, ring.serving, ring.handoffs)
     assert handoff.partitions_for(doc, "b") == frozenset()  # target stops trying
     assert ring.serving[1] == "a"  # the source never stopped
     assert ring.tick(want, {"a", "b"}, dt=10).events == ()  # still backing off
@@ -188,10 +188,10 @@ def test_graceful_leave_completes() -> None:
     ring = Ring(serving=("a", "b", "a", "b"))
     want = ("a", "a", "a", "a")  # b is leaving but still up
     ring.tick(want, {"a", "b"})
-    doc = RingDoc(4, 1, want, ring.serving, ring.handoffs)
+    doc = RingDoc(4, 1, None, ring.serving, ring.handoffs)
     assert not handoff.settled(doc, "b")
     ring.tick(want, {"a", "b"}, ring.confirm_all("a"))
-    doc = RingDoc(4, 2, want, ring.serving, ring.handoffs)
+    doc = RingDoc(4, 2, None, ring.serving, ring.handoffs)
     assert handoff.settled(doc, "b")
 
 
@@ -208,17 +208,23 @@ def test_size_mismatch_is_an_error() -> None:
         )
 
 
-names = st.sampled_from(["", "w-0", "w-1", "w-2", "camstream-worker-10"])
+names = st.sampled_from(["w-0", "w-1", "w-2", "camstream-worker-10"])
 
 
-@given(st.lists(names, min_size=1, max_size=64), st.lists(names, min_size=1, max_size=64))
-def test_codec_round_trip(home: list[str], serving: list[str]) -> None:
-    size = min(len(home), len(serving))
+@given(
+    st.integers(0, 6),
+    st.lists(names, min_size=64, max_size=64),
+    st.lists(names | st.just(""), min_size=64, max_size=64),
+    st.booleans(),
+)
+def test_codec_round_trip(bits: int, home: list[str], serving: list[str], same: bool) -> None:
+    size = 2**bits
+    table = ring.RingTable(size, 3, tuple(home[:size]))
     doc = RingDoc(
         partitions=size,
         version=7,
-        home=tuple(home[:size]),
-        serving=tuple(serving[:size]),
+        table=table,
+        serving=table.owners if same else tuple(serving[:size]),
         handoffs=(Handoff(0, "w-0", "w-1", 3, 12.5, 2, HandoffState.BACKOFF, 99.0),),
         addresses={"w-0": "127.0.10.1"},
         next_id=4,
@@ -229,11 +235,18 @@ def test_codec_round_trip(home: list[str], serving: list[str]) -> None:
 def test_codec_is_compact_for_a_large_ring() -> None:
     workers = [f"camstream-worker-{i}" for i in range(300)]
     owners = tuple(workers[(p * 7919) % 300] for p in range(16384))
-    data = encode_doc(RingDoc(16384, 1, owners, owners))
+    data = encode_doc(RingDoc(16384, 1, ring.RingTable(16384, 1, owners), owners))
     assert data["serving"] == "="
     assert sum(len(v) for v in data.values()) < 100_000
 
 
 def test_codec_rejects_garbage() -> None:
     with pytest.raises(CodecError):
-        decode_doc({"partitions": "4", "names": "[]", "home": "1:notbase64!"})
+        decode_doc({"partitions": "4", "names": "[]", "serving": "1:notbase64!"})
+    with pytest.raises(CodecError):
+        decode_doc({"partitions": "4", "serving": "="})  # no home table to refer to
+
+
+def test_codec_without_home_table() -> None:
+    doc = handoff.empty_doc(8)
+    assert decode_doc(encode_doc(doc)) == doc
