@@ -1,0 +1,111 @@
+{{/*
+Names and labels shared by every template. Object names follow the contract
+the operator and workers rely on: <fullname>-operator (Deployment and Lease),
+<fullname>-worker (StatefulSet and headless Service), <fullname>-ring
+(ConfigMap, created by the operator, never by the chart).
+*/}}
+
+{{- define "camstream.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release name by default, so names stay <release>-worker etc. */}}
+{{- define "camstream.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "camstream.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "camstream.labels" -}}
+helm.sh/chart: {{ include "camstream.chart" . }}
+app.kubernetes.io/name: {{ include "camstream.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: camstream
+{{- end -}}
+
+{{/* Selector labels; call with (dict "ctx" . "component" "worker"). */}}
+{{- define "camstream.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "camstream.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "camstream.componentLabels" -}}
+{{ include "camstream.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "camstream.operatorName" -}}
+{{- printf "%s-operator" (include "camstream.fullname" .) -}}
+{{- end -}}
+
+{{- define "camstream.workerName" -}}
+{{- printf "%s-worker" (include "camstream.fullname" .) -}}
+{{- end -}}
+
+{{- define "camstream.ringName" -}}
+{{- printf "%s-ring" (include "camstream.fullname" .) -}}
+{{- end -}}
+
+{{- define "camstream.operatorServiceAccount" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "camstream.operatorName" .) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "camstream.workerServiceAccount" -}}
+{{- if .Values.worker.serviceAccount.create -}}
+{{- default (include "camstream.workerName" .) .Values.worker.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.worker.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image reference; call with (dict "ctx" . "image" .Values.worker.image). */}}
+{{- define "camstream.image" -}}
+{{- $tag := default .ctx.Chart.AppVersion .ctx.Values.image.tag -}}
+{{- printf "%s%s:%s" .ctx.Values.image.registry .image.repository $tag -}}
+{{- end -}}
+
+{{/* Downward-API environment both components read. */}}
+{{- define "camstream.podEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- end -}}
+
+{{/*
+Cross-field checks the JSON schema cannot state readably. Each message names
+the value to change.
+*/}}
+{{- define "camstream.validate" -}}
+{{- $w := .Values.worker -}}
+{{- if and $w.autoscaling.enabled (gt (int $w.autoscaling.minReplicas) (int $w.autoscaling.maxReplicas)) -}}
+{{- fail (printf "worker.autoscaling.minReplicas (%d) must not exceed worker.autoscaling.maxReplicas (%d)" (int $w.autoscaling.minReplicas) (int $w.autoscaling.maxReplicas)) -}}
+{{- end -}}
+{{- $maxWorkers := ternary $w.autoscaling.maxReplicas $w.replicas $w.autoscaling.enabled | int -}}
+{{- if gt $maxWorkers (int .Values.ring.partitions) -}}
+{{- fail (printf "ring.partitions (%d) must be at least the number of workers (%d); choose about 10x the largest worker count" (int .Values.ring.partitions) $maxWorkers) -}}
+{{- end -}}
+{{- if and .Values.playback.ingress.enabled (not .Values.playback.ingress.host) -}}
+{{- fail "playback.ingress.host is required when playback.ingress.enabled is true (the host name viewers open)" -}}
+{{- end -}}
+{{- if and .Values.worker.podDisruptionBudget.enabled (not $w.autoscaling.enabled) (le (int $w.replicas) (int $w.podDisruptionBudget.maxUnavailable)) (gt (int $w.replicas) 1) -}}
+{{- fail (printf "worker.podDisruptionBudget.maxUnavailable (%d) must be below worker.replicas (%d), or every worker could be evicted at once" (int $w.podDisruptionBudget.maxUnavailable) (int $w.replicas)) -}}
+{{- end -}}
+{{- end -}}
