@@ -1,0 +1,212 @@
+"""The worker engine: the set of streams this process runs, matched to a desired set.
+
+Who calls this: standalone mode (camstream run/demo) hands it every stream of
+its manifests; cluster mode hands it the streams of the partitions this worker
+owns. Both call `apply` with the whole desired set; the engine starts what is
+new, stops what is gone (removing its files) and restarts what changed,
+continuing the HLS media sequence so players see one stream with a
+discontinuity.
+
+It also answers the RTMP listener: a publisher is routed by the path
+`/<namespace>/<name>` and authenticated by the stream's key, given either as
+the last path element (`/<namespace>/<name>/<key>`) or as `?key=<key>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from camstream.spec import StreamKey, StreamSpec
+from camstream_worker.errors import SecretError, UnsupportedMedia
+from camstream_worker.hls import HlsWriter, SegmentWritten
+from camstream_worker.ingest.base import Source
+from camstream_worker.ingest.file import FileSource
+from camstream_worker.ingest.rtmp import RtmpPushSource
+from camstream_worker.ingest.rtsp import RtspSource
+from camstream_worker.ingest.synthetic import SyntheticSource
+from camstream_worker.secrets import SecretResolver
+from camstream_worker.state import StreamStatus, stream_dir
+from camstream_worker.supervisor import StreamRunner
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, hls_root: Path, secrets: SecretResolver) -> None:
+        self.hls_root = hls_root
+        self._secrets = secrets
+        self._runners: dict[StreamKey, StreamRunner] = {}
+        self._push_sources: dict[StreamKey, RtmpPushSource] = {}
+        self._listeners: list[Callable[[StreamStatus], None]] = []
+        self._lock = asyncio.Lock()
+        hls_root.mkdir(parents=True, exist_ok=True)
+
+    # -- read side (StreamDirectory)
+
+    def statuses(self) -> list[StreamStatus]:
+        return [runner.status for runner in self._runners.values()]
+
+    def status(self, key: StreamKey) -> StreamStatus | None:
+        runner = self._runners.get(key)
+        return runner.status if runner is not None else None
+
+    def on_change(self, callback: Callable[[StreamStatus], None]) -> None:
+        self._listeners.append(callback)
+
+    # -- desired state
+
+    async def apply(
+        self,
+        desired: Mapping[StreamKey, StreamSpec],
+        *,
+        start_sequences: Mapping[StreamKey, int] | None = None,
+    ) -> None:
+        """Run exactly the enabled streams of `desired`."""
+        start_sequences = start_sequences or {}
+        async with self._lock:
+            wanted = {key: spec for key, spec in desired.items() if spec.enabled}
+            stale = [
+                key
+                for key, runner in self._runners.items()
+                if key not in wanted or _differs(runner.spec, wanted[key])
+            ]
+            continued: dict[StreamKey, int] = {}
+            for key in stale:
+                runner = self._runners.pop(key)
+                await runner.stop()
+                self._push_sources.pop(key, None)
+                if key in wanted:
+                    continued[key] = runner.writer.next_sequence  # a restart, not a removal
+                else:
+                    runner.writer.remove_files()
+                    self._notify(runner.status)
+            for key, spec in wanted.items():
+                if key in self._runners:
+                    continue
+                if key in continued:
+                    self._start(spec, continued[key], discontinuity=True)
+                elif key in start_sequences:
+                    self._start(spec, start_sequences[key], discontinuity=True)
+                else:
+                    self._start(spec, 0, discontinuity=False)
+
+    async def close(self) -> None:
+        """Stop every stream, keeping their files (a worker shutting down)."""
+        async with self._lock:
+            runners = list(self._runners.values())
+            self._runners.clear()
+            await asyncio.gather(*(runner.stop() for runner in runners))
+
+    def _start(self, spec: StreamSpec, sequence: int, *, discontinuity: bool) -> None:
+        key = spec.key
+        runner_box: list[StreamRunner] = []
+
+        def segment_from_any_thread(segment: SegmentWritten) -> None:
+            loop.call_soon_threadsafe(runner_box[0].segment_written, segment)
+
+        loop = asyncio.get_running_loop()
+        writer = HlsWriter(
+            self.hls_root / stream_dir(key),
+            spec.hls,
+            start_sequence=sequence,
+            discontinuity_on_first=discontinuity,
+            on_segment=segment_from_any_thread,
+        )
+        if spec.source.protocol == "rtmp":
+            self._push_sources[key] = RtmpPushSource(log_prefix=f"[{key}] ")
+        runner = StreamRunner(spec, writer, self._make_source, on_change=self._notify)
+        runner_box.append(runner)
+        self._runners[key] = runner
+        runner.start()
+
+    async def _make_source(self, spec: StreamSpec) -> Source:
+        source = spec.source
+        prefix = f"[{spec.key}] "
+        if spec.hls.segment_type != "mpegts" or spec.transcode.enabled:
+            raise UnsupportedMedia("fMP4 segments and transcoding are not available yet")
+        username = password = None
+        if source.credentials is not None:
+            username = await self._secrets.get(spec.key.namespace, source.credentials.username)
+            password = await self._secrets.get(spec.key.namespace, source.credentials.password)
+        stall = float(source.stall_timeout_seconds)
+        match source.protocol:
+            case "rtsp":
+                assert source.url is not None
+                return RtspSource(
+                    source.url,
+                    transport=source.rtsp_transport,
+                    username=username,
+                    password=password,
+                    stall_timeout=stall,
+                    log_prefix=prefix,
+                )
+            case "file" | "http":
+                assert source.url is not None
+                return FileSource(
+                    source.url,
+                    username=username,
+                    password=password,
+                    stall_timeout=stall,
+                    log_prefix=prefix,
+                )
+            case "synthetic":
+                return SyntheticSource(source.synthetic, log_prefix=prefix)
+            case "rtmp":
+                if source.stream_key is not None:
+                    # Resolve now so a missing key shows as Failed, not as a silent wait.
+                    await self._secrets.get(spec.key.namespace, source.stream_key)
+                return self._push_sources[spec.key]
+        raise UnsupportedMedia(f"unknown source protocol {source.protocol}")
+
+    # -- RTMP routing
+
+    async def authorize_publish(self, app: str, stream_name: str, peer: str) -> object | None:
+        """The RTMP listener's Authorizer: a PublishSink, or None to reject."""
+        path, _, query = f"{app}/{stream_name}".partition("?")
+        parts = [p for p in path.split("/") if p]
+        offered = parse_qs(query).get("key", [None])[0]
+        if len(parts) == 3 and offered is None:
+            offered = parts.pop()
+        if len(parts) != 2 or offered is None:
+            log.info("rtmp publish from %s rejected: path is not /<namespace>/<name>", peer)
+            return None
+        key = StreamKey(parts[0], parts[1])
+        runner = self._runners.get(key)
+        push = self._push_sources.get(key)
+        if runner is None or push is None or runner.spec.source.stream_key is None:
+            log.info("rtmp publish from %s rejected: %s is not an rtmp stream here", peer, key)
+            return None
+        try:
+            expected = await self._secrets.get(key.namespace, runner.spec.source.stream_key)
+        except SecretError as exc:
+            log.warning("[%s] rtmp publish from %s rejected: %s", key, peer, exc)
+            return None
+        if not hmac.compare_digest(expected.encode(), offered.encode()):
+            log.warning("[%s] rtmp publish from %s rejected: wrong stream key", key, peer)
+            return None
+        session = push.attach()
+        if session is None:
+            log.warning("[%s] rtmp publish from %s rejected: already publishing", key, peer)
+        return session
+
+    def _notify(self, status: StreamStatus) -> None:
+        for listener in self._listeners:
+            try:
+                listener(status)
+            except Exception:
+                log.exception("status listener failed")
+
+
+def _differs(old: StreamSpec, new: StreamSpec) -> bool:
+    """A change that needs a restart (the generation alone does not)."""
+    return (old.source, old.hls, old.transcode, old.thumbnail) != (
+        new.source,
+        new.hls,
+        new.transcode,
+        new.thumbnail,
+    )

@@ -1,0 +1,205 @@
+"""Cut a stream's packets into HLS segments and keep its live playlist.
+
+Who calls this: pipeline.py, once per stream, from whichever thread reads the
+source. The writer never decodes: packets are remuxed as they come.
+
+How it works: packets of the current segment are held in memory (about one
+GOP); when a video keyframe arrives and the segment is long enough, the held
+packets are muxed into one MPEG-TS file by a fresh muxer (so every segment
+starts with PAT/PMT and a keyframe and stands alone), the file is written under
+a temporary name and renamed, then the playlist is rewritten the same way. A
+reader therefore never sees a half-written segment or playlist.
+
+A new source session (`begin` after `end`, e.g. a camera reconnect or a
+handoff) continues the media sequence and marks its first segment with
+EXT-X-DISCONTINUITY, because timestamps and codec parameters may change.
+Segments that leave the window stay on disk for `retain_extra` more segments,
+so a player that fetched an older playlist can still load them, then go.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from camstream.spec import HlsOptions
+from camstream_worker.playlist import (
+    Segment,
+    render_media_playlist,
+    slide_window,
+    target_duration,
+)
+from camstream_worker.state import PLAYLIST_NAME
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentWritten:
+    """Reported after each segment, for status and metrics."""
+
+    sequence: int
+    duration: float
+    size: int
+    discontinuity: bool
+    discontinuity_sequence: int
+
+
+class HlsWriter:
+    """Segments and playlist of one stream (or one rendition) in one folder."""
+
+    def __init__(
+        self,
+        directory: Path,
+        options: HlsOptions,
+        *,
+        start_sequence: int = 0,
+        discontinuity_on_first: bool = False,
+        retain_extra: int = 3,
+        on_segment: Callable[[SegmentWritten], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._dir = directory
+        self._options = options
+        self._next_sequence = start_sequence
+        self._pending_discontinuity = discontinuity_on_first
+        self._retain_extra = retain_extra
+        self._on_segment = on_segment
+        self._clock = wall_clock
+        self._listed: tuple[Segment, ...] = ()
+        self._retired: list[Segment] = []
+        self._discontinuity_sequence = 0
+        self._target = options.segment_seconds
+        self._templates: list[av.stream.Stream] = []
+        self._video_index: int | None = None
+        self._held: list[tuple[int, av.Packet]] = []
+        self._segment_start: float | None = None  # media seconds of the held segment's first packet
+        self._segment_wall: float | None = None
+        self._last_time: float | None = None
+        self._sessions = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def next_sequence(self) -> int:
+        return self._next_sequence
+
+    def begin(self, templates: Sequence[av.stream.Stream]) -> None:
+        """Start a source session whose packets refer to `templates` by index."""
+        if self._held:
+            self.end()  # what the previous session left becomes its last segment
+        if self._sessions:
+            self._pending_discontinuity = True
+        self._sessions += 1
+        self._templates = list(templates)
+        self._video_index = next(
+            (i for i, s in enumerate(self._templates) if s.type == "video"), None
+        )
+        self._held = []
+        self._segment_start = None
+        self._last_time = None
+
+    def write(self, index: int, packet: av.Packet) -> None:
+        """Take one packet of template `index` (timestamps in its time base)."""
+        if packet.dts is None:
+            return  # flush packets carry no data and no timestamp
+        seconds = float(packet.dts * packet.time_base)
+        is_video = index == self._video_index
+        if self._segment_start is None:
+            if self._video_index is not None and not (is_video and packet.is_keyframe):
+                return  # a segment must start on a keyframe to be playable alone
+            self._segment_start = seconds
+            self._segment_wall = self._clock()
+        elif (
+            (is_video and packet.is_keyframe) or self._video_index is None
+        ) and seconds - self._segment_start >= self._options.segment_seconds - 0.05:
+            self._flush(seconds)
+            self._segment_start = seconds
+            self._segment_wall = self._clock()
+        self._held.append((index, packet))
+        if is_video or self._video_index is None:
+            self._last_time = seconds
+
+    def end(self) -> None:
+        """Close the session: what is held becomes a (shorter) last segment."""
+        if self._held and self._last_time is not None and self._segment_start is not None:
+            frame = 1 / 25
+            self._flush(self._last_time + frame)
+        self._held = []
+        self._segment_start = None
+
+    def remove_files(self) -> None:
+        """Delete the stream's folder content (the stream was deleted)."""
+        for path in self._dir.glob("*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+        try:
+            self._dir.rmdir()
+        except OSError:
+            pass
+
+    def _flush(self, end_seconds: float) -> None:
+        assert self._segment_start is not None
+        duration = max(end_seconds - self._segment_start, 0.001)
+        sequence = self._next_sequence
+        data = self._mux(self._held)
+        self._held = []
+        uri = f"seg{sequence}.ts"
+        _write_atomically(self._dir / uri, data)
+        segment = Segment(
+            sequence=sequence,
+            uri=uri,
+            duration=duration,
+            discontinuity=self._pending_discontinuity,
+            program_date_time=self._segment_wall if self._options.program_date_time else None,
+        )
+        self._pending_discontinuity = False
+        self._next_sequence += 1
+        self._publish(segment)
+        if self._on_segment is not None:
+            self._on_segment(
+                SegmentWritten(
+                    sequence=sequence,
+                    duration=duration,
+                    size=len(data),
+                    discontinuity=segment.discontinuity,
+                    discontinuity_sequence=self._discontinuity_sequence,
+                )
+            )
+
+    def _publish(self, segment: Segment) -> None:
+        listed, dropped, self._discontinuity_sequence = slide_window(
+            (*self._listed, segment), self._options.window_segments, self._discontinuity_sequence
+        )
+        self._listed = listed
+        self._target = max(self._target, target_duration(listed, self._options.segment_seconds))
+        text = render_media_playlist(
+            listed, target=self._target, discontinuity_sequence=self._discontinuity_sequence
+        )
+        _write_atomically(self._dir / PLAYLIST_NAME, text.encode())
+        self._retired.extend(dropped)
+        while len(self._retired) > self._retain_extra:
+            old = self._retired.pop(0)
+            (self._dir / old.uri).unlink(missing_ok=True)
+
+    def _mux(self, packets: list[tuple[int, av.Packet]]) -> bytes:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mpegts") as muxer:
+            outputs = [muxer.add_stream_from_template(t) for t in self._templates]
+            for index, packet in packets:
+                packet.stream = outputs[index]
+                muxer.mux(packet)
+        return buffer.getvalue()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)

@@ -1,0 +1,174 @@
+"""RTMP push as a source: a stream that waits for its camera to publish.
+
+Who calls this: the engine keeps one `RtmpPushSource` per rtmp stream; its
+RTMP authorizer calls `attach()` once a publisher has presented the stream's
+key, and the supervisor calls `run()` for each session, as for any source.
+
+Publishers hand us FLV tags (rtmp_server + flv parse them). PyAV needs codec
+parameters to mux, and builds them best from the codec's own sequence headers:
+`templates_from_configs` wraps the sequence headers in a two-tag FLV file in
+memory and lets PyAV's FLV demuxer read them, so the templates carry exactly
+what FFmpeg's own RTMP input would have produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from collections.abc import Sequence
+from fractions import Fraction
+
+import av
+
+from camstream_worker.errors import SourceEnded, SourceError
+from camstream_worker.ingest.base import PacketSink
+from camstream_worker.ingest.flv import FlvError, MediaPacket, TrackConfig
+
+log = logging.getLogger(__name__)
+
+MILLISECONDS = Fraction(1, 1000)
+_FLV_VIDEO_CODEC_IDS = {"h264": 7, "hevc": 12}
+
+
+class RtmpPushSource:
+    def __init__(self, *, log_prefix: str = "") -> None:
+        self._log_prefix = log_prefix
+        self._sink: PacketSink | None = None
+        self._ended: asyncio.Future[str | None] | None = None
+        self._session: _PublishSession | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return self._sink is not None and self._session is None
+
+    def attach(self) -> _PublishSession | None:
+        """A publisher with the right key arrived: give it a session, or None if not waiting.
+
+        A newcomer replaces a current publisher (a camera reconnecting after a
+        network cut must not wait for its half-dead connection to time out):
+        the old session is detached and the sink begins a new session, which
+        the playlist marks as a discontinuity.
+        """
+        if self._sink is None or self._ended is None:
+            return None
+        if self._session is not None:
+            self._session.detached = True
+        self._session = _PublishSession(self._sink, self._ended, self._log_prefix)
+        return self._session
+
+    async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
+        ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._sink, self._ended, self._session = sink, ended, None
+        try:
+            while not ended.done():
+                if stopping.is_set():
+                    if self._session is not None:
+                        self._session.stopping = True
+                    return
+                await asyncio.wait({ended}, timeout=0.25)
+            reason = ended.result()
+            if reason is None:
+                raise SourceEnded("the camera stopped publishing")
+            raise SourceError(f"the publisher was disconnected: {reason}")
+        finally:
+            if self._session is not None:
+                self._session.stopping = True
+            self._sink = self._ended = self._session = None
+
+
+class _PublishSession:
+    """The PublishSink of one accepted publish (see rtmp_server.PublishSink)."""
+
+    def __init__(
+        self, sink: PacketSink, ended: asyncio.Future[str | None], log_prefix: str
+    ) -> None:
+        self._sink = sink
+        self._ended = ended
+        self._prefix = log_prefix
+        self._configs: dict[str, TrackConfig] = {}
+        self._begun_with: tuple[TrackConfig, ...] | None = None
+        self._template_input: av.container.InputContainer | None = None
+        self._index: dict[str, int] = {}
+        self._templates: list[av.stream.Stream] = []
+        self.stopping = False
+        self.detached = False
+
+    def on_config(self, config: TrackConfig) -> None:
+        self._configs[config.kind] = config
+
+    def on_metadata(self, metadata: dict[str, object]) -> None:
+        pass  # codec facts come from the sequence headers, which cannot lie
+
+    def on_packet(self, packet: MediaPacket) -> None:
+        if self.detached:
+            return  # replaced by a newer publisher of the same stream
+        if self.stopping:
+            # Raising makes the RTMP server drop this publisher (stall, handoff, delete).
+            raise FlvError("publish ended by the worker")
+        configs = tuple(self._configs[k] for k in ("video", "audio") if k in self._configs)
+        if configs != self._begun_with:
+            if "video" not in self._configs or packet.kind != "video" or not packet.keyframe:
+                return  # wait for a keyframe: the first segment must be playable alone
+            self._begin(configs)
+        index = self._index.get(packet.kind)
+        if index is None:
+            return
+        frame = av.Packet(packet.data)
+        frame.time_base = MILLISECONDS
+        frame.dts = packet.dts_ms
+        frame.pts = packet.pts_ms
+        frame.is_keyframe = packet.keyframe
+        self._sink.packet(index, frame)
+
+    def on_close(self, reason: str | None) -> None:
+        if self.detached:
+            return
+        if not self._ended.done():
+            self._ended.set_result(reason)
+
+    def _begin(self, configs: tuple[TrackConfig, ...]) -> None:
+        # The previous template container is left to the garbage collector:
+        # packets of the segment being written may still refer to its streams.
+        self._template_input, self._templates = templates_from_configs(configs)
+        self._index = {t.type: i for i, t in enumerate(self._templates)}
+        self._begun_with = configs
+        self._sink.begin(self._templates)
+
+
+def templates_from_configs(
+    configs: Sequence[TrackConfig],
+) -> tuple[av.container.InputContainer, list[av.stream.Stream]]:
+    """PyAV streams described by sequence headers; keep the container open while used."""
+    tags = b""
+    has_audio = has_video = False
+    for config in configs:
+        if config.kind == "video":
+            codec_id = _FLV_VIDEO_CODEC_IDS.get(config.codec)
+            if codec_id is None:
+                raise FlvError(f"unsupported video codec {config.codec}")
+            body = bytes([0x10 | codec_id, 0, 0, 0, 0]) + config.extradata
+            tags += _flv_tag(9, body)
+            has_video = True
+        else:
+            body = (
+                bytes([0xAF, 0]) + config.extradata
+            )  # AAC, 44 kHz/16-bit/stereo flags (ignored for AAC)
+            tags += _flv_tag(8, body)
+            has_audio = True
+    flags = (0x04 if has_audio else 0) | (0x01 if has_video else 0)
+    header = b"FLV\x01" + bytes([flags]) + b"\x00\x00\x00\x09" + b"\x00\x00\x00\x00"
+    container = av.open(
+        io.BytesIO(header + tags), format="flv", options={"probesize": "32", "analyzeduration": "0"}
+    )
+    order = {"video": 0, "audio": 1}
+    streams = sorted(container.streams, key=lambda s: order.get(s.type, 2))
+    return container, streams
+
+
+def _flv_tag(tag_type: int, body: bytes) -> bytes:
+    header = (
+        bytes([tag_type]) + len(body).to_bytes(3, "big") + b"\x00\x00\x00\x00" + b"\x00\x00\x00"
+    )
+    return header + body + (len(body) + 11).to_bytes(4, "big")

@@ -1,0 +1,64 @@
+"""The sink a source feeds: the HLS writer plus the live figures the supervisor watches.
+
+Who calls this: a source, from its own thread (PyAV sources) or from the event
+loop (RTMP). Counters are plain attributes written by one thread and read by
+the event loop (single writes are atomic under the GIL); segment events reach
+the loop through the writer's callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import av
+
+from camstream_worker.hls import HlsWriter
+
+
+class PipelineSink:
+    def __init__(self, writer: HlsWriter) -> None:
+        self._writer = writer
+        self.bytes_in = 0
+        self.packets = 0
+        self.last_packet_at = time.monotonic()
+        self.video_codec: str | None = None
+        self.audio_codec: str | None = None
+        self.width: int | None = None
+        self.height: int | None = None
+        self.active = False
+
+    def begin(self, templates: Sequence[av.stream.Stream]) -> None:
+        video = next((t for t in templates if t.type == "video"), None)
+        audio = next((t for t in templates if t.type == "audio"), None)
+        self.video_codec = _format_name(video)
+        self.audio_codec = _format_name(audio)
+        if video is not None:
+            self.width = video.codec_context.width or None
+            self.height = video.codec_context.height or None
+        self.last_packet_at = time.monotonic()
+        self.active = True
+        self._writer.begin(templates)
+
+    def packet(self, index: int, packet: av.Packet) -> None:
+        self.bytes_in += packet.size
+        self.packets += 1
+        self.last_packet_at = time.monotonic()
+        self._writer.write(index, packet)
+
+    def end(self) -> None:
+        """Close the session; call only once the source has stopped feeding."""
+        if self.active:
+            self._writer.end()
+        self.active = False
+
+
+_ENCODER_FORMATS = {"libx264": "h264", "libx265": "hevc"}
+
+
+def _format_name(stream: av.stream.Stream | None) -> str | None:
+    """The coding format (h264), not the encoder that made it (libx264)."""
+    if stream is None:
+        return None
+    name = stream.codec_context.name
+    return _ENCODER_FORMATS.get(name, name)

@@ -1,0 +1,65 @@
+"""Where a stream's Secret references are resolved.
+
+Who calls this: supervisor.py, each time it (re)connects a source, so a fixed
+password in a Secret is picked up by the next attempt. Cluster mode resolves
+from Kubernetes Secrets (camstream_worker.cluster); standalone mode from Secret
+manifests in the same YAML files as the streams, or from the environment.
+Values are returned to the caller only; errors name the Secret and key, never
+the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from camstream.spec import SecretRef
+from camstream_worker.errors import SecretError
+
+
+class SecretResolver(Protocol):
+    async def get(self, namespace: str, ref: SecretRef) -> str: ...
+
+
+class StaticSecrets:
+    """Secrets from `kind: Secret` manifests, overridable by environment.
+
+    The environment variable for key `password` of Secret `cam1` in namespace
+    `default` is CAMSTREAM_SECRET_DEFAULT_CAM1_PASSWORD (non-alphanumerics → _).
+    """
+
+    def __init__(
+        self,
+        manifests: Iterable[Mapping[str, Any]] = (),
+        default_namespace: str = "default",
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._values: dict[tuple[str, str, str], str] = {}
+        self._environ = os.environ if environ is None else environ
+        for manifest in manifests:
+            meta = manifest.get("metadata") or {}
+            namespace = meta.get("namespace") or default_namespace
+            name = meta.get("name")
+            for key, value in (manifest.get("stringData") or {}).items():
+                self._values[(namespace, name, key)] = str(value)
+            for key, value in (manifest.get("data") or {}).items():
+                self._values[(namespace, name, key)] = base64.b64decode(value).decode()
+
+    async def get(self, namespace: str, ref: SecretRef) -> str:
+        variable = env_name(namespace, ref)
+        if variable in self._environ:
+            return self._environ[variable]
+        try:
+            return self._values[(namespace, ref.name, ref.key)]
+        except KeyError:
+            raise SecretError(
+                f"secret {namespace}/{ref.name} has no key {ref.key!r} (nor is {variable} set)"
+            ) from None
+
+
+def env_name(namespace: str, ref: SecretRef) -> str:
+    raw = f"CAMSTREAM_SECRET_{namespace}_{ref.name}_{ref.key}"
+    return re.sub(r"[^A-Za-z0-9]", "_", raw).upper()

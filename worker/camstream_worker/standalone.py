@@ -1,0 +1,141 @@
+"""Standalone mode: the worker engine without Kubernetes, fed by manifest files.
+
+Who calls this: `camstream run -f streams.yaml` and `camstream demo`. The YAML
+files hold CameraStream manifests (the same schema as the CRD) and, for
+credentials and stream keys, `kind: Secret` manifests, exactly what one would
+`kubectl apply`. This process owns every stream, so no ring is involved.
+
+A bad manifest is reported with the field it is about and skipped; the other
+streams still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from camstream.spec import KIND, SpecError, StreamKey, StreamSpec, parse_stream
+from camstream_worker.engine import Engine
+from camstream_worker.http_server import bound_port, make_app, serve
+from camstream_worker.ingest.rtmp_server import RtmpServer
+from camstream_worker.secrets import StaticSecrets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifests:
+    streams: dict[StreamKey, StreamSpec]
+    secrets: list[Mapping[str, Any]]
+    errors: list[str]
+
+
+def load_manifests(paths: Iterable[Path]) -> Manifests:
+    """Read every YAML document of `paths` (files or folders of *.yaml)."""
+    streams: dict[StreamKey, StreamSpec] = {}
+    secrets: list[Mapping[str, Any]] = []
+    errors: list[str] = []
+    for path in _yaml_files(paths):
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as exc:
+            errors.append(f"{path}: not valid YAML ({exc.__class__.__name__})")
+            continue
+        for number, doc in enumerate(documents, start=1):
+            if not isinstance(doc, dict):
+                continue
+            where = f"{path} document {number}"
+            if doc.get("kind") == "Secret":
+                secrets.append(doc)
+            elif doc.get("kind") == KIND:
+                try:
+                    spec = parse_stream(doc)
+                except SpecError as exc:
+                    errors.append(f"{where}: {exc}")
+                    continue
+                if spec.key in streams:
+                    errors.append(f"{where}: {spec.key} is defined twice; the first one is used")
+                    continue
+                streams[spec.key] = spec
+    return Manifests(streams, secrets, errors)
+
+
+def _yaml_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(path)
+    return files
+
+
+@dataclass
+class Standalone:
+    """A running standalone worker (HTTP + RTMP + engine)."""
+
+    engine: Engine
+    rtmp: RtmpServer
+    http: Any
+    http_port: int
+
+    async def close(self) -> None:
+        await self.rtmp.close()
+        await self.engine.close()
+        await self.http.cleanup()
+
+
+async def start_standalone(
+    manifests: Manifests,
+    *,
+    hls_dir: Path,
+    host: str = "127.0.0.1",
+    http_port: int = 8080,
+    rtmp_port: int = 1935,
+) -> Standalone:
+    engine = Engine(hls_dir, StaticSecrets(manifests.secrets))
+    rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)
+    await rtmp.start()
+    app = make_app(engine, hls_dir, worker_name="standalone")
+    http = await serve(app, host, http_port)
+    await engine.apply(manifests.streams)
+    return Standalone(engine, rtmp, http, bound_port(http))
+
+
+async def run_standalone(
+    paths: list[Path], *, hls_dir: Path, host: str, http_port: int, rtmp_port: int
+) -> int:
+    manifests = load_manifests(paths)
+    for error in manifests.errors:
+        log.error("skipped: %s", error)
+    if not manifests.streams:
+        log.error("no CameraStream to run in %s", ", ".join(map(str, paths)))
+        return 2
+    worker = await start_standalone(
+        manifests, hls_dir=hls_dir, host=host, http_port=http_port, rtmp_port=rtmp_port
+    )
+    print(
+        f"camstream: {len(manifests.streams)} streams, "
+        f"index page http://{host}:{worker.http_port}/ , rtmp://{host}:{worker.rtmp.port}/",
+        flush=True,
+    )
+    await wait_for_signal()
+    await worker.close()
+    return 0
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()

@@ -1,0 +1,184 @@
+"""One stream, kept alive: the state machine of state.py driven by its source.
+
+Who calls this: engine.py creates one `StreamRunner` per stream it owns and
+stops it when the stream goes away. The runner owns everything about retrying:
+backoff with jitter between attempts, the stall watchdog (no packet for
+stallTimeoutSeconds while a session runs), and the choice between Reconnecting
+(transient errors) and Failed (errors a person must fix, retried slowly so a
+fixed Secret heals the stream without a restart). Sources only raise.
+
+Each attempt runs the source as a task and waits for one of: the source
+raising, the watchdog firing, or a stop request. A source's thread is always
+awaited before the next attempt, so two sessions never feed one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from camstream.spec import StreamSpec
+from camstream_worker.backoff import Backoff
+from camstream_worker.errors import (
+    MediaError,
+    PermanentSourceError,
+    SourceError,
+    SourceStalled,
+)
+from camstream_worker.hls import HlsWriter, SegmentWritten
+from camstream_worker.pipeline import PipelineSink
+from camstream_worker.state import Phase, StreamStatus
+
+log = logging.getLogger(__name__)
+
+FAILED_RETRY_SECONDS = 60.0
+LIVE_RESETS_BACKOFF_AFTER = 30.0
+WATCH_INTERVAL = 0.25
+DEFAULT_BACKOFF = Backoff()
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        spec: StreamSpec,
+        writer: HlsWriter,
+        make_source: Callable[[StreamSpec], object],
+        *,
+        on_change: Callable[[StreamStatus], None],
+        backoff: Backoff = DEFAULT_BACKOFF,
+        failed_retry_seconds: float = FAILED_RETRY_SECONDS,
+    ) -> None:
+        self.spec = spec
+        self.writer = writer
+        self._make_source = make_source
+        self._on_change = on_change
+        self._backoff = backoff
+        self._failed_retry = failed_retry_seconds
+        self._prefix = f"[{spec.key}] "
+        self._status = StreamStatus(
+            key=spec.key, protocol=spec.source.protocol, phase=Phase.PENDING, since=time.time()
+        )
+        self._sink: PipelineSink | None = None
+        self._bytes_before = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._live_since: float | None = None
+
+    @property
+    def status(self) -> StreamStatus:
+        sink = self._sink
+        if sink is None:
+            return self._status
+        return dataclasses.replace(
+            self._status,
+            bytes_in=self._bytes_before + sink.bytes_in,
+            video_codec=sink.video_codec or self._status.video_codec,
+            audio_codec=sink.audio_codec or self._status.audio_codec,
+            width=sink.width or self._status.width,
+            height=sink.height or self._status.height,
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"stream {self.spec.key}")
+
+    async def stop(self) -> None:
+        """Stop the source, close the last segment, end in Stopped."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        self._set(Phase.STOPPED, "Stopped", "")
+
+    def segment_written(self, segment: SegmentWritten) -> None:
+        """Writer callback, already moved to the event loop."""
+        self._status = dataclasses.replace(
+            self._status,
+            segments=self._status.segments + 1,
+            last_segment_at=time.time(),
+            media_sequence=segment.sequence,
+            discontinuity_sequence=segment.discontinuity_sequence,
+        )
+        if self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
+            self._live_since = time.monotonic()
+            self._set(Phase.LIVE, "Streaming", "")
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if attempt == 0:
+                self._set(Phase.CONNECTING, "Connecting", "")
+            try:
+                await self._attempt()
+                return  # only a stop request ends an attempt without an error
+            except PermanentSourceError as exc:
+                self._set(Phase.FAILED, exc.reason, str(exc))
+                log.warning("%sfailed: %s", self._prefix, exc)
+                delay = self._failed_retry
+            except MediaError as exc:
+                if (
+                    self._live_since
+                    and time.monotonic() - self._live_since > LIVE_RESETS_BACKOFF_AFTER
+                ):
+                    attempt = 0
+                attempt += 1
+                self._status = dataclasses.replace(
+                    self._status, reconnects=self._status.reconnects + 1
+                )
+                self._set(Phase.RECONNECTING, exc.reason, str(exc))
+                delay = self._backoff.delay(attempt)
+                log.info("%s%s; retry %d in %.1fs", self._prefix, exc, attempt, delay)
+            except Exception as exc:  # a bug in a source must not kill the worker
+                log.exception("%sunexpected error in the source", self._prefix)
+                attempt += 1
+                self._set(Phase.RECONNECTING, "InternalError", type(exc).__name__)
+                delay = self._backoff.delay(attempt)
+            self._live_since = None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _attempt(self) -> None:
+        stopping = threading.Event()
+        source = self._make_source(self.spec)
+        if asyncio.iscoroutine(source):
+            source = await source
+        sink = PipelineSink(self.writer)
+        if self._sink is not None:
+            # Keep what the last session taught us until the new one knows better.
+            self._bytes_before += self._sink.bytes_in
+            self._status = self.status
+        self._sink = sink
+        run: asyncio.Task[None] = asyncio.create_task(source.run(sink, stopping))  # type: ignore[attr-defined]
+        stall = float(self.spec.source.stall_timeout_seconds)
+        try:
+            while not run.done():
+                if self._stop.is_set():
+                    stopping.set()
+                    break
+                if sink.active and time.monotonic() - sink.last_packet_at > stall:
+                    stopping.set()
+                    await asyncio.shield(run)
+                    raise SourceStalled(f"no packet for {stall:.0f}s")
+                await asyncio.wait({run}, timeout=WATCH_INTERVAL)
+            await asyncio.shield(run)  # raises the source's error, or returns on stop
+            if not self._stop.is_set():
+                raise SourceError("the source returned without an error")
+        except asyncio.CancelledError:
+            stopping.set()
+            with contextlib.suppress(BaseException):
+                await run
+            raise
+        finally:
+            sink.end()
+
+    def _set(self, phase: Phase, reason: str, message: str) -> None:
+        current = self._status
+        if (current.phase, current.reason, current.message) == (phase, reason, message):
+            return
+        self._status = dataclasses.replace(
+            current, phase=phase, reason=reason, message=message, since=time.time()
+        )
+        self._on_change(self.status)
