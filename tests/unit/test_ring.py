@@ -15,9 +15,10 @@ import math
 import random
 
 import pytest
-from camstream import ring
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from camstream import ring
 
 settings.register_profile(
     "ring",

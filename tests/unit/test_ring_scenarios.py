@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from camstream import ring
 
 # A hand-written ring of 8 partitions over a, b, c, so the expected fallbacks
