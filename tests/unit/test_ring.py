@@ -196,6 +196,22 @@ def test_moves_are_minimal_over_random_histories(
 
 
 @RING
+@given(
+    owners=st.lists(st.sampled_from((*POOL, "gone-1", "gone-2")), min_size=64, max_size=64),
+    members=members_st,
+)
+def test_plan_from_any_table_is_balanced_and_minimal(
+    owners: list[str], members: frozenset[str]
+) -> None:
+    # Tables not made by plan (hand-edited, or from an older algorithm): plan
+    # still reaches balance with the fewest moves, and orphans always move.
+    table = ring.RingTable(64, 7, tuple(owners))
+    new = ring.plan(table, sorted(members), 64)
+    assert_balanced(new, members)
+    assert moved(table, new) == min_moves(table, members, 64)
+
+
+@RING
 @given(exp=st.integers(4, 10), n=st.integers(1, 40), data=st.data())
 def test_join_and_leave_move_only_what_balance_requires(
     exp: int, n: int, data: st.DataObject
