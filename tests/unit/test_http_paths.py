@@ -11,10 +11,10 @@ import string
 from pathlib import PurePosixPath
 
 import pytest
-from camstream.spec import StreamKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from camstream.spec import StreamKey
 from camstream_worker import http_paths
 from camstream_worker.http_paths import PathRejected, parse_hls_file, parse_static_file
 
