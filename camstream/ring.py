@@ -19,9 +19,10 @@ This module is the public surface; the work is split by job:
 
 A typical round, in the operator::
 
-    table = ring.plan(ring.decode(configmap_value), ready_pods, partitions)
-    moves = ring.transfers(old_table, table)    # make before break, per move
-    serving = ring.effective_owners(table, up_pods)   # while a pod is down
+    old = ring.decode(configmap_value)
+    table = ring.plan(old, ready_pods, partitions)   # `old` itself if nothing changes
+    moves = ring.transfers(old, table)               # make before break, one by one
+    serving = ring.effective_owners(table, up_pods)  # while a pod is down
 """
 
 from __future__ import annotations

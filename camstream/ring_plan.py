@@ -159,8 +159,8 @@ def plan(current: RingTable | None, members: Sequence[str], partitions: int) -> 
 
     released.sort(key=rank.__getitem__)
     slots = _deal(deficits, names)
-    # Sum of deficits equals released partitions: both are P minus what is kept.
-    assert len(slots) == len(released), (len(slots), len(released))
+    # Deficits and released partitions both sum to P minus what is kept, so
+    # they pair up exactly (strict zip would raise on a bug here).
     for partition, name in zip(released, slots, strict=True):
         owners[partition] = name
 
