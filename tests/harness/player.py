@@ -166,9 +166,11 @@ def hlsjs_path() -> Path:
     """hls.min.js installed from the npm registry (see scripts/install-media-deps.sh)."""
     candidates: list[str | Path] = [
         os.environ.get("CAMSTREAM_HLSJS", ""),
-        cache_dir() / "npm/node_modules/hls.js/dist/hls.min.js",
-        REPO_ROOT / "node_modules/hls.js/dist/hls.min.js",
+        # The copy the worker serves first (scripts/fetch-hlsjs.sh), so the
+        # harness page and the worker's page play with the same hls.js.
         REPO_ROOT / "worker/camstream_worker/static/hls.min.js",
+        cache_dir() / "npm-hlsjs/node_modules/hls.js/dist/hls.min.js",
+        cache_dir() / "npm/node_modules/hls.js/dist/hls.min.js",
     ]
     for c in candidates:
         if c and Path(c).is_file():
