@@ -1,0 +1,138 @@
+"""Fixtures for tests that need a real Kubernetes cluster (tests/cluster).
+
+pytest loads this for everything under tests/cluster. The session fixture
+`control_plane` starts etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and the node agent once per test run, on loopback, and tears
+them down at the end. The binaries are built (or found in the cache) by
+scripts/build-controlplane.sh during collection, outside any test's timeout.
+Component and pod logs are kept; when a test failed they are copied to
+artifacts/cluster-logs/<time>/ in the repository.
+
+Every test collected under tests/cluster gets the `cluster` marker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .controlplane import REPO, ControlPlane, build_binaries
+from .nodeagent import NodeAgent
+
+HERE = Path(__file__).resolve().parent
+_bin_dir: Path | None = None
+
+
+def _in_this_suite(item: pytest.Item) -> bool:
+    return HERE in Path(str(item.fspath)).resolve().parents
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _in_this_suite(item):
+            item.add_marker(pytest.mark.cluster)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Build here, not in the fixture: a cold build takes tens of minutes and
+    # must not count against the first test's timeout.
+    global _bin_dir
+    if any(_in_this_suite(item) for item in session.items):
+        _bin_dir = build_binaries()
+
+
+@dataclass
+class Cluster:
+    """What cluster tests get: the control plane, the node agent and helpers."""
+
+    plane: ControlPlane
+    agent: NodeAgent
+    log_dir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.plane.kubeconfig
+
+    def kubectl(self, *args: str, **kwargs: Any) -> Any:
+        """Run kubectl as the cluster admin (see ControlPlane.kubectl)."""
+        return self.plane.kubectl(*args, **kwargs)
+
+    def kubectl_json(self, *args: str) -> dict[str, Any]:
+        return self.plane.kubectl_json(*args)
+
+    def wait_for(
+        self, condition: Any, timeout: float = 60.0, interval: float = 0.3, what: str = ""
+    ) -> Any:
+        """Poll `condition()` until truthy; TimeoutError naming `what` otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cluster]:
+    """A running cluster for the whole session (real apiserver, controllers, node agent)."""
+    bin_dir = _bin_dir or build_binaries()
+    work = tmp_path_factory.mktemp("cluster")
+    log_dir = work / "logs"
+    plane = ControlPlane(bin_dir=bin_dir, work_dir=work, log_dir=log_dir)
+    agent: NodeAgent | None = None
+    started = time.monotonic()
+    try:
+        plane.start()
+        agent = NodeAgent(
+            kubeconfig=plane.node_kubeconfig,
+            server=plane.server,
+            ca_cert=plane.ca_cert,
+            node_name=plane.node_name,
+            log_dir=log_dir,
+            work_dir=work / "pods",
+        )
+        agent.start()
+        (log_dir / "startup.txt").write_text(
+            f"control plane + node agent started in {time.monotonic() - started:.1f} s\n"
+        )
+        yield Cluster(plane=plane, agent=agent, log_dir=log_dir)
+    finally:
+        if agent is not None:
+            agent.stop()
+        plane.stop()
+        if request.session.testsfailed:
+            target = REPO / "artifacts" / "cluster-logs" / time.strftime("%Y%m%d-%H%M%S")
+            shutil.copytree(log_dir, target, dirs_exist_ok=True)
+
+
+@pytest.fixture
+def namespace(control_plane: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the namespace controller empties it)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    control_plane.kubectl("create", "namespace", name)
+    # The serviceaccount controller creates `default`; pods need it to be admitted.
+    control_plane.wait_for(
+        lambda: (
+            control_plane.kubectl(
+                "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode
+            == 0
+        ),
+        timeout=30,
+        what=f"ServiceAccount default in {name}",
+    )
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,317 @@
+"""A small local node agent: a kubelet in Python that runs pods as processes.
+
+Called by tests/cluster/conftest.py (session fixture) and by
+`python -m tests.cluster.controlplane up`. It authenticates as
+system:node:<name> (client certificate), so the Node authorizer and the
+NodeRestriction admission plugin check it exactly as they check a kubelet.
+
+- registers a Ready Node (its capacity is generous on purpose: the scheduler
+  should place pods here, not be the limit of a test);
+- list+watches the pods kube-scheduler binds to it (fieldSelector
+  spec.nodeName) and runs each pod's first container with a PodRunner
+  (podrunner.py): command + args, Kubernetes env semantics, a per-pod
+  kubeconfig carrying the pod's ServiceAccount token;
+- gives each pod its own loopback address (127.0.N.X, N claimed per agent
+  with a lock file so parallel test sessions never share addresses);
+- lets tests crash a pod (`kill`) and find its process (`pid`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import platform
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from .kubeapi import ApiError, KubeClient
+from .podrunner import PodRunner, RunnerConfig, _now_iso
+
+__all__ = ["NodeAgent", "claim_pod_network"]
+
+JSON = dict[str, Any]
+log = logging.getLogger("camstream.nodeagent")
+HEARTBEAT_SECONDS = 20.0
+
+
+def claim_pod_network(first_octet: int = 10) -> tuple[str, IO[str]]:
+    """Claim a 127.0.N.0/24 block for one agent; return its prefix and the held lock.
+
+    Keep the returned file open for as long as the addresses are in use.
+    """
+    for octet in range(first_octet, 250):
+        handle = open(f"/tmp/camstream-podnet-{octet}.lock", "w")  # held open by the caller
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return f"127.0.{octet}.", handle
+    raise RuntimeError("no free 127.0.N.0/24 block for pod addresses")
+
+
+def default_base_env() -> dict[str, str]:
+    """The host environment every pod process starts from (a container image's ENV)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        # Python pods: log lines reach the pod log as they are written.
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("CAMSTREAM_CACHE", "TMPDIR"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+class NodeAgent:
+    """Registers one Node and runs the pods bound to it. `start()`, then `stop()`."""
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path,
+        server: str,
+        ca_cert: Path,
+        node_name: str,
+        log_dir: Path,
+        work_dir: Path,
+        ip_prefix: str | None = None,
+        base_env: Mapping[str, str] | None = None,
+        backoff_base: float = 1.0,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.node_name = node_name
+        self.log_dir = log_dir
+        self.client = KubeClient.from_kubeconfig(kubeconfig)
+        self._network_lock: IO[str] | None = None
+        if ip_prefix is None:
+            ip_prefix, self._network_lock = claim_pod_network()
+        self.ip_prefix = ip_prefix
+        self._config = RunnerConfig(
+            client=self.client,
+            server=server,
+            ca_cert=ca_cert,
+            node_name=node_name,
+            log_dir=log_dir / "pods",
+            work_dir=work_dir,
+            base_env=dict(base_env if base_env is not None else default_base_env()),
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+        )
+        self._runners: dict[str, PodRunner] = {}  # by pod UID
+        # UIDs whose runner has ended: late watch events about them are ignored.
+        self._done: set[str] = set()
+        self._free_ips = [f"{ip_prefix}{n}" for n in range(2, 255)]
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._log_handler: logging.Handler | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register the Node and start watching for pods."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_handler = logging.FileHandler(self.log_dir / "nodeagent.log")
+        self._log_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s")
+        )
+        log.addHandler(self._log_handler)
+        log.setLevel(logging.INFO)
+        self._register()
+        for target, name in ((self._watch_loop, "watch"), (self._heartbeat, "heartbeat")):
+            thread = threading.Thread(target=target, name=f"nodeagent-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("node %s up, pod addresses %sX", self.node_name, self.ip_prefix)
+
+    def stop(self) -> None:
+        """Stop every pod process (SIGTERM, SIGKILL after 5 s); leave the API objects."""
+        self._stopping.set()
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.shutdown()
+        for runner in runners:
+            runner.join(timeout=15)
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+        if self._network_lock is not None:
+            self._network_lock.close()
+            self._network_lock = None
+
+    # -- for tests ---------------------------------------------------------------
+
+    def runner(self, name: str, namespace: str = "default") -> PodRunner | None:
+        """The live runner of pod `namespace/name` (None if not on this node)."""
+        with self._lock:
+            for runner in self._runners.values():
+                if runner.pod_name == name and runner.namespace == namespace:
+                    return runner
+        return None
+
+    def pid(self, name: str, namespace: str = "default") -> int | None:
+        """PID of the pod's running process, if it is running."""
+        runner = self.runner(name, namespace)
+        return runner.pid if runner is not None else None
+
+    def kill(self, name: str, namespace: str = "default", sig: int = signal.SIGKILL) -> int:
+        """Send `sig` (default SIGKILL: a crash) to the pod's process; return its PID."""
+        pid = self.pid(name, namespace)
+        if pid is None:
+            raise LookupError(f"pod {namespace}/{name} has no running process on this node")
+        os.kill(pid, sig)
+        log.info("%s/%s: test sent signal %d to pid %d", namespace, name, sig, pid)
+        return pid
+
+    def pod_log(self, name: str, namespace: str = "default") -> Path:
+        return self._config.log_dir / f"{namespace}_{name}.log"
+
+    # -- node ----------------------------------------------------------------------
+
+    def _register(self) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                },
+            },
+        }
+        try:
+            self.client.create("/api/v1/nodes", node)
+        except ApiError as exc:
+            if exc.status != 409:  # already registered by an earlier agent
+                raise
+        resources = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "100Gi"}
+        self.client.merge_patch(
+            f"/api/v1/nodes/{self.node_name}/status",
+            {
+                "status": {
+                    "capacity": resources,
+                    "allocatable": resources,
+                    "conditions": self._conditions(),
+                    "addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"},
+                        {"type": "Hostname", "address": self.node_name},
+                    ],
+                    "nodeInfo": {
+                        "machineID": "",
+                        "systemUUID": "",
+                        "bootID": "",
+                        "kernelVersion": platform.release(),
+                        "osImage": "camstream test node agent",
+                        "containerRuntimeVersion": "camstream-process://0",
+                        "kubeletVersion": "v0.0.0-camstream-nodeagent",
+                        "kubeProxyVersion": "",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                    },
+                }
+            },
+        )
+
+    def _conditions(self) -> list[JSON]:
+        now = _now_iso()
+        pressure = [
+            {
+                "type": kind,
+                "status": "False",
+                "reason": f"KubeletHas{reason}",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+            for kind, reason in (
+                ("MemoryPressure", "SufficientMemory"),
+                ("DiskPressure", "NoDiskPressure"),
+                ("PIDPressure", "SufficientPID"),
+            )
+        ]
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "camstream node agent is posting ready status",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        return [*pressure, ready]
+
+    def _heartbeat(self) -> None:
+        while not self._stopping.wait(HEARTBEAT_SECONDS):
+            try:
+                self.client.merge_patch(
+                    f"/api/v1/nodes/{self.node_name}/status",
+                    {"status": {"conditions": self._conditions()}},
+                )
+            except (ApiError, OSError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- pods --------------------------------------------------------------------------
+
+    def _watch_loop(self) -> None:
+        selector = f"spec.nodeName={self.node_name}"
+        while not self._stopping.is_set():
+            try:
+                listing = self.client.get("/api/v1/pods", fieldSelector=selector)
+                version = listing["metadata"]["resourceVersion"]
+                listed = {pod["metadata"]["uid"] for pod in listing["items"]}
+                for pod in listing["items"]:
+                    self._dispatch(pod)
+                with self._lock:
+                    vanished = [r for uid, r in self._runners.items() if uid not in listed]
+                for runner in vanished:
+                    runner.gone()
+                while not self._stopping.is_set():
+                    for event in self.client.watch("/api/v1/pods", version, fieldSelector=selector):
+                        obj = event["object"]
+                        if event["type"] == "ERROR":
+                            # 410 Gone: our version is too old; relist.
+                            raise ApiError(int(obj.get("code", 500)), "watch", str(obj))
+                        version = obj["metadata"]["resourceVersion"]
+                        if event["type"] == "DELETED":
+                            self._deleted(obj)
+                        elif event["type"] in ("ADDED", "MODIFIED"):
+                            self._dispatch(obj)
+            except (ApiError, OSError, ValueError) as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("pod watch restarting: %s", exc)
+                self._stopping.wait(1.0)
+
+    def _dispatch(self, pod: JSON) -> None:
+        uid = pod["metadata"]["uid"]
+        with self._lock:
+            runner = self._runners.get(uid)
+            if runner is None:
+                if self._stopping.is_set() or uid in self._done:
+                    return
+                runner = PodRunner(self._config, pod, self._free_ips.pop(0), self._runner_done)
+                self._runners[uid] = runner
+                runner.start()
+                return
+        runner.update(pod)
+
+    def _deleted(self, pod: JSON) -> None:
+        with self._lock:
+            runner = self._runners.get(pod["metadata"]["uid"])
+        if runner is not None:
+            runner.gone()
+
+    def _runner_done(self, runner: PodRunner) -> None:
+        with self._lock:
+            self._runners.pop(runner.uid, None)
+            self._done.add(runner.uid)
+            # Reuse addresses last, so a recreated pod rarely gets its predecessor's.
+            self._free_ips.append(runner.pod_ip)
