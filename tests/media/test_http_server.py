@@ -18,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -564,3 +564,62 @@ async def test_unreachable_owner(start, hls_root: Path, tmp_path: Path, client) 
     )
     async with client.get(f"{keeper.url}/streams/default/cam-1/index.m3u8") as r:
         assert r.status == 200 and r.headers["X-Camstream-Served-By"] == "keeper"
+
+
+# --- a real browser ------------------------------------------------------------
+
+
+@pytest.fixture
+def live_ffmpeg(hls_root: Path) -> Iterator[Path]:
+    """A live HLS stream written by the ffmpeg CLI into default/cam-1 (1 s segments)."""
+    folder = hls_root / "live" / "cam"
+    folder.mkdir(parents=True)
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25"]
+    args += ["-f", "hls", "-hls_time", "1", "-hls_list_size", "6"]
+    args += ["-hls_flags", "delete_segments+temp_file"]
+    args += ["-hls_segment_filename", str(folder / "seg-%05d.ts"), str(folder / "index.m3u8")]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        playlist = folder / "index.m3u8"
+        # Wait for a few segments, so the player starts on a real live window.
+        while not (playlist.exists() and playlist.read_text().count("#EXTINF") >= 3):
+            assert proc.poll() is None, "ffmpeg exited early"
+            assert time.monotonic() < deadline, "ffmpeg wrote no live playlist in 30 s"
+            time.sleep(0.2)
+        yield folder
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.timeout(180)
+async def test_player_and_index_pages_play_the_live_stream_in_chromium(
+    start, hls_root: Path, live_ffmpeg: Path
+) -> None:
+    """hls.js from /static, in headless Chromium, plays the ffmpeg live stream
+    from the worker's own player page and from the index page's grid."""
+    from tests.harness.player import play_many_async  # needs the repository root on sys.path
+
+    live = StreamKey("live", "cam")
+    server = await start(Directory({live: live_status(live)}), hls_root, worker_name="worker-a")
+    results = await play_many_async(
+        {
+            "http-player-page": f"{server.url}/streams/live/cam/",
+            "http-index-page": server.url + "/",
+        },
+        seconds=6,
+        startup_timeout=60,
+    )
+    for name, result in results.items():
+        assert result.started, (name, result.errors)
+        assert result.played >= 4.0, (name, result.played, result.errors)
+        assert result.fatal_errors == (), (name, result.fatal_errors)
+        assert result.video_size == (320, 240), name
+        assert result.longest_freeze < 3.0, (name, result.longest_freeze)
