@@ -1,0 +1,711 @@
+"""The Helm chart, linted and rendered by the real helm CLI.
+
+Covers issue 5's chart contract: the objects each documented setup renders,
+the names and arguments the operator and workers rely on, least-privilege
+RBAC, storage/Service/Ingress variants, monitoring objects, the CRD's single
+source, and values.schema.json rejecting bad values with a readable message.
+The server-side dry-run of the same manifests is tests/cluster/test_chart_dryrun.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import (
+    CHART,
+    EXAMPLES,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    Helm,
+    by_kind,
+    clean_stderr,
+    container,
+    one,
+)
+
+OPERATOR = f"{RELEASE}-operator"
+WORKER = f"{RELEASE}-worker"
+RING = f"{RELEASE}-ring"
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+DEFAULT_KINDS = {
+    "ServiceAccount": 2,
+    "ClusterRole": 2,
+    "ClusterRoleBinding": 2,
+    "Role": 2,
+    "RoleBinding": 2,
+    "Deployment": 1,
+    "StatefulSet": 1,
+    "Service": 4,  # operator metrics, worker headless, playback, rtmp
+    "PodDisruptionBudget": 2,
+    "ConfigMap": 1,  # Grafana dashboard (the ring ConfigMap is the operator's)
+}
+
+
+def kinds(objects: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in objects:
+        counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
+    return counts
+
+
+# -- lint and render ---------------------------------------------------------
+
+
+def test_lint_strict_defaults(helm: Helm) -> None:
+    result = helm.run("lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_lint_strict_each_example(helm: Helm, example: Path) -> None:
+    result = helm.run("lint", "--strict", str(CHART), "--values", str(example))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_three_documented_examples_exist() -> None:
+    assert {p.stem for p in EXAMPLES} == {"small-site", "large-fleet", "rtmp-edge"}
+    readme = (CHART / "README.md").read_text()
+    for example in EXAMPLES:
+        assert f"examples/{example.name}" in readme, f"{example.name} not documented"
+
+
+def test_defaults_render_expected_kinds(helm: Helm) -> None:
+    objects = helm.render()
+    assert kinds(objects) == DEFAULT_KINDS
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        (
+            "small-site",
+            # watchNamespaces [cameras]: Roles there instead of ClusterRoles; no RTMP.
+            {
+                **DEFAULT_KINDS,
+                "ClusterRole": 0,
+                "ClusterRoleBinding": 0,
+                "Role": 4,
+                "RoleBinding": 4,
+                "Service": 3,
+                "Ingress": 1,
+            },
+        ),
+        (
+            "large-fleet",
+            {
+                **DEFAULT_KINDS,
+                "Ingress": 1,
+                "HorizontalPodAutoscaler": 1,
+                "ServiceMonitor": 2,
+                "PrometheusRule": 1,
+            },
+        ),
+        ("rtmp-edge", {**DEFAULT_KINDS, "Ingress": 1}),
+    ],
+)
+def test_examples_render_expected_kinds(helm: Helm, example: str, expected: dict[str, int]) -> None:
+    objects = helm.render([CHART / "examples" / f"{example}.yaml"])
+    assert kinds(objects) == {k: v for k, v in expected.items() if v}
+
+
+@pytest.mark.parametrize("example", [None, *EXAMPLES], ids=lambda p: p.stem if p else "defaults")
+def test_every_object_is_well_formed(helm: Helm, example: Path | None) -> None:
+    objects = helm.render([example] if example else [])
+    names: set[tuple[str, str, str]] = set()
+    for obj in objects:
+        meta = obj["metadata"]
+        assert obj["apiVersion"] and obj["kind"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", meta["name"]), meta["name"]
+        assert len(meta["name"]) <= 63
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert meta.get("namespace"), f"{obj['kind']} {meta['name']} has no namespace"
+        assert meta["labels"]["app.kubernetes.io/instance"] == RELEASE
+        key = (obj["kind"], meta.get("namespace", ""), meta["name"])
+        assert key not in names, f"duplicate {key}"
+        names.add(key)
+
+
+# -- contract: names, arguments, probes ---------------------------------------
+
+
+def _args_map(args: list[str]) -> dict[str, str]:
+    assert len(args) % 2 == 0, args
+    return dict(zip(args[::2], args[1::2], strict=True))
+
+
+def test_operator_deployment_contract(helm: Helm) -> None:
+    objects = helm.render()
+    dep = one(objects, "Deployment", OPERATOR)
+    assert dep["spec"]["replicas"] == 2
+    c = container(dep, "operator")
+    assert "command" not in c, "the image's ENTRYPOINT must run, only args are set"
+    assert _args_map(c["args"]) == {
+        "--namespace": "$(POD_NAMESPACE)",
+        "--workers-statefulset": WORKER,
+        "--ring-configmap": RING,
+        "--partitions": "256",
+        "--liveness-port": "8081",
+    }
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert {"name": "http", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+
+
+def test_partitions_value_reaches_operator(helm: Helm) -> None:
+    objects = helm.render(sets=["ring.partitions=4096"])
+    c = container(one(objects, "Deployment", OPERATOR), "operator")
+    assert _args_map(c["args"])["--partitions"] == "4096"
+
+
+def test_worker_statefulset_contract(helm: Helm) -> None:
+    objects = helm.render()
+    sts = one(objects, "StatefulSet", WORKER)
+    spec = sts["spec"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["serviceName"] == WORKER
+    assert spec["replicas"] == 3
+    pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 60
+    assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    c = container(sts, "worker")
+    assert "command" not in c
+    assert _args_map(c["args"]) == {
+        "--http-port": "8080",
+        "--rtmp-port": "1935",
+        "--hls-dir": "/var/lib/camstream/hls",
+        "--ring-configmap": RING,
+        "--operator-namespace": "$(POD_NAMESPACE)",
+    }
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert env == {
+        "POD_NAME": "metadata.name",
+        "POD_NAMESPACE": "metadata.namespace",
+        "POD_IP": "status.podIP",
+    }
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": 8080, "rtmp": 1935}
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["hls"] == "/var/lib/camstream/hls"
+
+
+def test_grace_period_and_hard_anti_affinity_by_value(helm: Helm) -> None:
+    objects = helm.render(
+        sets=["worker.terminationGracePeriodSeconds=240", "worker.antiAffinity=hard"]
+    )
+    pod = one(objects, "StatefulSet", WORKER)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 240
+    required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert required[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
+
+
+def test_pods_run_non_root_read_only(helm: Helm) -> None:
+    objects = helm.render()
+    for owner in (one(objects, "Deployment", OPERATOR), one(objects, "StatefulSet", WORKER)):
+        pod = owner["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        for c in pod["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_image_tag_defaults_to_app_version(helm: Helm) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    objects = helm.render(sets=["image.registry=registry.test/"])
+    assert container(one(objects, "Deployment", OPERATOR), "operator")["image"] == (
+        f"registry.test/camstream/operator:{app_version}"
+    )
+    assert container(one(objects, "StatefulSet", WORKER), "worker")["image"] == (
+        f"registry.test/camstream/worker:{app_version}"
+    )
+
+
+# -- storage, services, ingress, autoscaling ----------------------------------
+
+
+def _hls_volume(sts: dict[str, Any]) -> dict[str, Any] | None:
+    vols = [v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "hls"]
+    return vols[0] if vols else None
+
+
+def test_hls_storage_empty_dir(helm: Helm) -> None:
+    sts = one(helm.render(), "StatefulSet", WORKER)
+    assert _hls_volume(sts) == {"name": "hls", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert "volumeClaimTemplates" not in sts["spec"]
+
+
+def test_hls_storage_memory(helm: Helm) -> None:
+    sts = one(
+        helm.render(sets=["worker.hls.storage=memory", "worker.hls.size=512Mi"]),
+        "StatefulSet",
+        WORKER,
+    )
+    expected = {"name": "hls", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}}
+    assert _hls_volume(sts) == expected
+
+
+def test_hls_storage_pvc(helm: Helm) -> None:
+    sts = one(
+        helm.render(
+            sets=[
+                "worker.hls.storage=pvc",
+                "worker.hls.size=10Gi",
+                "worker.hls.storageClassName=fast",
+            ]
+        ),
+        "StatefulSet",
+        WORKER,
+    )
+    assert _hls_volume(sts) is None
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "hls"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Delete",
+        "whenScaled": "Delete",
+    }
+
+
+def test_services(helm: Helm) -> None:
+    objects = helm.render()
+    headless = one(objects, "Service", WORKER)
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    playback = one(objects, "Service", f"{RELEASE}-playback")
+    assert playback["spec"]["type"] == "ClusterIP"
+    assert playback["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    rtmp = one(objects, "Service", f"{RELEASE}-rtmp")
+    assert rtmp["spec"]["type"] == "LoadBalancer"
+    assert rtmp["spec"]["ports"][0]["port"] == 1935
+    assert rtmp["spec"]["ports"][0]["targetPort"] == "rtmp"
+    worker_selector = one(objects, "StatefulSet", WORKER)["spec"]["selector"]["matchLabels"]
+    for svc in (headless, playback, rtmp):
+        assert svc["spec"]["selector"] == worker_selector
+
+
+def test_rtmp_node_port(helm: Helm) -> None:
+    objects = helm.render(sets=["rtmp.service.type=NodePort", "rtmp.service.nodePort=31935"])
+    rtmp = one(objects, "Service", f"{RELEASE}-rtmp")
+    assert rtmp["spec"]["type"] == "NodePort"
+    assert rtmp["spec"]["ports"][0]["nodePort"] == 31935
+    assert "loadBalancerSourceRanges" not in rtmp["spec"]
+
+
+def test_rtmp_disabled(helm: Helm) -> None:
+    objects = helm.render(sets=["rtmp.enabled=false"])
+    assert f"{RELEASE}-rtmp" not in {s["metadata"]["name"] for s in by_kind(objects, "Service")}
+
+
+def test_rtmp_edge_restricts_sources(helm: Helm) -> None:
+    objects = helm.render([CHART / "examples" / "rtmp-edge.yaml"])
+    spec = one(objects, "Service", f"{RELEASE}-rtmp")["spec"]
+    assert spec["externalTrafficPolicy"] == "Local"
+    assert spec["loadBalancerSourceRanges"]
+
+
+def test_ingress_with_cert_manager_tls(helm: Helm) -> None:
+    objects = helm.render(
+        sets=[
+            "playback.ingress.enabled=true",
+            "playback.ingress.host=video.example.com",
+            "playback.ingress.tls.enabled=true",
+            "playback.ingress.tls.clusterIssuer=letsencrypt",
+        ]
+    )
+    ing = one(objects, "Ingress", f"{RELEASE}-playback")
+    assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert ing["spec"]["tls"] == [
+        {"hosts": ["video.example.com"], "secretName": f"{RELEASE}-playback-tls"}
+    ]
+    (rule,) = ing["spec"]["rules"]
+    assert rule["host"] == "video.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": f"{RELEASE}-playback", "port": {"name": "http"}}
+
+
+def test_autoscaling_replaces_replicas(helm: Helm) -> None:
+    objects = helm.render(
+        sets=["worker.autoscaling.enabled=true", "worker.autoscaling.maxReplicas=12"]
+    )
+    assert "replicas" not in one(objects, "StatefulSet", WORKER)["spec"]
+    hpa = one(objects, "HorizontalPodAutoscaler", WORKER)
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": WORKER,
+    }
+    assert hpa["spec"]["maxReplicas"] == 12
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 600
+
+
+def test_pod_disruption_budget(helm: Helm) -> None:
+    objects = helm.render()
+    pdb = one(objects, "PodDisruptionBudget", WORKER)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    sts = one(objects, "StatefulSet", WORKER)
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+
+
+# -- RBAC ----------------------------------------------------------------------
+
+
+def _rules(obj: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a Role or ClusterRole grants."""
+    out: set[tuple[str, str, str]] = set()
+    for rule in obj["rules"]:
+        assert "resourceNames" not in rule or rule["resourceNames"]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def _triples(group: str, resource: str, verbs: str) -> set[tuple[str, str, str]]:
+    return {(group, resource, v) for v in verbs.split()}
+
+
+EVENTS = _triples("", "events", "create patch") | _triples(
+    "events.k8s.io", "events", "create patch"
+)
+OPERATOR_STREAM_RULES = (
+    _triples("camstream.io", "camerastreams", "get list watch patch")
+    | _triples("camstream.io", "camerastreams/status", "get patch")
+    | EVENTS
+)
+OPERATOR_RELEASE_RULES = (
+    _triples("", "pods", "get list watch patch")
+    | _triples("apps", "statefulsets", "get list watch")
+    | _triples("", "configmaps", "get list watch create update patch")
+    | _triples("coordination.k8s.io", "leases", "get list watch create update patch")
+    | EVENTS
+)
+WORKER_STREAM_RULES = (
+    _triples("camstream.io", "camerastreams", "get list watch")
+    | _triples("camstream.io", "camerastreams/status", "get patch")
+    | _triples("", "secrets", "get")
+    | EVENTS
+)
+WORKER_RELEASE_RULES = (
+    _triples("", "configmaps", "get list watch")
+    | _triples("", "pods", "get patch")
+    | _triples("coordination.k8s.io", "leases", "get create update patch")
+    | EVENTS
+)
+
+
+def _bound_subjects(objects: list[dict[str, Any]], kind: str, role: dict[str, Any]) -> list[Any]:
+    binding_kind = "ClusterRoleBinding" if kind == "ClusterRole" else "RoleBinding"
+    ns = role["metadata"].get("namespace")
+    return [
+        s
+        for b in by_kind(objects, binding_kind)
+        if b["roleRef"]
+        == {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role["metadata"]["name"]}
+        and b["metadata"].get("namespace") == ns
+        for s in b["subjects"]
+    ]
+
+
+def test_rbac_all_namespaces_least_privilege(helm: Helm) -> None:
+    objects = helm.render()
+    sa = {"kind": "ServiceAccount", "namespace": NAMESPACE}
+    cluster = {c["metadata"]["name"]: c for c in by_kind(objects, "ClusterRole")}
+    op_cr = cluster[f"{NAMESPACE}-{RELEASE}-operator"]
+    w_cr = cluster[f"{NAMESPACE}-{RELEASE}-worker"]
+    assert _rules(op_cr) == OPERATOR_STREAM_RULES
+    assert _rules(w_cr) == WORKER_STREAM_RULES
+    assert _bound_subjects(objects, "ClusterRole", op_cr) == [{**sa, "name": OPERATOR}]
+    assert _bound_subjects(objects, "ClusterRole", w_cr) == [{**sa, "name": WORKER}]
+
+    op_role = one(objects, "Role", OPERATOR)
+    w_role = one(objects, "Role", WORKER)
+    assert op_role["metadata"]["namespace"] == w_role["metadata"]["namespace"] == NAMESPACE
+    assert _rules(op_role) == OPERATOR_RELEASE_RULES
+    assert _rules(w_role) == WORKER_RELEASE_RULES
+    assert _bound_subjects(objects, "Role", op_role) == [{**sa, "name": OPERATOR}]
+    assert _bound_subjects(objects, "Role", w_role) == [{**sa, "name": WORKER}]
+
+    # Pods run as these accounts.
+    assert (
+        one(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]["serviceAccountName"]
+        == OPERATOR
+    )
+    assert (
+        one(objects, "StatefulSet", WORKER)["spec"]["template"]["spec"]["serviceAccountName"]
+        == WORKER
+    )
+
+
+def test_rbac_no_wildcards_no_secret_listing(helm: Helm) -> None:
+    for example in [None, *EXAMPLES]:
+        objects = helm.render([example] if example else [])
+        for role in by_kind(objects, "Role") + by_kind(objects, "ClusterRole"):
+            granted = _rules(role)
+            assert not any("*" in part for triple in granted for part in triple), role
+            secret_verbs = {v for g, r, v in granted if r == "secrets"}
+            assert secret_verbs <= {"get"}, f"{role['metadata']['name']} may {secret_verbs} secrets"
+            assert (
+                not any(r == "secrets" for g, r, v in granted)
+                or "worker" in role["metadata"]["name"]
+            ), "only workers read Secrets"
+
+
+def test_rbac_watch_namespaces_uses_roles(helm: Helm) -> None:
+    objects = helm.render(sets=["watchNamespaces={site-a,site-b}"])
+    assert not by_kind(objects, "ClusterRole")
+    assert not by_kind(objects, "ClusterRoleBinding")
+    for ns in ("site-a", "site-b"):
+        roles = [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] == ns]
+        by_name = {r["metadata"]["name"]: r for r in roles}
+        assert _rules(by_name[f"{RELEASE}-operator-streams"]) == OPERATOR_STREAM_RULES
+        assert _rules(by_name[f"{RELEASE}-worker-streams"]) == WORKER_STREAM_RULES
+        for role in roles:
+            (subject,) = _bound_subjects(objects, "Role", role)
+            assert subject["namespace"] == NAMESPACE
+
+
+# -- monitoring ----------------------------------------------------------------
+
+METRICS_DOC = REPO / "docs" / "metrics.md"
+ALERTS_FILE = REPO / "monitoring" / "alerts.yaml"
+DASHBOARD = CHART / "dashboards" / "camstream-fleet.json"
+_METRIC_RE = re.compile(r"\bcamstream_[a-z0-9_]+")
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def documented_metrics() -> set[str]:
+    names = set()
+    for line in METRICS_DOC.read_text().splitlines():
+        if line.startswith("|"):
+            m = re.match(r"\|\s*`(camstream_[a-z0-9_]+)", line)
+            if m:
+                names.add(m.group(1))
+    return names
+
+
+def _undocumented(text: str) -> set[str]:
+    known = documented_metrics()
+    missing = set()
+    for name in set(_METRIC_RE.findall(text)):
+        base = name
+        for suffix in _HISTOGRAM_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in known:
+                base = name[: -len(suffix)]
+        if base not in known:
+            missing.add(name)
+    return missing
+
+
+def test_metrics_doc_lists_the_contract() -> None:
+    assert documented_metrics() == {
+        "camstream_streams",
+        "camstream_stream_up",
+        "camstream_stream_phase",
+        "camstream_stream_bytes_in_total",
+        "camstream_stream_segments_total",
+        "camstream_stream_reconnects_total",
+        "camstream_stream_segment_age_seconds",
+        "camstream_worker_partitions",
+        "camstream_rtmp_connections",
+        "camstream_rtmp_rejected_total",
+        "camstream_ring_version",
+        "camstream_ring_members",
+        "camstream_handoffs_total",
+        "camstream_handoff_duration_seconds",
+        "camstream_operator_leader",
+    }
+
+
+def test_dashboard_configmap(helm: Helm) -> None:
+    objects = helm.render()
+    cm = one(objects, "ConfigMap", f"{RELEASE}-dashboards")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dash = json.loads(cm["data"]["camstream-fleet.json"])
+    assert dash == json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert exprs and _undocumented("\n".join(exprs)) == set()
+    titles = " | ".join(p["title"].lower() for p in dash["panels"])
+    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age"):
+        assert needed in titles, f"dashboard has no panel about {needed}"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_monitoring_objects_by_value(helm: Helm) -> None:
+    assert not by_kind(helm.render(), "ServiceMonitor")
+    objects = helm.render(
+        sets=[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.labels.release=prom",
+            "metrics.prometheusRule.enabled=true",
+        ]
+    )
+    monitors = {m["metadata"]["name"]: m for m in by_kind(objects, "ServiceMonitor")}
+    assert set(monitors) == {WORKER, OPERATOR}
+    for m in monitors.values():
+        assert m["metadata"]["labels"]["release"] == "prom"
+        (endpoint,) = m["spec"]["endpoints"]
+        assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+        # The stream's own `namespace` label must survive the scrape.
+        assert endpoint["honorLabels"] is True
+    keep = monitors[WORKER]["spec"]["endpoints"][0]["relabelings"][0]
+    assert keep == {
+        "sourceLabels": ["__meta_kubernetes_service_name"],
+        "regex": WORKER,
+        "action": "keep",
+    }
+    assert one(objects, "PrometheusRule", RELEASE)
+
+
+def test_alerts_use_documented_metrics_and_match_monitoring_file(helm: Helm) -> None:
+    objects = helm.render(
+        sets=["metrics.prometheusRule.enabled=true"], release="camstream", namespace="camstream"
+    )
+    rule = one(objects, "PrometheusRule", "camstream")
+    standalone = yaml.safe_load(ALERTS_FILE.read_text())
+    # monitoring/alerts.yaml is a plain Prometheus rule file: the same groups.
+    assert standalone == {"groups": rule["spec"]["groups"]}, (
+        "monitoring/alerts.yaml is out of step with templates/prometheusrule.yaml; "
+        "regenerate it (see docs/metrics.md)"
+    )
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"CameraStreamDown", "CamstreamWorkerOverloaded"} <= set(alerts)
+    assert _undocumented("\n".join(r["expr"] for r in alerts.values())) == set()
+    for name, alert in alerts.items():
+        assert alert["labels"]["severity"] in {"warning", "critical"}, name
+        assert alert["annotations"]["summary"], name
+        # Prometheus templates survive helm's own templating.
+        assert "{{" not in alert["expr"], name
+
+
+def test_alert_thresholds_by_value(helm: Helm) -> None:
+    objects = helm.render(
+        sets=[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.prometheusRule.maxStreamsPerWorker=77",
+            "metrics.prometheusRule.streamDownFor=9m",
+        ]
+    )
+    rule = one(objects, "PrometheusRule", RELEASE)
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert "> 77" in alerts["CamstreamWorkerOverloaded"]["expr"]
+    assert alerts["CameraStreamDown"]["for"] == "9m"
+    assert f'job="{WORKER}"' in alerts["CameraStreamDown"]["expr"]
+
+
+# -- the CRD: one source of truth -------------------------------------------------
+
+
+def test_chart_crd_is_the_repository_crd() -> None:
+    chart_crd = CHART / "crds" / "camerastream.yaml"
+    assert chart_crd.is_symlink(), "the chart must link crds/, not keep a copy"
+    assert chart_crd.resolve() == (REPO / "crds" / "camerastream.yaml").resolve()
+    assert [p.name for p in (CHART / "crds").iterdir()] == ["camerastream.yaml"]
+
+
+def test_include_crds_renders_the_crd(helm: Helm) -> None:
+    objects = helm.render(include_crds=True)
+    (crd,) = by_kind(objects, "CustomResourceDefinition")
+    assert crd == yaml.safe_load((REPO / "crds" / "camerastream.yaml").read_text())
+    assert crd["spec"]["group"] == "camstream.io"
+    assert crd["spec"]["names"]["kind"] == "CameraStream"
+
+
+def test_packaged_chart_carries_the_crd_byte_for_byte(helm: Helm, tmp_path: Path) -> None:
+    helm.run("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("camstream-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        member = tar.extractfile("camstream/crds/camerastream.yaml")
+        assert member is not None
+        assert member.read() == (REPO / "crds" / "camerastream.yaml").read_bytes()
+    assert not any("/examples/" in n for n in names)
+    assert "camstream/dashboards/camstream-fleet.json" in names
+    # The packaged chart renders on its own, away from the repository.
+    objects = helm.render(chart=archive, include_crds=True)
+    assert by_kind(objects, "CustomResourceDefinition")
+
+
+# -- values.schema.json: bad values fail with a readable message ----------------
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["ring.partitions=100"], ["ring/partitions", "256"]),
+        (["worker.hls.storage=nfs"], ["worker/hls/storage", "emptyDir", "memory", "pvc"]),
+        (["rtmp.service.type=External"], ["rtmp/service/type", "LoadBalancer", "NodePort"]),
+        (["rtmp.service.type=NodePort", "rtmp.service.nodePort=80"], ["rtmp/service/nodePort"]),
+        (["worker.replica=3"], ["worker", "replica"]),
+        (["worker.terminationGracePeriodSeconds=1"], ["terminationGracePeriodSeconds", "10"]),
+        (["worker.hls.size=lots"], ["worker/hls/size"]),
+        (["watchNamespaces={Bad_NS}"], ["watchNamespaces/0"]),
+        (["operator.replicas=0"], ["operator/replicas"]),
+        (["metrics.serviceMonitor.interval=30"], ["metrics/serviceMonitor/interval"]),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) and isinstance(v[0], str) and "=" in v[0] else None,
+)
+def test_schema_rejects_bad_values(helm: Helm, sets: list[str], expected: list[str]) -> None:
+    result = helm.template(sets=sets, check=False)
+    assert result.returncode != 0, f"{sets} was accepted"
+    message = clean_stderr(result.stderr)
+    assert "values don't meet the specifications of the schema" in message
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    assert len(message) < 2000, "one bad value should give a short message"
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["playback.ingress.enabled=true"], "playback.ingress.host is required"),
+        (
+            [
+                "worker.autoscaling.enabled=true",
+                "worker.autoscaling.minReplicas=9",
+                "worker.autoscaling.maxReplicas=4",
+            ],
+            "worker.autoscaling.minReplicas (9) must not exceed worker.autoscaling.maxReplicas (4)",
+        ),
+        (
+            ["ring.partitions=16", "worker.replicas=20"],
+            "ring.partitions (16) must be at least the number of workers (20)",
+        ),
+        (
+            ["worker.replicas=2", "worker.podDisruptionBudget.maxUnavailable=2"],
+            "worker.podDisruptionBudget.maxUnavailable (2) must be below worker.replicas (2)",
+        ),
+    ],
+)
+def test_cross_field_checks(helm: Helm, sets: list[str], expected: str) -> None:
+    result = helm.template(sets=sets, check=False)
+    assert result.returncode != 0, f"{sets} was accepted"
+    assert expected in clean_stderr(result.stderr)
+
+
+def test_schema_accepts_every_documented_example_and_default(helm: Helm) -> None:
+    # values.yaml itself must satisfy the schema's own types.
+    for example in [None, *EXAMPLES]:
+        helm.template([example] if example else [])
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"]), "a top-level value missing from the schema"
