@@ -78,12 +78,16 @@ class HlsWriter:
         self._discontinuity_sequence = 0
         self._target = options.segment_seconds
         self._templates: list[av.stream.Stream] = []
+        self._own_templates: av.container.OutputContainer | None = None
         self._video_index: int | None = None
         self._held: list[tuple[int, av.Packet]] = []
         self._segment_start: float | None = None  # media seconds of the held segment's first packet
         self._segment_wall: float | None = None
         self._last_time: float | None = None
         self._sessions = 0
+        # Per template index: the last dts taken and where its packet is held.
+        self._last_dts: dict[int, tuple[int, int | None]] = {}
+        self.dropped_packets = 0
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -97,18 +101,31 @@ class HlsWriter:
         if self._sessions:
             self._pending_discontinuity = True
         self._sessions += 1
-        self._templates = list(templates)
+        # Copy the codec parameters into a muxer this writer owns: the source's
+        # container may be closed (its streams freed) before our last flush.
+        self._own_templates = av.open(io.BytesIO(), "w", format="mpegts")
+        self._templates = [self._own_templates.add_stream_from_template(t) for t in templates]
         self._video_index = next(
             (i for i, s in enumerate(self._templates) if s.type == "video"), None
         )
         self._held = []
         self._segment_start = None
         self._last_time = None
+        self._last_dts = {}
 
     def write(self, index: int, packet: av.Packet) -> None:
         """Take one packet of template `index` (timestamps in its time base)."""
         if packet.dts is None:
             return  # flush packets carry no data and no timestamp
+        previous = self._last_dts.get(index)
+        if previous is not None and packet.dts <= previous[0]:
+            if packet.dts == previous[0] and previous[1] is not None:
+                # RTP depacketizers may split one access unit (SPS/PPS, then
+                # the slice) into packets with one timestamp: join them.
+                self._join(previous[1], packet)
+            else:
+                self.dropped_packets += 1  # timestamps going back: unmuxable
+            return
         seconds = float(packet.dts * packet.time_base)
         is_video = index == self._video_index
         if self._segment_start is None:
@@ -123,6 +140,7 @@ class HlsWriter:
             self._segment_start = seconds
             self._segment_wall = self._clock()
         self._held.append((index, packet))
+        self._last_dts[index] = (packet.dts, len(self._held) - 1)
         if is_video or self._video_index is None:
             self._last_time = seconds
 
@@ -144,12 +162,21 @@ class HlsWriter:
         except OSError:
             pass
 
+    def _join(self, position: int, packet: av.Packet) -> None:
+        index, first = self._held[position]
+        joined = av.Packet(bytes(first) + bytes(packet))
+        joined.time_base = first.time_base
+        joined.pts, joined.dts = first.pts, first.dts
+        joined.is_keyframe = first.is_keyframe or packet.is_keyframe
+        self._held[position] = (index, joined)
+
     def _flush(self, end_seconds: float) -> None:
         assert self._segment_start is not None
         duration = max(end_seconds - self._segment_start, 0.001)
         sequence = self._next_sequence
         data = self._mux(self._held)
         self._held = []
+        self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
         uri = f"seg{sequence}.ts"
         _write_atomically(self._dir / uri, data)
         segment = Segment(
