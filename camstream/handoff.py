@@ -149,13 +149,13 @@ def advance(
     kept: list[Handoff] = []
     events: list[Event] = []
     starting_per_target: dict[str, int] = {}
-    for h in by_partition.values():
-        if h.state is HandoffState.STARTING:
-            starting_per_target[h.target] = starting_per_target.get(h.target, 0) + 1
+    for old in by_partition.values():
+        if old.state is HandoffState.STARTING:
+            starting_per_target[old.target] = starting_per_target.get(old.target, 0) + 1
 
     for p, want in enumerate(desired):
         source = serving[p]
-        h = by_partition.get(p)
+        h: Handoff | None = by_partition.get(p)
         if source not in up:
             # Nobody produces this partition: make-before-break is moot, move now.
             if want is not None and want != source:
@@ -173,6 +173,7 @@ def advance(
             if h is not None and h.state is HandoffState.STARTING:
                 events.append(Event(EventKind.CANCELLED, p, h.source, h.target))
             _release(h, starting_per_target)
+            h = None
             if starting_per_target.get(want, 0) >= policy.max_starting_per_target:
                 continue  # wait for a slot; the source keeps serving meanwhile
             kept.append(Handoff(p, source, want, next_id, now))

@@ -1,0 +1,67 @@
+"""Kubernetes Events for important transitions (assigned, invalid, handed off).
+
+Who calls this: streamsync.py (per CameraStream) and reconcile.py (per ring
+change, summarised: one Event per kind and pair of workers, not one per
+partition). Messages are built by the callers from names and partition
+numbers only, never from secrets; posting failures are logged and swallowed,
+because an Event is a courtesy, not part of the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from camstream.handoff_status import now_rfc3339
+
+from . import kubeapi
+
+log = logging.getLogger("camstream.operator.events")
+COMPONENT = "camstream-operator"
+
+
+async def post(
+    api: kubeapi.KubeApi,
+    involved: Mapping[str, Any],
+    *,
+    type_: str,
+    reason: str,
+    message: str,
+) -> None:
+    meta = involved.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    stamp = now_rfc3339()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": f"{meta.get('name', 'camstream')}.{time.time_ns():x}",
+            "namespace": namespace,
+        },
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", ""),
+            "kind": involved.get("kind", ""),
+            "name": meta.get("name", ""),
+            "namespace": namespace,
+            "uid": meta.get("uid", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "reason": reason,
+        "message": message[:1000],
+        "type": type_,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+        "source": {"component": COMPONENT, "host": os.environ.get("POD_NAME", "")},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": os.environ.get("POD_NAME", COMPONENT),
+    }
+    try:
+        await api.create(kubeapi.event_path(namespace), body)
+    except kubeapi.KubeError as exc:
+        log.warning(
+            "could not post event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc
+        )

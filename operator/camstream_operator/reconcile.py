@@ -1,0 +1,197 @@
+"""The ring loop: membership in, ring ConfigMap and pod annotations out.
+
+Who calls this: cli.py runs `RingReconciler.run` beside kopf for the life of
+the process; it acts only while this replica holds the leader Lease. Each
+round (about once a second):
+
+1. list the worker StatefulSet's pods and the workers' heartbeat Leases,
+   read the ring ConfigMap;
+2. membership.from_resources → planner.plan_round (pure, deterministic);
+3. write the ConfigMap only if the document changed (optimistic concurrency:
+   a Conflict just means "redo the round");
+4. post summarised Events and keep each worker pod's
+   `camstream.io/partitions` annotation equal to what it serves (patched only
+   on change).
+
+Polling keeps this simple and bounded: two LISTs of N small objects per
+second, independent of the number of streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from camstream.handoff import Event, EventKind, RingDoc
+from camstream.handoff_codec import (
+    HEARTBEAT_LABEL,
+    PARTITIONS_ANNOTATION,
+    CodecError,
+    encode_ranges,
+)
+
+from . import events, kubeapi, membership, planner
+from .config import OperatorConfig
+from .leader import LeaderElector
+from .ringstore import RingStore
+
+log = logging.getLogger("camstream.operator.ring")
+
+_NOTABLE = {
+    EventKind.ASSIGNED: ("Normal", "PartitionsAssigned"),
+    EventKind.FAILOVER: ("Warning", "Failover"),
+    EventKind.HANDED_OFF: ("Normal", "HandedOff"),
+    EventKind.ROLLED_BACK: ("Warning", "HandoffRolledBack"),
+    EventKind.STARTED: ("Normal", "HandoffStarted"),
+}
+
+
+class RingReconciler:
+    def __init__(
+        self,
+        api: kubeapi.KubeApi,
+        config: OperatorConfig,
+        leader: LeaderElector,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._config = config
+        self._leader = leader
+        self._clock = clock
+        self.store = RingStore(
+            api,
+            namespace=config.namespace,
+            name=config.ring_configmap,
+            partitions=config.partitions,
+        )
+        self.doc: RingDoc | None = None  # the last document read or written
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Run the next round now (e.g. on becoming leader)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                if self._leader.is_leader:
+                    await self.round()
+                else:
+                    await self._refresh_doc()
+                attempt = 0
+            except (kubeapi.KubeError, CodecError) as exc:
+                attempt += 1
+                log.warning("ring round failed (attempt %d): %s", attempt, exc)
+            self._wake.clear()
+            delay = self._config.interval if attempt == 0 else min(2.0 * attempt, 10.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _refresh_doc(self) -> None:
+        # The stand-by keeps a recent document so it can take over at once.
+        self.doc = (await self.store.read()).doc
+
+    async def round(self) -> None:
+        cfg = self._config
+        pods = await self._worker_pods()
+        leases = await self._api.list(
+            kubeapi.lease_path(cfg.namespace),
+            label_selector=f"{HEARTBEAT_LABEL}={cfg.ring_configmap}",
+        )
+        stored = await self.store.read()
+        if stored.doc.partitions != cfg.partitions:
+            # Changing P is a planned migration (ring.resize), not a restart flag.
+            log.error(
+                "ring %s has %d partitions, --partitions says %d: keeping %d",
+                cfg.ring_configmap,
+                stored.doc.partitions,
+                cfg.partitions,
+                stored.doc.partitions,
+            )
+        members = membership.from_resources(pods, leases.get("items", []), now=self._clock())
+        result = planner.plan_round(stored.doc, members, now=self._clock(), policy=cfg.policy)
+        self.doc = stored.doc
+        if result.changed:
+            if not self._leader.is_leader:
+                return  # lost the Lease while computing: write nothing
+            try:
+                await self.store.write(result.doc, stored.resource_version)
+            except kubeapi.Conflict:
+                log.info("ring %s changed under us; redoing the round", cfg.ring_configmap)
+                self.wake()
+                return
+            self.doc = result.doc
+            log.info(
+                "ring v%d: %d handoffs in flight, %s",
+                result.doc.version,
+                len(result.doc.handoffs),
+                _summary(result.events) or "no moves",
+            )
+            await self._post_events(result.events)
+        await self._annotate_pods(pods, self.doc)
+
+    async def _worker_pods(self) -> list[dict[str, Any]]:
+        cfg = self._config
+        try:
+            sts = await self._api.get(
+                kubeapi.statefulset_path(cfg.namespace, cfg.workers_statefulset)
+            )
+        except kubeapi.NotFound:
+            return []
+        labels = ((sts.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        listed = await self._api.list(kubeapi.pod_path(cfg.namespace), label_selector=selector)
+        prefix = f"{cfg.workers_statefulset}-"
+        return [p for p in listed.get("items", []) if str(p["metadata"]["name"]).startswith(prefix)]
+
+    async def _annotate_pods(self, pods: list[dict[str, Any]], doc: RingDoc) -> None:
+        served: dict[str, list[int]] = {}
+        for p, owner in enumerate(doc.serving):
+            served.setdefault(owner, []).append(p)
+        for pod in pods:
+            meta = pod["metadata"]
+            if meta.get("deletionTimestamp") and not served.get(meta["name"]):
+                continue  # nothing to say about a pod on its way out
+            want = encode_ranges(served.get(meta["name"], ()))
+            if (meta.get("annotations") or {}).get(PARTITIONS_ANNOTATION) == want:
+                continue
+            try:
+                await self._api.patch(
+                    kubeapi.pod_path(self._config.namespace, meta["name"]),
+                    {"metadata": {"annotations": {PARTITIONS_ANNOTATION: want}}},
+                )
+            except kubeapi.NotFound:
+                pass
+
+    async def _post_events(self, happened: tuple[Event, ...]) -> None:
+        if not happened:
+            return
+        involved = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": self._config.ring_configmap, "namespace": self._config.namespace},
+        }
+        counts = Counter((e.kind, e.source, e.target) for e in happened if e.kind in _NOTABLE)
+        for (kind, source, target), count in sorted(counts.items()):
+            type_, reason = _NOTABLE[kind]
+            where = f"{source or 'nobody'} → {target}"
+            await events.post(
+                self._api,
+                involved,
+                type_=type_,
+                reason=reason,
+                message=f"{count} partitions {where}",
+            )
+
+
+def _summary(happened: tuple[Event, ...]) -> str:
+    counts = Counter(e.kind.value for e in happened)
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
