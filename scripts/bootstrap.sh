@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what camstream needs on this machine, idempotently, then exits.
+#   scripts/bootstrap.sh run    the demo's needs: Python env, FFmpeg, GStreamer RTSP server, hls.js
+#   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm and the
+#                               Kubernetes control plane (built once from Go modules, cached)
+# Called by `make demo` and `make test`; safe to run again (each step checks first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm), Lua for the tests.
+scripts/install-media-deps.sh
+if [ "$mode" = test ] && ! command -v lua5.4 >/dev/null; then
+    log "apt-get install lua5.4"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lua5.4
+fi
+
+# 2. The Python environment (re-installed when setup.cfg changes).
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+stamp=".venv/.camstream-$(sha256sum setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    log "pip install -e .[test]"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    rm -f .venv/.camstream-*
+    touch "$stamp"
+fi
+
+# 3. hls.js for the worker's player pages, from the npm registry (served locally, no CDN).
+[ -s worker/camstream_worker/static/hls.min.js ] || scripts/fetch-hlsjs.sh
+
+if [ "$mode" = test ]; then
+    # 4. helm and the Kubernetes control plane, built from their Go modules once and cached.
+    scripts/install-helm.sh >/dev/null
+    scripts/build-controlplane.sh >/dev/null
+fi
+log "ready ($mode)"

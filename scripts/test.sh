@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: lint, types, layering, then every test
+# (unit, real media, chart, real Kubernetes control plane). Figures from the
+# benchmarks are printed by bench/, not here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"; ruff check camstream operator worker tests bench
+echo "== import layers"; lint-imports
+echo "== pytest"
+exec pytest -ra --timeout=900 --junitxml=artifacts/junit.xml "$@"
