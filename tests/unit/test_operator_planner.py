@@ -1,0 +1,117 @@
+"""Planning rounds (operator/planner.py): ring plan + effective owners + handoff.
+
+Scenario table style: each test walks a few rounds of membership change and
+checks the stored document, as the operator would write it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from camstream import handoff
+from camstream.handoff import RingDoc
+from camstream_operator import planner
+from camstream_operator.membership import Membership
+
+P = 16
+
+
+def members(
+    up: set[str],
+    *,
+    existing: set[str] | None = None,
+    leaving: set[str] = frozenset(),
+    confirmed: dict[str, set[tuple[int, int]]] | None = None,
+) -> Membership:
+    return Membership(
+        existing=frozenset(existing if existing is not None else up),
+        up=frozenset(up),
+        leaving=frozenset(leaving),
+        addresses={w: "127.0.10.1" for w in up},
+        confirmed={w: frozenset(v) for w, v in (confirmed or {}).items()},
+    )
+
+
+def confirm_all(doc: RingDoc) -> dict[str, set[tuple[int, int]]]:
+    out: dict[str, set[tuple[int, int]]] = {}
+    for h in doc.handoffs:
+        out.setdefault(h.target, set()).add((h.partition, h.id))
+    return out
+
+
+def settle(doc: RingDoc, up: set[str], now: float, **kw: object) -> RingDoc:
+    """Rounds until no handoff is in flight, every target confirming at once."""
+    for i in range(10):
+        doc = planner.plan_round(doc, members(up, **kw), now=now + i).doc  # type: ignore[arg-type]
+        if not doc.handoffs:
+            return doc
+        doc = planner.plan_round(
+            doc,
+            members(up, confirmed=confirm_all(doc), **kw),
+            now=now + i,  # type: ignore[arg-type]
+        ).doc
+    raise AssertionError("did not settle")
+
+
+def test_first_workers_get_everything_at_once() -> None:
+    r = planner.plan_round(handoff.empty_doc(P), members({"w-0", "w-1"}), now=1.0)
+    assert r.changed and r.doc.version == 1
+    assert set(r.doc.serving) == {"w-0", "w-1"} and r.doc.handoffs == ()
+    assert Counter(r.doc.serving) == {"w-0": 8, "w-1": 8}
+
+
+def test_steady_state_and_restart_write_nothing() -> None:
+    doc = planner.plan_round(handoff.empty_doc(P), members({"w-0", "w-1"}), now=1.0).doc
+    again = planner.plan_round(doc, members({"w-0", "w-1"}), now=50.0)
+    assert not again.changed and again.doc == doc and again.events == ()
+
+
+def test_join_moves_only_what_balance_needs_make_before_break() -> None:
+    doc = planner.plan_round(handoff.empty_doc(P), members({"w-0", "w-1"}), now=1.0).doc
+    r = planner.plan_round(doc, members({"w-0", "w-1", "w-2"}), now=2.0)
+    moving = {h.partition for h in r.doc.handoffs}
+    assert len(moving) == 5  # 16 over 3 members: the newcomer needs 5 (⌊16/3⌋)
+    assert r.doc.serving == doc.serving  # nobody released before confirming
+    final = settle(r.doc, {"w-0", "w-1", "w-2"}, 3.0)
+    assert sorted(Counter(final.serving).values()) == [5, 5, 6]
+
+
+def test_crash_fails_over_and_hands_back_the_same_partitions() -> None:
+    up = {"w-0", "w-1", "w-2"}
+    doc = settle(handoff.empty_doc(P), up, 1.0)
+    home = doc.table.owners if doc.table else ()
+    mine = {p for p, o in enumerate(home) if o == "w-1"}
+    # w-1 crashes: its pod exists (it will restart), its heartbeat is gone.
+    crashed = planner.plan_round(doc, members({"w-0", "w-2"}, existing=up), now=20.0).doc
+    assert crashed.table == doc.table  # home table unchanged: hinted handoff only
+    assert all(crashed.serving[p] in {"w-0", "w-2"} for p in mine)
+    assert crashed.handoffs == ()
+    # w-1 is back: the very same partitions return to it, make before break.
+    back = planner.plan_round(crashed, members(up), now=30.0).doc
+    assert {h.partition for h in back.handoffs} == mine
+    assert all(back.serving[p] != "w-1" for p in mine)
+    final = settle(back, up, 31.0)
+    assert final.serving == home
+
+
+def test_graceful_leave_moves_everything_away_before_exit() -> None:
+    up = {"w-0", "w-1", "w-2"}
+    doc = settle(handoff.empty_doc(P), up, 1.0)
+    r = planner.plan_round(doc, members(up, leaving={"w-2"}), now=10.0).doc
+    assert "w-2" not in (r.table.owners if r.table else ())
+    assert not handoff.settled(r, "w-2")  # still serving until targets confirm
+    final = settle(r, up, 11.0, leaving={"w-2"})
+    assert handoff.settled(final, "w-2")
+
+
+def test_gone_worker_is_cleaned_up() -> None:
+    doc = settle(handoff.empty_doc(P), {"w-0", "w-1"}, 1.0)
+    r = planner.plan_round(doc, members({"w-0"}), now=5.0).doc  # w-1's pod is gone
+    assert set(r.serving) == {"w-0"} and set(r.table.owners if r.table else ()) == {"w-0"}
+
+
+def test_nobody_up_changes_nothing() -> None:
+    doc = settle(handoff.empty_doc(P), {"w-0"}, 1.0)
+    r = planner.plan_round(doc, members(set(), existing={"w-0"}), now=5.0)
+    assert r.warning and r.doc.serving == doc.serving and r.doc.table == doc.table
+    assert r.doc.addresses == {}  # nobody to route playback to
