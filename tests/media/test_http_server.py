@@ -19,7 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -451,6 +451,13 @@ async def test_metrics_parse_and_carry_the_fixed_names(server: Server, client) -
     ours = [key for key in samples if key[0].startswith("camstream_")]
     assert {label for _, labels in ours for label, _ in labels} == {"namespace", "name", "phase"}
     assert "process_cpu_seconds_total" in text  # the private registry's defaults
+
+    # Each scrape reads the directory afresh.
+    server.directory.items[CAM] = replace(live_status(), phase=Phase.FAILED, reason="Gone")
+    async with client.get(f"{server.url}/metrics") as r:
+        text = await r.text()
+    assert 'camstream_stream_up{name="cam-1",namespace="default"} 0.0' in text
+    assert 'camstream_streams{phase="Failed"} 1.0' in text
 
 
 async def test_json_api(server: Server, client) -> None:
