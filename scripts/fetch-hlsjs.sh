@@ -8,12 +8,13 @@
 # server answers /static/hls.min.js with a 503 page that names this script.
 #
 # Usage: scripts/fetch-hlsjs.sh [version-range]   (default 1.6)
-# Env:   CAMSTREAM_NPM_CACHE  where npm installs the package (default .cache/npm-hlsjs)
+# Env:   CAMSTREAM_NPM_CACHE  where npm installs the package (default $CAMSTREAM_CACHE/npm,
+#        i.e. .cache/npm: the same prefix the test harness looks in, so one install serves both)
 set -eu
 
 version="${1:-1.6}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-prefix="${CAMSTREAM_NPM_CACHE:-$root/.cache/npm-hlsjs}"
+prefix="${CAMSTREAM_NPM_CACHE:-${CAMSTREAM_CACHE:-$root/.cache}/npm}"
 target="$root/worker/camstream_worker/static/hls.min.js"
 
 command -v npm >/dev/null 2>&1 || {
