@@ -70,7 +70,10 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 15.0) -> None:
-    """Poll until something accepts TCP connections on ``host:port``."""
+    """Poll until something accepts TCP connections on ``host:port``.
+
+    This connects; for one-shot listeners use ``wait_for_listen``.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -80,6 +83,36 @@ def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 15.0) -> Non
             if time.monotonic() > deadline:
                 raise HarnessError(f"nothing listening on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
+
+
+def is_listening(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a TCP socket listens on ``host:port``, without connecting to it.
+
+    One-shot listeners (``ffmpeg -listen 1``, PyAV's RTMP listen) take the
+    first connection as their client, so a connect probe would use them up;
+    the kernel's socket table (``/proc/net/tcp``) answers without touching them.
+    """
+    want_port = f"{port:04X}"
+    want_host = "".join(f"{int(b):02X}" for b in reversed(host.split(".")))
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError as exc:
+        raise HarnessError(f"cannot read /proc/net/tcp: {exc}") from exc
+    for line in lines:
+        fields = line.split()
+        addr, _, lport = fields[1].partition(":")
+        if lport == want_port and fields[3] == "0A" and addr in (want_host, "00000000"):
+            return True
+    return False
+
+
+def wait_for_listen(port: int, host: str = LOOPBACK, timeout: float = 15.0) -> None:
+    """Poll ``is_listening`` (no connection made) until true or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not is_listening(port, host):
+        if time.monotonic() > deadline:
+            raise HarnessError(f"nothing listening on {host}:{port} after {timeout}s")
+        time.sleep(0.05)
 
 
 def _require_loopback(host: str) -> None:

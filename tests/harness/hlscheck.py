@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -232,7 +233,8 @@ def playlist_problems(pl: MediaPlaylist, *, tolerance: float = 0.5) -> list[str]
     problems: list[str] = []
     for s in pl.segments:
         # RFC 8216 4.3.3.1: EXTINF rounded to an integer must not exceed the target.
-        if round(s.duration) > pl.target_duration:
+        # Half up, as the RFC means it (Python's round() would take 2.5 to 2).
+        if math.floor(s.duration + 0.5) > pl.target_duration:
             problems.append(
                 f"segment {s.sequence} EXTINF {s.duration:.3f} exceeds target {pl.target_duration}"
             )

@@ -249,7 +249,9 @@ class HarnessServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        """Stop serving (idempotent); later requests are refused."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()  # blocks forever if serve_forever never ran
         self._httpd.server_close()
 
     def __enter__(self) -> Self:
