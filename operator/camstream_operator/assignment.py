@@ -26,7 +26,7 @@ from camstream.handoff_codec import PARTITION_LABEL
 from camstream.handoff_status import condition, merge_conditions, status_patch
 from camstream.spec import SpecError, parse_stream
 
-PLAYBACK_PREFIX = "/hls"  # worker HTTP route: /hls/<namespace>/<name>/index.m3u8
+PLAYBACK_PREFIX = "/streams"  # worker HTTP route (worker/camstream_worker/http_paths.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--liveness-port", type=int, default=8081)
     parser.add_argument("--lease-name", default="camstream-operator")
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
-    parser.set_defaults(func=run)
+    parser.set_defaults(run=run)
     return parser
 
 

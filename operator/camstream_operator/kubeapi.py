@@ -197,9 +197,10 @@ class KubeApi:
     async def get(self, path: str) -> dict[str, Any]:
         return await self.request("GET", path)
 
-    async def list(self, path: str, *, label_selector: str | None = None) -> dict[str, Any]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        return await self.request("GET", path, params=params)
+    async def list(
+        self, path: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict[str, Any]:
+        return await self.request("GET", path, params=_selectors(label_selector, field_selector))
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, body=body)
@@ -214,7 +215,12 @@ class KubeApi:
         return await self.request("PATCH", path, body=body, content_type=content_type)
 
     async def watch(
-        self, path: str, *, resource_version: str, label_selector: str | None = None
+        self,
+        path: str,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Yield (type, object) from a watch starting after `resource_version`.
 
@@ -226,25 +232,39 @@ class KubeApi:
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": "240",
+            **_selectors(label_selector, field_selector),
         }
-        if label_selector:
-            params["labelSelector"] = label_selector
         try:
             async with self._get_session().get(
                 path, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_read=300)
             ) as response:
                 if response.status >= 400:
                     raise _api_error(response.status, await response.text())
-                async for line in response.content:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    kind, obj = event.get("type", ""), event.get("object", {})
-                    if kind == "ERROR":
-                        raise _api_error(int(obj.get("code", 500)), json.dumps(obj))
-                    yield kind, obj
+                # Our own line splitting: aiohttp's readline caps lines at 64 KiB,
+                # and a ring ConfigMap for a large P is bigger than that.
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        kind, obj = event.get("type", ""), event.get("object", {})
+                        if kind == "ERROR":
+                            raise _api_error(int(obj.get("code", 500)), json.dumps(obj))
+                        yield kind, obj
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransportError(f"WATCH {path}: {type(exc).__name__}") from exc
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    params = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
 
 
 def _api_error(status: int, text: str) -> ApiError:

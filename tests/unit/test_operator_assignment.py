@@ -45,7 +45,7 @@ def test_new_stream_gets_label_partition_worker_and_event() -> None:
     assert ch.status is not None
     assert ch.status["partition"] == p and ch.status["worker"] == "w-0"
     assert ch.status["phase"] == "Pending" and ch.status["observedGeneration"] == 2
-    assert ch.status["playbackPath"] == "/hls/site-a/cam-1/index.m3u8"
+    assert ch.status["playbackPath"] == "/streams/site-a/cam-1/index.m3u8"
     types = {c["type"]: c["status"] for c in ch.status["conditions"]}
     assert types == {"Valid": "True", "Assigned": "True"}
     assert ch.notice is not None and ch.notice.reason == "Assigned"
