@@ -333,6 +333,59 @@ async def test_served_hls_plays_in_ffprobe(server: Server) -> None:
     assert int(streams[0]["nb_read_packets"]) == 150  # 6 s at 25 fps, all three segments
 
 
+@pytest.fixture(scope="module")
+def ffmpeg_fmp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fMP4 HLS (init.mp4 + .m4s segments) made by the ffmpeg CLI."""
+    out = tmp_path_factory.mktemp("ffmpeg-fmp4")
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "4"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"]
+    args += ["-f", "hls", "-hls_time", "2", "-hls_segment_type", "fmp4"]
+    args += ["-hls_fmp4_init_filename", "init.mp4"]
+    args += ["-hls_segment_filename", str(out / "seg-%03d.m4s"), str(out / "index.m3u8")]
+    subprocess.run(args, check=True, timeout=60)
+    return out
+
+
+async def test_fmp4_and_renditions(start, tmp_path: Path, ffmpeg_hls: Path, ffmpeg_fmp4: Path):
+    """A master playlist with a rendition folder of fMP4 segments, read by ffprobe."""
+    root = tmp_path / "root"
+    folder = root / "default" / "cam-1"
+    shutil.copytree(ffmpeg_fmp4, folder / "360p")
+    (folder / "index.m3u8").write_text(
+        "#EXTM3U\n#EXT-X-VERSION:7\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=500000,RESOLUTION=320x240,CODECS="avc1.64000d"\n'
+        "360p/index.m3u8\n"
+    )
+    server = await start(Directory({CAM: live_status()}), root)
+    async with aiohttp.ClientSession() as client:
+        for path, content_type, cache in [
+            ("index.m3u8", "application/vnd.apple.mpegurl", "no-cache"),
+            ("360p/index.m3u8", "application/vnd.apple.mpegurl", "no-cache"),
+            ("360p/init.mp4", "video/mp4", "no-cache"),
+            ("360p/seg-000.m4s", "video/mp4", "public, max-age="),
+        ]:
+            async with client.get(f"{server.url}/streams/default/cam-1/{path}") as r:
+                assert r.status == 200, path
+                assert r.headers["Content-Type"] == content_type, path
+                assert r.headers["Cache-Control"].startswith(cache), path
+                assert await r.read() == (folder / path).read_bytes()
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-count_packets",
+        f"{server.url}/streams/default/cam-1/index.m3u8",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    video = [s for s in json.loads(out)["streams"] if s["codec_type"] == "video"]
+    assert video and video[0]["codec_name"] == "h264"
+    assert int(video[0]["nb_read_packets"]) == 100  # 4 s at 25 fps through the rendition
+
+
 # --- pages and static files --------------------------------------------------
 
 
