@@ -4,7 +4,9 @@ Who calls this: http_server.make_app registers a `StreamCollector` in the
 registry it serves on /metrics. Nothing updates metrics per packet or per
 segment: the collector reads `StreamDirectory.statuses()` (plain snapshots the
 supervisor keeps anyway) whenever Prometheus scrapes, so the cost is one pass
-over the worker's streams every scrape interval, whatever the bitrate.
+over the worker's streams every scrape interval, whatever the bitrate. The
+server hands it a `StatusSnapshot` taken on the event loop, because it
+renders the text format in a thread.
 
 The metric names are a published interface (dashboards and alerts use them);
 keep them exactly:
@@ -31,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from camstream.spec import StreamKey
 from camstream_worker.state import Phase, StreamDirectory, StreamStatus
 
 _STREAM_LABELS = ("namespace", "name")
@@ -96,6 +99,28 @@ def _families(statuses: list[StreamStatus], now: float) -> list[Metric]:
             # Clamped: a clock step backwards must not report a negative age.
             age.add_metric(labels, max(0.0, now - status.last_segment_at))
     return [streams, up, phase_g, bytes_in, segments, reconnects, age]
+
+
+class StatusSnapshot:
+    """A StreamDirectory frozen at the last `take()`.
+
+    For exporters that render in another thread: the live directory belongs
+    to the event loop, so the loop calls `take()` and the thread's collector
+    reads the copy.
+    """
+
+    def __init__(self, directory: StreamDirectory) -> None:
+        self._directory = directory
+        self._statuses: list[StreamStatus] = []
+
+    def take(self) -> None:
+        self._statuses = self._directory.statuses()
+
+    def statuses(self) -> list[StreamStatus]:
+        return self._statuses
+
+    def status(self, key: StreamKey) -> StreamStatus | None:
+        return next((s for s in self._statuses if s.key == key), None)
 
 
 def register_stream_metrics(
