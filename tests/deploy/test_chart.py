@@ -154,10 +154,11 @@ def test_operator_deployment_contract(helm: Helm) -> None:
         "--ring-configmap": RING,
         "--partitions": "256",
         "--liveness-port": "8081",
+        "--lease-name": OPERATOR,
     }
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert {"name": "http", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
     assert env["POD_NAMESPACE"] == "metadata.namespace"
 
 
@@ -186,7 +187,7 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         "--ring-configmap": RING,
         "--operator-namespace": "$(POD_NAMESPACE)",
     }
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
     assert env == {
         "POD_NAME": "metadata.name",
         "POD_NAMESPACE": "metadata.namespace",
@@ -467,6 +468,23 @@ def test_rbac_no_wildcards_no_secret_listing(helm: Helm) -> None:
                 not any(r == "secrets" for g, r, v in granted)
                 or "worker" in role["metadata"]["name"]
             ), "only workers read Secrets"
+
+
+def _watch_env(objects: list[dict[str, Any]]) -> list[str]:
+    values = []
+    for owner, name in (
+        (one(objects, "Deployment", OPERATOR), "operator"),
+        (one(objects, "StatefulSet", WORKER), "worker"),
+    ):
+        env = {e["name"]: e.get("value") for e in container(owner, name)["env"]}
+        values.append(env["CAMSTREAM_WATCH_NAMESPACES"])
+    return values
+
+
+def test_watch_namespaces_reach_both_components(helm: Helm) -> None:
+    assert _watch_env(helm.render()) == ["", ""]
+    objects = helm.render(sets=["watchNamespaces={site-a,site-b}"])
+    assert _watch_env(objects) == ["site-a,site-b", "site-a,site-b"]
 
 
 def test_rbac_watch_namespaces_uses_roles(helm: Helm) -> None:

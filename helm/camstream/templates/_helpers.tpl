@@ -90,6 +90,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
+The namespaces whose CameraStreams to watch, comma-separated; empty means all.
+Matches the RBAC the chart grants (ClusterRoles for all, Roles per namespace
+otherwise), so a component that lists cluster-wide without the ClusterRole
+would be forbidden.
+*/}}
+{{- define "camstream.watchEnv" -}}
+- name: CAMSTREAM_WATCH_NAMESPACES
+  value: {{ join "," .Values.watchNamespaces | quote }}
+{{- end -}}
+
+{{/*
 Cross-field checks the JSON schema cannot state readably. Each message names
 the value to change.
 */}}
