@@ -1,0 +1,150 @@
+"""What this worker should run, confirm and report: pure, no I/O.
+
+Who calls this: agent.py, after every change of the ring ConfigMap, of a
+watched CameraStream or of a stream's state in the engine.
+
+- `streams_to_run`: the enabled, valid streams of the partitions the ring
+  gives this worker (those it serves plus those it is taking over).
+- `confirmations`: the handoffs targeting this worker that it may confirm.
+  A partition is confirmed when every one of its streams is settled here:
+  Live, or Failed (a permanent error the source would hit as well), or a push
+  (rtmp) stream that is waiting for its publisher (it cannot be live before the
+  camera moves), or a stream the current owner does not have live either
+  (nothing to lose). Confirming needs the stream watch to cover the partition,
+  so a partition with streams not listed yet is never confirmed empty.
+- `worker_status`: the status fields the serving worker owns.
+- `start_sequence`: where a newly started stream's HLS media sequence begins
+  (see the function for why it is based on the wall clock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from camstream import ring
+from camstream.handoff import RingDoc, handoffs_to, partitions_for
+from camstream.handoff_status import condition
+from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
+from camstream_worker.state import Phase, StreamStatus
+
+# Segments a target starts ahead of the source's next one: the source keeps
+# writing while the target connects and confirms (≈ 10 s at most before the
+# operator commits), and numbers must never go backwards for a viewer.
+HANDOFF_HEADROOM_SECONDS = 12.0
+
+
+def key_of(body: Mapping[str, Any]) -> StreamKey:
+    meta = body.get("metadata") or {}
+    return StreamKey(str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def partition_of(key: StreamKey, partitions: int) -> int:
+    return ring.partition_of(ring.stream_key(key.namespace, key.name), partitions)
+
+
+def streams_to_run(
+    doc: RingDoc | None, me: str, bodies: Iterable[Mapping[str, Any]]
+) -> dict[StreamKey, StreamSpec]:
+    if doc is None:
+        return {}
+    mine = partitions_for(doc, me)
+    out: dict[StreamKey, StreamSpec] = {}
+    for body in bodies:
+        key = key_of(body)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        if partition_of(key, doc.partitions) not in mine:
+            continue
+        try:
+            spec = parse_stream(body, default_namespace=key.namespace)
+        except SpecError:
+            continue  # the operator marks it Invalid; nothing to run
+        if spec.enabled:
+            out[key] = spec
+    return out
+
+
+def confirmations(
+    doc: RingDoc | None,
+    me: str,
+    desired: Mapping[StreamKey, StreamSpec],
+    *,
+    engine_status: Callable[[StreamKey], StreamStatus | None],
+    reported_phase: Callable[[StreamKey], str | None],
+    covered: frozenset[int],
+) -> frozenset[tuple[int, int]]:
+    if doc is None:
+        return frozenset()
+    incoming = handoffs_to(doc, me)
+    by_partition: dict[int, list[StreamSpec]] = {p: [] for p in incoming}
+    for key, spec in desired.items():
+        p = partition_of(key, doc.partitions)
+        if p in by_partition:
+            by_partition[p].append(spec)
+    out: set[tuple[int, int]] = set()
+    for p, h in incoming.items():
+        if p not in covered:
+            continue
+        if all(_settled(s, engine_status(s.key), reported_phase(s.key)) for s in by_partition[p]):
+            out.add((p, h.id))
+    return frozenset(out)
+
+
+def _settled(spec: StreamSpec, status: StreamStatus | None, reported: str | None) -> bool:
+    if status is None:
+        return False
+    if status.phase in (Phase.LIVE, Phase.FAILED):
+        return True
+    if spec.source.protocol == "rtmp" and status.phase is not Phase.PENDING:
+        return True
+    return reported != Phase.LIVE.value
+
+
+def worker_status(status: StreamStatus, me: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(fields, conditions) the serving worker writes; no secrets in any of them."""
+    fields = {
+        "phase": status.phase.value,
+        "reason": status.reason,
+        "message": status.message,
+        "worker": me,
+    }
+    live = status.phase is Phase.LIVE
+    degraded = status.phase in (Phase.RECONNECTING, Phase.FAILED)
+    conds = [
+        condition("Live", live, "SegmentsWritten" if live else (status.reason or "NotLive")),
+        condition("Degraded", degraded, status.reason or ("Healthy" if not degraded else "")),
+    ]
+    return fields, conds
+
+
+def start_sequence(now: float, segment_seconds: int, source_next: int | None = None) -> int:
+    """Where a stream this worker starts begins its media sequence.
+
+    From the wall clock (one number per segment duration since the epoch), so
+    any worker starting a stream — first start, handoff, failover after a crash
+    with nobody to ask — continues above whatever a previous owner wrote, with
+    no coordination. When the previous owner told us its next number
+    (handoff), we also stay a safe margin above it.
+    """
+    by_clock = int(now // segment_seconds)
+    if source_next is None:
+        return by_clock
+    headroom = math.ceil(HANDOFF_HEADROOM_SECONDS / segment_seconds)
+    return max(by_clock, source_next + headroom)
+
+
+def next_sequence_from_playlist(text: str) -> int | None:
+    """The number the next segment of this live playlist would carry."""
+    sequence: int | None = None
+    segments = 0
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            try:
+                sequence = int(line.split(":", 1)[1].strip())
+            except ValueError:
+                return None
+        elif line.startswith("#EXTINF:"):
+            segments += 1
+    return None if sequence is None else sequence + segments

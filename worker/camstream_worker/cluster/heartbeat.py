@@ -1,0 +1,113 @@
+"""The worker's heartbeat Lease: alive, leaving, and which handoffs are live here.
+
+Who calls this: agent.py sets what to announce (`announce`); `run` renews the
+Lease every couple of seconds and writes at once when the announcement
+changes. The operator reads all workers' Leases each round (membership.py):
+a stale Lease means a crashed worker (fast failover), the leaving annotation
+starts a graceful leave, the confirmed annotation completes handoffs. One
+write per worker every `period` seconds, never one per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from camstream.handoff_codec import (
+    CONFIRMED_ANNOTATION,
+    HEARTBEAT_LABEL,
+    LEAVING_ANNOTATION,
+    encode_confirmed,
+    heartbeat_lease_name,
+)
+
+from . import kubeapi
+
+log = logging.getLogger("camstream.worker.cluster")
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        api: kubeapi.KubeApi,
+        *,
+        namespace: str,
+        worker: str,
+        ring_name: str,
+        duration: int = 6,
+        period: float = 2.0,
+    ) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._worker = worker
+        self._ring_name = ring_name
+        self._duration = duration
+        self._period = period
+        self._confirmed = ""
+        self._leaving = False
+        self._wake = asyncio.Event()
+        self.written = asyncio.Event()  # set after the first successful write
+        self._last_written: tuple[str, bool] | None = None
+
+    @property
+    def announced(self) -> tuple[str, bool]:
+        return self._confirmed, self._leaving
+
+    def announce(
+        self, *, confirmed: frozenset[tuple[int, int]] | None = None, leaving: bool | None = None
+    ) -> None:
+        if confirmed is not None:
+            self._confirmed = encode_confirmed(confirmed)
+        if leaving is not None:
+            self._leaving = leaving
+        if (self._confirmed, self._leaving) != self._last_written:
+            self._wake.set()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            self._wake.clear()
+            try:
+                await self.beat()
+                attempt = 0
+            except kubeapi.KubeError as exc:
+                attempt += 1
+                log.warning("heartbeat lease: %s (attempt %d)", exc, attempt)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._period)
+            except TimeoutError:
+                pass
+
+    async def beat(self) -> None:
+        state = (self._confirmed, self._leaving)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        name = heartbeat_lease_name(self._worker)
+        metadata = {
+            "labels": {HEARTBEAT_LABEL: self._ring_name},
+            "annotations": {
+                CONFIRMED_ANNOTATION: state[0],
+                LEAVING_ANNOTATION: "true" if state[1] else "false",
+            },
+        }
+        spec = {
+            "holderIdentity": self._worker,
+            "leaseDurationSeconds": self._duration,
+            "renewTime": now,
+        }
+        try:
+            await self._api.patch(
+                kubeapi.lease_path(self._namespace, name), {"metadata": metadata, "spec": spec}
+            )
+        except kubeapi.NotFound:
+            await self._api.create(
+                kubeapi.lease_path(self._namespace),
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": name, "namespace": self._namespace, **metadata},
+                    "spec": {**spec, "acquireTime": now},
+                },
+            )
+        self._last_written = state
+        self.written.set()

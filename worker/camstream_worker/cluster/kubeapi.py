@@ -1,0 +1,321 @@
+"""The worker's only door to the Kubernetes API: a small async REST client.
+
+Who calls this: the cluster agent's modules (informer, heartbeat, status
+reports, secrets). A twin of operator/camstream_operator/kubeapi.py, kept
+byte-identical below this docstring: operator and worker may not import each
+other, and the shared package has no I/O yet (moving it to camstream/ would
+remove the copy).
+
+Why not the `kubernetes` client: it is synchronous and the worker lives in an
+event loop. We use it only to read the kubeconfig (or the in-cluster
+ServiceAccount) into host, TLS files and token; requests go through aiohttp.
+
+Exceptions, all raised from here and chained (`raise ... from exc`), with
+server messages truncated so an untrusted payload never floods a log:
+
+    KubeError                 anything that went wrong talking to the API
+    ├── TransportError        no answer: connection refused, TLS, timeout
+    └── ApiError              the API server answered with an error status
+        ├── NotFound          404
+        ├── Conflict          409 (stale resourceVersion, or already exists)
+        ├── Gone              410 (watch resourceVersion too old)
+        ├── Forbidden         401/403 (RBAC: the chart's rules are too narrow)
+        └── Invalid           422 (schema or CEL validation refused the object)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+_MAX_MESSAGE = 300
+
+
+class KubeError(Exception):
+    """Talking to the Kubernetes API failed."""
+
+
+class TransportError(KubeError):
+    """The API server could not be reached or did not answer in time."""
+
+
+class ApiError(KubeError):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message[:_MAX_MESSAGE]}")
+        self.status = status
+        self.reason = reason
+        self.message = message[:_MAX_MESSAGE]
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+class Gone(ApiError):
+    pass
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class Invalid(ApiError):
+    pass
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    401: Forbidden,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Where the API server is and how to prove who we are (no token in repr)."""
+
+    server: str
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    token: str | None
+    verify: bool = True
+
+    def __repr__(self) -> str:
+        return f"Credentials(server={self.server!r})"
+
+
+def load_credentials(kubeconfig: str | None = None) -> Credentials:
+    """From KUBECONFIG (or the given file), else the in-cluster ServiceAccount."""
+    from kubernetes import client, config  # only for reading configuration
+
+    cfg = client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_kube_config(config_file=path, client_configuration=cfg)
+    else:
+        config.load_incluster_config(client_configuration=cfg)
+    token = cfg.get_api_key_with_prefix("authorization") or None
+    if token and token.lower().startswith("bearer "):
+        token = token[7:]
+    return Credentials(
+        server=cfg.host.rstrip("/"),
+        ca_file=cfg.ssl_ca_cert,
+        cert_file=cfg.cert_file,
+        key_file=cfg.key_file,
+        token=token,
+        verify=bool(cfg.verify_ssl),
+    )
+
+
+class KubeApi:
+    """Async JSON requests against one API server; one instance per process."""
+
+    def __init__(self, credentials: Credentials, *, timeout: float = 15.0) -> None:
+        self._creds = credentials
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> KubeApi:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self._creds.server.startswith("https"):
+            return False
+        ctx = ssl.create_default_context(cafile=self._creds.ca_file)
+        if not self._creds.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self._creds.cert_file and self._creds.key_file:
+            ctx.load_cert_chain(self._creds.cert_file, self._creds.key_file)
+        return ctx
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            headers = {"Accept": "application/json"}
+            if self._creds.token:
+                headers["Authorization"] = f"Bearer {self._creds.token}"
+            self._session = aiohttp.ClientSession(
+                base_url=self._creds.server,
+                headers=headers,
+                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=20),
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else {}
+        try:
+            async with self._get_session().request(
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise _api_error(response.status, text)
+                return json.loads(text) if text else {}
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(f"{method} {path}: {type(exc).__name__}") from exc
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return await self.request("GET", path)
+
+    async def list(
+        self, path: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict[str, Any]:
+        return await self.request("GET", path, params=_selectors(label_selector, field_selector))
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, body=body)
+
+    async def replace(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: optimistic concurrency through body.metadata.resourceVersion."""
+        return await self.request("PUT", path, body=body)
+
+    async def patch(
+        self, path: str, body: Any, *, content_type: str = MERGE_PATCH
+    ) -> dict[str, Any]:
+        return await self.request("PATCH", path, body=body, content_type=content_type)
+
+    async def watch(
+        self,
+        path: str,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Yield (type, object) from a watch starting after `resource_version`.
+
+        Ends when the server closes the stream (its timeout); raises Gone when
+        the version is too old, so the caller re-lists.
+        """
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "240",
+            **_selectors(label_selector, field_selector),
+        }
+        try:
+            async with self._get_session().get(
+                path, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_read=300)
+            ) as response:
+                if response.status >= 400:
+                    raise _api_error(response.status, await response.text())
+                # Our own line splitting: aiohttp's readline caps lines at 64 KiB,
+                # and a ring ConfigMap for a large P is bigger than that.
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        kind, obj = event.get("type", ""), event.get("object", {})
+                        if kind == "ERROR":
+                            raise _api_error(int(obj.get("code", 500)), json.dumps(obj))
+                        yield kind, obj
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransportError(f"WATCH {path}: {type(exc).__name__}") from exc
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    params = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    try:
+        payload = json.loads(text)
+        reason, message = str(payload.get("reason", "")), str(payload.get("message", ""))
+    except (ValueError, AttributeError):
+        reason, message = "", text
+    return _BY_STATUS.get(status, ApiError)(status, reason, message)
+
+
+# Paths, in one place so a typo cannot hide in a handler.
+
+
+def configmap_path(namespace: str, name: str = "") -> str:
+    return _join(f"/api/v1/namespaces/{namespace}/configmaps", name)
+
+
+def pod_path(namespace: str, name: str = "") -> str:
+    return _join(f"/api/v1/namespaces/{namespace}/pods", name)
+
+
+def event_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/events"
+
+
+def secret_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+
+
+def lease_path(namespace: str, name: str = "") -> str:
+    return _join(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", name)
+
+
+def statefulset_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}"
+
+
+def stream_path(namespace: str | None = None, name: str = "", *, status: bool = False) -> str:
+    base = "/apis/camstream.io/v1alpha1"
+    if namespace is None:
+        return f"{base}/camerastreams"
+    path = _join(f"{base}/namespaces/{namespace}/camerastreams", name)
+    return f"{path}/status" if status else path
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if name else base
+
+
+async def sleep_backoff(attempt: int, cap: float = 10.0) -> None:
+    """Between retries of a failed request: 0.5, 1, 2, ... seconds up to `cap`."""
+    await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)))
