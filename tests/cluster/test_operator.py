@@ -1,0 +1,328 @@
+"""The operator and cluster-mode workers against a real kube-apiserver.
+
+Runs the operator (a Deployment) and the workers (a StatefulSet) as pods of
+the local node agent, each with its own ServiceAccount token and the RBAC
+rules the chart ships (nothing more), and drives them with kubectl:
+
+- the API server refuses what the schema and its CEL rules forbid;
+- the operator labels each CameraStream with its partition, records the
+  assignment in status and writes the ring ConfigMap; a spec refused beyond the
+  schema is marked Invalid with a readable condition and an Event;
+- workers pick up their partitions and bring synthetic streams Live, writing
+  the serving worker into status; deleting a stream stops it and removes its
+  files;
+- restarting the operator changes nothing that was right.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from camstream import ring
+from camstream.handoff_codec import PARTITION_LABEL, decode_doc, decode_ranges
+
+from .conftest import REPO, Cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
+
+PY = sys.executable
+P = 16
+RING = "camstream-ring"
+WORKERS = "camstream-worker"
+
+OPERATOR_RULES_STREAMS = [
+    {"apiGroups": ["camstream.io"], "resources": ["camerastreams"],
+     "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["camstream.io"], "resources": ["camerastreams/status"],
+     "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]  # fmt: skip
+OPERATOR_RULES_RELEASE = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+]  # fmt: skip
+WORKER_RULES_STREAMS = [
+    {"apiGroups": ["camstream.io"], "resources": ["camerastreams"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["camstream.io"], "resources": ["camerastreams/status"],
+     "verbs": ["get", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]  # fmt: skip
+WORKER_RULES_RELEASE = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "create", "update", "patch"]},
+]  # fmt: skip
+
+
+def _apply(cluster: Cluster, namespace: str | None, manifest: dict[str, Any]) -> None:
+    args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+    cluster.kubectl(*args, input=json.dumps(manifest))
+
+
+def _get(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _grant(cluster: Cluster, namespace: str, account: str, streams: list, release: list) -> None:  # type: ignore[type-arg]
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    cluster_role = f"{namespace}-{account}"
+    _apply(cluster, None, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": cluster_role}, "rules": streams,
+    })  # fmt: skip
+    _apply(cluster, None, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": cluster_role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": cluster_role},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    })  # fmt: skip
+    _apply(cluster, namespace, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": account}, "rules": release,
+    })  # fmt: skip
+    _apply(cluster, namespace, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    })  # fmt: skip
+
+
+def _stream(name: str, **spec: Any) -> dict[str, Any]:
+    # A tiny synthetic camera keeps two shared cores free for the rest.
+    source = {
+        "protocol": "synthetic",
+        "synthetic": {"width": 160, "height": 90, "fps": 10, "bitrateKbps": 100, "audio": False},
+    }
+    return {
+        "apiVersion": "camstream.io/v1alpha1",
+        "kind": "CameraStream",
+        "metadata": {"name": name},
+        "spec": {"source": source, "hls": {"segmentSeconds": 1, "windowSegments": 4}, **spec},
+    }
+
+
+def _ring(cluster: Cluster, namespace: str) -> Any:
+    cm = _get(cluster, namespace, "configmap", RING)
+    return decode_doc(cm["data"]) if cm else None
+
+
+@pytest.fixture(scope="module")
+def crd(control_plane: Cluster) -> Cluster:
+    control_plane.kubectl("apply", "-f", str(REPO / "crds" / "camerastream.yaml"))
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "crd/camerastreams.camstream.io", "--timeout=60s"
+    )
+    return control_plane
+
+
+@pytest.fixture
+def operator(crd: Cluster, namespace: str) -> Iterator[str]:
+    """The operator Deployment (one replica), with the chart's operator RBAC only."""
+    _grant(crd, namespace, "camstream-operator", OPERATOR_RULES_STREAMS, OPERATOR_RULES_RELEASE)
+    command = [
+        PY, "-m", "camstream.cli", "operator", "--namespace", "$(POD_NAMESPACE)",
+        "--workers-statefulset", WORKERS, "--ring-configmap", RING, "--partitions", str(P),
+        "--liveness-port", "8081", "--lease-name", "camstream-operator",
+    ]  # fmt: skip
+    _apply(crd, namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "camstream-operator"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "camstream-operator"}},
+            "template": {
+                "metadata": {"labels": {"app": "camstream-operator"}},
+                "spec": {
+                    "serviceAccountName": "camstream-operator",
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{"name": "operator", "image": "camstream", "command": command}],
+                },
+            },
+        },
+    })  # fmt: skip
+    crd.wait_for(lambda: _get(crd, namespace, "configmap", RING), 90, what="ring ConfigMap")
+    yield namespace
+    crd.kubectl("delete", "deployment", "camstream-operator", "-n", namespace, "--wait=false")
+
+
+def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Path) -> None:
+    _grant(cluster, namespace, "camstream-worker", WORKER_RULES_STREAMS, WORKER_RULES_RELEASE)
+    command = [
+        PY, "-m", "camstream.cli", "worker", "--http-port", "8080", "--rtmp-port", "1935",
+        "--hls-dir", f"{hls_root}/$(POD_NAME)", "--ring-configmap", RING,
+        "--operator-namespace", "$(POD_NAMESPACE)", "--leave-seconds", "20",
+    ]  # fmt: skip
+    _apply(cluster, namespace, {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": WORKERS},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": WORKERS,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": WORKERS}},
+            "template": {
+                "metadata": {"labels": {"app": WORKERS}},
+                "spec": {
+                    "serviceAccountName": "camstream-worker",
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [{
+                        "name": "worker", "image": "camstream", "command": command,
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+                                           "periodSeconds": 1, "timeoutSeconds": 5},
+                    }],
+                },
+            },
+        },
+    })  # fmt: skip
+
+
+def test_api_server_rejects_what_the_schema_forbids(crd: Cluster, namespace: str) -> None:
+    no_key = _stream("pusher")
+    no_key["spec"]["source"] = {"protocol": "rtmp"}
+    result = crd.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(no_key), check=False)
+    assert result.returncode != 0
+    assert "streamKeySecretRef" in result.stderr
+    bad_range = _stream("fast")
+    bad_range["spec"]["hls"] = {"segmentSeconds": 99}
+    result = crd.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps(bad_range), check=False
+    )
+    assert result.returncode != 0 and "segmentSeconds" in result.stderr
+
+
+def test_operator_labels_assigns_and_marks_invalid(crd: Cluster, operator: str) -> None:
+    ns = operator
+    doc = _ring(crd, ns)
+    assert doc.partitions == P and doc.table is None  # no worker yet: an empty ring
+    _apply(crd, ns, _stream("cam-a"))
+    partition = ring.partition_of(f"{ns}/cam-a", P)
+
+    def assigned() -> dict[str, Any] | None:
+        body = _get(crd, ns, "camerastream", "cam-a") or {}
+        status = body.get("status") or {}
+        return body if status.get("partition") == partition else None
+
+    body = crd.wait_for(assigned, 60, what="cam-a assigned")
+    assert body["metadata"]["labels"][PARTITION_LABEL] == str(partition)
+    status = body["status"]
+    assert status["phase"] == "Pending"
+    assert status["playbackPath"] == f"/streams/{ns}/cam-a/index.m3u8"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Assigned"]["status"] == "True"
+    assert conditions["Valid"]["status"] == "True"
+    # The label selector workers use finds it.
+    names = crd.kubectl(
+        "get", "streams", "-n", ns, "-l", f"{PARTITION_LABEL} in ({partition})", "-o", "name"
+    ).stdout.split()
+    assert names == ["camerastream.camstream.io/cam-a"]
+
+    # Beyond the schema: credentials inline in the URL are refused with a condition.
+    secret_url = _stream("cam-b")
+    secret_url["spec"]["source"] = {"protocol": "rtsp", "url": "rtsp://admin:hunter2@127.0.0.1/x"}
+    _apply(crd, ns, secret_url)
+
+    def invalid() -> dict[str, Any] | None:
+        body = _get(crd, ns, "camerastream", "cam-b") or {}
+        return body if (body.get("status") or {}).get("phase") == "Invalid" else None
+
+    body = crd.wait_for(invalid, 60, what="cam-b marked Invalid")
+    valid = {c["type"]: c for c in body["status"]["conditions"]}["Valid"]
+    assert valid["status"] == "False" and "spec.source.url" in valid["message"]
+    assert "hunter2" not in json.dumps(body["status"])
+    events = crd.kubectl_json("get", "events", "-n", ns)["items"]
+    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
+    assert ("cam-b", "InvalidSpec") in reasons and ("cam-a", "Assigned") in reasons
+    assert all("hunter2" not in e.get("message", "") for e in events)
+
+    # Steady state: nothing is rewritten once right.
+    before = _get(crd, ns, "camerastream", "cam-a")["metadata"]["resourceVersion"]
+    time.sleep(3)
+    assert _get(crd, ns, "camerastream", "cam-a")["metadata"]["resourceVersion"] == before
+
+
+def test_workers_run_streams_and_delete_stops(crd: Cluster, operator: str, tmp_path: Path) -> None:
+    ns = operator
+    _start_workers(crd, ns, 2, tmp_path)
+    names = [f"cam-{i}" for i in range(4)]
+    for name in names:
+        _apply(crd, ns, _stream(name))
+
+    def all_live() -> list[dict[str, Any]] | None:
+        items = crd.kubectl_json("get", "streams", "-n", ns)["items"]
+        live = [i for i in items if (i.get("status") or {}).get("phase") == "Live"]
+        return items if len(live) == len(names) else None
+
+    items = crd.wait_for(all_live, 150, interval=1.0, what="4 streams Live")
+    doc = _ring(crd, ns)
+    workers = {f"{WORKERS}-0", f"{WORKERS}-1"}
+    assert set(doc.serving) == workers and doc.handoffs == ()
+    assert sorted(list(doc.serving).count(w) for w in workers) == [P // 2, P // 2]
+    for item in items:
+        meta, status = item["metadata"], item["status"]
+        partition = ring.partition_of(f"{ns}/{meta['name']}", P)
+        assert status["worker"] == doc.serving[partition]
+        live = {c["type"]: c["status"] for c in status["conditions"]}
+        assert live["Live"] == "True" and live["Assigned"] == "True"
+    # Each pod carries the partitions it serves.
+    for w in workers:
+        pod = _get(crd, ns, "pod", w)
+        served = decode_ranges(pod["metadata"]["annotations"]["camstream.io/partitions"])
+        assert served == {p for p, o in enumerate(doc.serving) if o == w}
+    # Any worker answers for any stream: ask the one that does not own cam-0.
+    owner = doc.serving[ring.partition_of(f"{ns}/cam-0", P)]
+    other = (workers - {owner}).pop()
+    other_ip = doc.addresses[other]
+    url = f"http://{other_ip}:8080/streams/{ns}/cam-0/index.m3u8"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200 and "#EXTM3U" in response.read().decode()
+    # Delete: the owner stops the pipeline and removes the files.
+    playlist = tmp_path / owner / ns / "cam-0" / "index.m3u8"
+    assert playlist.exists()
+    crd.kubectl("delete", "stream", "cam-0", "-n", ns)
+    crd.wait_for(lambda: not playlist.parent.exists(), 60, what="cam-0 files removed")
+    with urllib.request.urlopen(f"http://{doc.addresses[owner]}:8080/api/streams", timeout=10) as r:
+        running = json.loads(r.read())
+    assert "cam-0" not in json.dumps(running)
+    # Steady state writes nothing: neither ring nor streams change while all is well.
+    ring_version = _get(crd, ns, "configmap", RING)["metadata"]["resourceVersion"]
+    current = crd.kubectl_json("get", "streams", "-n", ns)["items"]
+    versions = {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in current}
+    time.sleep(5)
+    assert _get(crd, ns, "configmap", RING)["metadata"]["resourceVersion"] == ring_version
+    now = crd.kubectl_json("get", "streams", "-n", ns)["items"]
+    assert {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in now} == versions
+
+    # An operator restart changes nothing that was right.
+    pods = crd.kubectl_json("get", "pods", "-n", ns, "-l", "app=camstream-operator")["items"]
+    old = pods[0]["metadata"]["name"]
+    crd.kubectl("delete", "pod", old, "-n", ns, "--wait=false")
+
+    def new_leader() -> str | None:
+        lease = _get(crd, ns, "lease", "camstream-operator") or {}
+        holder = (lease.get("spec") or {}).get("holderIdentity")
+        return holder if holder and holder != old else None
+
+    crd.wait_for(new_leader, 90, interval=1.0, what="a new operator leading")
+    time.sleep(4)
+    assert _get(crd, ns, "configmap", RING)["metadata"]["resourceVersion"] == ring_version
+    now = crd.kubectl_json("get", "streams", "-n", ns)["items"]
+    assert {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in now} == versions
