@@ -28,7 +28,9 @@ from pathlib import Path
 import av
 import pytest
 
+from camstream_worker.ingest import amf0
 from camstream_worker.ingest.flv import MediaPacket, TrackConfig
+from camstream_worker.ingest.rtmp_chunks import ChunkDecoder, RtmpMessage, encode_message
 from camstream_worker.ingest.rtmp_server import RtmpServer
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(120)]
@@ -431,7 +433,8 @@ async def test_garbage_and_half_handshakes_do_not_disturb_a_good_publisher(
             b"\x03" + b"\x00\x00\x00" + b"\xff\xff\xff" + b"\x14" + b"\x00\x00\x00\x00" + b"x" * 100
         )
         attackers += [w1, w2, w3, w4, w5]
-        stack.callback(lambda: [w.close() for w in attackers])
+        for writer in attackers:
+            stack.callback(writer.close)
         # 6. a publisher whose sink raises: only that connection goes
         exploding = await stack.enter_async_context(push_clip(clip, server.port, OTHER_KEY))
 
@@ -515,3 +518,117 @@ async def test_connection_cap() -> None:
             writer.close()
             for _, w in conns:
                 w.close()
+
+
+class ScriptedClient:
+    """A publisher written step by step, to reach the protocol corners FFmpeg never uses."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.decoder = ChunkDecoder()
+        self.inbox: list[RtmpMessage] = []
+        self.chunk_size = 128
+
+    def send(self, csid: int, type_id: int, msid: int, ts: int, payload: bytes) -> None:
+        self.writer.write(encode_message(csid, type_id, msid, ts, payload, self.chunk_size))
+
+    def command(self, *values: object, msid: int = 0, amf3: bool = False) -> None:
+        payload = amf0.encode_all(values)
+        self.send(3, 17 if amf3 else 20, msid, 0, b"\x00" + payload if amf3 else payload)
+
+    async def expect(
+        self, match: Callable[[RtmpMessage], bool], within: float = 10.0
+    ) -> RtmpMessage:
+        async with asyncio.timeout(within):
+            while True:
+                for msg in self.inbox:
+                    if match(msg):
+                        self.inbox.remove(msg)
+                        return msg
+                data = await self.reader.read(65536)
+                assert data, "server closed the connection"
+                self.inbox += self.decoder.feed(data)
+
+    async def expect_command(self, name: str) -> list[object]:
+        def is_it(msg: RtmpMessage) -> bool:
+            return msg.type_id == 20 and amf0.decode_all(msg.payload)[0] == name
+
+        return amf0.decode_all((await self.expect(is_it)).payload)
+
+
+def _flv_tag(tag_type: int, ts: int, body: bytes) -> bytes:
+    header = bytes((tag_type,)) + len(body).to_bytes(3, "big") + (ts & 0xFFFFFF).to_bytes(3, "big")
+    header += bytes((ts >> 24,)) + b"\x00\x00\x00"
+    return header + body + (11 + len(body)).to_bytes(4, "big")
+
+
+async def test_protocol_details_with_a_scripted_client() -> None:
+    keys = Keys({GOOD_KEY: CollectingSink})
+    async with rtmp_server(keys) as server:
+        reader, writer = await _raw_handshake(server.port)
+        client = ScriptedClient(reader, writer)
+        try:
+            client.command("connect", 1.0, {"app": "live", "tcUrl": "rtmp://127.0.0.1/live"})
+            assert (await client.expect(lambda m: m.type_id == 5)).payload == struct.pack(
+                ">I", 2_500_000
+            )
+            assert (await client.expect(lambda m: m.type_id == 6)).payload[:4] == struct.pack(
+                ">I", 2_500_000
+            )
+            assert (await client.expect(lambda m: m.type_id == 1)).payload == struct.pack(
+                ">I", 4096
+            )
+            result = await client.expect_command("_result")
+            assert result[1] == 1.0 and result[3]["code"] == "NetConnection.Connect.Success"  # type: ignore[index]
+
+            client.send(2, 4, 0, 0, b"\x00\x06" + struct.pack(">I", 1234))  # ping request
+            pong = await client.expect(lambda m: m.type_id == 4)
+            assert pong.payload == b"\x00\x07" + struct.pack(">I", 1234)
+
+            client.command("releaseStream", 2.0, None, GOOD_KEY)
+            client.command("createStream", 3.0, None, amf3=True)  # AMF3 command form
+            results = [await client.expect_command("_result") for _ in range(2)]
+            assert [r[1] for r in results] == [2.0, 3.0] and results[1][3] == 1.0
+
+            client.command("publish", 4.0, None, GOOD_KEY, "live", msid=1)
+            begin = await client.expect(lambda m: m.type_id == 4)
+            assert begin.payload == b"\x00\x00" + struct.pack(">I", 1)
+            status = await client.expect_command("onStatus")
+            assert status[3]["code"] == "NetStream.Publish.Start"  # type: ignore[index]
+            sink = keys.sink(GOOD_KEY)
+
+            meta = amf0.encode_all(["@setDataFrame", "onMetaData", amf0.EcmaArray(width=640.0)])
+            client.send(4, 18, 1, 0, meta)
+            avcc = bytes.fromhex("0164001fffe100046764001f01000468ee3cb0")
+            client.send(6, 9, 1, 0, b"\x17\x00\x00\x00\x00" + avcc)
+            client.send(4, 8, 1, 0, b"\xaf\x00\x12\x10")
+            # an aggregate of two video tags: times are relative to its first tag
+            frames = [b"\x27\x01\x00\x00\x00" + struct.pack(">I", 3) + b"abc" for _ in range(2)]
+            aggregate = _flv_tag(9, 1000, frames[0]) + _flv_tag(9, 1040, frames[1])
+            client.send(6, 22, 1, 5000, aggregate)
+            # a bigger chunk size, a small ack window, then a 10 kB frame
+            client.send(2, 1, 0, 0, struct.pack(">I", 4096))
+            client.chunk_size = 4096
+            client.send(2, 5, 0, 0, struct.pack(">I", 4096))
+            big = b"\x17\x01\x00\x00\x00" + struct.pack(">I", 10_000) + os.urandom(10_000)
+            client.send(6, 9, 1, 5080, big)
+            ack = await client.expect(lambda m: m.type_id == 3)
+            assert struct.unpack(">I", ack.payload)[0] >= 4096
+
+            await until(lambda: len(sink.packets) == 3, what="three video packets")
+            assert sink.metadata == [{"width": 640.0}]
+            assert [(c.kind, c.codec) for c in sink.configs] == [
+                ("video", "h264"),
+                ("audio", "aac"),
+            ]
+            assert [(p.dts_ms, p.keyframe, len(p.data)) for p in sink.packets] == [
+                (5000, False, 7),
+                (5040, False, 7),
+                (5080, True, 10_004),
+            ]
+            client.command("deleteStream", 5.0, None, 1.0)
+            await until(lambda: bool(sink.closed))
+            assert sink.closed == [None]
+            assert server.stats()["protocol_errors"] == 0
+        finally:
+            writer.close()

@@ -61,6 +61,7 @@ RTMP_VERSION = 3
 WINDOW_ACK_SIZE = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8
+MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
 
 # Message type ids
 _SET_CHUNK_SIZE = 1
@@ -317,10 +318,11 @@ class _Connection(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         self._pending.extend(self._decoder.feed(data))
-        if self._bytes_in - self._last_ack >= self._ack_window:
+        self._drain()
+        # After the messages: one of them may have been the peer's Window Ack Size.
+        if self._bytes_in - self._last_ack >= self._ack_window and not self._closed:
             self._last_ack = self._bytes_in
             self._send_control(_ACK, _U32.pack(self._bytes_in & 0xFFFFFFFF))
-        self._drain()
 
     def _drain(self) -> None:
         pending = self._pending
@@ -333,6 +335,8 @@ class _Connection(asyncio.Protocol):
             self._media(kind, msg.timestamp, msg.payload)
         elif kind == _AMF0_COMMAND or kind == _AMF3_COMMAND:
             payload = msg.payload
+            if len(payload) > MAX_COMMAND_SIZE:
+                raise _RtmpProtocolError(f"command of {len(payload)} bytes")
             if kind == _AMF3_COMMAND and payload[:1] == b"\x00":
                 payload = payload[1:]  # AMF3 command = format byte 0 + AMF0 values
             self._command(msg.stream_id, amf0.decode_all(payload))
