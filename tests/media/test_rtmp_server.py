@@ -632,3 +632,28 @@ async def test_protocol_details_with_a_scripted_client() -> None:
             assert server.stats()["protocol_errors"] == 0
         finally:
             writer.close()
+
+
+@pytest.mark.parametrize(
+    ("codec_args", "reason"),
+    [
+        (["-c:v", "flv1", "-an"], "unsupported video codec id 2"),  # Sorenson H.263
+        (["-vn", "-c:a", "libmp3lame"], "unsupported audio codec id 2"),  # MP3
+    ],
+)
+async def test_unsupported_codec_ends_the_publish_with_a_clear_reason(
+    codec_args: list[str], reason: str
+) -> None:
+    keys = Keys({GOOD_KEY: CollectingSink})
+    async with rtmp_server(keys) as server:
+        async with ffmpeg(
+            "-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10",
+            "-f", "lavfi", "-i", "sine", "-t", "3", *codec_args,
+            "-f", "flv", f"rtmp://127.0.0.1:{server.port}/live/{GOOD_KEY}",
+        ) as proc:  # fmt: skip
+            await until(lambda: bool(keys.sinks) and bool(keys.sinks[0].closed), what="close")
+            assert keys.sinks[0].closed == [reason]
+            # the server hangs up at once (FFmpeg may or may not notice before its end)
+            await until(lambda: server.stats()["connections"] == 0, within=5, what="hang up")
+            await finish(proc)
+        assert server.stats()["protocol_errors"] == 0  # a media problem, not a protocol one
