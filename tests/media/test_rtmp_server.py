@@ -452,7 +452,7 @@ async def test_garbage_and_half_handshakes_do_not_disturb_a_good_publisher(
         assert good_sink.closed == [None]
         assert_complete_stream(good_sink)
         gaps = [b - a for a, b in itertools.pairwise(good_sink.arrivals)]
-        assert max(gaps) < 1.0, "the good publisher must never stall"
+        assert max(gaps) < 2.0, "the good publisher must never stall"
         stats = server.stats()
         assert stats["protocol_errors"] >= 4 and stats["timeouts"] == 1
         assert keys.sink(OTHER_KEY).closed == ["internal error"]
