@@ -31,12 +31,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -419,7 +420,8 @@ def make_clip(
     # whole file early and leaves the audio seconds short of the video.
     argv += ["-t", f"{duration:.3f}"]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    argv += ["-f", container, str(tmp)]
+    fmt = {"ts": "mpegts", "mkv": "matroska"}.get(container, container)
+    argv += ["-f", fmt, str(tmp)]
     result = subprocess.run(argv, capture_output=True, timeout=300, check=False)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -443,7 +445,7 @@ def _video_encoder(codec: str, bitrate_kbps: int, gop: int, fps: int, preset: st
         return ["-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", *gop_args, *rate]
     if codec == "h265":
         x265 = f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error"
-        return ["-c:v", "libx265", "-preset", preset, "-x265-params", x265, "-tag:v", "hvc1", *rate]
+        return ["-c:v", "libx265", "-preset", preset, "-x265-params", x265, *rate]
     if codec == "flv1":
         # Sorenson Spark: a real codec RTMP carries that HLS cannot, for
         # "unsupported codec" tests.
@@ -452,14 +454,18 @@ def _video_encoder(codec: str, bitrate_kbps: int, gop: int, fps: int, preset: st
 
 
 class RtmpPusher(_Process):
-    """An RTMP camera: ``ffmpeg -re`` publishing FLV to ``url`` in real time.
+    """An RTMP camera publishing FLV to ``url`` in real time.
 
     With ``clip`` (a path, or ``True`` to use ``make_clip`` with this
-    pusher's parameters) it loops a pre-encoded clip with ``-c copy`` and costs
-    little CPU; without, it encodes a live test pattern. ``codec="h265"``
-    needs an FFmpeg with enhanced-RTMP HEVC (Debian 12's FFmpeg 5.1 refuses;
-    ``start()`` then fails with FFmpeg's reason). The URL (stream key) is
-    redacted from messages.
+    pusher's parameters) it loops a pre-encoded clip without re-encoding and
+    costs little CPU; without, it encodes a live test pattern.
+
+    Two engines: ``ffmpeg`` (the Debian CLI, ``ffmpeg -re ... -f flv``) and
+    ``pyav`` (this module run as a script with the venv's PyAV, whose FFmpeg 8
+    writes enhanced-RTMP HEVC that Debian 12's FFmpeg 5.1 cannot). ``auto``
+    picks ``pyav`` for ``codec="h265"`` (always from a clip, encoded once
+    into MPEG-TS) and ``ffmpeg`` otherwise. The URL's stream key is redacted
+    from messages.
     """
 
     name = "rtmp"
@@ -475,6 +481,7 @@ class RtmpPusher(_Process):
         gop_seconds: float = 2.0,
         fps: int = 25,
         size: str = "640x360",
+        engine: str = "auto",
         startup_check: float = 0.5,
     ) -> None:
         super().__init__()
@@ -483,8 +490,9 @@ class RtmpPusher(_Process):
             raise HarnessError("RtmpPusher needs an rtmp://127.x.x.x:PORT/app/key URL")
         _require_loopback(parts.hostname)
         self.url = url
-        # The key is the last path element; keep it out of messages.
+        # The key is the stream name (path after the app) or a query value.
         self._secrets = [p for p in parts.path.split("/")[2:] if p]
+        self._secrets += [kv.partition("=")[2] for kv in parts.query.split("&") if "=" in kv]
         self.video_only = video_only
         self.codec = codec
         self.bitrate_kbps = bitrate_kbps
@@ -492,7 +500,12 @@ class RtmpPusher(_Process):
         self.fps = fps
         self.size = size
         self.startup_check = startup_check
-        if clip is True:
+        if engine == "auto":
+            engine = "pyav" if codec == "h265" else "ffmpeg"
+        if engine not in ("ffmpeg", "pyav"):
+            raise HarnessError(f"unknown engine {engine!r} (ffmpeg, pyav)")
+        self.engine = engine
+        if clip is True or (clip is None and engine == "pyav"):
             clip = make_clip(
                 codec=codec,
                 video_only=video_only,
@@ -500,10 +513,15 @@ class RtmpPusher(_Process):
                 gop_seconds=gop_seconds,
                 fps=fps,
                 size=size,
+                # FFmpeg 5.1 cannot put HEVC in FLV; MPEG-TS holds every codec.
+                container="ts" if engine == "pyav" else "flv",
             )
         self.clip = Path(clip) if clip else None
 
     def _argv(self) -> list[str]:
+        if self.engine == "pyav":
+            assert self.clip is not None
+            return [sys.executable, "-m", "tests.harness.cameras", "pyav-push", str(self.clip)]
         argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning"]
         if self.clip is not None:
             argv += ["-re", "-stream_loop", "-1", "-i", str(self.clip), "-c", "copy"]
@@ -520,6 +538,12 @@ class RtmpPusher(_Process):
             argv += ["-an"]
         argv += ["-f", "flv", self.url]
         return argv
+
+    def _env(self) -> dict[str, str] | None:
+        # The URL (with its key) goes to the PyAV pusher by environment, not argv.
+        env = dict(os.environ, CAMSTREAM_HARNESS_RTMP_URL=self.url)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        return env
 
     def _wait_ready(self) -> None:
         # ffmpeg has no "connected" signal; an immediate exit (refused
@@ -599,3 +623,56 @@ def _closed_within(s: socket.socket, hold: float) -> bool:
             return False
         except (ConnectionResetError, BrokenPipeError):
             return True
+
+
+# -- the PyAV pusher (run as: python -m tests.harness.cameras pyav-push CLIP) --
+
+
+def _pyav_push(clip: str, url: str) -> int:
+    """Publish ``clip`` to ``url`` in a loop, paced at real time, without re-encoding.
+
+    Timestamps continue across loops: each pass is shifted by the longest
+    stream's span, as ``ffmpeg -stream_loop`` does, so no stream's
+    timestamps go backwards and the shorter one gains at most a frame's gap.
+    """
+    import av  # the venv's PyAV; imported here so the harness imports without it
+
+    parent = os.getppid()  # leave with the test process, never linger as an orphan
+    out = av.open(url, "w", format="flv")
+    start = time.monotonic()
+    shift = 0.0  # seconds added to this pass's timestamps
+    origin: float | None = None  # first dts of the clip: wall-clock pacing starts here
+    outs: dict[int, Any] = {}
+    while True:
+        with av.open(clip) as inp:
+            streams = [s for s in inp.streams if s.type in ("video", "audio")]
+            if not outs:
+                outs = {s.index: out.add_stream_from_template(s) for s in streams}
+            first: dict[int, float] = {}
+            end: dict[int, float] = {}
+            for pkt in inp.demux(*streams):
+                if pkt.dts is None or pkt.pts is None:
+                    continue  # flush packets carry no data
+                tb = pkt.time_base
+                idx = pkt.stream.index
+                dts = float(pkt.dts * tb)
+                origin = dts if origin is None else origin
+                first.setdefault(idx, dts)
+                end[idx] = max(end.get(idx, dts), dts + float((pkt.duration or 0) * tb))
+                delay = start + (dts - origin + shift) - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # real time, like a camera
+                    if os.getppid() != parent:
+                        return 0
+                offset = round(shift / tb)
+                pkt.dts += offset
+                pkt.pts += offset
+                pkt.stream = outs[idx]
+                out.mux(pkt)
+            shift += max(end[i] - first[i] for i in end)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "pyav-push":
+        sys.exit(_pyav_push(sys.argv[2], os.environ["CAMSTREAM_HARNESS_RTMP_URL"]))
+    sys.exit("usage: python -m tests.harness.cameras pyav-push CLIP  (URL in the environment)")

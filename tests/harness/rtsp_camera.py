@@ -15,8 +15,8 @@ Usage::
 
 Prints ``READY <port>`` on stdout once it is serving (``--port 0`` lets the
 kernel pick a free port, so there is no race between picking and binding),
-then runs until SIGTERM/SIGINT. The password is taken from an environment
-variable (or ``--password``) and never printed.
+then runs until SIGTERM/SIGINT or until its parent process dies. The password
+is taken from an environment variable (or ``--password``) and never printed.
 """
 
 from __future__ import annotations
@@ -178,6 +178,19 @@ def main(argv: list[str]) -> int:
         return 2
     # Clean sessions out periodically so killed clients do not pile up.
     GLib.timeout_add_seconds(2, lambda: (server.get_session_pool().cleanup(), True)[1])
+
+    # Exit with the test process that started us: if it dies without
+    # stopping us (SIGKILL, a crashed runner) we are reparented, and an
+    # orphaned camera would hold CPU on a shared machine.
+    parent = os.getppid()
+
+    def orphaned() -> bool:
+        if os.getppid() != parent:
+            loop.quit()
+            return False
+        return True
+
+    GLib.timeout_add_seconds(1, orphaned)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,6 +266,42 @@ def test_playlist_parser_reads_live_tags() -> None:
         "low/index.m3u8\n"
     )
     assert variants[0].codecs == "avc1.4d401e,mp4a.40.2" and variants[0].resolution == "640x360"
+
+
+def test_pyav_pusher_sends_h265_over_enhanced_rtmp() -> None:
+    # Debian's ffmpeg 5.1 cannot put HEVC in FLV; the PyAV engine (FFmpeg 8)
+    # can, and PyAV's own RTMP listener is the reader that understands it.
+    port = free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/h265-key"
+    seen: dict[str, object] = {}
+
+    def listen() -> None:
+        try:
+            with av.open(url, options={"listen": "1"}, timeout=30) as c:
+                seen["codecs"] = sorted(s.codec_context.name for s in c.streams)
+                times: list[float] = []
+                for pkt in c.demux(c.streams.video[0]):
+                    if pkt.dts is not None:
+                        times.append(float(pkt.dts * pkt.time_base))
+                    if len(times) >= 75:
+                        break
+                seen["span"] = times[-1] - times[0]
+        except Exception as exc:  # reported through `seen`, asserted below
+            seen["error"] = repr(exc)
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    wait_for_listen(port)
+    started = time.monotonic()
+    with RtmpPusher(url, codec="h265", size=SIZE) as pusher:
+        assert pusher.engine == "pyav"
+        reader.join(60)
+        elapsed = time.monotonic() - started
+    assert "error" not in seen, seen
+    assert seen["codecs"] == ["aac", "hevc"]
+    # 75 frames at 25 fps: three seconds of media, paced at real time.
+    assert 2.8 <= float(seen["span"]) <= 3.1  # type: ignore[arg-type]
+    assert elapsed >= 2.5
 
 
 # -- garbage ----------------------------------------------------------------------
