@@ -483,16 +483,14 @@ class RtmpPusher(_Process):
         size: str = "640x360",
         engine: str = "auto",
         startup_check: float = 0.5,
+        connect_timeout: float = 20.0,
     ) -> None:
         super().__init__()
-        parts = urlsplit(url)
-        if parts.scheme != "rtmp" or not parts.hostname:
-            raise HarnessError("RtmpPusher needs an rtmp://127.x.x.x:PORT/app/key URL")
-        _require_loopback(parts.hostname)
+        self.connect_timeout = connect_timeout
+        self.connected = 0  # publishers connected (pyav engine)
         self.url = url
-        # The key is the stream name (path after the app) or a query value.
-        self._secrets = [p for p in parts.path.split("/")[2:] if p]
-        self._secrets += [kv.partition("=")[2] for kv in parts.query.split("&") if "=" in kv]
+        self.urls = [url]
+        self._secrets = _rtmp_secrets(url)
         self.video_only = video_only
         self.codec = codec
         self.bitrate_kbps = bitrate_kbps
@@ -540,12 +538,21 @@ class RtmpPusher(_Process):
         return argv
 
     def _env(self) -> dict[str, str] | None:
-        # The URL (with its key) goes to the PyAV pusher by environment, not argv.
-        env = dict(os.environ, CAMSTREAM_HARNESS_RTMP_URL=self.url)
+        # The URLs (with their keys) go to the PyAV pusher by environment, not argv.
+        env = dict(os.environ, CAMSTREAM_HARNESS_RTMP_URL="\n".join(self.urls))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return env
 
     def _wait_ready(self) -> None:
+        if self.engine == "pyav":
+            line = _read_line(self._proc, self.connect_timeout)
+            if not line.startswith("CONNECTED ") or line == "CONNECTED 0":
+                raise HarnessError(
+                    f"RTMP pusher did not connect (exit {self.returncode}): {line!r}\n"
+                    f"{self.log_tail()}"
+                )
+            self.connected = int(line.split()[1])
+            return
         # ffmpeg has no "connected" signal; an immediate exit (refused
         # connection, bad codec) shows within a fraction of a second.
         deadline = time.monotonic() + self.startup_check
@@ -557,7 +564,35 @@ class RtmpPusher(_Process):
             time.sleep(0.05)
 
     def __repr__(self) -> str:
-        return f"RtmpPusher({_redact(self.url, self._secrets)!r}, pid={self.pid})"
+        urls = [_redact(u, self._secrets) for u in self.urls]
+        return f"{type(self).__name__}({urls!r}, pid={self.pid})"
+
+
+def _rtmp_secrets(url: str) -> list[str]:
+    """Check an RTMP URL is loopback and return its secret parts (stream key, query values)."""
+    parts = urlsplit(url)
+    if parts.scheme != "rtmp" or not parts.hostname:
+        raise HarnessError("RTMP publishers need an rtmp://127.x.x.x:PORT/app/key URL")
+    _require_loopback(parts.hostname)
+    secrets = [p for p in parts.path.split("/")[2:] if p]
+    return secrets + [kv.partition("=")[2] for kv in parts.query.split("&") if "=" in kv]
+
+
+class RtmpFanout(RtmpPusher):
+    """Many RTMP cameras in one process: one clip demuxed once, published to every URL.
+
+    For benchmarks and churn tests that need tens of cameras without tens of
+    processes (PyAV engine; each publisher is its own RTMP connection with its
+    own key). ``connected`` tells how many publishers connected at start.
+    """
+
+    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
+        if not urls:
+            raise HarnessError("RtmpFanout needs at least one URL")
+        kwargs["engine"] = "pyav"
+        super().__init__(urls[0], **kwargs)
+        self.urls = list(urls)
+        self._secrets = [s for u in self.urls for s in _rtmp_secrets(u)]
 
 
 # -- garbage ------------------------------------------------------------------
@@ -628,26 +663,42 @@ def _closed_within(s: socket.socket, hold: float) -> bool:
 # -- the PyAV pusher (run as: python -m tests.harness.cameras pyav-push CLIP) --
 
 
-def _pyav_push(clip: str, url: str) -> int:
-    """Publish ``clip`` to ``url`` in a loop, paced at real time, without re-encoding.
+def _pyav_push(clip: str, urls: Sequence[str]) -> int:
+    """Publish ``clip`` to every URL in a loop, paced at real time, without re-encoding.
 
-    Timestamps continue across loops: each pass is shifted by the longest
-    stream's span, as ``ffmpeg -stream_loop`` does, so no stream's
+    One process, one demux, many publishers: a cheap fan-out of cameras for
+    benchmarks. Timestamps continue across loops: each pass is shifted by the
+    longest stream's span, as ``ffmpeg -stream_loop`` does, so no stream's
     timestamps go backwards and the shorter one gains at most a frame's gap.
+    A publisher whose connection fails is dropped (and said so on stderr,
+    by index, not URL); the others go on. A receiver that stops reading
+    without closing blocks them all: this is a test camera, not a server.
     """
     import av  # the venv's PyAV; imported here so the harness imports without it
 
     parent = os.getppid()  # leave with the test process, never linger as an orphan
-    out = av.open(url, "w", format="flv")
+    outs: dict[int, Any] = {}
+    streams_of: dict[int, dict[int, Any]] = {}  # publisher -> clip stream index -> out stream
+    with av.open(clip) as inp:
+        for i, url in enumerate(urls):
+            try:
+                out = av.open(url, "w", format="flv")
+                streams_of[i] = {
+                    s.index: out.add_stream_from_template(s)
+                    for s in inp.streams
+                    if s.type in ("video", "audio")
+                }
+                out.start_encoding()  # PyAV connects lazily; connect (and fail) now
+                outs[i] = out
+            except av.error.FFmpegError as exc:
+                print(f"publisher {i}: cannot connect: {exc.strerror}", file=sys.stderr, flush=True)
+    print(f"CONNECTED {len(outs)}", flush=True)
     start = time.monotonic()
     shift = 0.0  # seconds added to this pass's timestamps
     origin: float | None = None  # first dts of the clip: wall-clock pacing starts here
-    outs: dict[int, Any] = {}
-    while True:
+    while outs:
         with av.open(clip) as inp:
             streams = [s for s in inp.streams if s.type in ("video", "audio")]
-            if not outs:
-                outs = {s.index: out.add_stream_from_template(s) for s in streams}
             first: dict[int, float] = {}
             end: dict[int, float] = {}
             for pkt in inp.demux(*streams):
@@ -665,14 +716,25 @@ def _pyav_push(clip: str, url: str) -> int:
                     if os.getppid() != parent:
                         return 0
                 offset = round(shift / tb)
-                pkt.dts += offset
-                pkt.pts += offset
-                pkt.stream = outs[idx]
-                out.mux(pkt)
+                new_dts, new_pts = pkt.dts + offset, pkt.pts + offset
+                for i in list(outs):
+                    # Reset the timestamps per publisher: mux may rescale in place.
+                    pkt.time_base, pkt.dts, pkt.pts = tb, new_dts, new_pts
+                    pkt.stream = streams_of[i][idx]
+                    try:
+                        outs[i].mux(pkt)
+                    except av.error.FFmpegError as exc:
+                        print(
+                            f"publisher {i}: dropped: {exc.strerror}", file=sys.stderr, flush=True
+                        )
+                        del outs[i]
             shift += max(end[i] - first[i] for i in end)
+    return 1  # every publisher is gone
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "pyav-push":
-        sys.exit(_pyav_push(sys.argv[2], os.environ["CAMSTREAM_HARNESS_RTMP_URL"]))
-    sys.exit("usage: python -m tests.harness.cameras pyav-push CLIP  (URL in the environment)")
+        # URLs (with their keys) come by environment, one per line, never argv.
+        targets = os.environ["CAMSTREAM_HARNESS_RTMP_URL"].split()
+        sys.exit(_pyav_push(sys.argv[2], targets))
+    sys.exit("usage: python -m tests.harness.cameras pyav-push CLIP  (URLs in the environment)")

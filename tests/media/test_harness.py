@@ -23,6 +23,7 @@ import pytest
 from tests.harness import hlscheck, player
 from tests.harness.cameras import (
     GarbageClient,
+    RtmpFanout,
     RtmpPusher,
     RtspCamera,
     free_port,
@@ -302,6 +303,27 @@ def test_pyav_pusher_sends_h265_over_enhanced_rtmp() -> None:
     # 75 frames at 25 fps: three seconds of media, paced at real time.
     assert 2.8 <= float(seen["span"]) <= 3.1  # type: ignore[arg-type]
     assert elapsed >= 2.5
+
+
+def test_fanout_publishes_one_clip_to_many_receivers(tmp_path: Path, clip: Path) -> None:
+    receivers = []
+    try:
+        for i in range(3):
+            (tmp_path / f"r{i}").mkdir()
+            receivers.append(HlsReceiver(tmp_path / f"r{i}"))
+        dead = free_port()  # nobody listens: that publisher is dropped, the rest go on
+        urls = [r.url for r in receivers] + [f"rtmp://127.0.0.1:{dead}/live/nobody-key"]
+        with RtmpFanout(urls, clip=clip) as fanout:
+            assert fanout.connected == 3
+            assert "harness-key" not in repr(fanout) and "nobody-key" not in repr(fanout)
+            for r in receivers:
+                hlscheck.wait_for_segments(str(r.playlist), 2, timeout=40)
+            report = hlscheck.validate(str(receivers[-1].playlist), expect_codecs=("aac", "h264"))
+            assert "nobody-key" not in fanout.log_path.read_text()  # raw, unredacted log
+    finally:
+        for r in receivers:
+            r.stop()
+    assert report.ok, report.problems
 
 
 # -- garbage ----------------------------------------------------------------------
