@@ -267,3 +267,31 @@ def test_random_bytes_raise_only_chunk_errors(raw: bytes) -> None:
         ChunkDecoder(max_message_size=4096).feed(raw)
     except ChunkError:
         pass
+
+
+def test_a_new_header_mid_message_drops_the_unfinished_one() -> None:
+    dec = ChunkDecoder()
+    out = dec.feed(
+        _chunk(0, 6, b"x" * 128, length=300, type_id=9, msid=1)  # unfinished
+        + _chunk(0, 6, b"one", ts=5, length=3, type_id=9, msid=1)  # a complete new message
+        + _chunk(3, 6, b"two")  # fmt 3: a new message like the last, not a continuation
+    )
+    assert [(m.timestamp, m.payload) for m in out] == [(5, b"one"), (10, b"two")]
+
+
+@pytest.mark.parametrize("ext", [None, 0x01020304])
+def test_another_chunk_stream_cutting_into_a_run_of_continuations(ext: int | None) -> None:
+    payload = bytes(range(200)) * 3  # 600 bytes: 5 chunks of 128 (last 88)
+    ts = 0xFFFFFF if ext is not None else 7
+    cont = [_chunk(3, 6, payload[i : i + 128], ext=ext) for i in range(128, 600, 128)]
+    data = (
+        _chunk(0, 6, payload[:128], ts=ts, length=600, type_id=9, msid=1, ext=ext)
+        + cont[0]
+        + cont[1]
+        + _chunk(0, 4, b"audio", ts=3, length=5, type_id=8, msid=1)
+        + cont[2]
+        + cont[3]
+    )
+    out = ChunkDecoder().feed(data)
+    assert [(m.csid, m.payload) for m in out] == [(4, b"audio"), (6, payload)]
+    assert out[1].timestamp == (ext if ext is not None else 7)
