@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HLS request would drown the stream events at any real scale.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if args.command == "run":
         from camstream_worker.standalone import run_standalone
 

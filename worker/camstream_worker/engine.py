@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from camstream.spec import StreamKey, StreamSpec
+from camstream_worker.backoff import Backoff
 from camstream_worker.errors import SecretError, UnsupportedMedia
 from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.ingest.base import Source
@@ -31,9 +32,14 @@ from camstream_worker.ingest.rtsp import RtspSource
 from camstream_worker.ingest.synthetic import SyntheticSource
 from camstream_worker.secrets import SecretResolver
 from camstream_worker.state import StreamStatus, stream_dir
-from camstream_worker.supervisor import StreamRunner
+from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
 
 log = logging.getLogger(__name__)
+
+PUSH_FAILED_RETRY = 5.0
+PUSH_ATTACH_WAIT = 3.0
+# A pushing camera reconnects when it likes; waiting for it is the source's job.
+PUSH_BACKOFF = Backoff(initial=0.05, cap=0.5)
 
 
 class Engine:
@@ -119,7 +125,15 @@ class Engine:
         )
         if spec.source.protocol == "rtmp":
             self._push_sources[key] = RtmpPushSource(log_prefix=f"[{key}] ")
-        runner = StreamRunner(spec, writer, self._make_source, on_change=self._notify)
+        runner = StreamRunner(
+            spec,
+            writer,
+            self._make_source,
+            on_change=self._notify,
+            backoff=PUSH_BACKOFF if spec.source.protocol == "rtmp" else DEFAULT_BACKOFF,
+            # A pushing camera decides when it comes back: be ready for it soon.
+            failed_retry_seconds=PUSH_FAILED_RETRY if spec.source.protocol == "rtmp" else 60.0,
+        )
         runner_box.append(runner)
         self._runners[key] = runner
         runner.start()
@@ -189,7 +203,7 @@ class Engine:
         if not hmac.compare_digest(expected.encode(), offered.encode()):
             log.warning("[%s] rtmp publish from %s rejected: wrong stream key", key, peer)
             return None
-        session = push.attach()
+        session = await push.attach_when_ready(wait_seconds=PUSH_ATTACH_WAIT)
         if session is None:
             log.warning("[%s] rtmp publish from %s rejected: already publishing", key, peer)
         return session

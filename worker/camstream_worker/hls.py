@@ -89,6 +89,11 @@ class HlsWriter:
         self._last_dts: dict[int, tuple[int, int | None]] = {}
         self.dropped_packets = 0
         directory.mkdir(parents=True, exist_ok=True)
+        resumed = _next_sequence_on_disk(directory / PLAYLIST_NAME)
+        if resumed is not None and resumed > self._next_sequence:
+            # A restarted worker must not reuse segment names players may have cached.
+            self._next_sequence = resumed
+            self._pending_discontinuity = True
 
     @property
     def next_sequence(self) -> int:
@@ -230,3 +235,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
     with open(temporary, "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)
+
+
+def _next_sequence_on_disk(playlist: Path) -> int | None:
+    """The sequence after the last segment of a playlist left by an earlier run."""
+    try:
+        text = playlist.read_text()
+    except OSError:
+        return None
+    first = None
+    count = 0
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            try:
+                first = int(line.split(":", 1)[1])
+            except ValueError:
+                return None
+        elif line and not line.startswith("#"):
+            count += 1
+    return None if first is None else first + count

@@ -102,7 +102,9 @@ class StreamRunner:
             media_sequence=segment.sequence,
             discontinuity_sequence=segment.discontinuity_sequence,
         )
-        if self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
+        session_running = self._sink is not None and self._sink.active
+        # The last segment of a session that just died must not claim Live.
+        if session_running and self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
             self._live_since = time.monotonic()
             self._set(Phase.LIVE, "Streaming", "")
 

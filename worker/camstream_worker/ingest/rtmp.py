@@ -22,7 +22,7 @@ from fractions import Fraction
 
 import av
 
-from camstream_worker.errors import SourceEnded, SourceError
+from camstream_worker.errors import SourceEnded, SourceError, UnsupportedMedia
 from camstream_worker.ingest.base import PacketSink
 from camstream_worker.ingest.flv import FlvError, MediaPacket, TrackConfig
 
@@ -38,10 +38,24 @@ class RtmpPushSource:
         self._sink: PacketSink | None = None
         self._ended: asyncio.Future[str | None] | None = None
         self._session: _PublishSession | None = None
+        self._listening = asyncio.Event()
 
     @property
     def waiting(self) -> bool:
         return self._sink is not None and self._session is None
+
+    async def attach_when_ready(self, wait_seconds: float) -> _PublishSession | None:
+        """attach(), waiting up to `wait_seconds` for the source to listen again.
+
+        Between two sessions the supervisor briefly has no run() going; a
+        camera reconnecting at that moment must not be turned away.
+        """
+        if self._sink is None:
+            try:
+                await asyncio.wait_for(self._listening.wait(), wait_seconds)
+            except TimeoutError:
+                return None
+        return self.attach()
 
     def attach(self) -> _PublishSession | None:
         """A publisher with the right key arrived: give it a session, or None if not waiting.
@@ -61,6 +75,7 @@ class RtmpPushSource:
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
         ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._sink, self._ended, self._session = sink, ended, None
+        self._listening.set()
         try:
             while not ended.done():
                 if stopping.is_set():
@@ -71,11 +86,16 @@ class RtmpPushSource:
             reason = ended.result()
             if reason is None:
                 raise SourceEnded("the camera stopped publishing")
+            if reason.startswith("unsupported"):
+                raise UnsupportedMedia(
+                    f"the camera publishes {reason.removeprefix('unsupported ')}"
+                )
             raise SourceError(f"the publisher was disconnected: {reason}")
         finally:
             if self._session is not None:
                 self._session.stopping = True
             self._sink = self._ended = self._session = None
+            self._listening.clear()
 
 
 class _PublishSession:

@@ -62,8 +62,6 @@ class SyntheticSource:
                     if delay > 0 and stopping.wait(delay):
                         return
                 for frame in packet.decode():
-                    if index == 1:
-                        frame.pts = None  # let the AAC encoder count samples itself
                     for encoded in encoders[index].encode(frame):
                         sink.packet(index, encoded)
         finally:

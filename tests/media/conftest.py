@@ -1,0 +1,25 @@
+"""Fixtures for the real-media tests: a standalone worker process per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.media.worker_process import WorkerProcess
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[list[dict[str, Any]]], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(manifests: list[dict[str, Any]]) -> WorkerProcess:
+        worker = WorkerProcess(manifests, tmp_path / f"worker{len(started)}")
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,123 @@
+"""Each ingest path end to end: real cameras in, HLS out, checked by ffprobe.
+
+A standalone worker process (`camstream run`) ingests from FFmpeg pushing
+RTMP, GStreamer's RTSP server, a recording and the synthetic source; the
+segments it writes are probed by ffprobe for codecs, durations near the
+target and continuous timestamps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cameras import RtmpPusher, RtspCamera, make_clip
+from tests.harness.hlscheck import check_continuity, check_durations, probe_segment
+from tests.media.worker_process import WorkerProcess, camera_stream, secret
+
+pytestmark = pytest.mark.media
+
+
+def assert_valid_hls(worker: WorkerProcess, name: str, video: str, audio: str | None) -> None:
+    playlist = worker.playlist(name)
+    assert playlist.target_duration == 2
+    segments = playlist.segments[-3:]
+    probes = [probe_segment(str(worker.segment_path(name, s.uri))) for s in segments]
+    for probe in probes:
+        assert probe.codecs[0] == video, probe.codecs
+        assert (audio in probe.codecs) if audio else len(probe.codecs) == 1, probe.codecs
+    assert check_durations(segments, probes) == []
+    assert check_continuity(segments, probes) == []
+    for segment in segments:
+        assert 1.5 <= segment.duration <= 2.6, segment
+        assert segment.program_date_time is not None
+
+
+def test_rtmp_push_becomes_hls(start_worker) -> None:
+    worker = start_worker(
+        [
+            camera_stream("door", {"protocol": "rtmp", "streamKeySecretRef": {"name": "door-key"}}),
+            secret("door-key", streamKey="k3y-door"),
+        ]
+    )
+    assert worker.stream("door")["phase"] == "Connecting"  # waiting for its camera
+    with RtmpPusher(worker.rtmp_url("door", "k3y-door"), clip=True):
+        worker.wait_for("door", phase="Live")
+        status = worker.wait_segments("door", 4)
+        assert_valid_hls(worker, "door", "h264", "aac")
+    assert status["codecs"] == {"video": "h264", "audio": "aac"}
+    assert status["bytes_in"] > 100_000
+    assert "k3y-door" not in worker.log()
+
+
+def test_rtmp_video_only_camera(start_worker) -> None:
+    worker = start_worker(
+        [
+            camera_stream("yard", {"protocol": "rtmp", "streamKeySecretRef": {"name": "yard-key"}}),
+            secret("yard-key", streamKey="yard-secret"),
+        ]
+    )
+    with RtmpPusher(worker.rtmp_url("yard", "yard-secret"), clip=True, video_only=True):
+        worker.wait_for("yard", phase="Live")
+        worker.wait_segments("yard", 3)
+        assert_valid_hls(worker, "yard", "h264", None)
+
+
+def test_rtsp_pull_with_digest_credentials_over_tcp(start_worker) -> None:
+    with RtspCamera(mounts={"/cam1": "h264+aac"}, user="viewer", password="p4ss-w0rd") as camera:
+        worker = start_worker(
+            [
+                camera_stream(
+                    "lobby",
+                    {
+                        "protocol": "rtsp",
+                        "url": camera.url("/cam1"),
+                        "credentialsSecretRef": {"name": "lobby-creds"},
+                    },
+                ),
+                secret("lobby-creds", username="viewer", password="p4ss-w0rd"),
+            ]
+        )
+        worker.wait_for("lobby", phase="Live")
+        worker.wait_segments("lobby", 3)
+        assert_valid_hls(worker, "lobby", "h264", "aac")
+    assert "p4ss-w0rd" not in worker.log()
+    assert "p4ss-w0rd" not in worker.get("/api/streams").decode()
+
+
+def test_rtsp_h265_video_only_camera_over_udp(start_worker) -> None:
+    with RtspCamera(mounts={"/h265": "h265"}) as camera:
+        worker = start_worker(
+            [
+                camera_stream(
+                    "dock", {"protocol": "rtsp", "url": camera.url("/h265"), "rtspTransport": "udp"}
+                ),
+            ]
+        )
+        worker.wait_for("dock", phase="Live", timeout=45)
+        worker.wait_segments("dock", 2)
+        assert worker.stream("dock")["codecs"]["video"] == "hevc"
+        playlist = worker.playlist("dock")
+        probe = probe_segment(str(worker.segment_path("dock", playlist.segments[-1].uri)))
+        assert probe.codecs == ("hevc",)
+
+
+def test_recording_and_synthetic_sources_play_at_real_time(start_worker, tmp_path: Path) -> None:
+    clip = make_clip(seconds=6, container="mp4")
+    worker = start_worker(
+        [
+            camera_stream("replay", {"protocol": "file", "url": str(clip)}),
+            camera_stream(
+                "pattern",
+                {"protocol": "synthetic", "synthetic": {"width": 320, "height": 240, "fps": 25}},
+            ),
+        ]
+    )
+    worker.wait_for("pattern", phase="Live")
+    worker.wait_for("replay", phase="Live")
+    first = worker.stream("replay")["segments"]
+    worker.wait_segments("pattern", 3)
+    # Paced at real time: about one 2 s segment per 2 s, not the whole clip at once.
+    assert worker.stream("replay")["segments"] - first <= 5
+    assert_valid_hls(worker, "pattern", "h264", "aac")
