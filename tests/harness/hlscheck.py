@@ -229,7 +229,9 @@ def parse_master_playlist(text: str) -> tuple[Variant, ...]:
 
 
 def playlist_problems(pl: MediaPlaylist, *, tolerance: float = 0.5) -> list[str]:
-    """Spec-level problems of one playlist snapshot (pure)."""
+    """Problems of one playlist snapshot (pure): EXTINF against the target
+    duration, and PROGRAM-DATE-TIME steps against EXTINF (within ``tolerance``
+    seconds)."""
     problems: list[str] = []
     for s in pl.segments:
         # RFC 8216 4.3.3.1: EXTINF rounded to an integer must not exceed the target.
@@ -240,6 +242,16 @@ def playlist_problems(pl: MediaPlaylist, *, tolerance: float = 0.5) -> list[str]
             )
         if s.duration <= 0:
             problems.append(f"segment {s.sequence} has non-positive EXTINF {s.duration}")
+    # Wall-clock dates must advance with the media, except across a discontinuity.
+    for a, b in itertools.pairwise(pl.segments):
+        if a.program_date_time is None or b.program_date_time is None or b.discontinuity:
+            continue
+        step = (b.program_date_time - a.program_date_time).total_seconds()
+        if abs(step - a.duration) > tolerance:
+            problems.append(
+                f"PROGRAM-DATE-TIME advances {step:.3f}s from segment {a.sequence} "
+                f"to {b.sequence}, EXTINF says {a.duration:.3f}s"
+            )
     return problems
 
 

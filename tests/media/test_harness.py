@@ -251,15 +251,20 @@ def test_playlist_parser_reads_live_tags() -> None:
         "#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n#EXTINF:2.000,\na.m4s\n"
         "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:10.000+00:00\n"
         "#EXTINF:1.960,\nb.m4s\n#EXTINF:2.5,\nc.m4s\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:20.000Z\n#EXTINF:2,\nd.m4s\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:25.000Z\n#EXTINF:2,\ne.m4s\n"
     )
     pl = hlscheck.parse_media_playlist(text)
-    assert [s.sequence for s in pl.segments] == [41, 42, 43]
+    assert [s.sequence for s in pl.segments] == [41, 42, 43, 44, 45]
     assert pl.discontinuity_positions == (1,)
-    assert [s.discontinuity_sequence for s in pl.segments] == [3, 4, 4]
+    assert [s.discontinuity_sequence for s in pl.segments] == [3, 4, 4, 4, 4]
     assert pl.map_uri == "init.mp4"
     assert pl.segments[1].program_date_time is not None
     assert pl.segments[2].program_date_time is None
-    assert hlscheck.playlist_problems(pl) == ["segment 43 EXTINF 2.500 exceeds target 2"]
+    assert hlscheck.playlist_problems(pl) == [
+        "segment 43 EXTINF 2.500 exceeds target 2",
+        "PROGRAM-DATE-TIME advances 5.000s from segment 44 to 45, EXTINF says 2.000s",
+    ]
     with pytest.raises(hlscheck.HlsError):
         hlscheck.parse_media_playlist("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n")
     variants = hlscheck.parse_master_playlist(
