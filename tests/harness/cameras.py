@@ -10,8 +10,9 @@ socket bound to loopback:
 - ``RtmpPusher``: ``ffmpeg -re ... -f flv rtmp://...``, from a test pattern
   or, cheaply, from a clip made once by ``make_clip`` and looped with
   ``-c copy``.
-- ``GarbageClient``: a TCP client that sends random bytes or half handshakes,
-  for the "garbage on the port" faults.
+- ``GarbageClient``: a TCP client that sends random bytes, half handshakes or
+  a slowloris trickle, for the "garbage on the port" faults;
+  ``BlackHoleServer``: a listener that accepts and never answers (a hung camera).
 
 Processes run in their own session (process group) and are stopped by that
 group only: ``stop()`` sends SIGTERM then SIGKILL, ``kill()`` is an abrupt
@@ -33,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -633,6 +635,26 @@ class GarbageClient:
         """The wrong protocol: an HTTP GET on a media port."""
         return self._session(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", hold)
 
+    def slowloris(self, seconds: float = 5.0, interval: float = 0.5) -> bool:
+        """Trickle a valid RTMP C0+C1 one byte per ``interval``: never finishes, never idle.
+
+        True if the server hung up within ``seconds`` (as a guarded server should).
+        """
+        c1 = b"\x03" + bytes(8) + self._rng.randbytes(1528)
+        deadline = time.monotonic() + seconds
+        with socket.create_connection((self.host, self.port), timeout=5.0) as s:
+            for byte in c1:
+                try:
+                    s.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if _closed_within(s, min(interval, left)):
+                    return True
+        return False
+
     def _session(self, payload: bytes, hold: float) -> bool:
         with socket.create_connection((self.host, self.port), timeout=5.0) as s:
             try:
@@ -641,6 +663,59 @@ class GarbageClient:
             except (BrokenPipeError, ConnectionResetError):
                 return True
             return _closed_within(s, hold)
+
+
+class BlackHoleServer:
+    """A TCP listener on loopback that accepts connections and never answers.
+
+    Stands in for a hung camera (RTSP or HTTP) that takes the connection and
+    then says nothing, to test a reader's timeouts. ``accepted`` counts
+    connections; all are closed on ``stop()``.
+    """
+
+    def __init__(self, host: str = LOOPBACK) -> None:
+        _require_loopback(host)
+        self._sock = socket.create_server((host, 0))
+        self._sock.settimeout(0.2)
+        self.host = host
+        self.port = int(self._sock.getsockname()[1])
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="black-hole", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+        for conn in self._conns:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def _closed_within(s: socket.socket, hold: float) -> bool:

@@ -22,6 +22,7 @@ import pytest
 
 from tests.harness import hlscheck, player
 from tests.harness.cameras import (
+    BlackHoleServer,
     GarbageClient,
     RtmpFanout,
     RtmpPusher,
@@ -340,3 +341,17 @@ def test_garbage_client_is_dropped_by_an_rtmp_listener(receiver: HlsReceiver) ->
     assert closed
     receiver.proc.wait(15)
     assert receiver.proc.returncode != 0
+
+
+def test_black_hole_hangs_a_reader_and_slowloris_never_finishes() -> None:
+    with BlackHoleServer() as hole:
+        started = time.monotonic()
+        res = subprocess.run(
+            ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "2000000",
+             f"rtsp://127.0.0.1:{hole.port}/cam1"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert res.returncode != 0
+        assert time.monotonic() - started >= 1.5  # it waited for an answer that never came
+        assert not GarbageClient(hole.port).slowloris(seconds=1.5, interval=0.2)
+        assert hole.accepted == 2
