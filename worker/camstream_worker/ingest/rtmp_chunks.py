@@ -277,8 +277,9 @@ def _continuations(
     Publishers send all chunks of a message in a row, each a one-byte fmt 3
     header (``marker``, plus a repeated 4-byte extended timestamp: ``skip``)
     and ``size`` payload bytes. Those runs are checked and unpacked with
-    slice operations in C instead of a Python step per 128-byte chunk, which
-    is what most of a stream's decoding time would otherwise be. Anything
+    slice operations in C instead of a Python step per chunk, which would be
+    most of the decoding time for publishers that keep the default 128-byte
+    chunks (FFmpeg raises its chunk size to 4096, librtmp may not). Anything
     irregular (another chunk stream interleaved, data not here yet) stops the
     run and is left to the general path. Returns the new position and the
     bytes still needed.
