@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 import struct
 import subprocess
 import time
@@ -98,7 +99,7 @@ class Keys:
 
 
 @contextlib.asynccontextmanager
-async def rtmp_server(keys: Keys, **options: float) -> AsyncIterator[RtmpServer]:
+async def rtmp_server(keys: Callable[..., object], **options: float) -> AsyncIterator[RtmpServer]:
     server = RtmpServer(keys, "127.0.0.1", 0, **options)  # type: ignore[arg-type]
     await server.start()
     try:
@@ -657,3 +658,52 @@ async def test_unsupported_codec_ends_the_publish_with_a_clear_reason(
             await until(lambda: server.stats()["connections"] == 0, within=5, what="hang up")
             await finish(proc)
         assert server.stats()["protocol_errors"] == 0  # a media problem, not a protocol one
+
+
+async def test_a_stalled_publisher_is_dropped_after_the_idle_timeout(clip: Path) -> None:
+    keys = Keys({GOOD_KEY: CollectingSink})
+    async with (
+        rtmp_server(keys, idle_timeout=1.0) as server,
+        push_clip(clip, server.port, GOOD_KEY, "-stream_loop", "-1") as proc,
+    ):
+        await until(lambda: bool(keys.sinks) and len(keys.sinks[0].packets) > 10)
+        proc.send_signal(signal.SIGSTOP)  # our own FFmpeg: a camera that hangs, socket open
+        try:
+            await until(lambda: bool(keys.sinks[0].closed), within=10, what="idle close")
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert keys.sinks[0].closed == ["no data for 1 s"]
+        assert server.stats()["timeouts"] == 1 and server.stats()["connections"] == 0
+
+
+async def test_a_player_is_refused() -> None:
+    keys = Keys({GOOD_KEY: CollectingSink})
+    async with rtmp_server(keys) as server:
+        url = f"rtmp://127.0.0.1:{server.port}/live/{GOOD_KEY}"
+        async with ffmpeg(
+            "-rw_timeout", "5000000", "-i", url, "-t", "1", "-f", "null", "-"
+        ) as proc:
+            code, _ = await finish(proc, within=20)
+        assert code != 0
+        assert server.stats()["protocol_errors"] == 1 and not keys.sinks
+
+
+async def test_a_failing_authorizer_counts_as_a_refusal(caplog: pytest.LogCaptureFixture) -> None:
+    def authorize(app: str, stream_name: str, peer: str) -> None:
+        raise RuntimeError("secret store down")
+
+    async with rtmp_server(authorize) as server:  # type: ignore[arg-type]
+        reader, writer = await _raw_handshake(server.port)
+        client = ScriptedClient(reader, writer)
+        try:
+            client.command("connect", 1.0, {"app": "live"})
+            await client.expect_command("_result")
+            client.command("publish", 2.0, None, GOOD_KEY, "live", msid=1)
+            status = await client.expect_command("onStatus")
+            assert status[3]["code"] == "NetStream.Publish.BadName"  # type: ignore[index]
+            assert await _closed_by_server(reader)
+        finally:
+            writer.close()
+        assert server.stats()["rejected"] == 1
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "authorizer failed" in text and GOOD_KEY not in text
