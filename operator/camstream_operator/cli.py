@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # kopf logs every handler success at INFO: one line per watch event.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         config = config_from_args(args)
     except ValueError as exc:

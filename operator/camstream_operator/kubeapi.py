@@ -112,7 +112,10 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
         config.load_kube_config(config_file=path, client_configuration=cfg)
     else:
         config.load_incluster_config(client_configuration=cfg)
-    token = cfg.get_api_key_with_prefix("authorization") or None
+    # The client stores the token under "BearerToken" (recent releases) or
+    # "authorization" (older ones), with or without the "Bearer " prefix.
+    keys = cfg.api_key or {}
+    token = keys.get("BearerToken") or keys.get("authorization") or None
     if token and token.lower().startswith("bearer "):
         token = token[7:]
     return Credentials(

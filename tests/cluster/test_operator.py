@@ -37,6 +37,9 @@ PY = sys.executable
 P = 16
 RING = "camstream-ring"
 WORKERS = "camstream-worker"
+# The test bed's node may keep the not-ready taint (no node lifecycle
+# controller runs to lift it); our pods tolerate it rather than wait forever.
+TOLERATIONS = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
 
 OPERATOR_RULES_STREAMS = [
     {"apiGroups": ["camstream.io"], "resources": ["camerastreams"],
@@ -152,6 +155,7 @@ def operator(crd: Cluster, namespace: str) -> Iterator[str]:
                 "metadata": {"labels": {"app": "camstream-operator"}},
                 "spec": {
                     "serviceAccountName": "camstream-operator",
+                    "tolerations": TOLERATIONS,
                     "terminationGracePeriodSeconds": 10,
                     "containers": [{"name": "operator", "image": "camstream", "command": command}],
                 },
@@ -182,6 +186,7 @@ def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Pa
                 "metadata": {"labels": {"app": WORKERS}},
                 "spec": {
                     "serviceAccountName": "camstream-worker",
+                    "tolerations": TOLERATIONS,
                     "terminationGracePeriodSeconds": 30,
                     "containers": [{
                         "name": "worker", "image": "camstream", "command": command,
