@@ -48,7 +48,7 @@ import logging
 import os
 import struct
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from camstream_worker.ingest import amf0, rtmp_chunks
@@ -63,6 +63,7 @@ RTMP_VERSION = 3
 WINDOW_ACK_SIZE = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8
+REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
 MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
 
 # Message type ids
@@ -196,7 +197,19 @@ class _Connection(asyncio.Protocol):
         srv._connections_total += 1
         if len(srv._conns) >= srv._max_connections:
             srv._rejected += 1
-            log.warning("%s: refused: %d connections already open", self._prefix, len(srv._conns))
+            srv._refused_quietly += 1
+            now = self._loop.time()
+            if (
+                now - srv._last_refusal_log >= REFUSAL_LOG_INTERVAL
+            ):  # a flood: one line, not one each
+                log.warning(
+                    "rtmp: refused %d connection(s), last from %s: %d connections already open",
+                    srv._refused_quietly,
+                    self.peer,
+                    len(srv._conns),
+                )
+                srv._refused_quietly = 0
+                srv._last_refusal_log = now
             self._closed = True
             transport.abort()
             return
@@ -233,9 +246,9 @@ class _Connection(asyncio.Protocol):
 
     # -- failure handling: nothing a peer does may escape this connection
 
-    def _guard(self, step: object, *args: object) -> None:
+    def _guard(self, step: Callable[..., None], *args: object) -> None:
         try:
-            step(*args)  # type: ignore[operator]
+            step(*args)
         except (rtmp_chunks.ChunkError, amf0.Amf0Error, _RtmpProtocolError) as exc:
             self._srv._protocol_errors += 1
             self._fail(f"protocol error: {exc}")
@@ -597,6 +610,8 @@ class RtmpServer:
         self._tick: asyncio.TimerHandle | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._connections_total = 0
+        self._refused_quietly = 0
+        self._last_refusal_log = -REFUSAL_LOG_INTERVAL
         self._publishes_total = 0
         self._rejected = 0
         self._protocol_errors = 0
