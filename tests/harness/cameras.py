@@ -9,7 +9,10 @@ socket bound to loopback:
   behind Digest or Basic auth.
 - ``RtmpPusher``: ``ffmpeg -re ... -f flv rtmp://...``, from a test pattern
   or, cheaply, from a clip made once by ``make_clip`` and looped with
-  ``-c copy``.
+  ``-c copy``; or, for H.265 (enhanced RTMP, which Debian's FFmpeg 5.1
+  cannot write), the same loop done by this module run with the venv's PyAV.
+- ``RtmpFanout``: one PyAV process publishing one clip to many RTMP URLs
+  (tens of cameras for a benchmark at a few % of a core).
 - ``GarbageClient``: a TCP client that sends random bytes, half handshakes or
   a slowloris trickle, for the "garbage on the port" faults;
   ``BlackHoleServer``: a listener that accepts and never answers (a hung camera).
@@ -140,6 +143,7 @@ class _Process:
         self._logdir = Path(tempfile.mkdtemp(prefix=f"camstream-{self.name}-"))
         self.log_path = self._logdir / "stderr.log"
         self._secrets: list[str] = []
+        self._group_done = False
 
     # -- subclass hooks -------------------------------------------------
     def _argv(self) -> list[str]:
@@ -151,16 +155,22 @@ class _Process:
     def _wait_ready(self) -> None:
         """Block until the process serves; raise HarnessError if it died."""
 
+    def _reads_stdout(self) -> bool:
+        """Whether ``_wait_ready`` reads a ready line from the child's stdout."""
+        return False
+
     # -- lifecycle ------------------------------------------------------
     def start(self) -> Self:
         if self.running:
             raise HarnessError(f"{self.name} already running (pid {self.pid})")
         log = open(self.log_path, "ab")  # handed to the child, closed here after the fork
         try:
+            self._group_done = False
             self._proc = subprocess.Popen(
                 self._argv(),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
+                # A pipe nobody reads would block a chatty child once it fills.
+                stdout=subprocess.PIPE if self._reads_stdout() else subprocess.DEVNULL,
                 stderr=log,
                 env=self._env(),
                 # Own session: teardown signals this group only, never ours.
@@ -190,7 +200,7 @@ class _Process:
                 proc.wait(timeout)
         # Reap strays the child left in its group (ffmpeg, gst helpers).
         self._signal_group(signal.SIGKILL)
-        self._close_pipes()
+        self._finish()
         return proc.returncode
 
     def kill(self) -> int | None:
@@ -201,7 +211,7 @@ class _Process:
         self._signal_group(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5.0)
-        self._close_pipes()
+        self._finish()
         return proc.returncode
 
     def pause(self) -> None:
@@ -217,13 +227,16 @@ class _Process:
 
     def _signal_group(self, sig: signal.Signals) -> None:
         proc = self._proc
-        if proc is None:
+        if proc is None or self._group_done:
             return
         # The group id is the pid of the child we started (start_new_session).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
 
-    def _close_pipes(self) -> None:
+    def _finish(self) -> None:
+        # The group has been SIGKILLed and its leader reaped: never signal
+        # that group id again, a later process could reuse the number.
+        self._group_done = True
         if self._proc is not None and self._proc.stdout is not None:
             self._proc.stdout.close()
 
@@ -329,6 +342,9 @@ class RtspCamera(_Process):
         if self._password is not None:
             env[_PASSWORD_ENV] = self._password
         return env
+
+    def _reads_stdout(self) -> bool:
+        return True
 
     def _wait_ready(self) -> None:
         line = _read_line(self._proc, self.ready_timeout)
@@ -544,6 +560,9 @@ class RtmpPusher(_Process):
         env = dict(os.environ, CAMSTREAM_HARNESS_RTMP_URL="\n".join(self.urls))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return env
+
+    def _reads_stdout(self) -> bool:
+        return self.engine == "pyav"
 
     def _wait_ready(self) -> None:
         if self.engine == "pyav":
