@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,162 @@ def test_rendered_chart_passes_server_side_dry_run(
         "get", "statefulsets,deployments", "-n", namespace, "-o", "name", check=False
     )
     assert left.stdout.strip() == ""
+
+
+# -- a real install: the chart's RBAC is enough for what the operator does -------------
+
+CAMSTREAM = Path(sys.executable).parent / "camstream"
+
+
+def helm_cli(cluster: Cluster, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    return subprocess.run(
+        [str(_helm()), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+CAMERA = """
+apiVersion: camstream.io/v1alpha1
+kind: CameraStream
+metadata:
+  name: lobby
+  labels: {site: hq}
+spec:
+  source: {protocol: synthetic}
+"""
+
+
+def _diagnose(cluster: Cluster, namespace: str) -> str:
+    """What the namespace looks like, for a failure message."""
+    out = cluster.kubectl(
+        "get", "all,events,leases,configmaps", "-n", namespace, "-o", "wide", check=False
+    )
+    return f"{out.stdout}\n{out.stderr}"
+
+
+def test_helm_install_runs_the_operator_under_the_chart_rbac(
+    control_plane: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """helm install for real; the node agent runs the pods as local processes.
+
+    The images do not exist here, so `operator.command`/`worker.command` point
+    at the installed `camstream` (the same command the images' ENTRYPOINT
+    runs, tests/deploy/test_dockerfiles.py). The operator runs with the
+    chart's ServiceAccount and Roles: it must take the leader Lease, create
+    the ring ConfigMap and log no permission error.
+    """
+    release = "cams"
+    # The test node keeps the not-ready taint (no node lifecycle controller
+    # runs to lift it): tolerate it, as tests/cluster/test_operator.py does.
+    tolerations = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "operator": {"command": [str(CAMSTREAM), "operator"], "tolerations": tolerations},
+                "worker": {
+                    "command": [str(CAMSTREAM), "worker"],
+                    "tolerations": tolerations,
+                    "replicas": 1,
+                    "podDisruptionBudget": {"enabled": False},
+                },
+                "rtmp": {"service": {"type": "ClusterIP"}},
+            }
+        )
+    )
+    install = helm_cli(
+        control_plane,
+        tmp_path,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        str(values),
+    )
+    try:
+        assert install.returncode == 0, install.stderr
+
+        def leader() -> str:
+            lease = control_plane.kubectl(
+                "get",
+                "lease",
+                f"{release}-operator",
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+                check=False,
+            )
+            return lease.stdout.strip() if lease.returncode == 0 else ""
+
+        try:
+            holder = control_plane.wait_for(leader, timeout=120, what="the operator's leader Lease")
+        except TimeoutError as exc:
+            raise AssertionError(_diagnose(control_plane, namespace)) from exc
+        ring = control_plane.wait_for(
+            lambda: (
+                control_plane.kubectl(
+                    "get", "configmap", f"{release}-ring", "-n", namespace, check=False
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+            what="the ring ConfigMap the operator creates",
+        )
+        assert ring
+        pods = control_plane.kubectl_json(
+            "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
+        )["items"]
+        names = sorted(p["metadata"]["name"] for p in pods)
+        assert len(names) == 2
+        assert holder in names, f"Lease held by {holder!r}, not an operator pod {names}"
+        # A CameraStream in another namespace: the ClusterRole lets the leader
+        # label it with its partition and write its status.
+        streams_ns = f"{namespace}-cams"
+        control_plane.kubectl("create", "namespace", streams_ns)
+        try:
+            control_plane.kubectl("apply", "-n", streams_ns, "-f", "-", input=CAMERA)
+
+            def assigned() -> dict[str, Any] | None:
+                body = control_plane.kubectl_json("get", "camerastream", "lobby", "-n", streams_ns)
+                label = body["metadata"].get("labels", {}).get("camstream.io/partition")
+                partition = (body.get("status") or {}).get("partition")
+                return body if label is not None and partition is not None else None
+
+            try:
+                body = control_plane.wait_for(assigned, timeout=60, what="the stream's partition")
+            except TimeoutError as exc:
+                raise AssertionError(_diagnose(control_plane, namespace)) from exc
+            assert body["metadata"]["labels"]["camstream.io/partition"] == str(
+                body["status"]["partition"]
+            )
+            # docs/gitops.md: the partition label is the only metadata the
+            # operator adds to what Git applied, and the spec is unchanged.
+            assert body["metadata"]["labels"].keys() == {"site", "camstream.io/partition"}
+            assert body["spec"]["source"]["protocol"] == "synthetic"
+        finally:
+            control_plane.kubectl("delete", "namespace", streams_ns, "--wait=false", check=False)
+        time.sleep(2)  # a few more reconcile rounds (1 s interval) under the chart's RBAC
+        for name in names:
+            log = control_plane.agent.pod_log(name, namespace).read_text(errors="replace")
+            for marker in ("Forbidden", "403", "forbidden"):
+                assert marker not in log, f"{name} hit a permission error:\n{log[-3000:]}"
+    finally:
+        helm_cli(
+            control_plane,
+            tmp_path,
+            "uninstall",
+            release,
+            "--namespace",
+            namespace,
+            "--wait",
+            "--timeout",
+            "60s",
+        )
