@@ -149,6 +149,16 @@ def _permissions() -> GstRtspServer.RTSPPermissions:
     return perms
 
 
+def _loopback_pool(bind: str) -> GstRtspServer.RTSPAddressPool:
+    """UDP transport sockets on the loopback address too (without a pool the
+    server binds its RTP/RTCP ports on every interface)."""
+    pool = GstRtspServer.RTSPAddressPool()
+    # Below the kernel's ephemeral range (32768+), where free_port() and
+    # clients get their ports; the server moves on if a port is taken.
+    pool.add_range(bind, bind, 20000, 32767, 0)
+    return pool
+
+
 def main(argv: list[str]) -> int:
     args = _parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
@@ -168,6 +178,7 @@ def main(argv: list[str]) -> int:
         # Shared: one encoder per mount however many clients read it, which
         # keeps a camera cheap on a 2-core machine.
         factory.set_shared(not args.no_shared)
+        factory.set_address_pool(_loopback_pool(args.bind))
         if args.user is not None:
             factory.set_permissions(_permissions())
         mounts.add_factory(path, factory)

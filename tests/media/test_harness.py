@@ -37,9 +37,9 @@ pytestmark = [pytest.mark.media, pytest.mark.timeout(180)]
 SIZE = "320x180"  # small frames: cameras stay cheap on a shared 2-core box
 
 
-def _ffprobe_codecs(url: str, timeout: float = 30.0) -> list[str]:
+def _ffprobe_codecs(url: str, timeout: float = 30.0, transport: str = "tcp") -> list[str]:
     res = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+        ["ffprobe", "-v", "error", "-rtsp_transport", transport, "-show_entries",
          "stream=codec_name", "-of", "csv=p=0", url],
         capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
@@ -97,6 +97,7 @@ def test_rtsp_camera_serves_each_mount_over_tcp() -> None:
         assert _ffprobe_codecs(cam.url("/cam1")) == ["aac", "h264"]
         assert _ffprobe_codecs(cam.url("/h265")) == ["hevc"]
         assert _ffprobe_codecs(cam.url("/video-only")) == ["h264"]
+        assert _ffprobe_codecs(cam.url("/video-only"), transport="udp") == ["h264"]
         # PyAV (the worker's library) reads it too, with advancing timestamps.
         with av.open(cam.url("/cam1"), options={"rtsp_transport": "tcp"}, timeout=20) as c:
             kinds: dict[str, list[float]] = {}
