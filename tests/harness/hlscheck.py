@@ -590,6 +590,7 @@ class WatchResult:
     discontinuities: int  # new segments that came with EXT-X-DISCONTINUITY
     sequence_regressions: int  # media sequence went backwards (breaks players)
     skipped_sequences: int  # sequence numbers that rolled out before we saw them
+    sequence_conflicts: int  # a sequence number reused for a different segment URI
     last_sequence: int | None
     errors: tuple[str, ...]  # first few distinct errors
 
@@ -610,6 +611,8 @@ class _StreamState:
     discontinuities: int = 0
     regressions: int = 0
     skipped: int = 0
+    conflicts: int = 0
+    uris: dict[int, str] = field(default_factory=dict)
     last_seq: int | None = None
     first_read: float | None = None
     errors: list[str] = field(default_factory=list)
@@ -718,6 +721,18 @@ def _observe(st: _StreamState, pl: MediaPlaylist, now: float) -> None:
     if st.first_read is None:
         st.first_read = now
         st.last_new = now  # gaps are measured from the first good read
+    # A sequence number must keep naming the same segment: a writer that
+    # restarts and reuses numbers makes players skip or repeat media.
+    for seg in pl.segments:
+        known = st.uris.get(seg.sequence)
+        if known is None:
+            st.uris[seg.sequence] = seg.uri
+        elif known != seg.uri:
+            st.conflicts += 1
+            st.uris[seg.sequence] = seg.uri
+            _note_error(st, f"sequence {seg.sequence} changed from {known} to {seg.uri}")
+    for old in [n for n in st.uris if n < pl.media_sequence - 64]:
+        del st.uris[old]  # keep memory bounded on long watches
     last = pl.last_sequence
     if last is None:
         return
@@ -762,6 +777,7 @@ def _result(st: _StreamState, now: float) -> WatchResult:
         discontinuities=st.discontinuities,
         sequence_regressions=st.regressions,
         skipped_sequences=st.skipped,
+        sequence_conflicts=st.conflicts,
         last_sequence=st.last_seq,
         errors=tuple(st.errors),
     )

@@ -9,6 +9,7 @@ outage figures, and that the checkers do fail on bad input.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -166,6 +167,7 @@ def test_rtmp_push_to_hls_validates_plays_and_is_watched(receiver: HlsReceiver, 
     assert watched.new_segments >= 3
     assert watched.longest_gap < 2 * pl.target_duration + 1.5, watched
     assert watched.sequence_regressions == 0 and watched.skipped_sequences == 0
+    assert watched.sequence_conflicts == 0
 
 
 def test_watcher_sees_a_stalled_camera_and_an_unreachable_playlist(
@@ -234,6 +236,43 @@ def test_hlscheck_flags_a_missing_segment_unless_marked_discontinuous(
 
     wrong = hlscheck.validate(str(marked), expect_codecs=("hevc",))
     assert any("codecs" in p for p in wrong.problems)
+
+
+def test_watcher_counts_discontinuities_conflicts_and_regressions(tmp_path: Path) -> None:
+    path = tmp_path / "index.m3u8"
+
+    def publish(first: int, uris: list[str], disc_at: int | None = None) -> None:
+        body = f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+        for i, uri in enumerate(uris):
+            body += "#EXT-X-DISCONTINUITY\n" if i == disc_at else ""
+            body += f"#EXTINF:2.0,\n{uri}\n"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(body)
+        os.replace(tmp, path)  # atomic, as a good writer does
+
+    def settle(watcher: hlscheck.PlaylistWatcher) -> None:
+        polls = watcher.results()["s"].polls
+        while watcher.results()["s"].polls < polls + 2:
+            time.sleep(0.02)
+
+    publish(10, ["a10.ts", "a11.ts", "a12.ts"])
+    with hlscheck.PlaylistWatcher({"s": str(path)}, interval=0.05) as watcher:
+        settle(watcher)
+        publish(11, ["a11.ts", "a12.ts", "b13.ts"], disc_at=2)  # a handoff: new writer
+        settle(watcher)
+        publish(13, ["b13.ts", "b14.ts", "c15.ts"])
+        settle(watcher)
+        publish(14, ["x14.ts", "c15.ts", "c16.ts"])  # 14 now names another segment
+        settle(watcher)
+        publish(3, ["r3.ts", "r4.ts"])  # restarted from scratch: players break
+        settle(watcher)
+    got = watcher.results()["s"]
+    assert got.new_segments == 4  # 13, 14, 15, 16
+    assert got.discontinuities == 1
+    assert got.sequence_conflicts == 1
+    assert got.sequence_regressions == 1
+    assert got.skipped_sequences == 0
+    assert not got.ever_unreachable
 
 
 def test_player_reports_a_stream_that_does_not_exist(tmp_path: Path) -> None:
