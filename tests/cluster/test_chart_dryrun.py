@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,9 +129,20 @@ def test_rendered_chart_passes_server_side_dry_run(
     assert left.stdout.strip() == ""
 
 
-# -- a real install: the chart's RBAC is enough for what the operator does -------------
+# -- a real install: the chart's pods run under the chart's RBAC ----------------------
 
 CAMSTREAM = Path(sys.executable).parent / "camstream"
+RELEASE = "cams"
+CAMERA = """
+apiVersion: camstream.io/v1alpha1
+kind: CameraStream
+metadata:
+  name: lobby
+  labels: {site: hq}
+spec:
+  source: {protocol: synthetic, synthetic: {width: 320, height: 180, fps: 10, audio: false}}
+"""
+PERMISSION_ERRORS = ("Forbidden", "forbidden")
 
 
 def helm_cli(cluster: Cluster, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -145,39 +157,36 @@ def helm_cli(cluster: Cluster, tmp_path: Path, *args: str) -> subprocess.Complet
     )
 
 
-CAMERA = """
-apiVersion: camstream.io/v1alpha1
-kind: CameraStream
-metadata:
-  name: lobby
-  labels: {site: hq}
-spec:
-  source: {protocol: synthetic}
-"""
+def _diagnose(cluster: Cluster, *namespaces: str) -> str:
+    """What the namespaces look like, for a failure message."""
+    out = []
+    for ns in namespaces:
+        got = cluster.kubectl(
+            "get",
+            "all,events,leases,configmaps,camerastreams",
+            "-n",
+            ns,
+            "-o",
+            "wide",
+            check=False,
+        )
+        out.append(f"--- {ns}\n{got.stdout}\n{got.stderr}")
+    return "\n".join(out)
 
 
-def _diagnose(cluster: Cluster, namespace: str) -> str:
-    """What the namespace looks like, for a failure message."""
-    out = cluster.kubectl(
-        "get", "all,events,leases,configmaps", "-n", namespace, "-o", "wide", check=False
-    )
-    return f"{out.stdout}\n{out.stderr}"
+def _wait(cluster: Cluster, condition: Any, what: str, timeout: float, *namespaces: str) -> Any:
+    try:
+        return cluster.wait_for(condition, timeout=timeout, what=what)
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"timed out waiting for {what}\n{_diagnose(cluster, *namespaces)}"
+        ) from exc
 
 
-def test_helm_install_runs_the_operator_under_the_chart_rbac(
-    control_plane: Cluster, namespace: str, tmp_path: Path
-) -> None:
-    """helm install for real; the node agent runs the pods as local processes.
-
-    The images do not exist here, so `operator.command`/`worker.command` point
-    at the installed `camstream` (the same command the images' ENTRYPOINT
-    runs, tests/deploy/test_dockerfiles.py). The operator runs with the
-    chart's ServiceAccount and Roles: it must take the leader Lease, create
-    the ring ConfigMap and log no permission error.
-    """
-    release = "cams"
-    # The test node keeps the not-ready taint (no node lifecycle controller
-    # runs to lift it): tolerate it, as tests/cluster/test_operator.py does.
+def _install_values(tmp_path: Path) -> Path:
+    # The images do not exist here: `command` runs the installed `camstream`,
+    # the same program the images' ENTRYPOINT runs (tests/deploy). The test
+    # node keeps the not-ready taint (no node lifecycle controller lifts it).
     tolerations = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
     values = tmp_path / "values.yaml"
     values.write_text(
@@ -188,97 +197,123 @@ def test_helm_install_runs_the_operator_under_the_chart_rbac(
                     "command": [str(CAMSTREAM), "worker"],
                     "tolerations": tolerations,
                     "replicas": 1,
+                    "terminationGracePeriodSeconds": 20,
                     "podDisruptionBudget": {"enabled": False},
                 },
                 "rtmp": {"service": {"type": "ClusterIP"}},
             }
         )
     )
+    return values
+
+
+def test_helm_install_runs_camstream_under_the_chart_rbac(
+    control_plane: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """helm install for real; the node agent runs the pods as local processes.
+
+    With the chart's ServiceAccounts and Roles only: the operator takes the
+    leader Lease and creates the ring; the worker joins it; a CameraStream in
+    another namespace gets its partition label from the operator (and no
+    other metadata change, docs/gitops.md), goes Live on the worker, and its
+    HLS playlist is served. No component logs a permission error.
+    """
+    cluster = control_plane
+    streams_ns = f"{namespace}-cams"
     install = helm_cli(
-        control_plane,
+        cluster,
         tmp_path,
         "install",
-        release,
+        RELEASE,
         str(CHART),
         "--namespace",
         namespace,
         "--values",
-        str(values),
+        str(_install_values(tmp_path)),
     )
     try:
         assert install.returncode == 0, install.stderr
 
         def leader() -> str:
-            lease = control_plane.kubectl(
+            got = cluster.kubectl(
                 "get",
                 "lease",
-                f"{release}-operator",
+                f"{RELEASE}-operator",
                 "-n",
                 namespace,
                 "-o",
                 "jsonpath={.spec.holderIdentity}",
                 check=False,
             )
-            return lease.stdout.strip() if lease.returncode == 0 else ""
+            return got.stdout.strip() if got.returncode == 0 else ""
 
-        try:
-            holder = control_plane.wait_for(leader, timeout=120, what="the operator's leader Lease")
-        except TimeoutError as exc:
-            raise AssertionError(_diagnose(control_plane, namespace)) from exc
-        ring = control_plane.wait_for(
+        holder = _wait(cluster, leader, "the operator's leader Lease", 120, namespace)
+        operators = sorted(
+            p["metadata"]["name"]
+            for p in cluster.kubectl_json(
+                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
+            )["items"]
+        )
+        assert len(operators) == 2 and holder in operators, (holder, operators)
+        _wait(
+            cluster,
             lambda: (
-                control_plane.kubectl(
-                    "get", "configmap", f"{release}-ring", "-n", namespace, check=False
+                cluster.kubectl(
+                    "get", "configmap", f"{RELEASE}-ring", "-n", namespace, check=False
                 ).returncode
                 == 0
             ),
-            timeout=60,
-            what="the ring ConfigMap the operator creates",
+            "the ring ConfigMap the operator creates",
+            60,
+            namespace,
         )
-        assert ring
-        pods = control_plane.kubectl_json(
-            "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
-        )["items"]
-        names = sorted(p["metadata"]["name"] for p in pods)
-        assert len(names) == 2
-        assert holder in names, f"Lease held by {holder!r}, not an operator pod {names}"
-        # A CameraStream in another namespace: the ClusterRole lets the leader
-        # label it with its partition and write its status.
-        streams_ns = f"{namespace}-cams"
-        control_plane.kubectl("create", "namespace", streams_ns)
-        try:
-            control_plane.kubectl("apply", "-n", streams_ns, "-f", "-", input=CAMERA)
 
-            def assigned() -> dict[str, Any] | None:
-                body = control_plane.kubectl_json("get", "camerastream", "lobby", "-n", streams_ns)
-                label = body["metadata"].get("labels", {}).get("camstream.io/partition")
-                partition = (body.get("status") or {}).get("partition")
-                return body if label is not None and partition is not None else None
+        def worker_ready() -> bool:
+            pod = cluster.kubectl_json("get", "pod", f"{RELEASE}-worker-0", "-n", namespace)
+            conditions = (pod.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
+        _wait(cluster, worker_ready, "worker 0 Ready (/readyz)", 120, namespace)
+
+        cluster.kubectl("create", "namespace", streams_ns)
+        cluster.kubectl("apply", "-n", streams_ns, "-f", "-", input=CAMERA)
+
+        def live() -> dict[str, Any] | None:
+            body = cluster.kubectl_json("get", "camerastream", "lobby", "-n", streams_ns)
+            status = body.get("status") or {}
+            return body if status.get("phase") == "Live" else None
+
+        body = _wait(cluster, live, "the CameraStream Live", 120, namespace, streams_ns)
+        assert body["status"]["worker"] == f"{RELEASE}-worker-0"
+        labels = body["metadata"]["labels"]
+        assert labels["camstream.io/partition"] == str(body["status"]["partition"])
+        assert labels.keys() == {"site", "camstream.io/partition"}
+
+        pod = cluster.kubectl_json("get", "pod", f"{RELEASE}-worker-0", "-n", namespace)
+        url = f"http://{pod['status']['podIP']}:8080/streams/{streams_ns}/lobby/index.m3u8"
+
+        def playlist() -> str | None:
             try:
-                body = control_plane.wait_for(assigned, timeout=60, what="the stream's partition")
-            except TimeoutError as exc:
-                raise AssertionError(_diagnose(control_plane, namespace)) from exc
-            assert body["metadata"]["labels"]["camstream.io/partition"] == str(
-                body["status"]["partition"]
-            )
-            # docs/gitops.md: the partition label is the only metadata the
-            # operator adds to what Git applied, and the spec is unchanged.
-            assert body["metadata"]["labels"].keys() == {"site", "camstream.io/partition"}
-            assert body["spec"]["source"]["protocol"] == "synthetic"
-        finally:
-            control_plane.kubectl("delete", "namespace", streams_ns, "--wait=false", check=False)
-        time.sleep(2)  # a few more reconcile rounds (1 s interval) under the chart's RBAC
-        for name in names:
-            log = control_plane.agent.pod_log(name, namespace).read_text(errors="replace")
-            for marker in ("Forbidden", "403", "forbidden"):
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                return None
+            return text if "#EXTINF" in text else None
+
+        assert _wait(cluster, playlist, f"a playlist at {url}", 60, namespace, streams_ns)
+
+        time.sleep(2)  # a few more reconcile rounds and heartbeats
+        for name in [*operators, f"{RELEASE}-worker-0"]:
+            log = cluster.agent.pod_log(name, namespace).read_text(errors="replace")
+            for marker in PERMISSION_ERRORS:
                 assert marker not in log, f"{name} hit a permission error:\n{log[-3000:]}"
     finally:
+        cluster.kubectl("delete", "namespace", streams_ns, "--wait=false", check=False)
         helm_cli(
-            control_plane,
+            cluster,
             tmp_path,
             "uninstall",
-            release,
+            RELEASE,
             "--namespace",
             namespace,
             "--wait",

@@ -186,6 +186,7 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         "--hls-dir": "/var/lib/camstream/hls",
         "--ring-configmap": RING,
         "--operator-namespace": "$(POD_NAMESPACE)",
+        "--leave-seconds": "50",
     }
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
     assert env == {
@@ -208,6 +209,8 @@ def test_grace_period_and_hard_anti_affinity_by_value(helm: Helm) -> None:
     )
     pod = one(objects, "StatefulSet", WORKER)["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 240
+    args = container(one(objects, "StatefulSet", WORKER), "worker")["args"]
+    assert _args_map(args)["--leave-seconds"] == "230"
     required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert required[0]["topologyKey"] == "kubernetes.io/hostname"
     assert required[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
@@ -674,7 +677,7 @@ def test_packaged_chart_carries_the_crd_byte_for_byte(helm: Helm, tmp_path: Path
         (["rtmp.service.type=External"], ["rtmp/service/type", "LoadBalancer", "NodePort"]),
         (["rtmp.service.type=NodePort", "rtmp.service.nodePort=80"], ["rtmp/service/nodePort"]),
         (["worker.replica=3"], ["worker", "replica"]),
-        (["worker.terminationGracePeriodSeconds=1"], ["terminationGracePeriodSeconds", "10"]),
+        (["worker.terminationGracePeriodSeconds=1"], ["terminationGracePeriodSeconds", "20"]),
         (["worker.hls.size=lots"], ["worker/hls/size"]),
         (["watchNamespaces={Bad_NS}"], ["watchNamespaces/0"]),
         (["operator.replicas=0"], ["operator/replicas"]),
