@@ -287,7 +287,8 @@ class RtspCamera(_Process):
     """GStreamer's RTSP server serving live test streams on loopback.
 
     ``mounts`` maps a path to a kind: ``h264+aac`` (default), ``h264``,
-    ``h265`` or ``h265+aac``; a bare path means ``h264+aac``. With ``port=0``
+    ``h265``, ``h265+aac`` or ``mjpeg`` (a codec HLS cannot carry); a bare
+    path means ``h264+aac``. With ``port=0``
     the server picks a free port at first start and keeps it across
     ``restart()``, so a "camera rebooted" test sees the same address.
     """

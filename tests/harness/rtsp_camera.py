@@ -35,8 +35,9 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 # Kinds of mount a test can ask for. Each names the elementary streams the
 # camera sends; "h265" is video-only because that is what H.265 cameras in the
-# field most often are and what the worker must cope with.
-KINDS = ("h264+aac", "h264", "h265", "h265+aac")
+# field most often are and what the worker must cope with; "mjpeg" is a real
+# camera codec that HLS cannot carry (the "unsupported codec" fault).
+KINDS = ("h264+aac", "h264", "h265", "h265+aac", "mjpeg")
 
 ROLE = "camera-user"
 
@@ -58,6 +59,12 @@ def _video_branch(codec: str, width: int, height: int, fps: int, bitrate: int, g
             f"! x264enc tune=zerolatency speed-preset=veryfast key-int-max={gop} "
             f"bitrate={bitrate} ! h264parse "
             f"! rtph264pay name=pay0 pt=96 config-interval=-1 "
+        )
+    elif codec == "mjpeg":
+        # RTP/JPEG (RFC 2435) carries 4:2:0 only: pin the raw format.
+        enc = (
+            "! videoconvert ! video/x-raw,format=I420 "
+            "! jpegenc quality=60 ! rtpjpegpay name=pay0 pt=26 "
         )
     else:
         enc = (

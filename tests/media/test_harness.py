@@ -92,13 +92,14 @@ def clip() -> Path:
 
 
 def test_rtsp_camera_serves_each_mount_over_tcp() -> None:
-    mounts = {"/cam1": "h264+aac", "/h265": "h265", "/video-only": "h264"}
+    mounts = {"/cam1": "h264+aac", "/h265": "h265", "/video-only": "h264", "/mjpeg": "mjpeg"}
     with RtspCamera(mounts=mounts, size=SIZE) as cam:
         assert cam.port > 0
         assert _ffprobe_codecs(cam.url("/cam1")) == ["aac", "h264"]
         assert _ffprobe_codecs(cam.url("/h265")) == ["hevc"]
         assert _ffprobe_codecs(cam.url("/video-only")) == ["h264"]
         assert _ffprobe_codecs(cam.url("/video-only"), transport="udp") == ["h264"]
+        assert _ffprobe_codecs(cam.url("/mjpeg")) == ["mjpeg"]
         # PyAV (the worker's library) reads it too, with advancing timestamps.
         with av.open(cam.url("/cam1"), options={"rtsp_transport": "tcp"}, timeout=20) as c:
             kinds: dict[str, list[float]] = {}
