@@ -84,7 +84,8 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer  # noqa: F401
 Gst.init(None)
 need = ["videotestsrc", "audiotestsrc", "timeoverlay", "x264enc", "x265enc", "avenc_aac",
-        "h264parse", "h265parse", "aacparse", "rtph264pay", "rtph265pay", "rtpmp4gpay"]
+        "h264parse", "h265parse", "aacparse", "rtph264pay", "rtph265pay", "rtpmp4gpay",
+        "videoconvert", "jpegenc", "rtpjpegpay"]
 missing = [n for n in need if Gst.ElementFactory.find(n) is None]
 if missing:
     raise SystemExit(f"install-media-deps: GStreamer elements missing: {missing}")
