@@ -14,11 +14,14 @@ are not importable from this package, hence the few lines below).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,31 +210,50 @@ def _install_values(tmp_path: Path) -> Path:
     return values
 
 
-def test_helm_install_runs_camstream_under_the_chart_rbac(
-    control_plane: Cluster, namespace: str, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class Installed:
+    """A release of the chart running on the test cluster, with one Live stream."""
+
+    cluster: Cluster
+    namespace: str
+    streams_namespace: str
+    operators: list[str]
+    leader: str
+    worker_ip: str
+    stream: dict[str, Any]
+
+    def get(self, url: str) -> str:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+
+@pytest.fixture(scope="module")
+def installed(
+    control_plane: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
     """helm install for real; the node agent runs the pods as local processes.
 
-    With the chart's ServiceAccounts and Roles only: the operator takes the
-    leader Lease and creates the ring; the worker joins it; a CameraStream in
-    another namespace gets its partition label from the operator (and no
-    other metadata change, docs/gitops.md), goes Live on the worker, and its
-    HLS playlist is served. No component logs a permission error.
+    With the chart's ServiceAccounts and Roles only, the operator must take
+    the leader Lease and create the ring, the worker must become Ready, and a
+    CameraStream in another namespace must go Live on it.
     """
     cluster = control_plane
+    tmp_path = tmp_path_factory.mktemp("install")
+    namespace = f"t-chart-{uuid.uuid4().hex[:6]}"
     streams_ns = f"{namespace}-cams"
-    install = helm_cli(
-        cluster,
-        tmp_path,
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        namespace,
-        "--values",
-        str(_install_values(tmp_path)),
-    )
+    cluster.kubectl("create", "namespace", namespace)
     try:
+        install = helm_cli(
+            cluster,
+            tmp_path,
+            "install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--values",
+            str(_install_values(tmp_path)),
+        )
         assert install.returncode == 0, install.stderr
 
         def leader() -> str:
@@ -254,19 +276,6 @@ def test_helm_install_runs_camstream_under_the_chart_rbac(
                 "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator"
             )["items"]
         )
-        assert len(operators) == 2 and holder in operators, (holder, operators)
-        _wait(
-            cluster,
-            lambda: (
-                cluster.kubectl(
-                    "get", "configmap", f"{RELEASE}-ring", "-n", namespace, check=False
-                ).returncode
-                == 0
-            ),
-            "the ring ConfigMap the operator creates",
-            60,
-            namespace,
-        )
 
         def worker_ready() -> bool:
             pod = cluster.kubectl_json("get", "pod", f"{RELEASE}-worker-0", "-n", namespace)
@@ -274,6 +283,7 @@ def test_helm_install_runs_camstream_under_the_chart_rbac(
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
         _wait(cluster, worker_ready, "worker 0 Ready (/readyz)", 120, namespace)
+        worker = cluster.kubectl_json("get", "pod", f"{RELEASE}-worker-0", "-n", namespace)
 
         cluster.kubectl("create", "namespace", streams_ns)
         cluster.kubectl("apply", "-n", streams_ns, "-f", "-", input=CAMERA)
@@ -283,30 +293,16 @@ def test_helm_install_runs_camstream_under_the_chart_rbac(
             status = body.get("status") or {}
             return body if status.get("phase") == "Live" else None
 
-        body = _wait(cluster, live, "the CameraStream Live", 120, namespace, streams_ns)
-        assert body["status"]["worker"] == f"{RELEASE}-worker-0"
-        labels = body["metadata"]["labels"]
-        assert labels["camstream.io/partition"] == str(body["status"]["partition"])
-        assert labels.keys() == {"site", "camstream.io/partition"}
-
-        pod = cluster.kubectl_json("get", "pod", f"{RELEASE}-worker-0", "-n", namespace)
-        url = f"http://{pod['status']['podIP']}:8080/streams/{streams_ns}/lobby/index.m3u8"
-
-        def playlist() -> str | None:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    text = response.read().decode()
-            except OSError:
-                return None
-            return text if "#EXTINF" in text else None
-
-        assert _wait(cluster, playlist, f"a playlist at {url}", 60, namespace, streams_ns)
-
-        time.sleep(2)  # a few more reconcile rounds and heartbeats
-        for name in [*operators, f"{RELEASE}-worker-0"]:
-            log = cluster.agent.pod_log(name, namespace).read_text(errors="replace")
-            for marker in PERMISSION_ERRORS:
-                assert marker not in log, f"{name} hit a permission error:\n{log[-3000:]}"
+        stream = _wait(cluster, live, "the CameraStream Live", 120, namespace, streams_ns)
+        yield Installed(
+            cluster=cluster,
+            namespace=namespace,
+            streams_namespace=streams_ns,
+            operators=operators,
+            leader=holder,
+            worker_ip=worker["status"]["podIP"],
+            stream=stream,
+        )
     finally:
         cluster.kubectl("delete", "namespace", streams_ns, "--wait=false", check=False)
         helm_cli(
@@ -320,3 +316,75 @@ def test_helm_install_runs_camstream_under_the_chart_rbac(
             "--timeout",
             "60s",
         )
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_installed_operator_leads_and_keeps_the_ring(installed: Installed) -> None:
+    assert len(installed.operators) == 2
+    assert installed.leader in installed.operators
+    ring = installed.cluster.kubectl_json(
+        "get", "configmap", f"{RELEASE}-ring", "-n", installed.namespace
+    )
+    assert ring["data"], "the operator wrote the ring"
+
+
+def test_installed_stream_is_live_labelled_and_plays(installed: Installed) -> None:
+    body = installed.stream
+    assert body["status"]["worker"] == f"{RELEASE}-worker-0"
+    labels = body["metadata"]["labels"]
+    # docs/gitops.md: the partition label is the only metadata camstream adds.
+    assert labels["camstream.io/partition"] == str(body["status"]["partition"])
+    assert labels.keys() == {"site", "camstream.io/partition"}
+    url = (
+        f"http://{installed.worker_ip}:8080/streams/{installed.streams_namespace}/lobby/index.m3u8"
+    )
+
+    def playlist() -> str | None:
+        try:
+            text = installed.get(url)
+        except OSError:
+            return None
+        return text if "#EXTINF" in text else None
+
+    assert _wait(installed.cluster, playlist, f"a playlist at {url}", 60, installed.namespace)
+
+
+def _exported(text: str) -> set[str]:
+    return set(re.findall(r"^# TYPE (camstream_[a-z0-9_]+) ", text, flags=re.MULTILINE))
+
+
+def _documented(section: str) -> set[str]:
+    """Metric names of one table (## Workers / ## Operator) of docs/metrics.md."""
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    part = doc.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(camstream_[a-z0-9_]+)`", part, flags=re.MULTILINE))
+
+
+def test_installed_worker_exports_the_documented_metrics(installed: Installed) -> None:
+    text = installed.get(f"http://{installed.worker_ip}:8080/metrics")
+    missing = {m for m in _documented("Workers") if m not in _exported(text)}
+    assert not missing, (
+        f"docs/metrics.md lists worker metrics the worker does not export: {missing}"
+    )
+    assert (
+        f'camstream_stream_up{{name="lobby",namespace="{installed.streams_namespace}"}} 1.0' in text
+    )
+
+
+def test_installed_operator_exports_the_documented_metrics(installed: Installed) -> None:
+    # The chart's ServiceMonitor scrapes the operator's port (operator.port) at /metrics.
+    pod = installed.cluster.kubectl_json("get", "pod", installed.leader, "-n", installed.namespace)
+    try:
+        text = installed.get(f"http://{pod['status']['podIP']}:8081/metrics")
+    except OSError as exc:
+        raise AssertionError(f"the operator serves no /metrics on :8081 ({exc})") from exc
+    missing = {m for m in _documented("Operator") if m not in _exported(text)}
+    assert not missing, f"docs/metrics.md lists operator metrics it does not export: {missing}"
+
+
+def test_installed_components_hit_no_permission_error(installed: Installed) -> None:
+    time.sleep(2)  # a few more reconcile rounds and heartbeats under the chart's RBAC
+    for name in [*installed.operators, f"{RELEASE}-worker-0"]:
+        log = installed.cluster.agent.pod_log(name, installed.namespace).read_text(errors="replace")
+        for marker in PERMISSION_ERRORS:
+            assert marker not in log, f"{name} hit a permission error:\n{log[-3000:]}"
