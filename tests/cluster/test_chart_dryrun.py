@@ -221,6 +221,7 @@ class Installed:
     leader: str
     worker_ip: str
     stream: dict[str, Any]
+    notes: str
 
     def get(self, url: str) -> str:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -302,6 +303,7 @@ def installed(
             leader=holder,
             worker_ip=worker["status"]["podIP"],
             stream=stream,
+            notes=install.stdout.split("NOTES:", 1)[-1],
         )
     finally:
         cluster.kubectl("delete", "namespace", streams_ns, "--wait=false", check=False)
@@ -326,6 +328,14 @@ def test_installed_operator_leads_and_keeps_the_ring(installed: Installed) -> No
         "get", "configmap", f"{RELEASE}-ring", "-n", installed.namespace
     )
     assert ring["data"], "the operator wrote the ring"
+
+
+def test_install_notes_tell_how_to_play(installed: Installed) -> None:
+    notes = installed.notes
+    assert f"release {RELEASE} in namespace {installed.namespace}" in notes
+    assert f"port-forward svc/{RELEASE}-playback 8080:80" in notes
+    assert f"kubectl -n {installed.namespace} get svc {RELEASE}-rtmp" in notes
+    assert "all namespaces" in notes
 
 
 def test_installed_stream_is_live_labelled_and_plays(installed: Installed) -> None:
