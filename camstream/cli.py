@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 host=args.host,
                 http_port=args.http_port,
                 rtmp_port=args.rtmp_port,
+                processes=args.processes,
             )
         )
     if args.command == "demo":
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 host=args.host,
                 http_port=args.http_port,
                 rtmp_port=args.rtmp_port,
+                processes=args.processes,
             )
         )
     return int(args.run(args) or 0)
@@ -91,10 +93,21 @@ def _add_serving_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--rtmp-port", type=int, default=1935)
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=usable_cpus(),
+        help="engine processes, one per core by default (1 = everything in one process)",
+    )
+    parser.add_argument(
         "--hls-dir",
         type=Path,
         default=Path(os.environ.get("CAMSTREAM_HLS_DIR", "/tmp/camstream-hls")),
     )
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

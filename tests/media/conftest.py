@@ -12,11 +12,12 @@ from tests.media.worker_process import WorkerProcess
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[list[dict[str, Any]]], WorkerProcess]]:
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `camstream run` on the manifests; two engine processes unless told otherwise."""
     started: list[WorkerProcess] = []
 
-    def start(manifests: list[dict[str, Any]]) -> WorkerProcess:
-        worker = WorkerProcess(manifests, tmp_path / f"worker{len(started)}")
+    def start(manifests: list[dict[str, Any]], processes: int = 2) -> WorkerProcess:
+        worker = WorkerProcess(manifests, tmp_path / f"worker{len(started)}", processes)
         started.append(worker)
         return worker.start()
 

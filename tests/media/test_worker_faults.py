@@ -11,10 +11,14 @@ that stalls (the watchdog reconnects).
 
 from __future__ import annotations
 
+import contextlib
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.harness.cameras import GarbageClient, HarnessError, RtmpPusher, RtspCamera, free_port
@@ -183,3 +187,38 @@ def test_stalled_camera_is_detected_by_the_watchdog(start_worker) -> None:
     assert 2.5 <= detected_after <= 8, detected_after
     with RtmpPusher(worker.rtmp_url("porch", "porch-k3y"), clip=True):
         worker.wait_for("porch", phase="Live", timeout=30)
+
+
+def test_a_crashed_engine_process_restarts_only_its_own_streams(start_worker) -> None:
+    from camstream.spec import StreamKey
+    from camstream_worker.shards import shard_of
+
+    names = [f"cam{i}" for i in range(6)]
+    manifests = []
+    for name in names:
+        manifests += [rtmp_stream(name), secret(f"{name}-key", streamKey=f"{name}-k3y")]
+    worker = start_worker(manifests, processes=2)
+    shard = {name: shard_of(StreamKey("default", name), 2) for name in names}
+    assert set(shard.values()) == {0, 1}, "the test needs streams on both engine processes"
+    urls = [worker.rtmp_url(name, f"{name}-k3y") for name in names]
+    with contextlib.ExitStack() as stack:
+        for url in urls:
+            stack.enter_context(RtmpPusher(url, clip=True))
+        for name in names:
+            worker.wait_for(name, phase="Live")
+        started = re.search(r"engine process 0 started \(pid (\d+)\)", worker.log())
+        assert started, worker.log()
+        victim = psutil.Process(int(started.group(1)))
+        assert victim.ppid() == worker.pid
+        victim.send_signal(signal.SIGKILL)
+        # The pushers of the dead engine's streams lose their connection; a camera
+        # reconnects by itself, here we restart them as a camera would.
+        for name, url in zip(names, urls, strict=True):
+            if shard[name] == 0:
+                stack.enter_context(RtmpPusher(url, clip=True, startup_check=0))
+        for name in names:
+            worker.wait_for(name, phase="Live", timeout=45)
+        for name in names:
+            if shard[name] == 1:
+                assert worker.stream(name)["reconnects"] == 0, name
+    assert "died" in worker.log()

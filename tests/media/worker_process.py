@@ -25,7 +25,10 @@ from tests.harness.hlscheck import MediaPlaylist, parse_media_playlist
 
 
 class WorkerProcess:
-    def __init__(self, manifests: list[dict[str, Any]], workdir: Path) -> None:
+    def __init__(
+        self, manifests: list[dict[str, Any]], workdir: Path, processes: int = 2
+    ) -> None:
+        self.processes = processes
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.hls_dir = workdir / "hls"
@@ -61,6 +64,8 @@ class WorkerProcess:
                 str(self.http_port),
                 "--rtmp-port",
                 str(self.rtmp_port),
+                "--processes",
+                str(self.processes),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -89,6 +94,11 @@ class WorkerProcess:
                 self._proc.kill()
                 self._proc.wait()
         return self._proc.returncode
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     @property
     def alive(self) -> bool:

@@ -82,22 +82,34 @@ def demo_manifests(cameras: int, rtsp_url: str | None) -> tuple[Manifests, dict[
 
 
 async def run_demo(
-    *, cameras: int, seconds: float, hls_dir: Path, host: str, http_port: int, rtmp_port: int
+    *,
+    cameras: int,
+    seconds: float,
+    hls_dir: Path,
+    host: str,
+    http_port: int,
+    rtmp_port: int,
+    processes: int = 1,
 ) -> int:
     if shutil.which("ffmpeg") is None:
         log.error("the demo's RTMP cameras need the ffmpeg command (apt-get install ffmpeg)")
         return 2
-    processes: list[subprocess.Popen[bytes]] = []
+    children: list[subprocess.Popen[bytes]] = []
     try:
-        rtsp_url = await _start_rtsp_camera(processes)
+        rtsp_url = await _start_rtsp_camera(children)
         manifests, keys = demo_manifests(cameras, rtsp_url)
         worker = await start_standalone(
-            manifests, hls_dir=hls_dir, host=host, http_port=http_port, rtmp_port=rtmp_port
+            manifests,
+            hls_dir=hls_dir,
+            host=host,
+            http_port=http_port,
+            rtmp_port=rtmp_port,
+            processes=processes,
         )
         base = f"rtmp://{host}:{worker.rtmp.port}/default"
         for name, key in keys.items():
-            processes.append(_push(f"{base}/{name}/{key}"))
-        processes.append(_push(f"{base}/rtmp-cam1/wrong-key", quiet=True))
+            children.append(_push(f"{base}/{name}/{key}"))
+        children.append(_push(f"{base}/rtmp-cam1/wrong-key", quiet=True))
         print(
             f"\ncamstream demo: open http://{host}:{worker.http_port}/ to watch "
             f"{len(manifests.streams)} streams (Ctrl-C to stop)\n",
@@ -111,9 +123,9 @@ async def run_demo(
         await worker.close()
         return 0
     finally:
-        for process in processes:
+        for process in children:
             process.terminate()
-        for process in processes:
+        for process in children:
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -157,7 +169,7 @@ def _push(url: str, *, quiet: bool = False) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
 
-async def _start_rtsp_camera(processes: list[subprocess.Popen[bytes]]) -> str | None:
+async def _start_rtsp_camera(children: list[subprocess.Popen[bytes]]) -> str | None:
     """GStreamer's RTSP server on a free port, or None where it is not installed."""
     if not (Path(SYSTEM_PYTHON).exists() and RTSP_CAMERA_SCRIPT.exists()):
         return None
@@ -175,7 +187,7 @@ async def _start_rtsp_camera(processes: list[subprocess.Popen[bytes]]) -> str | 
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    processes.append(process)
+    children.append(process)
     assert process.stdout is not None
     try:
         line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 10)

@@ -27,6 +27,7 @@ from camstream_worker.engine import Engine
 from camstream_worker.http_server import bound_port, make_app, serve
 from camstream_worker.ingest.rtmp_server import RtmpServer
 from camstream_worker.secrets import StaticSecrets
+from camstream_worker.shards import RtmpFront, ShardedEngine
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,8 @@ def _yaml_files(paths: Iterable[Path]) -> list[Path]:
 class Standalone:
     """A running standalone worker (HTTP + RTMP + engine)."""
 
-    engine: Engine
-    rtmp: RtmpServer
+    engine: Engine | ShardedEngine
+    rtmp: RtmpServer | RtmpFront
     http: Any
     http_port: int
 
@@ -100,18 +101,33 @@ async def start_standalone(
     host: str = "127.0.0.1",
     http_port: int = 8080,
     rtmp_port: int = 1935,
+    processes: int = 1,
 ) -> Standalone:
-    engine = Engine(hls_dir, StaticSecrets(manifests.secrets))
-    rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)
-    await rtmp.start()
+    secrets = StaticSecrets(manifests.secrets)
+    engine: Engine | ShardedEngine
+    rtmp: RtmpServer | RtmpFront
+    if processes > 1:
+        engine = ShardedEngine(hls_dir, secrets, processes)
+        await engine.start()
+        rtmp = await engine.serve_rtmp(host, rtmp_port)
+    else:
+        engine = Engine(hls_dir, secrets)
+        rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)  # type: ignore[arg-type]
+        await rtmp.start()
+    await engine.apply(manifests.streams)
     app = make_app(engine, hls_dir, worker_name="standalone")
     http = await serve(app, host, http_port)
-    await engine.apply(manifests.streams)
     return Standalone(engine, rtmp, http, bound_port(http))
 
 
 async def run_standalone(
-    paths: list[Path], *, hls_dir: Path, host: str, http_port: int, rtmp_port: int
+    paths: list[Path],
+    *,
+    hls_dir: Path,
+    host: str,
+    http_port: int,
+    rtmp_port: int,
+    processes: int = 1,
 ) -> int:
     manifests = load_manifests(paths)
     for error in manifests.errors:
@@ -120,7 +136,12 @@ async def run_standalone(
         log.error("no CameraStream to run in %s", ", ".join(map(str, paths)))
         return 2
     worker = await start_standalone(
-        manifests, hls_dir=hls_dir, host=host, http_port=http_port, rtmp_port=rtmp_port
+        manifests,
+        hls_dir=hls_dir,
+        host=host,
+        http_port=http_port,
+        rtmp_port=rtmp_port,
+        processes=processes,
     )
     print(
         f"camstream: {len(manifests.streams)} streams, "

@@ -109,9 +109,7 @@ class _PublishSession:
         self._prefix = log_prefix
         self._configs: dict[str, TrackConfig] = {}
         self._begun_with: tuple[TrackConfig, ...] | None = None
-        self._template_input: av.container.InputContainer | None = None
         self._index: dict[str, int] = {}
-        self._templates: list[av.stream.Stream] = []
         self.stopping = False
         self.detached = False
 
@@ -149,18 +147,20 @@ class _PublishSession:
             self._ended.set_result(reason)
 
     def _begin(self, configs: tuple[TrackConfig, ...]) -> None:
-        # The previous template container is left to the garbage collector:
-        # packets of the segment being written may still refer to its streams.
-        self._template_input, self._templates = templates_from_configs(configs)
-        self._index = {t.type: i for i, t in enumerate(self._templates)}
-        self._begun_with = configs
-        self._sink.begin(self._templates)
+        container, templates = templates_from_configs(configs)
+        try:
+            self._index = {t.type: i for i, t in enumerate(templates)}
+            self._begun_with = configs
+            self._sink.begin(templates)  # the writer copies what it needs
+        finally:
+            # Opening the FLV probe set up decoders: ~2 MB a stream, kept for nothing.
+            container.close()
 
 
 def templates_from_configs(
     configs: Sequence[TrackConfig],
 ) -> tuple[av.container.InputContainer, list[av.stream.Stream]]:
-    """PyAV streams described by sequence headers; keep the container open while used."""
+    """PyAV streams described by sequence headers; valid until the container is closed."""
     tags = b""
     has_audio = has_video = False
     for config in configs:

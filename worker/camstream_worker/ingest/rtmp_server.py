@@ -46,6 +46,7 @@ import asyncio
 import inspect
 import logging
 import os
+import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -628,6 +629,27 @@ class RtmpServer:
         self.port = self._server.sockets[0].getsockname()[1]
         self._housekeeping = self._loop.create_task(self._watch_deadlines())
         log.info("rtmp: listening on %s:%d", self.host, self.port)
+
+    async def start_unbound(self) -> None:
+        """Serve only connections handed over with `adopt` (no listening socket)."""
+        self._loop = asyncio.get_running_loop()
+        self._housekeeping = self._loop.create_task(self._watch_deadlines())
+
+    async def adopt(self, sock: socket.socket, received: bytes) -> None:
+        """Take over a connection whose handshake another process completed.
+
+        `received` is everything the client sent after its C2 (the chunk
+        stream from its first byte), so the session continues as if this
+        server had done the handshake itself. Used by the worker's RTMP front
+        (worker/camstream_worker/shards.py) to hand a publisher to the engine
+        process that owns its stream.
+        """
+        connection = _Connection(self)
+        connection._handshake_buf = None
+        connection._handshake_stage = 2
+        await self._loop.connect_accepted_socket(lambda: connection, sock)
+        if received:
+            connection.data_received(received)
 
     async def close(self) -> None:
         """Stop listening and close every connection (their sinks see the reason)."""
