@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-controlplane.sh"
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: API data only, nothing routes to it
-# kube-controller-manager controllers the suite relies on; the rest (node
-# lifecycle, cloud, CSR signing, ...) would only add load or need a real kubelet.
+# kube-controller-manager controllers the suite relies on; the rest (cloud,
+# CSR signing, volumes, taint eviction, ...) would only add load.
 CONTROLLERS = (
     "serviceaccount-token-controller",
     "serviceaccount-controller",
@@ -53,6 +53,11 @@ CONTROLLERS = (
     "endpointslice-controller",
     "root-ca-certificate-publisher-controller",
     "disruption-controller",
+    "clusterrole-aggregation-controller",
+    # Removes the not-ready taint the TaintNodesByCondition admission plugin
+    # puts on every new Node (a node may not edit its own taints), and watches
+    # the node agent's heartbeats as it would a kubelet's.
+    "node-lifecycle-controller",
 )
 START_TIMEOUT = 120.0  # generous: two shared cores, other builds beside us
 
@@ -327,7 +332,7 @@ def _up(args: argparse.Namespace) -> int:
         server=plane.server,
         ca_cert=plane.ca_cert,
         node_name=plane.node_name,
-        log_dir=plane.log_dir / "pods",
+        log_dir=plane.log_dir,
         work_dir=work / "pods",
     )
     agent.start()

@@ -24,7 +24,9 @@ import os
 import platform
 import signal
 import threading
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +37,9 @@ __all__ = ["NodeAgent", "claim_pod_network"]
 
 JSON = dict[str, Any]
 log = logging.getLogger("camstream.nodeagent")
-HEARTBEAT_SECONDS = 20.0
+HEARTBEAT_SECONDS = 5.0  # Lease renewals, as the kubelet's every 10 s
+STATUS_EVERY = 4  # node status refresh every 4th heartbeat
+LEASE_SECONDS = 40
 
 
 def claim_pod_network(first_octet: int = 10) -> tuple[str, IO[str]]:
@@ -125,11 +129,27 @@ class NodeAgent:
         log.addHandler(self._log_handler)
         log.setLevel(logging.INFO)
         self._register()
+        self._renew_lease()
         for target, name in ((self._watch_loop, "watch"), (self._heartbeat, "heartbeat")):
             thread = threading.Thread(target=target, name=f"nodeagent-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._wait_schedulable()
         log.info("node %s up, pod addresses %sX", self.node_name, self.ip_prefix)
+
+    def _wait_schedulable(self, timeout: float = 90.0) -> None:
+        # kube-controller-manager's node-lifecycle controller lifts the
+        # not-ready taint once it sees the Ready condition; until then the
+        # scheduler would leave every pod Pending.
+        deadline = time.monotonic() + timeout
+        while True:
+            node = self.client.get(f"/api/v1/nodes/{self.node_name}")
+            taints = node.get("spec", {}).get("taints") or []
+            if not any(t["key"] == "node.kubernetes.io/not-ready" for t in taints):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {self.node_name} still tainted: {taints}")
+            time.sleep(0.3)
 
     def stop(self) -> None:
         """Stop every pod process (SIGTERM, SIGKILL after 5 s); leave the API objects."""
@@ -248,13 +268,39 @@ class NodeAgent:
         }
         return [*pressure, ready]
 
+    def _renew_lease(self) -> None:
+        # The kubelet's heartbeat: a Lease named after the node in kube-node-lease.
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+        spec = {
+            "holderIdentity": self.node_name,
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "renewTime": now,
+        }
+        try:
+            self.client.merge_patch(f"{path}/{self.node_name}", {"spec": spec})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            lease = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": "kube-node-lease"},
+                "spec": spec,
+            }
+            self.client.create(path, lease)
+
     def _heartbeat(self) -> None:
+        beats = 0
         while not self._stopping.wait(HEARTBEAT_SECONDS):
+            beats += 1
             try:
-                self.client.merge_patch(
-                    f"/api/v1/nodes/{self.node_name}/status",
-                    {"status": {"conditions": self._conditions()}},
-                )
+                self._renew_lease()
+                if beats % STATUS_EVERY == 0:
+                    self.client.merge_patch(
+                        f"/api/v1/nodes/{self.node_name}/status",
+                        {"status": {"conditions": self._conditions()}},
+                    )
             except (ApiError, OSError) as exc:
                 log.warning("heartbeat failed: %s", exc)
 
