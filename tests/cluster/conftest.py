@@ -28,6 +28,7 @@ from .nodeagent import NodeAgent
 
 HERE = Path(__file__).resolve().parent
 _bin_dir: Path | None = None
+_build_error: Exception | None = None
 
 
 def _in_this_suite(item: pytest.Item) -> bool:
@@ -43,9 +44,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Build here, not in the fixture: a cold build takes tens of minutes and
     # must not count against the first test's timeout.
-    global _bin_dir
-    if any(_in_this_suite(item) for item in session.items):
-        _bin_dir = build_binaries()
+    global _bin_dir, _build_error
+    if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            _bin_dir = build_binaries()
+        except Exception as exc:  # reported by the fixture: each cluster test errors
+            _build_error = exc
 
 
 @dataclass
@@ -86,6 +90,8 @@ def control_plane(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Cluster]:
     """A running cluster for the whole session (real apiserver, controllers, node agent)."""
+    if _build_error is not None:
+        raise _build_error
     bin_dir = _bin_dir or build_binaries()
     work = tmp_path_factory.mktemp("cluster")
     log_dir = work / "logs"
