@@ -121,3 +121,36 @@ def test_recording_and_synthetic_sources_play_at_real_time(start_worker, tmp_pat
     # Paced at real time: about one 2 s segment per 2 s, not the whole clip at once.
     assert worker.stream("replay")["segments"] - first <= 5
     assert_valid_hls(worker, "pattern", "h264", "aac")
+
+
+def test_fmp4_segments_with_init_segment_play_in_a_browser(start_worker) -> None:
+    from tests.harness.player import play
+
+    worker = start_worker(
+        [
+            camera_stream(
+                "lab",
+                {"protocol": "rtmp", "streamKeySecretRef": {"name": "lab-key"}},
+                hls={"segmentType": "fmp4"},
+            ),
+            secret("lab-key", streamKey="lab-k3y"),
+        ]
+    )
+    with RtmpPusher(worker.rtmp_url("lab", "lab-k3y"), clip=True):
+        worker.wait_for("lab", phase="Live")
+        worker.wait_segments("lab", 3)
+        playlist = worker.playlist("lab")
+        assert playlist.map_uri is not None and playlist.map_uri.endswith(".mp4")
+        assert playlist.version == 7
+        init = worker.segment_path("lab", playlist.map_uri).read_bytes()
+        segments = playlist.segments[-3:]
+        probes = [
+            probe_segment(str(worker.segment_path("lab", s.uri)), init=init) for s in segments
+        ]
+        for probe in probes:
+            assert set(probe.codecs) == {"h264", "aac"}, probe.codecs
+        assert check_continuity(segments, probes) == []
+        assert probes[1].stream("video").start > probes[0].stream("video").start + 1.5
+        result = play(f"{worker.base_url}/streams/default/lab/", 8, name="worker-fmp4-lab")
+    assert result.started and result.fatal_errors == (), result
+    assert result.played >= 5, result

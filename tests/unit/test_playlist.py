@@ -79,9 +79,26 @@ def test_program_date_time_is_utc_iso8601_with_milliseconds():
 
 def test_master_playlist_orders_variants_by_bandwidth():
     text = render_master_playlist(
-        [Variant("360p/index.m3u8", 900_000, 640, 360), Variant("720p/index.m3u8", 2_700_000, 1280, 720)]
+        [
+            Variant("360p/index.m3u8", 900_000, 640, 360),
+            Variant("720p/index.m3u8", 2_700_000, 1280, 720),
+        ]
     )
     lines = text.splitlines()
     assert lines[3].startswith("#EXT-X-STREAM-INF:BANDWIDTH=2700000,RESOLUTION=1280x720")
     assert lines[4] == "720p/index.m3u8"
     assert lines[6] == "360p/index.m3u8"
+
+
+def test_fmp4_playlist_names_each_init_segment_where_it_starts_to_apply():
+    segments = [
+        Segment(7, "seg7.m4s", 2.0, init_uri="init5.mp4"),
+        Segment(8, "seg8.m4s", 2.0, init_uri="init5.mp4"),
+        Segment(9, "seg9.m4s", 2.0, discontinuity=True, init_uri="init9.mp4"),
+    ]
+    lines = render_media_playlist(segments, target=2, discontinuity_sequence=0).splitlines()
+    assert "#EXT-X-VERSION:7" in lines
+    maps = [i for i, line in enumerate(lines) if line.startswith("#EXT-X-MAP")]
+    assert [lines[i] for i in maps] == ['#EXT-X-MAP:URI="init5.mp4"', '#EXT-X-MAP:URI="init9.mp4"']
+    assert maps[0] < lines.index("seg7.m4s")
+    assert lines.index("#EXT-X-DISCONTINUITY") < maps[1] < lines.index("seg9.m4s")

@@ -141,8 +141,8 @@ class Engine:
     async def _make_source(self, spec: StreamSpec) -> Source:
         source = spec.source
         prefix = f"[{spec.key}] "
-        if spec.hls.segment_type != "mpegts" or spec.transcode.enabled:
-            raise UnsupportedMedia("fMP4 segments and transcoding are not available yet")
+        if spec.transcode.enabled:
+            raise UnsupportedMedia("transcoding is not available yet")
         username = password = None
         if source.credentials is not None:
             username = await self._secrets.get(spec.key.namespace, source.credentials.username)

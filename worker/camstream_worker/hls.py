@@ -30,6 +30,7 @@ from pathlib import Path
 import av
 
 from camstream.spec import HlsOptions
+from camstream_worker import fmp4
 from camstream_worker.playlist import (
     Segment,
     render_media_playlist,
@@ -79,6 +80,7 @@ class HlsWriter:
         self._target = options.segment_seconds
         self._templates: list[av.stream.Stream] = []
         self._own_templates: av.container.OutputContainer | None = None
+        self._init_uri: str | None = None
         self._video_index: int | None = None
         self._held: list[tuple[int, av.Packet]] = []
         self._segment_start: float | None = None  # media seconds of the held segment's first packet
@@ -117,6 +119,7 @@ class HlsWriter:
         self._segment_start = None
         self._last_time = None
         self._last_dts = {}
+        self._init_uri = None
 
     def write(self, index: int, packet: av.Packet) -> None:
         """Take one packet of template `index` (timestamps in its time base)."""
@@ -179,10 +182,17 @@ class HlsWriter:
         assert self._segment_start is not None
         duration = max(end_seconds - self._segment_start, 0.001)
         sequence = self._next_sequence
-        data = self._mux(self._held)
+        if self._options.segment_type == "fmp4":
+            init, data = fmp4.mux_fragment(self._templates, self._held)
+            if self._init_uri is None:
+                self._init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
+                _write_atomically(self._dir / self._init_uri, init)
+            uri = f"seg{sequence}.m4s"
+        else:
+            data = self._mux(self._held)
+            uri = f"seg{sequence}.ts"
         self._held = []
         self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
-        uri = f"seg{sequence}.ts"
         _write_atomically(self._dir / uri, data)
         segment = Segment(
             sequence=sequence,
@@ -190,6 +200,7 @@ class HlsWriter:
             duration=duration,
             discontinuity=self._pending_discontinuity,
             program_date_time=self._segment_wall if self._options.program_date_time else None,
+            init_uri=self._init_uri,
         )
         self._pending_discontinuity = False
         self._next_sequence += 1
@@ -219,6 +230,9 @@ class HlsWriter:
         while len(self._retired) > self._retain_extra:
             old = self._retired.pop(0)
             (self._dir / old.uri).unlink(missing_ok=True)
+            still_used = {s.init_uri for s in (*self._retired, *self._listed)}
+            if old.init_uri is not None and old.init_uri not in still_used:
+                (self._dir / old.init_uri).unlink(missing_ok=True)
 
     def _mux(self, packets: list[tuple[int, av.Packet]]) -> bytes:
         buffer = io.BytesIO()

@@ -28,6 +28,7 @@ class Segment:
     duration: float
     discontinuity: bool = False
     program_date_time: float | None = None  # wall-clock seconds of the first frame
+    init_uri: str | None = None  # fMP4: the EXT-X-MAP init segment it needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +51,10 @@ def render_media_playlist(
     *,
     target: int,
     discontinuity_sequence: int,
-    init_uri: str | None = None,
     ended: bool = False,
 ) -> str:
     """The text of a live media playlist listing `segments` (oldest first)."""
-    version = 7 if init_uri else 3
+    version = 7 if any(s.init_uri for s in segments) else 3
     first_sequence = segments[0].sequence if segments else 0
     lines = [
         "#EXTM3U",
@@ -64,11 +64,13 @@ def render_media_playlist(
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
-    if init_uri:
-        lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+    current_init = None
     for segment in segments:
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
+        if segment.init_uri and segment.init_uri != current_init:
+            lines.append(f'#EXT-X-MAP:URI="{segment.init_uri}"')
+            current_init = segment.init_uri
         if segment.program_date_time is not None:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso(segment.program_date_time)}")
         lines.append(f"#EXTINF:{segment.duration:.3f},")

@@ -129,7 +129,7 @@ class _PublishSession:
         if configs != self._begun_with:
             if "video" not in self._configs or packet.kind != "video" or not packet.keyframe:
                 return  # wait for a keyframe: the first segment must be playable alone
-            self._begin(configs)
+            self._begin(configs, packet)
         index = self._index.get(packet.kind)
         if index is None:
             return
@@ -146,8 +146,8 @@ class _PublishSession:
         if not self._ended.done():
             self._ended.set_result(reason)
 
-    def _begin(self, configs: tuple[TrackConfig, ...]) -> None:
-        container, templates = templates_from_configs(configs)
+    def _begin(self, configs: tuple[TrackConfig, ...], keyframe: MediaPacket) -> None:
+        container, templates = templates_from_configs(configs, keyframe)
         try:
             self._index = {t.type: i for i, t in enumerate(templates)}
             self._begun_with = configs
@@ -158,9 +158,13 @@ class _PublishSession:
 
 
 def templates_from_configs(
-    configs: Sequence[TrackConfig],
+    configs: Sequence[TrackConfig], keyframe: MediaPacket | None = None
 ) -> tuple[av.container.InputContainer, list[av.stream.Stream]]:
-    """PyAV streams described by sequence headers; valid until the container is closed."""
+    """PyAV streams described by sequence headers; valid until the container is closed.
+
+    With the session's first keyframe the probe also learns the picture size
+    (the fMP4 muxer needs it; the sequence header alone does not give it).
+    """
     tags = b""
     has_audio = has_video = False
     for config in configs:
@@ -177,6 +181,11 @@ def templates_from_configs(
             )  # AAC, 44 kHz/16-bit/stereo flags (ignored for AAC)
             tags += _flv_tag(8, body)
             has_audio = True
+    video = next((c for c in configs if c.kind == "video"), None)
+    if keyframe is not None and video is not None:
+        cts = (keyframe.pts_ms - keyframe.dts_ms).to_bytes(3, "big", signed=True)
+        header = bytes([0x10 | _FLV_VIDEO_CODEC_IDS[video.codec], 1]) + cts
+        tags += _flv_tag(9, header + keyframe.data)
     flags = (0x04 if has_audio else 0) | (0x01 if has_video else 0)
     header = b"FLV\x01" + bytes([flags]) + b"\x00\x00\x00\x09" + b"\x00\x00\x00\x00"
     container = av.open(
