@@ -31,6 +31,7 @@ from tests.harness.hlscheck import PlaylistWatcher, WatchResult
 
 from .conftest import Cluster
 from .test_operator import (
+    RING,
     WORKERS,
     P,
     _apply,
@@ -280,3 +281,57 @@ def test_crash_fails_over_fast_and_hands_back(fleet: tuple[Cluster, str, list[st
     for name in on_victim:
         r = results[name]
         assert r.sequence_regressions == 0 and r.longest_gap <= failover + MAX_GAP + 2
+
+
+def test_killing_the_active_operator_replica_changes_nothing(
+    fleet: tuple[Cluster, str, list[str]],
+) -> None:
+    cluster, ns, names = fleet
+    cluster.kubectl("scale", "deployment", "camstream-operator", "-n", ns, "--replicas=2")
+
+    def two_running() -> list[str] | None:
+        pods = cluster.kubectl_json("get", "pods", "-n", ns, "-l", "app=camstream-operator")
+        running = [
+            p["metadata"]["name"]
+            for p in pods["items"]
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+        return running if len(running) == 2 else None
+
+    replicas = cluster.wait_for(two_running, 90, 1.0, "two operator replicas")
+
+    def holder() -> str | None:
+        lease = cluster.kubectl_json("get", "lease", "camstream-operator", "-n", ns)
+        return (lease.get("spec") or {}).get("holderIdentity")
+
+    leader = holder()
+    assert leader in replicas
+    ring_version = cluster.kubectl_json("get", "configmap", RING, "-n", ns)["metadata"][
+        "resourceVersion"
+    ]
+    versions = {
+        i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in _streams(cluster, ns)
+    }
+    with ServiceProxy(cluster, ns) as proxy, _watch(proxy, ns, names) as watcher:
+        time.sleep(2)
+        killed_at = time.monotonic()
+        cluster.agent.kill(leader, ns)  # SIGKILL: no chance to release the Lease
+        standby = (set(replicas) - {leader}).pop()
+        cluster.wait_for(lambda: holder() == standby, 60, 0.5, "the stand-by leading")
+        takeover = time.monotonic() - killed_at
+        time.sleep(5)
+        results = watcher.stop()
+    _report("SIGKILL the active operator", results, takeover_s=round(takeover, 2))
+    _check(results)
+    assert _ring_version(cluster, ns) == ring_version  # same ring re-derived: no write
+    assert _versions(cluster, ns) == versions  # no stream was touched, none restarted
+
+
+def _ring_version(cluster: Cluster, ns: str) -> str:
+    return str(
+        cluster.kubectl_json("get", "configmap", RING, "-n", ns)["metadata"]["resourceVersion"]
+    )
+
+
+def _versions(cluster: Cluster, ns: str) -> dict[str, str]:
+    return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in _streams(cluster, ns)}

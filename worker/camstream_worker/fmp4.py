@@ -54,7 +54,7 @@ def _patch_tfdt(data: bytearray, moof: int, size: int, first_dts: dict[int, int]
         if kind != "traf":
             continue
         track_id = None
-        for inner, at, inner_size in _boxes(data, offset + 8, offset + box_size):
+        for inner, at, _ in _boxes(data, offset + 8, offset + box_size):
             if inner == "tfhd":
                 track_id = struct.unpack_from(">I", data, at + 12)[0]
             elif inner == "tfdt" and track_id is not None:
