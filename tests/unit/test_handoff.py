@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from camstream import handoff, ring
 from camstream.handoff import EventKind, Handoff, HandoffState, Policy, RingDoc
 from camstream.handoff_codec import (
@@ -21,8 +24,6 @@ from camstream.handoff_codec import (
     encode_doc,
     encode_ranges,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 POLICY = Policy(confirm_timeout=10, max_attempts=2, backoff=30, max_starting_per_target=64)
 
