@@ -206,13 +206,15 @@ class _Child:
         await self._request("apply", share, sequences)
 
     async def close(self) -> None:
-        if self._process is None:
+        process = self._process
+        if process is None:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._request("close"), 30)
-        await asyncio.to_thread(self._process.join, 5)
-        if self._process.is_alive():
-            self._process.kill()
+        # The child's exit may already have detached us (EOF on the pipe).
+        await asyncio.to_thread(process.join, 5)
+        if process.is_alive():
+            process.kill()
         self._detach()
 
     def hand_over(self, sock: socket.socket, received: bytes) -> None:
