@@ -329,7 +329,8 @@ def print_row(baseline: Sample | None, ours: Sample, *, flush: bool) -> None:
         )
     if baseline is not None:
         print(
-            f"{'':>4} | {'ratio':<9} | {'':>4} | {ours.cpu_per_stream / baseline.cpu_per_stream:>12.2f} | "
+            f"{'':>4} | {'ratio':<9} | {'':>4} | "
+            f"{ours.cpu_per_stream / baseline.cpu_per_stream:>12.2f} | "
             f"{ours.rss_per_stream / baseline.rss_per_stream:>13.2f} | "
             f"{ours.pss_per_stream / baseline.pss_per_stream:>13.2f} |",
             flush=flush,
