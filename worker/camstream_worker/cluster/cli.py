@@ -51,6 +51,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="on SIGTERM, wait at most this long for handoffs (below the grace period)",
     )
     parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=int(os.environ.get("CAMSTREAM_PROCESSES", "1")),
+        help="engine processes (more than 1 shards the streams over child processes)",
+    )
     parser.set_defaults(run=run)
     return parser
 
@@ -68,6 +74,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.http_server import make_app
     from camstream_worker.http_server import serve as serve_http
     from camstream_worker.ingest.rtmp_server import RtmpServer
+    from camstream_worker.shards import RtmpFront, ShardedEngine
 
     from . import kubeapi
     from .agent import Agent, Identity
@@ -87,7 +94,16 @@ async def serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
 
     async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
-        engine = Engine(args.hls_dir, KubeSecrets(api))
+        engine: Engine | ShardedEngine
+        rtmp: RtmpServer | RtmpFront
+        if args.processes > 1:
+            engine = ShardedEngine(args.hls_dir, KubeSecrets(api), args.processes)
+            await engine.start()
+            rtmp = await engine.serve_rtmp(host, args.rtmp_port)
+        else:
+            engine = Engine(args.hls_dir, KubeSecrets(api))
+            rtmp = RtmpServer(engine.authorize_publish, host=host, port=args.rtmp_port)  # type: ignore[arg-type]
+            await rtmp.start()
         agent = Agent(
             api=api,
             engine=engine,
@@ -97,8 +113,6 @@ async def serve(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             heartbeat_seconds=args.heartbeat_seconds,
         )
-        rtmp = RtmpServer(engine.authorize_publish, host=host, port=args.rtmp_port)
-        await rtmp.start()
         app = make_app(
             engine,
             args.hls_dir,
