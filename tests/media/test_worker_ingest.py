@@ -154,3 +154,38 @@ def test_fmp4_segments_with_init_segment_play_in_a_browser(start_worker) -> None
         result = play(f"{worker.base_url}/streams/default/lab/", 8, name="worker-fmp4-lab")
     assert result.started and result.fatal_errors == (), result
     assert result.played >= 5, result
+
+
+def test_periodic_jpeg_thumbnail_from_rtmp_and_rtsp_cameras(start_worker) -> None:
+    import av
+
+    with RtspCamera(mounts={"/cam1": "h264+aac"}) as camera:
+        worker = start_worker(
+            [
+                camera_stream(
+                    "stills-rtsp",
+                    {"protocol": "rtsp", "url": camera.url("/cam1")},
+                    thumbnail={"enabled": True, "intervalSeconds": 2},
+                ),
+                camera_stream(
+                    "stills-rtmp",
+                    {"protocol": "rtmp", "streamKeySecretRef": {"name": "stills-key"}},
+                    thumbnail={"enabled": True, "intervalSeconds": 2},
+                ),
+                secret("stills-key", streamKey="stills-k3y"),
+            ]
+        )
+        with RtmpPusher(worker.rtmp_url("stills-rtmp", "stills-k3y"), clip=True):
+            for name in ("stills-rtsp", "stills-rtmp"):
+                worker.wait_for(name, phase="Live")
+                status = worker.wait_segments(name, 2)
+                assert status["thumbnail"] == f"/streams/default/{name}/thumbnail.jpg", status
+                path = worker.segment_path(name, "thumbnail.jpg")
+                first = path.stat().st_mtime
+                with av.open(str(path)) as still:
+                    frame = next(still.decode(video=0))
+                    assert (frame.width, frame.height) == (640, 360)
+                # Served with the right type, and refreshed every interval.
+                assert worker.get(f"/streams/default/{name}/thumbnail.jpg")[:2] == b"\xff\xd8"
+                worker.wait_segments(name, 2)
+                assert path.stat().st_mtime > first

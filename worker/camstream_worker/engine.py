@@ -33,6 +33,7 @@ from camstream_worker.ingest.synthetic import SyntheticSource
 from camstream_worker.secrets import SecretResolver
 from camstream_worker.state import StreamStatus, stream_dir
 from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
+from camstream_worker.thumbnail import Thumbnailer
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,13 @@ class Engine:
             self._make_source,
             on_change=self._notify,
             backoff=PUSH_BACKOFF if spec.source.protocol == "rtmp" else DEFAULT_BACKOFF,
+            thumbnailer=Thumbnailer(
+                self.hls_root / stream_dir(key),
+                spec.thumbnail.interval_seconds,
+                log_prefix=f"[{key}] ",
+            )
+            if spec.thumbnail.enabled
+            else None,
             # A pushing camera decides when it comes back: be ready for it soon.
             failed_retry_seconds=PUSH_FAILED_RETRY if spec.source.protocol == "rtmp" else 60.0,
         )

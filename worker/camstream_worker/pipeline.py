@@ -14,11 +14,14 @@ from collections.abc import Sequence
 import av
 
 from camstream_worker.hls import HlsWriter
+from camstream_worker.thumbnail import Thumbnailer
 
 
 class PipelineSink:
-    def __init__(self, writer: HlsWriter) -> None:
+    def __init__(self, writer: HlsWriter, thumbnailer: Thumbnailer | None = None) -> None:
         self._writer = writer
+        self._thumbnailer = thumbnailer
+        self._video_index: int | None = None
         self.bytes_in = 0
         self.packets = 0
         self.last_packet_at = time.monotonic()
@@ -38,12 +41,17 @@ class PipelineSink:
             self.height = video.codec_context.height or None
         self.last_packet_at = time.monotonic()
         self.active = True
+        self._video_index = next((i for i, t in enumerate(templates) if t.type == "video"), None)
+        if self._thumbnailer is not None:
+            self._thumbnailer.begin(video)
         self._writer.begin(templates)
 
     def packet(self, index: int, packet: av.Packet) -> None:
         self.bytes_in += packet.size
         self.packets += 1
         self.last_packet_at = time.monotonic()
+        if self._thumbnailer is not None and index == self._video_index:
+            self._thumbnailer.offer(packet)
         self._writer.write(index, packet)
 
     def end(self) -> None:

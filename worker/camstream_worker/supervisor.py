@@ -33,6 +33,7 @@ from camstream_worker.errors import (
 from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.pipeline import PipelineSink
 from camstream_worker.state import Phase, StreamStatus
+from camstream_worker.thumbnail import Thumbnailer
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,12 @@ class StreamRunner:
         *,
         on_change: Callable[[StreamStatus], None],
         backoff: Backoff = DEFAULT_BACKOFF,
+        thumbnailer: Thumbnailer | None = None,
         failed_retry_seconds: float = FAILED_RETRY_SECONDS,
     ) -> None:
         self.spec = spec
         self.writer = writer
+        self.thumbnailer = thumbnailer
         self._make_source = make_source
         self._on_change = on_change
         self._backoff = backoff
@@ -76,6 +79,7 @@ class StreamRunner:
             return self._status
         return dataclasses.replace(
             self._status,
+            thumbnail=self.thumbnailer is not None and self.thumbnailer.written > 0,
             bytes_in=self._bytes_before + sink.bytes_in,
             video_codec=sink.video_codec or self._status.video_codec,
             audio_codec=sink.audio_codec or self._status.audio_codec,
@@ -147,7 +151,7 @@ class StreamRunner:
         source = self._make_source(self.spec)
         if asyncio.iscoroutine(source):
             source = await source
-        sink = PipelineSink(self.writer)
+        sink = PipelineSink(self.writer, self.thumbnailer)
         if self._sink is not None:
             # Keep what the last session taught us until the new one knows better.
             self._bytes_before += self._sink.bytes_in

@@ -1,0 +1,96 @@
+"""A periodic JPEG still of a stream, for index pages and camera walls.
+
+Who calls this: pipeline.py, for streams with `thumbnail.enabled`, with every
+video packet. Only a keyframe at least `interval` seconds after the last still
+is decoded (keyframes decode alone, so no decoder state runs between stills);
+the picture is encoded as JPEG and written by rename, like the playlist. The
+cost is one decode and one JPEG encode per interval, not per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+
+from camstream_worker.state import THUMBNAIL_NAME
+
+log = logging.getLogger(__name__)
+
+MAX_WIDTH = 640
+
+
+class Thumbnailer:
+    def __init__(
+        self,
+        directory: Path,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        log_prefix: str = "",
+    ) -> None:
+        self._path = directory / THUMBNAIL_NAME
+        self._interval = interval
+        self._clock = clock
+        self._prefix = log_prefix
+        self._decoder: av.codec.context.CodecContext | None = None
+        self._last: float | None = None
+        self.written = 0
+
+    def begin(self, video: av.stream.Stream | None) -> None:
+        """A new source session: a decoder for its codec parameters."""
+        self._decoder = None
+        if video is None:
+            return
+        decoder = av.CodecContext.create(video.codec_context.name, "r")
+        if video.codec_context.extradata:
+            decoder.extradata = video.codec_context.extradata
+        self._decoder = decoder
+
+    def offer(self, packet: av.Packet) -> None:
+        """Consider one video packet; decode it if a still is due."""
+        if self._decoder is None or not packet.is_keyframe:
+            return
+        now = self._clock()
+        if self._last is not None and now - self._last < self._interval:
+            return
+        self._last = now
+        try:
+            frames = self._decoder.decode(av.Packet(bytes(packet)))
+            frames += self._decoder.decode(None)  # flush: this keyframe is all we want
+            if frames:
+                self._write(frames[-1])
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.info("%sthumbnail skipped: %s", self._prefix, type(exc).__name__)
+        finally:
+            self._decoder = _fresh(self._decoder)
+
+    def _write(self, frame: av.VideoFrame) -> None:
+        width, height = frame.width, frame.height
+        if width > MAX_WIDTH:
+            width, height = MAX_WIDTH, max(2, round(height * MAX_WIDTH / width / 2) * 2)
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height = width, height
+        encoder.pix_fmt = "yuvj420p"
+        encoder.time_base = frame.time_base or av.time_base
+        encoder.options = {"q:v": "5"}
+        picture = frame.reformat(width=width, height=height, format="yuvj420p")
+        data = b"".join(bytes(p) for p in encoder.encode(picture))
+        temporary = self._path.with_name(f".{self._path.name}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, self._path)
+        self.written += 1
+
+
+def _fresh(decoder: av.codec.context.CodecContext | None) -> av.codec.context.CodecContext | None:
+    """A decoder that was flushed cannot decode again: make a new one like it."""
+    if decoder is None:
+        return None
+    fresh = av.CodecContext.create(decoder.name, "r")
+    if decoder.extradata:
+        fresh.extradata = decoder.extradata
+    return fresh
