@@ -276,10 +276,28 @@ def test_workers_run_streams_and_delete_stops(crd: Cluster, operator: str, tmp_p
         live = [i for i in items if (i.get("status") or {}).get("phase") == "Live"]
         return items if len(live) == len(names) else None
 
-    items = crd.wait_for(all_live, 150, interval=1.0, what="4 streams Live")
-    doc = _ring(crd, ns)
     workers = {f"{WORKERS}-0", f"{WORKERS}-1"}
-    assert set(doc.serving) == workers and doc.handoffs == ()
+
+    def settled() -> Any:
+        doc = _ring(crd, ns)
+        return doc if set(doc.serving) == workers and doc.handoffs == () else None
+
+    # The first worker up may take everything until the second joins: wait for both.
+    doc = crd.wait_for(settled, 150, interval=1.0, what="ring served by both workers")
+    items = crd.wait_for(all_live, 150, interval=1.0, what="4 streams Live")
+
+    def reported_by_owner() -> Any:
+        items = crd.kubectl_json("get", "streams", "-n", ns)["items"]
+        return (
+            all(
+                (i.get("status") or {}).get("worker")
+                == doc.serving[ring.partition_of(f"{ns}/{i['metadata']['name']}", P)]
+                for i in items
+            )
+            and items
+        )
+
+    items = crd.wait_for(reported_by_owner, 30, interval=0.5, what="status.worker = owner")
     assert sorted(list(doc.serving).count(w) for w in workers) == [P // 2, P // 2]
     for item in items:
         meta, status = item["metadata"], item["status"]
