@@ -349,3 +349,43 @@ def test_workers_run_streams_and_delete_stops(crd: Cluster, operator: str, tmp_p
     assert _get(crd, ns, "configmap", RING)["metadata"]["resourceVersion"] == ring_version
     now = crd.kubectl_json("get", "streams", "-n", ns)["items"]
     assert {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in now} == versions
+
+
+def test_pause_resume_and_degraded_source(crd: Cluster, operator: str, tmp_path: Path) -> None:
+    ns = operator
+    _start_workers(crd, ns, 1, tmp_path)
+    _apply(crd, ns, _stream("cam-p"))
+    dead = _stream("cam-dead")
+    # Nothing listens on port 9 of loopback: a camera that is down.
+    dead["spec"]["source"] = {
+        "protocol": "rtsp",
+        "url": "rtsp://127.0.0.1:9/stream",
+        "stallTimeoutSeconds": 2,
+    }
+    _apply(crd, ns, dead)
+
+    def phase(name: str, want: str) -> Any:
+        body = _get(crd, ns, "camerastream", name) or {}
+        return body if (body.get("status") or {}).get("phase") == want else None
+
+    crd.wait_for(lambda: phase("cam-p", "Live"), 120, 1.0, "cam-p Live")
+    worker = f"{WORKERS}-0"
+    playlist = tmp_path / worker / ns / "cam-p" / "index.m3u8"
+    assert playlist.exists()
+
+    body = crd.wait_for(lambda: phase("cam-dead", "Reconnecting"), 60, 0.5, "cam-dead retrying")
+    conditions = {c["type"]: c for c in body["status"]["conditions"]}
+    assert conditions["Degraded"]["status"] == "True"
+    assert conditions["Live"]["status"] == "False"
+    assert body["status"]["worker"] == worker
+
+    # Pause: the stream stops and its files go; the resource stays, marked Stopped.
+    crd.kubectl("patch", "stream", "cam-p", "-n", ns, "--type=merge", "-p",
+                '{"spec": {"enabled": false}}')  # fmt: skip
+    body = crd.wait_for(lambda: phase("cam-p", "Stopped"), 60, 0.5, "cam-p Stopped")
+    assert body["status"]["reason"] == "Disabled"
+    crd.wait_for(lambda: not playlist.exists(), 30, 0.5, "cam-p files removed")
+    # Resume: Live again.
+    crd.kubectl("patch", "stream", "cam-p", "-n", ns, "--type=merge", "-p",
+                '{"spec": {"enabled": true}}')  # fmt: skip
+    crd.wait_for(lambda: phase("cam-p", "Live"), 60, 0.5, "cam-p Live again")
