@@ -274,3 +274,64 @@ def test_ranges_are_compact() -> None:
 def test_confirmed_round_trip(pairs: set[tuple[int, int]]) -> None:
     assert decode_confirmed(encode_confirmed(pairs)) == pairs
     assert decode_confirmed("garbage,1.x,,2.3") == {(2, 3)}
+
+
+WORKERS = ("a", "b", "c", "d")
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.frozensets(st.sampled_from(WORKERS)),  # who is up this round
+            st.lists(st.sampled_from(WORKERS), min_size=8, max_size=8),  # desired owners
+            st.floats(0.0, 1.0),  # share of in-flight handoffs the targets confirm
+            st.floats(0.5, 40.0),  # seconds since the last round
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_random_histories_never_break_before_make(
+    rounds: list[tuple[frozenset[str], list[str], float, float]],
+) -> None:
+    """Whatever membership does: a live producer is only replaced by a target that
+    confirmed the current handoff; ids are never reused; stable rounds converge."""
+    policy = Policy(confirm_timeout=10, max_attempts=2, backoff=30, max_starting_per_target=3)
+    ring_ = Ring(serving=("",) * 8)
+    seen_ids: set[int] = set()
+    for up, wanted, share, dt in rounds:
+        desired = tuple(w if w in up else (sorted(up)[0] if up else None) for w in wanted)
+        in_flight = [h for h in ring_.handoffs if h.state is HandoffState.STARTING]
+        confirmed: dict[str, set[tuple[int, int]]] = {}
+        for h in in_flight[: int(len(in_flight) * share)]:
+            confirmed.setdefault(h.target, set()).add((h.partition, h.id))
+        before = {h.partition: h for h in ring_.handoffs}
+        old = ring_.serving
+        out = ring_.tick(desired, set(up), confirmed, dt=dt, policy=policy)
+        for p, (was, now) in enumerate(zip(old, out.serving, strict=True)):
+            if was == now:
+                continue
+            if was in up:  # a live producer was replaced: only by a confirmed target
+                h = before[p]
+                assert (h.target, (p, h.id)) == (now, (p, h.id))
+                assert (p, h.id) in confirmed.get(now, set())
+            else:  # nobody produced it: moved to the desired owner at once
+                assert now == desired[p]
+        ids = [
+            h.id
+            for h in out.handoffs
+            if h.partition not in before or before[h.partition].id != h.id
+        ]
+        assert not seen_ids & set(ids)
+        seen_ids |= set(ids)
+        assert len({h.partition for h in out.handoffs}) == len(out.handoffs)
+    # Stable membership with prompt confirmations converges to the desired table.
+    if rounds and rounds[-1][0]:
+        up, wanted, _, _ = rounds[-1]
+        desired = tuple(w if w in up else sorted(up)[0] for w in wanted)
+        for _ in range(8):
+            confirmed = {}
+            for h in ring_.handoffs:
+                confirmed.setdefault(h.target, set()).add((h.partition, h.id))
+            ring_.tick(desired, set(up), confirmed, dt=100.0, policy=policy)
+        assert ring_.serving == desired
