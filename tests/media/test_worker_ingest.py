@@ -189,3 +189,49 @@ def test_periodic_jpeg_thumbnail_from_rtmp_and_rtsp_cameras(start_worker) -> Non
                 assert worker.get(f"/streams/default/{name}/thumbnail.jpg")[:2] == b"\xff\xd8"
                 worker.wait_segments(name, 2)
                 assert path.stat().st_mtime > first
+
+
+def test_transcoding_ladder_with_master_playlist(start_worker) -> None:
+    import av
+
+    from tests.harness.hlscheck import parse_master_playlist
+    from tests.harness.player import play
+
+    ladder = [
+        {"name": "360p", "height": 360, "videoBitrateKbps": 600},
+        {"name": "180p", "height": 180, "videoBitrateKbps": 200},
+    ]
+    worker = start_worker(
+        [
+            camera_stream(
+                "atrium",
+                {"protocol": "rtmp", "streamKeySecretRef": {"name": "atrium-key"}},
+                transcode={"enabled": True, "renditions": ladder},
+            ),
+            secret("atrium-key", streamKey="atrium-k3y"),
+        ]
+    )
+    with RtmpPusher(worker.rtmp_url("atrium", "atrium-k3y"), clip=True, size="1280x720"):
+        worker.wait_for("atrium", phase="Live")
+        worker.wait_segments("atrium", 3)
+        master = parse_master_playlist((worker.hls_dir / "default/atrium/index.m3u8").read_text())
+        assert [v.uri for v in master] == [
+            "source/index.m3u8",
+            "360p/index.m3u8",
+            "180p/index.m3u8",
+        ]
+        for folder, (width, height) in (
+            ("360p", (640, 360)),
+            ("180p", (320, 180)),
+            ("source", (1280, 720)),
+        ):
+            media = worker.hls_dir / "default/atrium" / folder
+            playlist = (media / "index.m3u8").read_text()
+            segment = [line for line in playlist.splitlines() if line.endswith(".ts")][-1]
+            probe = probe_segment(str(media / segment))
+            assert probe.codecs == ("h264", "aac"), (folder, probe.codecs)
+            with av.open(str(media / segment)) as container:
+                video = container.streams.video[0].codec_context
+                assert (video.width, video.height) == (width, height), folder
+        result = play(f"{worker.base_url}/streams/default/atrium/", 8, name="worker-abr-atrium")
+    assert result.started and result.fatal_errors == (), result

@@ -15,6 +15,7 @@ the last path element (`/<namespace>/<name>/<key>`) or as `?key=<key>`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import Callable, Mapping
@@ -34,6 +35,7 @@ from camstream_worker.secrets import SecretResolver
 from camstream_worker.state import StreamStatus, stream_dir
 from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
 from camstream_worker.thumbnail import Thumbnailer
+from camstream_worker.transcode import SOURCE_FOLDER, Transcoder
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class Engine:
                 if key in wanted:
                     continued[key] = runner.writer.next_sequence  # a restart, not a removal
                 else:
-                    runner.writer.remove_files()
+                    _remove_stream_files(runner, self.hls_root / stream_dir(key))
                     self._notify(runner.status)
             for key, spec in wanted.items():
                 if key in self._runners:
@@ -117,8 +119,19 @@ class Engine:
             loop.call_soon_threadsafe(runner_box[0].segment_written, segment)
 
         loop = asyncio.get_running_loop()
+        folder = self.hls_root / stream_dir(key)
+        transcoder = None
+        if spec.transcode.enabled:
+            transcoder = Transcoder(
+                folder,
+                spec.transcode.renditions,
+                spec.hls,
+                start_sequence=sequence,
+                log_prefix=f"[{key}] ",
+            )
+            folder = folder / SOURCE_FOLDER  # the passthrough copy is one variant of several
         writer = HlsWriter(
-            self.hls_root / stream_dir(key),
+            folder,
             spec.hls,
             start_sequence=sequence,
             discontinuity_on_first=discontinuity,
@@ -132,6 +145,7 @@ class Engine:
             self._make_source,
             on_change=self._notify,
             backoff=PUSH_BACKOFF if spec.source.protocol == "rtmp" else DEFAULT_BACKOFF,
+            transcoder=transcoder,
             thumbnailer=Thumbnailer(
                 self.hls_root / stream_dir(key),
                 spec.thumbnail.interval_seconds,
@@ -149,8 +163,6 @@ class Engine:
     async def _make_source(self, spec: StreamSpec) -> Source:
         source = spec.source
         prefix = f"[{spec.key}] "
-        if spec.transcode.enabled:
-            raise UnsupportedMedia("transcoding is not available yet")
         username = password = None
         if source.credentials is not None:
             username = await self._secrets.get(spec.key.namespace, source.credentials.username)
@@ -232,3 +244,15 @@ def _differs(old: StreamSpec, new: StreamSpec) -> bool:
         new.transcode,
         new.thumbnail,
     )
+
+
+def _remove_stream_files(runner: StreamRunner, folder: Path) -> None:
+    """A deleted stream leaves nothing behind: segments, playlists, stills."""
+    runner.writer.remove_files()
+    if runner.transcoder is not None:
+        runner.transcoder.remove_files()
+    for leftover in folder.glob("*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()

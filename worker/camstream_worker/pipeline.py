@@ -14,13 +14,21 @@ from collections.abc import Sequence
 import av
 
 from camstream_worker.hls import HlsWriter
+from camstream_worker.media import coding_format
 from camstream_worker.thumbnail import Thumbnailer
+from camstream_worker.transcode import Transcoder
 
 
 class PipelineSink:
-    def __init__(self, writer: HlsWriter, thumbnailer: Thumbnailer | None = None) -> None:
+    def __init__(
+        self,
+        writer: HlsWriter,
+        thumbnailer: Thumbnailer | None = None,
+        transcoder: Transcoder | None = None,
+    ) -> None:
         self._writer = writer
         self._thumbnailer = thumbnailer
+        self._transcoder = transcoder
         self._video_index: int | None = None
         self.bytes_in = 0
         self.packets = 0
@@ -45,6 +53,12 @@ class PipelineSink:
         if self._thumbnailer is not None:
             self._thumbnailer.begin(video)
         self._writer.begin(templates)
+        if self._transcoder is not None:
+            self._transcoder.begin(templates)
+            top = max(r.video_bitrate_kbps for r in self._transcoder.renditions)
+            # The source's own rate is not known before it has run a while: two
+            # steps above the top rendition keeps players from picking it on a guess.
+            self._transcoder.write_master(2 * top * 1000, self.width, self.height)
 
     def packet(self, index: int, packet: av.Packet) -> None:
         self.bytes_in += packet.size
@@ -52,21 +66,18 @@ class PipelineSink:
         self.last_packet_at = time.monotonic()
         if self._thumbnailer is not None and index == self._video_index:
             self._thumbnailer.offer(packet)
+        if self._transcoder is not None:
+            self._transcoder.offer(index, packet)
         self._writer.write(index, packet)
 
     def end(self) -> None:
         """Close the session; call only once the source has stopped feeding."""
         if self.active:
             self._writer.end()
+            if self._transcoder is not None:
+                self._transcoder.end()
         self.active = False
 
 
-_ENCODER_FORMATS = {"libx264": "h264", "libx265": "hevc"}
-
-
 def _format_name(stream: av.stream.Stream | None) -> str | None:
-    """The coding format (h264), not the encoder that made it (libx264)."""
-    if stream is None:
-        return None
-    name = stream.codec_context.name
-    return _ENCODER_FORMATS.get(name, name)
+    return None if stream is None else coding_format(stream)

@@ -34,6 +34,7 @@ from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.pipeline import PipelineSink
 from camstream_worker.state import Phase, StreamStatus
 from camstream_worker.thumbnail import Thumbnailer
+from camstream_worker.transcode import Transcoder
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,13 @@ class StreamRunner:
         on_change: Callable[[StreamStatus], None],
         backoff: Backoff = DEFAULT_BACKOFF,
         thumbnailer: Thumbnailer | None = None,
+        transcoder: Transcoder | None = None,
         failed_retry_seconds: float = FAILED_RETRY_SECONDS,
     ) -> None:
         self.spec = spec
         self.writer = writer
         self.thumbnailer = thumbnailer
+        self.transcoder = transcoder
         self._make_source = make_source
         self._on_change = on_change
         self._backoff = backoff
@@ -95,6 +98,8 @@ class StreamRunner:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self.transcoder is not None:
+            await asyncio.to_thread(self.transcoder.close)
         self._set(Phase.STOPPED, "Stopped", "")
 
     def segment_written(self, segment: SegmentWritten) -> None:
@@ -151,7 +156,7 @@ class StreamRunner:
         source = self._make_source(self.spec)
         if asyncio.iscoroutine(source):
             source = await source
-        sink = PipelineSink(self.writer, self.thumbnailer)
+        sink = PipelineSink(self.writer, self.thumbnailer, self.transcoder)
         if self._sink is not None:
             # Keep what the last session taught us until the new one knows better.
             self._bytes_before += self._sink.bytes_in

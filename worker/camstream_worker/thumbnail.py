@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 
+from camstream_worker.media import decoder_for
 from camstream_worker.state import THUMBNAIL_NAME
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,7 @@ class Thumbnailer:
         self._decoder = None
         if video is None:
             return
-        decoder = av.CodecContext.create(video.codec_context.name, "r")
-        if video.codec_context.extradata:
-            decoder.extradata = video.codec_context.extradata
-        self._decoder = decoder
+        self._decoder = decoder_for(video)
 
     def offer(self, packet: av.Packet) -> None:
         """Consider one video packet; decode it if a still is due."""

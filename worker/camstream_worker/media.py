@@ -1,0 +1,21 @@
+"""Small facts about PyAV streams that several modules need.
+
+Who calls this: pipeline.py (status), thumbnail.py and transcode.py (decoders).
+"""
+
+from __future__ import annotations
+
+import av
+
+
+def coding_format(stream: av.stream.Stream) -> str:
+    """The coding format ("h264"), never the encoder that made it ("libx264")."""
+    return str(stream.codec_context.codec.canonical_name)
+
+
+def decoder_for(stream: av.stream.Stream) -> av.codec.context.CodecContext:
+    """A fresh decoder for a stream's packets, with its codec parameters."""
+    decoder = av.CodecContext.create(coding_format(stream), "r")
+    if stream.codec_context.extradata:
+        decoder.extradata = stream.codec_context.extradata
+    return decoder
