@@ -168,3 +168,5 @@ def test_locator_routes_to_the_serving_worker() -> None:
     assert loc.owner_url(mine) is None
     assert loc.owner_url(theirs) == "http://127.0.10.2:8080"
     assert RingLocator("w-0", 8080, lambda: None).owner_url(theirs) is None
+    rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
+    assert rtmp.owner_rtmp(theirs) == ("127.0.10.2", 1935) and rtmp.owner_rtmp(mine) is None

@@ -116,7 +116,9 @@ async def serve(args: argparse.Namespace) -> int:
         app = make_app(
             engine,
             args.hls_dir,
-            owner=RingLocator(identity.pod_name, args.http_port, agent.current_doc),
+            owner=RingLocator(
+                identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
+            ),
             ready=agent.ready,
             worker_name=identity.pod_name,
         )

@@ -16,12 +16,27 @@ from camstream.spec import StreamKey
 
 
 class RingLocator:
-    def __init__(self, me: str, http_port: int, doc: Callable[[], RingDoc | None]) -> None:
+    """Where another worker serves a stream; None when it is this one or unknown.
+
+    All workers listen on the same ports (one StatefulSet), so the owner's pod
+    IP from the ring document plus our own port numbers make its address.
+    """
+
+    def __init__(
+        self,
+        me: str,
+        http_port: int,
+        doc: Callable[[], RingDoc | None],
+        *,
+        rtmp_port: int | None = None,
+    ) -> None:
         self._me = me
         self._port = http_port
+        self._rtmp_port = rtmp_port
         self._doc = doc
 
-    def owner_url(self, key: StreamKey) -> str | None:
+    def owner_address(self, key: StreamKey) -> str | None:
+        """The owning worker's pod IP, if that is another worker that is up."""
         doc = self._doc()
         if doc is None:
             return None
@@ -30,5 +45,16 @@ class RingLocator:
         ]
         if not owner or owner == self._me:
             return None
-        address = doc.addresses.get(owner)
+        return doc.addresses.get(owner)
+
+    def owner_url(self, key: StreamKey) -> str | None:
+        address = self.owner_address(key)
         return f"http://{address}:{self._port}" if address else None
+
+    def owner_rtmp(self, key: StreamKey) -> tuple[str, int] | None:
+        """Where to relay an RTMP publisher that reached us for another worker's stream
+        (for the RTMP front; the relay itself lives with the RTMP server)."""
+        address = self.owner_address(key)
+        if address is None or self._rtmp_port is None:
+            return None
+        return address, self._rtmp_port
