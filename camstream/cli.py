@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         help="YAML file or folder of CameraStream (and Secret) manifests; repeatable",
     )
+    run.add_argument(
+        "--secrets-dir",
+        type=Path,
+        help="folder of Secrets as files: <dir>/<namespace>/<secret>/<key>",
+    )
     _add_serving_args(run)
 
     demo = commands.add_parser("demo", help="synthetic cameras pushing into a local worker")
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 http_port=args.http_port,
                 rtmp_port=args.rtmp_port,
                 processes=args.processes,
+                secrets_dir=args.secrets_dir,
             )
         )
     if args.command == "demo":

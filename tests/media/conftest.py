@@ -16,8 +16,10 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `camstream run` on the manifests; two engine processes unless told otherwise."""
     started: list[WorkerProcess] = []
 
-    def start(manifests: list[dict[str, Any]], processes: int = 2) -> WorkerProcess:
-        worker = WorkerProcess(manifests, tmp_path / f"worker{len(started)}", processes)
+    def start(
+        manifests: list[dict[str, Any]], processes: int = 2, extra_args: tuple[str, ...] = ()
+    ) -> WorkerProcess:
+        worker = WorkerProcess(manifests, tmp_path / f"worker{len(started)}", processes, extra_args)
         started.append(worker)
         return worker.start()
 

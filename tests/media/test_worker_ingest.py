@@ -235,3 +235,75 @@ def test_transcoding_ladder_with_master_playlist(start_worker) -> None:
                 assert (video.width, video.height) == (width, height), folder
         result = play(f"{worker.base_url}/streams/default/atrium/", 8, name="worker-abr-atrium")
     assert result.started and result.fatal_errors == (), result
+
+
+def test_http_recording_with_credentials_from_a_secrets_folder(start_worker, tmp_path) -> None:
+    """An HTTP source behind Basic auth, its password in a mounted-Secret-like folder."""
+    import base64
+    import functools
+    import http.server
+    import threading
+
+    # MPEG-TS: read front to back, as a live HTTP feed is (http.server has no Range support).
+    clip = make_clip(seconds=6, container="ts")
+    expected = "Basic " + base64.b64encode(b"viewer:folder-pass").decode()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="cam"')
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(clip.parent))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secrets_dir = tmp_path / "secrets"
+    (secrets_dir / "default" / "nvr").mkdir(parents=True)
+    (secrets_dir / "default" / "nvr" / "username").write_text("viewer")
+    (secrets_dir / "default" / "nvr" / "password").write_text("folder-pass\n")
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{clip.name}"
+        worker = start_worker(
+            [
+                camera_stream(
+                    "nvr", {"protocol": "http", "url": url, "credentialsSecretRef": {"name": "nvr"}}
+                )
+            ],
+            extra_args=("--secrets-dir", str(secrets_dir)),
+        )
+        worker.wait_for("nvr", phase="Live")
+        worker.wait_segments("nvr", 2)
+        assert_valid_hls(worker, "nvr", "h264", "aac")
+        assert "folder-pass" not in worker.log()
+    finally:
+        server.shutdown()
+
+
+def test_h265_over_enhanced_rtmp_and_old_segments_are_deleted(start_worker) -> None:
+    worker = start_worker(
+        [
+            camera_stream(
+                "garage",
+                {"protocol": "rtmp", "streamKeySecretRef": {"name": "garage-key"}},
+                hls={"windowSegments": 3},
+            ),
+            secret("garage-key", streamKey="garage-k3y"),
+        ]
+    )
+    with RtmpPusher(worker.rtmp_url("garage", "garage-k3y"), codec="h265", clip=True):
+        worker.wait_for("garage", phase="Live", timeout=45)
+        status = worker.wait_segments("garage", 8, timeout=60)
+        assert status["codecs"]["video"] == "hevc"
+        playlist = worker.playlist("garage")
+        assert len(playlist.segments) == 3
+        on_disk = sorted((worker.hls_dir / "default" / "garage").glob("seg*.ts"))
+        # The window plus a few retired segments for players holding an older playlist.
+        assert len(on_disk) <= 3 + 3, on_disk
+        assert not (worker.hls_dir / "default" / "garage" / "seg0.ts").exists()

@@ -26,9 +26,14 @@ from tests.harness.hlscheck import MediaPlaylist, parse_media_playlist
 
 class WorkerProcess:
     def __init__(
-        self, manifests: list[dict[str, Any]], workdir: Path, processes: int = 2
+        self,
+        manifests: list[dict[str, Any]],
+        workdir: Path,
+        processes: int = 2,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.processes = processes
+        self.extra_args = extra_args
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.hls_dir = workdir / "hls"
@@ -66,6 +71,7 @@ class WorkerProcess:
                 str(self.rtmp_port),
                 "--processes",
                 str(self.processes),
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -14,6 +14,7 @@ import base64
 import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from camstream.spec import SecretRef
@@ -25,10 +26,13 @@ class SecretResolver(Protocol):
 
 
 class StaticSecrets:
-    """Secrets from `kind: Secret` manifests, overridable by environment.
+    """Secrets for standalone mode, looked up in this order:
 
-    The environment variable for key `password` of Secret `cam1` in namespace
-    `default` is CAMSTREAM_SECRET_DEFAULT_CAM1_PASSWORD (non-alphanumerics → _).
+    1. the environment: key `password` of Secret `cam1` in namespace `default`
+       is CAMSTREAM_SECRET_DEFAULT_CAM1_PASSWORD (non-alphanumerics → _);
+    2. a secrets folder laid out like mounted Secrets:
+       <secrets_dir>/<namespace>/<secret>/<key> (one file per key);
+    3. `kind: Secret` manifests given with the streams.
     """
 
     def __init__(
@@ -36,9 +40,11 @@ class StaticSecrets:
         manifests: Iterable[Mapping[str, Any]] = (),
         default_namespace: str = "default",
         environ: Mapping[str, str] | None = None,
+        secrets_dir: Path | None = None,
     ) -> None:
         self._values: dict[tuple[str, str, str], str] = {}
         self._environ = os.environ if environ is None else environ
+        self._dir = secrets_dir
         for manifest in manifests:
             meta = manifest.get("metadata") or {}
             namespace = meta.get("namespace") or default_namespace
@@ -52,11 +58,16 @@ class StaticSecrets:
         variable = env_name(namespace, ref)
         if variable in self._environ:
             return self._environ[variable]
+        if self._dir is not None:
+            path = self._dir / namespace / ref.name / ref.key
+            if path.is_file():
+                return path.read_text().rstrip("\n")
         try:
             return self._values[(namespace, ref.name, ref.key)]
         except KeyError:
             raise SecretError(
-                f"secret {namespace}/{ref.name} has no key {ref.key!r} (nor is {variable} set)"
+                f"secret {namespace}/{ref.name} has no key {ref.key!r} "
+                f"(nor is {variable} set, nor a file for it in the secrets folder)"
             ) from None
 
 

@@ -102,8 +102,9 @@ async def start_standalone(
     http_port: int = 8080,
     rtmp_port: int = 1935,
     processes: int = 1,
+    secrets_dir: Path | None = None,
 ) -> Standalone:
-    secrets = StaticSecrets(manifests.secrets)
+    secrets = StaticSecrets(manifests.secrets, secrets_dir=secrets_dir)
     engine: Engine | ShardedEngine
     rtmp: RtmpServer | RtmpFront
     if processes > 1:
@@ -128,6 +129,7 @@ async def run_standalone(
     http_port: int,
     rtmp_port: int,
     processes: int = 1,
+    secrets_dir: Path | None = None,
 ) -> int:
     manifests = load_manifests(paths)
     for error in manifests.errors:
@@ -142,6 +144,7 @@ async def run_standalone(
         http_port=http_port,
         rtmp_port=rtmp_port,
         processes=processes,
+        secrets_dir=secrets_dir,
     )
     print(
         f"camstream: {len(manifests.streams)} streams, "
