@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from . import procs
 from .kubeapi import ApiError, KubeClient
 from .podrunner import PodRunner, RunnerConfig, _now_iso
 
@@ -105,6 +106,7 @@ class NodeAgent:
             log_dir=log_dir / "pods",
             work_dir=work_dir,
             base_env=dict(base_env if base_env is not None else default_base_env()),
+            reaper=procs.GroupReaper(),
             backoff_base=backoff_base,
             backoff_max=backoff_max,
         )
@@ -160,6 +162,7 @@ class NodeAgent:
             runner.shutdown()
         for runner in runners:
             runner.join(timeout=15)
+        self._config.reaper.close()
         if self._log_handler is not None:
             log.removeHandler(self._log_handler)
             self._log_handler.close()

@@ -65,6 +65,7 @@ class RunnerConfig:
     log_dir: Path  # <log_dir>/<namespace>_<name>.log per pod
     work_dir: Path  # <work_dir>/<namespace>_<name>_<uid8>/ per pod: cwd, kubeconfig
     base_env: Mapping[str, str]
+    reaper: procs.GroupReaper
     backoff_base: float = 1.0
     backoff_max: float = 10.0
 
@@ -200,6 +201,7 @@ class PodRunner(threading.Thread):
             self._last_terminated = self._terminated_state(128, "StartError", str(exc))
             self._schedule_restart(pod, exit_code=128)
             return
+        self.config.reaper.add(self.proc.pid)  # the process leads its own group
         self._env = plan.env
         self._run_started = time.monotonic()
         self._started_iso = _now_iso()
@@ -305,12 +307,12 @@ class PodRunner(threading.Thread):
             self._kill_group(self.proc.pid)
             self.proc.wait()
 
-    @staticmethod
-    def _kill_group(pgid: int) -> None:
+    def _kill_group(self, pgid: int) -> None:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        self.config.reaper.discard(pgid)
 
     # -- API helpers ---------------------------------------------------------
 

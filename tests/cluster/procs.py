@@ -12,11 +12,13 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["spawn", "stop", "tail"]
+__all__ = ["GroupReaper", "spawn", "stop", "tail", "wait_until"]
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -67,6 +69,62 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
                 pass
             proc.wait()
     return proc.returncode
+
+
+# Reads "+PGID" / "-PGID" lines; at end of input (the node agent exited, cleanly
+# or not) it SIGKILLs every group still listed.
+_REAPER = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    line = line.strip()
+    if line:
+        (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class GroupReaper:
+    """Kills pod process groups even if the node agent dies abruptly.
+
+    PR_SET_PDEATHSIG reaches only a pod's main process; its own children
+    would be orphaned. This helper process learns each pod's process group
+    over a pipe and kills the groups still alive when the pipe closes, which
+    the kernel does however the agent's process ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _REAPER],
+            stdin=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # a Ctrl-C to the test run must not end it first
+        )
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            stdin = self._proc.stdin
+            if stdin is not None and not stdin.closed:
+                stdin.write(line + "\n")
+                stdin.flush()
+
+    def add(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def discard(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        """Kill whatever is still listed and wait for the reaper to finish."""
+        with self._lock:
+            if self._proc.stdin is not None and not self._proc.stdin.closed:
+                self._proc.stdin.close()
+        self._proc.wait(timeout=30)
 
 
 def tail(path: Path, lines: int = 30) -> str:
