@@ -36,8 +36,10 @@ fi
 [ -s worker/camstream_worker/static/hls.min.js ] || scripts/fetch-hlsjs.sh
 
 if [ "$mode" = test ]; then
-    # 4. helm and the Kubernetes control plane, built from their Go modules once and cached.
+    # 4. helm, promtool and the Kubernetes control plane, built from their Go
+    #    modules once and cached (about 25 minutes on a new 2-core machine).
     scripts/install-helm.sh >/dev/null
+    scripts/install-promtool.sh >/dev/null
     scripts/build-controlplane.sh >/dev/null
 fi
 log "ready ($mode)"

@@ -6,7 +6,7 @@ and tests/deploy/alerts_test.yaml replays metric series through them: each
 alert fires when it should, with the labels and text a person receives, and
 stays quiet when it should (paused streams, handoffs, other releases).
 
-promtool is built from its Go module by tests/deploy/install-promtool.sh
+promtool is built from its Go module by scripts/install-promtool.sh
 (cached); if it is missing, the fixture builds it.
 """
 
@@ -30,7 +30,7 @@ def promtool() -> Path:
     cache = Path(os.environ.get("CAMSTREAM_CACHE", Path.home() / ".cache" / "camstream"))
     binary = cache / "bin" / "promtool"
     if not binary.exists():
-        subprocess.run(["bash", str(HERE / "install-promtool.sh")], check=True, timeout=2400)
+        subprocess.run(["bash", str(HERE.parents[1] / "scripts" / "install-promtool.sh")], check=True, timeout=2400)
     assert binary.exists(), f"promtool not found at {binary}"
     return binary
 

@@ -7,7 +7,7 @@
 # registries are reachable here, so it is compiled from the Go module proxy
 # once and cached; a second run with the binary present does nothing.
 #
-# Usage: tests/deploy/install-promtool.sh      prints the path of promtool
+# Usage: scripts/install-promtool.sh      prints the path of promtool
 # Env:   CAMSTREAM_CACHE      cache root (default $HOME/.cache/camstream)
 #        PROMTOOL_VERSION     module version of github.com/prometheus/prometheus
 #                             (its Go tags: v0.316.0 is Prometheus 3.x)
