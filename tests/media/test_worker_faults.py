@@ -33,6 +33,21 @@ def rtmp_stream(name: str, **extra) -> dict:
     return camera_stream(name, {**RTMP, "streamKeySecretRef": {"name": f"{name}-key"}, **extra})
 
 
+def rtmp_rejections(worker) -> dict[str, float]:
+    """camstream_rtmp_rejected_total by reason, once the engines have reported (1 s)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    time.sleep(1.5)
+    text = worker.get("/metrics").decode()
+    counts = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "camstream_rtmp_rejected":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["reason"]] = sample.value
+    return counts
+
+
 def mpeg4_recording(path: Path) -> Path:
     """A recording in MPEG-4 Part 2 video, which HLS players cannot take as is."""
     subprocess.run(
@@ -136,6 +151,10 @@ def test_bad_cameras_and_clients_never_disturb_a_healthy_stream(start_worker, tm
             assert garbage.random_bytes(hold=5)
             assert garbage.bad_rtmp_version(hold=5)
             assert garbage.http_request(hold=5)
+
+            # ...and counted, by reason, for the worker's alerts.
+            rejected = rtmp_rejections(worker)
+            assert rejected["unauthorized"] >= 1 and rejected["protocol"] >= 3, rejected
 
             before = worker.stream("healthy")
             worker.wait_segments("healthy", 2)

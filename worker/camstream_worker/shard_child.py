@@ -9,7 +9,7 @@ once and a snapshot of every stream's counters each second.
 Protocol on the control pipe (tuples, pickled):
     parent → child: ("apply", n, specs, start_sequences) | ("close", n) | ("secret", n, ok, value)
     child → parent: ("done", n) | ("status", StreamStatus) | ("snapshot", [StreamStatus])
-                    | ("secret", n, namespace, SecretRef)
+                    | ("secret", n, namespace, SecretRef) | ("rtmp", {counter: value})
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class _Child:
         while True:
             await asyncio.sleep(SNAPSHOT_INTERVAL)
             self._send(("snapshot", self._engine.statuses()))
+            self._send(("rtmp", self._rtmp.stats()))
 
     def _on_control(self) -> None:
         try:

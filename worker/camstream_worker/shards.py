@@ -44,6 +44,7 @@ from camstream_worker.errors import SecretError
 from camstream_worker.ingest import amf0, rtmp_chunks
 from camstream_worker.secrets import SecretResolver
 from camstream_worker.state import Phase, StreamStatus
+from camstream_worker.worker_metrics import add_stats
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,11 @@ class ShardedEngine:
         await front.start()
         return front
 
+    def rtmp_stats(self, front: RtmpFront | None = None) -> dict[str, int]:
+        """RTMP counters of every child (and of the front), added up."""
+        parts = [child.rtmp_stats for child in self._children]
+        return add_stats(*parts, *([front.stats()] if front is not None else []))
+
     def child_for_app(self, app: str) -> _Child:
         parts = [p for p in app.partition("?")[0].split("/") if p]
         if len(parts) >= 2:
@@ -170,6 +176,7 @@ class _Child:
         self._requests = itertools.count()
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        self.rtmp_stats: dict[str, int] = {}
 
     async def start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -243,6 +250,8 @@ class _Child:
         elif kind == "snapshot":
             for status in message[1]:
                 self._parent._child_status(status, changed=False)
+        elif kind == "rtmp":
+            self.rtmp_stats = message[1]
         elif kind == "done":
             future = self._waiting.pop(message[1], None)
             if future is not None and not future.done():
@@ -301,6 +310,16 @@ class RtmpFront:
         self._listener: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._protocol_errors = 0
+        self._timeouts = 0
+
+    def stats(self) -> dict[str, int]:
+        """The front's share: connections still in their handshake, and its refusals."""
+        return {
+            "connections": len(self._connections),
+            "protocol_errors": self._protocol_errors,
+            "timeouts": self._timeouts,
+        }
 
     async def start(self) -> None:
         listener = socket.create_server((self.host, self.port), backlog=1024, reuse_port=False)
@@ -337,7 +356,13 @@ class RtmpFront:
             async with asyncio.timeout(FRONT_TIMEOUT):
                 app, received = await _handshake_and_connect(client)
             self._engine.child_for_app(app).hand_over(client, received)
-        except (TimeoutError, OSError, ValueError, AssertionError) as exc:
+        except TimeoutError:
+            self._timeouts += 1
+            log.info(
+                "rtmp %s: closed before publishing: no connect within %.0fs", peer, FRONT_TIMEOUT
+            )
+        except (OSError, ValueError, AssertionError) as exc:
+            self._protocol_errors += 1
             log.info("rtmp %s: closed before publishing: %s", peer, type(exc).__name__)
         finally:
             client.close()  # the child holds its own descriptor now

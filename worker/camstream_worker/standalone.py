@@ -28,6 +28,7 @@ from camstream_worker.http_server import bound_port, make_app, serve
 from camstream_worker.ingest.rtmp_server import RtmpServer
 from camstream_worker.secrets import StaticSecrets
 from camstream_worker.shards import RtmpFront, ShardedEngine
+from camstream_worker.worker_metrics import worker_registry
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,14 @@ async def start_standalone(
         rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)  # type: ignore[arg-type]
         await rtmp.start()
     await engine.apply(manifests.streams)
-    app = make_app(engine, hls_dir, worker_name="standalone")
+    if isinstance(engine, ShardedEngine):
+        sharded, front = engine, rtmp
+
+        def rtmp_stats() -> dict[str, int]:
+            return sharded.rtmp_stats(front if isinstance(front, RtmpFront) else None)
+    else:
+        rtmp_stats = rtmp.stats  # type: ignore[union-attr]
+    app = make_app(engine, hls_dir, worker_name="standalone", registry=worker_registry(rtmp_stats))
     http = await serve(app, host, http_port)
     return Standalone(engine, rtmp, http, bound_port(http))
 
