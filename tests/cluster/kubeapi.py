@@ -13,7 +13,7 @@ import http.client
 import json
 import ssl
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,17 @@ class KubeClient:
     def delete(self, path: str, body: JSON | None = None) -> JSON:
         return self.request("DELETE", path, body)
 
-    def watch(self, path: str, resource_version: str, **params: str) -> Iterator[JSON]:
-        """Watch events from `resource_version` until the server ends the watch."""
+    def watch(
+        self,
+        path: str,
+        resource_version: str,
+        on_connect: Callable[[http.client.HTTPSConnection], None] | None = None,
+        **params: str,
+    ) -> Iterator[JSON]:
+        """Watch events from `resource_version` until the server ends the watch.
+
+        `on_connect` receives the connection, so another thread can close it
+        to end the watch at once (an open watch delays apiserver shutdown)."""
         query = {
             "watch": "1",
             "resourceVersion": resource_version,
@@ -127,6 +136,9 @@ class KubeClient:
             **params,
         }
         conn = self._connect(timeout=300)
+        if on_connect is not None:
+            conn.connect()  # so the socket exists when the callback gets it
+            on_connect(conn)
         try:
             conn.request(
                 "GET",

@@ -19,10 +19,12 @@ NodeRestriction admission plugin check it exactly as they check a kubelet.
 from __future__ import annotations
 
 import fcntl
+import http.client
 import logging
 import os
 import platform
 import signal
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -118,6 +120,7 @@ class NodeAgent:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._log_handler: logging.Handler | None = None
+        self._watch_conn: http.client.HTTPSConnection | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -156,6 +159,7 @@ class NodeAgent:
     def stop(self) -> None:
         """Stop every pod process (SIGTERM, SIGKILL after 5 s); leave the API objects."""
         self._stopping.set()
+        self._close_watch()
         with self._lock:
             runners = list(self._runners.values())
         for runner in runners:
@@ -169,6 +173,20 @@ class NodeAgent:
         if self._network_lock is not None:
             self._network_lock.close()
             self._network_lock = None
+
+    def _close_watch(self) -> None:
+        conn = self._watch_conn
+        if conn is not None and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _set_watch_conn(self, conn: http.client.HTTPSConnection) -> None:
+        self._watch_conn = conn
+        if self._stopping.is_set():  # stop() may have run just before we connected
+            conn.close()
+            raise OSError("node agent stopping")
 
     # -- for tests ---------------------------------------------------------------
 
@@ -323,7 +341,10 @@ class NodeAgent:
                 for runner in vanished:
                     runner.gone()
                 while not self._stopping.is_set():
-                    for event in self.client.watch("/api/v1/pods", version, fieldSelector=selector):
+                    events = self.client.watch(
+                        "/api/v1/pods", version, self._set_watch_conn, fieldSelector=selector
+                    )
+                    for event in events:
                         obj = event["object"]
                         if event["type"] == "ERROR":
                             # 410 Gone: our version is too old; relist.
