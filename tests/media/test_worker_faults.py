@@ -134,7 +134,9 @@ def test_bad_cameras_and_clients_never_disturb_a_healthy_stream(start_worker, tm
                 assert not intruder.running, "a publisher with a wrong key was not dropped"
             finally:
                 intruder.cleanup()
-            assert worker.stream("victim")["phase"] == "Connecting"
+            victim = worker.stream("victim")
+            assert victim["phase"] == "Connecting"  # still waiting for its real camera
+            assert victim["reason"] == "WrongStreamKey", victim
 
             # An unsupported codec pushed over RTMP: a clear reason on that stream only.
             flv1 = RtmpPusher(worker.rtmp_url("victim", "victim-k3y"), codec="flv1")

@@ -222,6 +222,7 @@ class Engine:
             return None
         if not hmac.compare_digest(expected.encode(), offered.encode()):
             log.warning("[%s] rtmp publish from %s rejected: wrong stream key", key, peer)
+            runner.note("WrongStreamKey", f"refused a publisher from {peer}: wrong stream key")
             return None
         session = await push.attach_when_ready(wait_seconds=PUSH_ATTACH_WAIT)
         if session is None:

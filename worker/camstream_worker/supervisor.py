@@ -102,6 +102,15 @@ class StreamRunner:
             await asyncio.to_thread(self.transcoder.close)
         self._set(Phase.STOPPED, "Stopped", "")
 
+    def note(self, reason: str, message: str) -> None:
+        """Show why a stream that is not live yet is still waiting (e.g. a refused publisher).
+
+        A live stream is not touched: a stranger must not be able to change
+        the state of a working camera by knocking with a wrong key.
+        """
+        if self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
+            self._set(self._status.phase, reason, message)
+
     def segment_written(self, segment: SegmentWritten) -> None:
         """Writer callback, already moved to the event loop."""
         self._status = dataclasses.replace(
