@@ -151,7 +151,7 @@ def test_worker_status_fields() -> None:
 def test_start_sequence_never_goes_backwards() -> None:
     assert desired.start_sequence(1000.0, 2) == 500
     assert desired.start_sequence(1000.0, 2, source_next=400) == 500
-    assert desired.start_sequence(1000.0, 2, source_next=600) == 606  # 12 s of headroom
+    assert desired.start_sequence(1000.0, 2, source_next=600) == 600  # never below the source
     assert desired.start_sequence(1002.0, 2) > desired.start_sequence(1000.0, 2)
 
 

@@ -19,7 +19,6 @@ watched CameraStream or of a stream's state in the engine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,11 +27,6 @@ from camstream.handoff import RingDoc, handoffs_to, partitions_for
 from camstream.handoff_status import condition
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream_worker.state import Phase, StreamStatus
-
-# Segments a target starts ahead of the source's next one: the source keeps
-# writing while the target connects and confirms (≈ 10 s at most before the
-# operator commits), and numbers must never go backwards for a viewer.
-HANDOFF_HEADROOM_SECONDS = 12.0
 
 
 def key_of(body: Mapping[str, Any]) -> StreamKey:
@@ -122,17 +116,19 @@ def worker_status(status: StreamStatus, me: str) -> tuple[dict[str, Any], list[d
 def start_sequence(now: float, segment_seconds: int, source_next: int | None = None) -> int:
     """Where a stream this worker starts begins its media sequence.
 
-    From the wall clock (one number per segment duration since the epoch), so
-    any worker starting a stream — first start, handoff, failover after a crash
-    with nobody to ask — continues above whatever a previous owner wrote, with
-    no coordination. When the previous owner told us its next number
-    (handoff), we also stay a safe margin above it.
+    From the wall clock: one number per segment duration since the epoch. A
+    segment is never shorter than the target duration (the muxer cuts at the
+    first keyframe after it), so a stream that started at the clock's number
+    stays at or below the clock for its whole life; any worker starting it
+    later — handoff, failover after a crash with nobody to ask, restart —
+    therefore continues at or above whatever an earlier owner wrote, with no
+    coordination. During a handoff both owners number the same moments alike,
+    so the switch shows a viewer the next moment, marked by the discontinuity.
+    If the previous owner reports a higher number (it started before this
+    scheme, or its clock ran ahead), we continue from that instead.
     """
     by_clock = int(now // segment_seconds)
-    if source_next is None:
-        return by_clock
-    headroom = math.ceil(HANDOFF_HEADROOM_SECONDS / segment_seconds)
-    return max(by_clock, source_next + headroom)
+    return by_clock if source_next is None else max(by_clock, source_next)
 
 
 def next_sequence_from_playlist(text: str) -> int | None:
