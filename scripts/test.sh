@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check camstream operator worker tests bench
+echo "== mypy"; mypy camstream operator/camstream_operator worker/camstream_worker
 echo "== import layers"; lint-imports
 echo "== pytest"
 exec pytest -ra --timeout=900 --junitxml=artifacts/junit.xml "$@"

@@ -17,7 +17,9 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream_worker.standalone import Manifests, start_standalone, wait_for_signal
@@ -32,7 +34,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings belong to Debi
 def demo_manifests(cameras: int, rtsp_url: str | None) -> tuple[Manifests, dict[str, str]]:
     """CameraStreams and Secrets for the demo; returns them and the stream keys."""
     streams: dict[StreamKey, StreamSpec] = {}
-    secret_docs = []
+    secret_docs: list[Mapping[str, Any]] = []
     keys: dict[str, str] = {}
 
     def add(body: dict) -> None:

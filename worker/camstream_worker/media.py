@@ -5,6 +5,8 @@ Who calls this: pipeline.py (status), thumbnail.py and transcode.py (decoders).
 
 from __future__ import annotations
 
+from typing import Any
+
 import av
 
 
@@ -13,7 +15,7 @@ def coding_format(stream: av.stream.Stream) -> str:
     return str(stream.codec_context.codec.canonical_name)
 
 
-def decoder_for(stream: av.stream.Stream) -> av.codec.context.CodecContext:
+def decoder_for(stream: av.stream.Stream) -> Any:
     """A fresh decoder for a stream's packets, with its codec parameters."""
     decoder = av.CodecContext.create(coding_format(stream), "r")
     if stream.codec_context.extradata:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import av
 
@@ -45,8 +46,9 @@ class PipelineSink:
         self.video_codec = _format_name(video)
         self.audio_codec = _format_name(audio)
         if video is not None:
-            self.width = video.codec_context.width or None
-            self.height = video.codec_context.height or None
+            context: Any = video.codec_context
+            self.width = context.width or None
+            self.height = context.height or None
         self.last_packet_at = time.monotonic()
         self.active = True
         self._video_index = next((i for i, t in enumerate(templates) if t.type == "video"), None)

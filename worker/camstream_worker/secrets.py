@@ -47,8 +47,8 @@ class StaticSecrets:
         self._dir = secrets_dir
         for manifest in manifests:
             meta = manifest.get("metadata") or {}
-            namespace = meta.get("namespace") or default_namespace
-            name = meta.get("name")
+            namespace = str(meta.get("namespace") or default_namespace)
+            name = str(meta.get("name"))
             for key, value in (manifest.get("stringData") or {}).items():
                 self._values[(namespace, name, key)] = str(value)
             for key, value in (manifest.get("data") or {}).items():

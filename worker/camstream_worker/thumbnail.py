@@ -13,7 +13,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -38,7 +40,7 @@ class Thumbnailer:
         self._interval = interval
         self._clock = clock
         self._prefix = log_prefix
-        self._decoder: av.codec.context.CodecContext | None = None
+        self._decoder: Any = None  # a video decoder; PyAV's stubs type it loosely
         self._last: float | None = None
         self.written = 0
 
@@ -74,7 +76,7 @@ class Thumbnailer:
         encoder = av.CodecContext.create("mjpeg", "w")
         encoder.width, encoder.height = width, height
         encoder.pix_fmt = "yuvj420p"
-        encoder.time_base = frame.time_base or av.time_base
+        encoder.time_base = frame.time_base or Fraction(1, av.time_base)
         encoder.options = {"q:v": "5"}
         picture = frame.reformat(width=width, height=height, format="yuvj420p")
         data = b"".join(bytes(p) for p in encoder.encode(picture))
@@ -84,7 +86,7 @@ class Thumbnailer:
         self.written += 1
 
 
-def _fresh(decoder: av.codec.context.CodecContext | None) -> av.codec.context.CodecContext | None:
+def _fresh(decoder: Any) -> Any:
     """A decoder that was flushed cannot decode again: make a new one like it."""
     if decoder is None:
         return None

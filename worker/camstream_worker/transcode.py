@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -142,7 +143,7 @@ class Transcoder:
                     ladder = _Ladder(value.templates, self._renditions, self._writers, self._gop)
                 elif kind == "packet" and ladder is not None:
                     index, packet = value  # type: ignore[misc]
-                    ladder.feed(index, packet)
+                    ladder.feed(index, packet)  # type: ignore[has-type]
                 elif kind == "end" and ladder is not None:
                     ladder.end()
                     ladder = None
@@ -167,7 +168,7 @@ class _Ladder:
         self._audio_index = next((i for i, t in enumerate(templates) if t.type == "audio"), None)
         self._decoder = decoder_for(video)
         self._scratch = av.open(io.BytesIO(), "w", format="mpegts")
-        self._encoders: list[av.stream.Stream] = []
+        self._encoders: list[Any] = []  # video encoder streams
         self._writers = list(writers)
         fps = 25
         for rendition in renditions:
@@ -199,7 +200,7 @@ class _Ladder:
             writer.end()
 
     def _encode(self, frame: av.VideoFrame) -> None:
-        if frame.pts is None:
+        if frame.pts is None or frame.time_base is None:
             return
         if not self._started:
             for encoder in self._encoders:

@@ -193,7 +193,7 @@ def templates_from_configs(
     )
     order = {"video": 0, "audio": 1}
     streams = sorted(container.streams, key=lambda s: order.get(s.type, 2))
-    return container, streams
+    return container, streams  # type: ignore[return-value]  # av.open(format=flv) reads
 
 
 def _flv_tag(tag_type: int, body: bytes) -> bytes:

@@ -11,6 +11,7 @@ import asyncio
 import io
 import threading
 import time
+from typing import Any
 
 import av
 
@@ -43,7 +44,7 @@ class SyntheticSource:
             video.options = {"preset": "ultrafast", "tune": "zerolatency"}
             if o.codec == "hevc":
                 video.options["x265-params"] = "log-level=error"
-            encoders = [video]
+            encoders: list[Any] = [video]
             if o.audio:
                 audio = scratch.add_stream("aac", rate=48000)
                 audio.bit_rate = 64_000
