@@ -319,7 +319,7 @@ def test_workers_run_streams_and_delete_stops(crd: Cluster, operator: str, tmp_p
         assert response.status == 200 and "#EXTM3U" in response.read().decode()
     # Delete: the owner stops the pipeline and removes the files.
     playlist = tmp_path / owner / ns / "cam-0" / "index.m3u8"
-    assert playlist.exists()
+    crd.wait_for(playlist.exists, 30, 0.5, "cam-0 playlist on disk")
     crd.kubectl("delete", "stream", "cam-0", "-n", ns)
     crd.wait_for(lambda: not playlist.parent.exists(), 60, what="cam-0 files removed")
     with urllib.request.urlopen(f"http://{doc.addresses[owner]}:8080/api/streams", timeout=10) as r:
@@ -371,7 +371,7 @@ def test_pause_resume_and_degraded_source(crd: Cluster, operator: str, tmp_path:
     crd.wait_for(lambda: phase("cam-p", "Live"), 120, 1.0, "cam-p Live")
     worker = f"{WORKERS}-0"
     playlist = tmp_path / worker / ns / "cam-p" / "index.m3u8"
-    assert playlist.exists()
+    crd.wait_for(playlist.exists, 30, 0.5, "cam-p playlist on disk")
 
     body = crd.wait_for(lambda: phase("cam-dead", "Reconnecting"), 60, 0.5, "cam-dead retrying")
     conditions = {c["type"]: c for c in body["status"]["conditions"]}
