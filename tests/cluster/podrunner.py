@@ -93,6 +93,7 @@ class PodRunner(threading.Thread):
         self._lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
         self.restart_count = 0
+        self._attempts = 0  # process starts tried, failed ones included
         self._crashes = 0  # consecutive short runs, for the backoff
         self._restart_at = 0.0
         self._run_started = 0.0
@@ -191,6 +192,10 @@ class PodRunner(threading.Thread):
         cwd = Path(plan.working_dir) if plan.working_dir else self._dir
         if not cwd.is_dir():
             cwd = self._dir
+        # Counted when the next run starts, as the kubelet counts new containers.
+        if self._attempts > 0:
+            self.restart_count += 1
+        self._attempts += 1
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as handle:
             handle.write(f"=== {_now_iso()} start #{self.restart_count} uid={self.uid}\n")
@@ -238,7 +243,6 @@ class PodRunner(threading.Thread):
         delay = min(self.config.backoff_max, self.config.backoff_base * 2 ** (self._crashes - 1))
         self._restart_at = time.monotonic() + delay
         self._waiting = ("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container")
-        self.restart_count += 1
 
     def _probe(self, container: JSON, now: float) -> None:
         for state in (self._ready_probe, self._live_probe):
@@ -394,7 +398,7 @@ class PodRunner(threading.Thread):
         if self._finished:
             last = terminal or self._last_terminated or {}
             phase = "Succeeded" if last.get("exitCode") == 0 else "Failed"
-        elif self.proc is None and self.restart_count == 0:
+        elif self.proc is None and self._attempts == 0:
             phase = "Pending"
         else:
             phase = "Running"

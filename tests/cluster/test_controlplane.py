@@ -258,6 +258,30 @@ def test_crashed_pod_is_restarted_with_a_restart_count(
     assert control_plane.agent.pid("crashy-0", namespace) not in (None, old_pid)
 
 
+def test_failing_liveness_probe_restarts_the_container(
+    control_plane: Cluster, namespace: str
+) -> None:
+    manifest = _statefulset("numb", HTTP_SERVER, replicas=1, grace=1)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    # Nothing listens on 9: the probe fails from the start, as a hung process's would.
+    container["livenessProbe"] = {
+        "tcpSocket": {"port": 9},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+        "timeoutSeconds": 1,
+    }
+    _apply(control_plane, namespace, manifest)
+
+    def restarted() -> bool:
+        pod = _pod(control_plane, namespace, "numb-0")
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or [{}]
+        return int(statuses[0].get("restartCount", 0)) >= 1
+
+    control_plane.wait_for(restarted, timeout=60, what="numb-0 restarted by its liveness probe")
+    log = control_plane.agent.pod_log("numb-0", namespace).read_text()
+    assert log.count("=== ") >= 2, log  # a second start in the pod's log
+
+
 # Lists pods with the pod's own credentials (its KUBECONFIG) and prints the HTTP status.
 WHOAMI = textwrap.dedent(
     """
