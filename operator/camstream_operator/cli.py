@@ -38,6 +38,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--partitions", type=int, default=256, help="ring size, a power of two")
     parser.add_argument("--liveness-port", type=int, default=8081)
     parser.add_argument("--lease-name", default="camstream-operator")
+    parser.add_argument(
+        "--watch-namespace",
+        action="append",
+        default=[],
+        help="serve the CameraStreams of this namespace (repeatable; default: all namespaces)",
+    )
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
     return parser
@@ -51,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         partitions=args.partitions,
         lease_name=args.lease_name,
         identity=default_identity(),
+        watch_namespaces=tuple(args.watch_namespace),
         liveness_port=args.liveness_port,
         liveness_host=os.environ.get("POD_IP") or "127.0.0.1",
         interval=args.interval,
@@ -107,7 +114,8 @@ async def serve(config: OperatorConfig) -> None:
         try:
             await kopf.operator(
                 standalone=True,
-                clusterwide=True,
+                clusterwide=not config.watch_namespaces,
+                namespaces=list(config.watch_namespaces),
                 memo=kopf.Memo(runtime=runtime),
                 liveness_endpoint=(f"http://{config.liveness_host}:{config.liveness_port}/healthz"),
             )

@@ -22,6 +22,9 @@ class OperatorConfig:
     partitions: int
     lease_name: str
     identity: str  # this replica, as written in the leader Lease
+    # The namespaces whose CameraStreams this release serves; empty: all of them.
+    # Two releases in one cluster must not share namespaces.
+    watch_namespaces: tuple[str, ...] = ()
     liveness_port: int = 8081
     liveness_host: str = "127.0.0.1"
     interval: float = 1.0  # seconds between reconcile rounds

@@ -144,6 +144,8 @@ def operator(crd: Cluster, namespace: str) -> Iterator[str]:
         PY, "-m", "camstream.cli", "operator", "--namespace", "$(POD_NAMESPACE)",
         "--workers-statefulset", WORKERS, "--ring-configmap", RING, "--partitions", str(P),
         "--liveness-port", "8081", "--lease-name", "camstream-operator",
+        # Each test is its own release: serve only the test's namespace.
+        "--watch-namespace", "$(POD_NAMESPACE)",
     ]  # fmt: skip
     _apply(crd, namespace, {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -173,6 +175,7 @@ def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Pa
         PY, "-m", "camstream.cli", "worker", "--http-port", "8080", "--rtmp-port", "1935",
         "--hls-dir", f"{hls_root}/$(POD_NAME)", "--ring-configmap", RING,
         "--operator-namespace", "$(POD_NAMESPACE)", "--leave-seconds", "20",
+        "--watch-namespace", "$(POD_NAMESPACE)",
     ]  # fmt: skip
     _apply(cluster, namespace, {
         "apiVersion": "apps/v1", "kind": "StatefulSet",

@@ -81,6 +81,7 @@ class Agent:
         ring_namespace: str,
         ring_name: str,
         http_port: int,
+        watch_namespaces: tuple[str, ...] = (),
         heartbeat_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -94,7 +95,7 @@ class Agent:
         self.leaving = False
         self._desired: dict[StreamKey, StreamSpec] = {}
         self._selector_parts: dict[str, frozenset[int]] = {}
-        self._stream_task: asyncio.Task[None] | None = None
+        self._stream_tasks: dict[str | None, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.heartbeat = Heartbeat(
             api,
@@ -110,9 +111,16 @@ class Agent:
             on_change=self.kick,
             name=f"ring {ring_namespace}/{ring_name}",
         )
-        self.streams = Informer(
-            api, kubeapi.stream_path(None), on_change=self.kick, name="camerastreams"
-        )
+        # One watch per namespace this release serves, or one for the cluster.
+        self.streams: dict[str | None, Informer] = {
+            ns: Informer(
+                api,
+                kubeapi.stream_path(ns) if ns else kubeapi.stream_path(None),
+                on_change=self.kick,
+                name=f"camerastreams in {ns or 'all namespaces'}",
+            )
+            for ns in (watch_namespaces or (None,))
+        }
         engine.on_change(self._stream_changed)
 
     # -- read side
@@ -151,11 +159,10 @@ class Agent:
                     self._kick.set()
                     await asyncio.sleep(1.0)
         finally:
-            for task in [*tasks, self._stream_task]:
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            for task in [*tasks, *self._stream_tasks.values()]:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._session.close()
 
     async def leave(self, deadline: float) -> bool:
@@ -184,7 +191,8 @@ class Agent:
         covered = self._covered(mine)
         bodies = [
             b
-            for b in self.streams.items.values()
+            for informer in self.streams.values()
+            for b in informer.items.values()
             if doc is not None and plan.partition_of(plan.key_of(b), doc.partitions) in covered
         ]
         wanted = plan.streams_to_run(doc, self.me, bodies)
@@ -222,27 +230,28 @@ class Agent:
             selector = f"{PARTITION_LABEL} in ({','.join(map(str, sorted(mine)))})"
         if selector is not None:
             self._selector_parts[selector] = mine
-        if selector == self.streams.label_selector and (
-            selector is None or self._stream_task is not None
-        ):
-            return
-        if self._stream_task is not None:
-            self._stream_task.cancel()
-            self._stream_task = None
-        self.streams.label_selector = selector
-        if selector is None:
-            self.streams.items = {}
-            self.streams.listed_selector = None
-            return
-        self._stream_task = asyncio.create_task(self.streams.run(), name="stream-informer")
+        for ns, informer in self.streams.items():
+            running = ns in self._stream_tasks
+            if selector == informer.label_selector and (selector is None or running):
+                continue
+            if running:
+                self._stream_tasks.pop(ns).cancel()
+            informer.label_selector = selector
+            if selector is None:
+                informer.items = {}
+                informer.listed_selector = None
+                continue
+            self._stream_tasks[ns] = asyncio.create_task(informer.run(), name=informer.name)
 
     def _covered(self, mine: frozenset[int]) -> frozenset[int]:
-        listed = self.streams.listed_selector
-        if listed is None:
-            return frozenset()
-        if listed == PARTITION_LABEL:
-            return mine
-        return self._selector_parts.get(listed, frozenset()) & mine
+        covered = mine
+        for informer in self.streams.values():
+            listed = informer.listed_selector
+            if listed is None:
+                return frozenset()
+            if listed != PARTITION_LABEL:
+                covered &= self._selector_parts.get(listed, frozenset())
+        return covered
 
     async def _start_sequences(
         self, doc: RingDoc | None, wanted: Mapping[StreamKey, StreamSpec]
@@ -293,5 +302,7 @@ class Agent:
             updated = await status.report(self._api, body, fields, conds)
             if updated is not None:
                 # Keep the cache ahead of the watch so the next pass sees our write.
-                self.streams.items[(key.namespace, key.name)] = updated
+                informer = self.streams.get(key.namespace) or self.streams.get(None)
+                if informer is not None:
+                    informer.items[(key.namespace, key.name)] = updated
                 log.info("[%s] status %s (%s)", key, fields["phase"], fields["reason"] or "-")

@@ -50,6 +50,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=float(os.environ.get("CAMSTREAM_LEAVE_SECONDS", "25")),
         help="on SIGTERM, wait at most this long for handoffs (below the grace period)",
     )
+    parser.add_argument(
+        "--watch-namespace",
+        action="append",
+        default=[],
+        help="serve the CameraStreams of this namespace (repeatable; default: all namespaces)",
+    )
     parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
     parser.add_argument(
         "--processes",
@@ -111,6 +117,7 @@ async def serve(args: argparse.Namespace) -> int:
             ring_namespace=args.operator_namespace,
             ring_name=args.ring_configmap,
             http_port=args.http_port,
+            watch_namespaces=tuple(args.watch_namespace),
             heartbeat_seconds=args.heartbeat_seconds,
         )
         app = make_app(

@@ -37,7 +37,7 @@ class Informer:
         self._on_change = on_change
         self.label_selector = label_selector
         self._field_selector = field_selector
-        self._name = name
+        self.name = name
         self.items: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.listed_selector: str | None = None  # the selector the items were listed with
@@ -76,7 +76,7 @@ class Informer:
                 continue  # too old: list again
             except kubeapi.KubeError as exc:
                 attempt += 1
-                log.warning("%s: %s (attempt %d)", self._name, exc, attempt)
+                log.warning("%s: %s (attempt %d)", self.name, exc, attempt)
                 await kubeapi.sleep_backoff(attempt)
 
 
