@@ -25,10 +25,12 @@ pytestmark = pytest.mark.media
 
 
 def test_player_page_plays_a_live_camera_without_stalling(start_worker) -> None:
-    worker = start_worker([
-        camera_stream("hall", {"protocol": "rtmp", "streamKeySecretRef": {"name": "hall-key"}}),
-        secret("hall-key", streamKey="hall-k3y"),
-    ])
+    worker = start_worker(
+        [
+            camera_stream("hall", {"protocol": "rtmp", "streamKeySecretRef": {"name": "hall-key"}}),
+            secret("hall-key", streamKey="hall-k3y"),
+        ]
+    )
     with RtmpPusher(worker.rtmp_url("hall", "hall-k3y"), clip=True):
         worker.wait_for("hall", phase="Live")
         worker.wait_segments("hall", 2)
@@ -46,11 +48,25 @@ def test_demo_starts_cameras_that_play(tmp_path: Path) -> None:
     log_path = tmp_path / "demo.log"
     with open(log_path, "wb") as log:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "camstream.cli", "demo", "--cameras", "2",
-             "--http-port", str(http_port), "--rtmp-port", str(rtmp_port),
-             "--hls-dir", str(tmp_path / "hls")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "camstream.cli",
+                "demo",
+                "--cameras",
+                "2",
+                "--http-port",
+                str(http_port),
+                "--rtmp-port",
+                str(rtmp_port),
+                "--hls-dir",
+                str(tmp_path / "hls"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60
@@ -71,8 +87,9 @@ def test_demo_starts_cameras_that_play(tmp_path: Path) -> None:
         # The publisher with the wrong key was refused, without its key in the log.
         assert "wrong stream key" in text
         assert not re.search(r"rtmp-cam1/wrong-key", text)
-        result = play(f"http://127.0.0.1:{http_port}/streams/default/rtmp-cam2/", 6,
-                      name="demo-rtmp-cam2")
+        result = play(
+            f"http://127.0.0.1:{http_port}/streams/default/rtmp-cam2/", 6, name="demo-rtmp-cam2"
+        )
         assert result.started and result.fatal_errors == (), result
     finally:
         os.killpg(demo.pid, signal.SIGINT)
