@@ -20,8 +20,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from camstream.handoff import RingDoc
 
 log = logging.getLogger("camstream.worker.cluster")
 
@@ -81,6 +84,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.http_server import serve as serve_http
     from camstream_worker.ingest.rtmp_server import RtmpServer
     from camstream_worker.shards import RtmpFront, ShardedEngine
+    from camstream_worker.worker_metrics import worker_registry
 
     from . import kubeapi
     from .agent import Agent, Identity
@@ -128,6 +132,10 @@ async def serve(args: argparse.Namespace) -> int:
             ),
             ready=agent.ready,
             worker_name=identity.pod_name,
+            registry=worker_registry(
+                _rtmp_stats(engine, rtmp),
+                partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
+            ),
         )
         http = await serve_http(app, host, args.http_port)
         log.info(
@@ -158,3 +166,17 @@ async def serve(args: argparse.Namespace) -> int:
             await engine.close()
             await http.cleanup()
     return 0
+
+
+def _rtmp_stats(engine: object, rtmp: object) -> Callable[[], dict[str, int]]:
+    """RTMP counters for /metrics, whether the worker is sharded or not."""
+    from camstream_worker.shards import RtmpFront, ShardedEngine
+
+    if isinstance(engine, ShardedEngine) and isinstance(rtmp, RtmpFront):
+        return lambda: engine.rtmp_stats(rtmp)
+    return rtmp.stats  # type: ignore[attr-defined,no-any-return]
+
+
+def _owned_partitions(doc: RingDoc | None, worker: str) -> int:
+    """Partitions this worker produces now (home or as a fallback)."""
+    return 0 if doc is None else sum(1 for owner in doc.serving if owner == worker)
