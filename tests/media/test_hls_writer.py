@@ -1,0 +1,124 @@
+"""The HLS writer on real packets: atomic playlists, discontinuities, resumed
+sequences, split access units. Packets come from a clip FFmpeg encoded; the
+writer's output is read back by the playlist parser and PyAV.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import av
+import pytest
+
+from camstream.spec import HlsOptions
+from camstream_worker.hls import HlsWriter
+from tests.harness.cameras import make_clip
+from tests.harness.hlscheck import parse_media_playlist
+
+pytestmark = pytest.mark.media
+
+
+def feed(writer: HlsWriter, clip: Path, *, offset_seconds: float = 0.0) -> int:
+    with av.open(str(clip)) as container:
+        streams = [container.streams.video[0], container.streams.audio[0]]
+        writer.begin(streams)
+        count = 0
+        for packet in container.demux(streams):
+            if packet.dts is None:
+                continue
+            shift = round(offset_seconds / packet.time_base)
+            packet.dts += shift
+            packet.pts += shift
+            writer.write(streams.index(packet.stream), packet)
+            count += 1
+        writer.end()
+    return count
+
+
+def test_readers_never_see_a_partial_playlist(tmp_path: Path) -> None:
+    clip = make_clip(seconds=20)
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=1, window_segments=3))
+    playlist = tmp_path / "index.m3u8"
+    problems: list[str] = []
+    reads = 0
+    done = threading.Event()
+
+    def read_constantly() -> None:
+        nonlocal reads
+        while not done.is_set():
+            try:
+                text = playlist.read_text()
+            except FileNotFoundError:
+                continue
+            reads += 1
+            parsed = parse_media_playlist(text)
+            if not text.endswith("\n") or not parsed.segments:
+                problems.append(text)
+            for segment in parsed.segments:
+                if not (tmp_path / segment.uri).exists():
+                    problems.append(f"listed {segment.uri} is not on disk")
+
+    reader = threading.Thread(target=read_constantly)
+    reader.start()
+    try:
+        feed(writer, clip)
+    finally:
+        done.set()
+        reader.join()
+    assert reads > 100
+    assert problems == []
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_second_session_continues_the_sequence_after_a_discontinuity(tmp_path: Path) -> None:
+    clip = make_clip(seconds=6)
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2, window_segments=10))
+    feed(writer, clip)
+    first = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    feed(writer, clip)  # a camera reconnect: timestamps start over
+    second = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    sequences = [s.sequence for s in second.segments]
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    boundary = len(first.segments)
+    assert second.segments[boundary].discontinuity
+    assert not any(s.discontinuity for s in second.segments[:boundary])
+
+
+def test_a_restarted_writer_resumes_after_the_files_on_disk(tmp_path: Path) -> None:
+    clip = make_clip(seconds=6)
+    feed(HlsWriter(tmp_path, HlsOptions()), clip)
+    before = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    feed(HlsWriter(tmp_path, HlsOptions()), clip)  # a new process, same folder
+    after = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert after.segments[-1].sequence > before.segments[-1].sequence
+    resumed = next(s for s in after.segments if s.sequence == before.segments[-1].sequence + 1)
+    assert resumed.discontinuity
+
+
+def test_an_access_unit_split_over_two_packets_is_joined(tmp_path: Path) -> None:
+    clip = make_clip(seconds=4)
+    writer = HlsWriter(tmp_path, HlsOptions())
+    with av.open(str(clip)) as container:
+        video = container.streams.video[0]
+        writer.begin([video])
+        for packet in container.demux(video):
+            if packet.dts is None:
+                continue
+            data = bytes(packet)
+            if packet.is_keyframe and len(data) > 100:
+                # What an RTP depacketizer may do: two packets with one timestamp.
+                for part, key in ((data[:60], True), (data[60:], False)):
+                    piece = av.Packet(part)
+                    piece.time_base, piece.pts, piece.dts = packet.time_base, packet.pts, packet.dts
+                    piece.is_keyframe = key
+                    writer.write(0, piece)
+            else:
+                writer.write(0, packet)
+        writer.end()
+    playlist = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert len(playlist.segments) >= 2
+    with av.open(str(tmp_path / playlist.segments[0].uri)) as segment:
+        frames = sum(1 for _ in segment.decode(video=0))
+    assert frames == 50  # 2 s at 25 fps, every frame decodable
+    assert writer.dropped_packets == 0
