@@ -34,3 +34,23 @@ def test_python_m_pytest_works_from_the_repository_root() -> None:
 
 def test_no_package_is_named_operator() -> None:
     assert not (ROOT / "operator" / "__init__.py").exists()
+
+
+def test_setup_cfg_packages_every_python_package() -> None:
+    """A package missing from setup.cfg imports in the editable dev install but
+    not in a wheel or an image: compare the list with the folders."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    roots = {
+        line.split("=")[0].strip(): line.split("=")[1].strip()
+        for line in config["options"]["package_dir"].strip().splitlines()
+    }
+    found = set()
+    for name, folder in roots.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            found.add(".".join((name, *relative.parts)))
+    assert listed == found
