@@ -85,6 +85,8 @@ async def serve(config: OperatorConfig) -> None:
     from . import kubeapi
     from . import main as _handlers  # noqa: F401 - registers the kopf handlers
     from .leader import LeaderElector
+    from .metrics import OperatorMetrics
+    from .metrics import serve as serve_metrics
     from .reconcile import RingReconciler
     from .runtime import Runtime
 
@@ -96,13 +98,21 @@ async def serve(config: OperatorConfig) -> None:
             identity=config.identity,
             duration=config.lease_seconds,
         )
-        ring = RingReconciler(api, config, leader)
+        metrics = OperatorMetrics(lambda: leader.is_leader)
+        ring = RingReconciler(api, config, leader, metrics=metrics)
         runtime = Runtime(config=config, api=api, leader=leader, ring=ring)
         leader.on_change(runtime.on_leadership)
         loops = [
             asyncio.create_task(leader.run(), name="leader"),
             asyncio.create_task(ring.run(), name="ring"),
         ]
+        # Liveness and metrics on one port (kopf's own liveness server has no /metrics).
+        http = await serve_metrics(
+            metrics,
+            config.liveness_host,
+            config.liveness_port,
+            healthy=lambda: not any(task.done() for task in loops),
+        )
         log.info(
             "operator %s: ring %s/%s, %d partitions, workers %s",
             config.identity,
@@ -117,9 +127,9 @@ async def serve(config: OperatorConfig) -> None:
                 clusterwide=not config.watch_namespaces,
                 namespaces=list(config.watch_namespaces),
                 memo=kopf.Memo(runtime=runtime),
-                liveness_endpoint=(f"http://{config.liveness_host}:{config.liveness_port}/healthz"),
             )
         finally:
+            await http.cleanup()
             for task in loops:
                 task.cancel()
             for task in loops:

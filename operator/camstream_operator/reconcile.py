@@ -37,6 +37,7 @@ from camstream.handoff_codec import (
 from . import events, kubeapi, membership, planner
 from .config import OperatorConfig
 from .leader import LeaderElector
+from .metrics import OperatorMetrics
 from .ringstore import RingStore
 
 log = logging.getLogger("camstream.operator.ring")
@@ -58,11 +59,13 @@ class RingReconciler:
         leader: LeaderElector,
         *,
         clock: Callable[[], float] = time.time,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self._api = api
         self._config = config
         self._leader = leader
         self._clock = clock
+        self.metrics = metrics
         self.store = RingStore(
             api,
             namespace=config.namespace,
@@ -119,6 +122,7 @@ class RingReconciler:
         members = membership.from_resources(pods, leases.get("items", []), now=self._clock())
         result = planner.plan_round(stored.doc, members, now=self._clock(), policy=cfg.policy)
         self.doc = stored.doc
+        up = len(members.up)
         if result.changed:
             if not self._leader.is_leader:
                 return  # lost the Lease while computing: write nothing
@@ -129,6 +133,8 @@ class RingReconciler:
                 self.wake()
                 return
             self.doc = result.doc
+            if self.metrics is not None:
+                self.metrics.record_round(result.doc, up, result.events, stored.doc.handoffs)
             log.info(
                 "ring v%d: %d handoffs in flight, %s",
                 result.doc.version,
@@ -136,6 +142,8 @@ class RingReconciler:
                 _summary(result.events) or "no moves",
             )
             await self._post_events(result.events)
+        if self.metrics is not None and not result.changed:
+            self.metrics.record_round(self.doc, up)
         await self._annotate_pods(pods, self.doc)
 
     async def _worker_pods(self) -> list[dict[str, Any]]:
