@@ -30,7 +30,11 @@ def promtool() -> Path:
     cache = Path(os.environ.get("CAMSTREAM_CACHE", Path.home() / ".cache" / "camstream"))
     binary = cache / "bin" / "promtool"
     if not binary.exists():
-        subprocess.run(["bash", str(HERE.parents[1] / "scripts" / "install-promtool.sh")], check=True, timeout=2400)
+        subprocess.run(
+            ["bash", str(HERE.parents[1] / "scripts" / "install-promtool.sh")],
+            check=True,
+            timeout=2400,
+        )
     assert binary.exists(), f"promtool not found at {binary}"
     return binary
 

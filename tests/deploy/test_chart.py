@@ -187,6 +187,7 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         "--ring-configmap": RING,
         "--operator-namespace": "$(POD_NAMESPACE)",
         "--leave-seconds": "50",
+        "--processes": "2",
     }
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
     assert env == {
@@ -473,21 +474,31 @@ def test_rbac_no_wildcards_no_secret_listing(helm: Helm) -> None:
             ), "only workers read Secrets"
 
 
-def _watch_env(objects: list[dict[str, Any]]) -> list[str]:
+def _watched(objects: list[dict[str, Any]]) -> list[list[str]]:
+    """The --watch-namespace values each component is started with."""
     values = []
     for owner, name in (
         (one(objects, "Deployment", OPERATOR), "operator"),
         (one(objects, "StatefulSet", WORKER), "worker"),
     ):
-        env = {e["name"]: e.get("value") for e in container(owner, name)["env"]}
-        values.append(env["CAMSTREAM_WATCH_NAMESPACES"])
+        args = container(owner, name)["args"]
+        values.append([args[i + 1] for i, arg in enumerate(args) if arg == "--watch-namespace"])
     return values
 
 
 def test_watch_namespaces_reach_both_components(helm: Helm) -> None:
-    assert _watch_env(helm.render()) == ["", ""]
+    assert _watched(helm.render()) == [[], []]
     objects = helm.render(sets=["watchNamespaces={site-a,site-b}"])
-    assert _watch_env(objects) == ["site-a,site-b", "site-a,site-b"]
+    assert _watched(objects) == [["site-a", "site-b"], ["site-a", "site-b"]]
+
+
+def test_worker_processes_value_reaches_the_worker(helm: Helm) -> None:
+    args = container(
+        one(helm.render(sets=["worker.processes=4"]), "StatefulSet", WORKER), "worker"
+    )["args"]
+    assert args[args.index("--processes") + 1] == "4"
+    with pytest.raises(Exception, match="processes"):
+        helm.render(sets=["worker.processes=0"])
 
 
 def test_rbac_watch_namespaces_uses_roles(helm: Helm) -> None:

@@ -90,14 +90,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
-The namespaces whose CameraStreams to watch, comma-separated; empty means all.
+The namespaces whose CameraStreams to watch, as command-line flags; none means all.
 Matches the RBAC the chart grants (ClusterRoles for all, Roles per namespace
 otherwise), so a component that lists cluster-wide without the ClusterRole
 would be forbidden.
 */}}
-{{- define "camstream.watchEnv" -}}
-- name: CAMSTREAM_WATCH_NAMESPACES
-  value: {{ join "," .Values.watchNamespaces | quote }}
+{{- define "camstream.watchArgs" -}}
+{{- range .Values.watchNamespaces }}
+- --watch-namespace
+- {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*
