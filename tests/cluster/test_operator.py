@@ -392,3 +392,47 @@ def test_pause_resume_and_degraded_source(crd: Cluster, operator: str, tmp_path:
     crd.kubectl("patch", "stream", "cam-p", "-n", ns, "--type=merge", "-p",
                 '{"spec": {"enabled": true}}')  # fmt: skip
     crd.wait_for(lambda: phase("cam-p", "Live"), 60, 0.5, "cam-p Live again")
+
+
+def test_rtmp_push_to_a_worker_that_does_not_own_the_stream_reaches_the_owner(
+    crd: Cluster, operator: str, tmp_path: Path
+) -> None:
+    """One ingest Service in front of every worker: the camera may land anywhere."""
+    from tests.harness.cameras import RtmpPusher
+
+    ns = operator
+    _start_workers(crd, ns, 2, tmp_path)
+    _apply(crd, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "door-key"},
+                     "stringData": {"streamKey": "door-k3y"}})  # fmt: skip
+    _apply(crd, ns, _stream("door", source={
+        "protocol": "rtmp", "streamKeySecretRef": {"name": "door-key"}}))  # fmt: skip
+    workers = {f"{WORKERS}-0", f"{WORKERS}-1"}
+
+    def settled() -> Any:
+        doc = _ring(crd, ns)
+        return doc if set(doc.serving) == workers and doc.handoffs == () else None
+
+    doc = crd.wait_for(settled, 150, interval=1.0, what="ring served by both workers")
+    owner = doc.serving[ring.partition_of(f"{ns}/door", P)]
+    stranger = (workers - {owner}).pop()
+    url = f"rtmp://{doc.addresses[stranger]}:1935/{ns}/door/door-k3y"
+    with RtmpPusher(url, clip=True, size="320x240", bitrate_kbps=300):
+
+        def live_on_owner() -> Any:
+            status = (_get(crd, ns, "stream", "door") or {}).get("status") or {}
+            return status if status.get("phase") == "Live" else None
+
+        status = crd.wait_for(live_on_owner, 60, interval=0.5, what="door Live")
+        assert status["worker"] == owner
+        playlist = tmp_path / owner / ns / "door" / "index.m3u8"
+        crd.wait_for(playlist.exists, 30, 0.5, "door's playlist written by its owner")
+        assert not (tmp_path / stranger / ns / "door").exists()
+    # A wrong key is still refused when relayed: the owner checks it.
+    wrong = RtmpPusher(url.replace("door-k3y", "guess"), clip=True, size="320x240")
+    try:
+        wrong.start()
+        crd.wait_for(lambda: not wrong.running, 20, 0.5, "relayed wrong key dropped")
+    except Exception as exc:  # refused before ffmpeg got going: also a refusal
+        assert "exited" in str(exc)
+    finally:
+        wrong.cleanup()

@@ -122,8 +122,10 @@ class ShardedEngine:
 
     # -- RTMP front
 
-    async def serve_rtmp(self, host: str, port: int) -> RtmpFront:
-        front = RtmpFront(self, host, port)
+    async def serve_rtmp(
+        self, host: str, port: int, *, owner: RtmpOwner | None = None
+    ) -> RtmpFront:
+        front = RtmpFront(self, host, port, owner=owner)
         await front.start()
         return front
 
@@ -133,9 +135,9 @@ class ShardedEngine:
         return add_stats(*parts, *([front.stats()] if front is not None else []))
 
     def child_for_app(self, app: str) -> _Child:
-        parts = [p for p in app.partition("?")[0].split("/") if p]
-        if len(parts) >= 2:
-            return self._children[shard_of(StreamKey(parts[0], parts[1]), len(self._children))]
+        key = _stream_of(app)
+        if key is not None:
+            return self._children[shard_of(key, len(self._children))]
         # rtmp://host/<namespace>/<name>?key=… gives only the namespace here:
         # such publishers can reach only the streams of the first child.
         log.info("rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>", app)
@@ -301,10 +303,22 @@ class _Child:
 
 
 class RtmpFront:
-    """The public RTMP port of a sharded worker (see the module docstring)."""
+    """The public RTMP port of a sharded worker (see the module docstring).
 
-    def __init__(self, engine: ShardedEngine, host: str, port: int) -> None:
+    In a cluster, a publisher may reach any worker (one Service in front of
+    all of them). When `owner(key)` names another worker, the front relays the
+    connection there: it completes a handshake of its own with the owner,
+    replays the client's bytes from its connect on, and then copies bytes both
+    ways. Both sides' chunk streams stay consistent because nobody answered
+    the client's connect before the owner did.
+    """
+
+    def __init__(
+        self, engine: ShardedEngine, host: str, port: int, *, owner: RtmpOwner | None = None
+    ) -> None:
         self._engine = engine
+        self._owner = owner
+        self.relayed = 0
         self.host = host
         self.port = port
         self._listener: socket.socket | None = None
@@ -355,6 +369,12 @@ class RtmpFront:
         try:
             async with asyncio.timeout(FRONT_TIMEOUT):
                 app, received = await _handshake_and_connect(client)
+            remote = self._remote_owner(app)
+            if remote is not None:
+                self.relayed += 1
+                log.info("rtmp %s: relaying %s to its owner %s", peer, _stream_of(app), remote[0])
+                await _relay(client, received, remote)
+                return
             self._engine.child_for_app(app).hand_over(client, received)
         except TimeoutError:
             self._timeouts += 1
@@ -366,6 +386,47 @@ class RtmpFront:
             log.info("rtmp %s: closed before publishing: %s", peer, type(exc).__name__)
         finally:
             client.close()  # the child holds its own descriptor now
+
+    def _remote_owner(self, app: str) -> tuple[str, int] | None:
+        key = _stream_of(app)
+        if self._owner is None or key is None:
+            return None
+        return self._owner(key)
+
+
+RtmpOwner = Callable[[StreamKey], "tuple[str, int] | None"]
+
+
+def _stream_of(app: str) -> StreamKey | None:
+    """The stream an RTMP connect's app names (`<namespace>/<name>`), if it does."""
+    parts = [p for p in app.partition("?")[0].split("/") if p]
+    return StreamKey(parts[0], parts[1]) if len(parts) >= 2 else None
+
+
+async def _relay(client: socket.socket, received: bytes, owner: tuple[str, int]) -> None:
+    """Pass a publisher to the worker that owns its stream (see RtmpFront)."""
+    reader, writer = await asyncio.open_connection(*owner)
+    try:
+        c1 = bytes(8) + os.urandom(HANDSHAKE_SIZE - 8)
+        writer.write(b"\x03" + c1)
+        s0s1s2 = await reader.readexactly(1 + 2 * HANDSHAKE_SIZE)
+        writer.write(s0s1s2[1 : 1 + HANDSHAKE_SIZE] + received)  # C2 echoes S1
+        await writer.drain()
+        client_reader, client_writer = await asyncio.open_connection(sock=client)
+        await asyncio.gather(_copy(client_reader, writer), _copy(reader, client_writer))
+    finally:
+        writer.close()
+
+
+async def _copy(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            target.write(data)
+            await target.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        target.close()
 
 
 async def _handshake_and_connect(client: socket.socket) -> tuple[str, bytes]:

@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    from camstream_worker.engine import Engine
     from camstream_worker.http_server import make_app
     from camstream_worker.http_server import serve as serve_http
-    from camstream_worker.ingest.rtmp_server import RtmpServer
-    from camstream_worker.shards import RtmpFront, ShardedEngine
+    from camstream_worker.shards import ShardedEngine
     from camstream_worker.worker_metrics import worker_registry
 
     from . import kubeapi
@@ -104,16 +101,11 @@ async def serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
 
     async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
-        engine: Engine | ShardedEngine
-        rtmp: RtmpServer | RtmpFront
-        if args.processes > 1:
-            engine = ShardedEngine(args.hls_dir, KubeSecrets(api), args.processes)
-            await engine.start()
-            rtmp = await engine.serve_rtmp(host, args.rtmp_port)
-        else:
-            engine = Engine(args.hls_dir, KubeSecrets(api))
-            rtmp = RtmpServer(engine.authorize_publish, host=host, port=args.rtmp_port)  # type: ignore[arg-type]
-            await rtmp.start()
+        # Always behind the RTMP front, even with one engine process: a
+        # publisher that reached this worker for another worker's stream is
+        # relayed there by the front, which needs to see its connect first.
+        engine = ShardedEngine(args.hls_dir, KubeSecrets(api), max(1, args.processes))
+        await engine.start()
         agent = Agent(
             api=api,
             engine=engine,
@@ -124,16 +116,18 @@ async def serve(args: argparse.Namespace) -> int:
             watch_namespaces=tuple(args.watch_namespace),
             heartbeat_seconds=args.heartbeat_seconds,
         )
+        locator = RingLocator(
+            identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
+        )
+        rtmp = await engine.serve_rtmp(host, args.rtmp_port, owner=locator.owner_rtmp)
         app = make_app(
             engine,
             args.hls_dir,
-            owner=RingLocator(
-                identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
-            ),
+            owner=locator,
             ready=agent.ready,
             worker_name=identity.pod_name,
             registry=worker_registry(
-                _rtmp_stats(engine, rtmp),
+                lambda: engine.rtmp_stats(rtmp),
                 partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
             ),
         )
@@ -166,15 +160,6 @@ async def serve(args: argparse.Namespace) -> int:
             await engine.close()
             await http.cleanup()
     return 0
-
-
-def _rtmp_stats(engine: object, rtmp: object) -> Callable[[], dict[str, int]]:
-    """RTMP counters for /metrics, whether the worker is sharded or not."""
-    from camstream_worker.shards import RtmpFront, ShardedEngine
-
-    if isinstance(engine, ShardedEngine) and isinstance(rtmp, RtmpFront):
-        return lambda: engine.rtmp_stats(rtmp)
-    return rtmp.stats  # type: ignore[attr-defined,no-any-return]
 
 
 def _owned_partitions(doc: RingDoc | None, worker: str) -> int:
