@@ -243,3 +243,41 @@ def test_a_crashed_engine_process_restarts_only_its_own_streams(start_worker) ->
             if shard[name] == 1:
                 assert worker.stream(name)["reconnects"] == 0, name
     assert "died" in worker.log()
+
+
+def test_hung_cameras_that_never_send_a_stream_are_retried(start_worker) -> None:
+    """A camera that takes the TCP connection and then says nothing (RTSP, HTTP)
+    must not leave its stream Connecting forever."""
+    from tests.harness.cameras import BlackHoleServer
+
+    hole = BlackHoleServer()
+    hole.start()
+    try:
+        worker = start_worker(
+            [
+                camera_stream(
+                    "mute-rtsp",
+                    {
+                        "protocol": "rtsp",
+                        "url": f"rtsp://127.0.0.1:{hole.port}/cam",
+                        "stallTimeoutSeconds": 3,
+                    },
+                ),
+                camera_stream(
+                    "mute-http",
+                    {
+                        "protocol": "http",
+                        "url": f"http://127.0.0.1:{hole.port}/cam.ts",
+                        "stallTimeoutSeconds": 3,
+                    },
+                ),
+            ]
+        )
+        started = time.monotonic()
+        for name in ("mute-rtsp", "mute-http"):
+            status = worker.wait_for(name, phase="Reconnecting", timeout=20)
+            assert status["reason"] in ("SourceUnreachable", "Stalled", "SourceEnded"), status
+        assert time.monotonic() - started < 15
+        assert hole.accepted >= 2
+    finally:
+        hole.stop()

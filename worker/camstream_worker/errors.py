@@ -73,8 +73,13 @@ _UNREACHABLE_ERRNOS = {
 }
 
 
-def from_ffmpeg(exc: BaseException, *, opening: bool) -> MediaError:
-    """Map an exception raised by PyAV to our tree, with a URL-free message."""
+def from_ffmpeg(exc: BaseException, *, opening: bool, remote: bool = True) -> MediaError:
+    """Map an exception raised by PyAV to our tree, with a URL-free message.
+
+    `remote`: the source is a camera on the network. Unreadable data from a
+    camera is transient (booting, hung, or timed out in FFmpeg's probe, which
+    FFmpeg reports as invalid data); from a file it will not change.
+    """
     if isinstance(exc, MediaError):
         return exc
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
@@ -89,8 +94,10 @@ def from_ffmpeg(exc: BaseException, *, opening: bool) -> MediaError:
     if code in _UNREACHABLE_ERRNOS:
         return SourceUnreachable(f"cannot reach the camera: {errno.errorcode.get(code, code)}")
     if isinstance(exc, av.error.InvalidDataError | av.error.DecoderNotFoundError):
+        if opening and not remote:
+            return UnsupportedMedia("the file is not a stream we can read")
         if opening:
-            return UnsupportedMedia("the source's data is not a stream we can read")
+            return SourceUnreachable("the camera sent nothing we could read as a stream")
         return SourceError("the source sent data that cannot be parsed")
     if isinstance(exc, av.error.EOFError) or code == errno.EIO:
         return SourceEnded("the source ended the stream")

@@ -39,8 +39,11 @@ class PipelineSink:
         self.width: int | None = None
         self.height: int | None = None
         self.active = False
+        self.closed = False
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
+        if self.closed:
+            return  # an abandoned source woke up: its session is over
         video = next((t for t in templates if t.type == "video"), None)
         audio = next((t for t in templates if t.type == "audio"), None)
         self.video_codec = _format_name(video)
@@ -63,6 +66,8 @@ class PipelineSink:
             self._transcoder.write_master(2 * top * 1000, self.width, self.height)
 
     def packet(self, index: int, packet: av.Packet) -> None:
+        if self.closed:
+            return
         self.bytes_in += packet.size
         self.packets += 1
         self.last_packet_at = time.monotonic()
@@ -74,6 +79,7 @@ class PipelineSink:
 
     def end(self) -> None:
         """Close the session; call only once the source has stopped feeding."""
+        self.closed = True
         if self.active:
             self._writer.end()
             if self._transcoder is not None:

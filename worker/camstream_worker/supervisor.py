@@ -74,6 +74,7 @@ class StreamRunner:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._live_since: float | None = None
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     @property
     def status(self) -> StreamStatus:
@@ -173,15 +174,25 @@ class StreamRunner:
         self._sink = sink
         run: asyncio.Task[None] = asyncio.create_task(source.run(sink, stopping))  # type: ignore[attr-defined]
         stall = float(self.spec.source.stall_timeout_seconds)
+        # A pushing camera may take any time to come; a pulled one must start
+        # sending soon after we connect (FFmpeg can sit in its probe forever).
+        open_deadline = (
+            None if self.spec.source.protocol == "rtmp" else time.monotonic() + 2 * stall
+        )
         try:
             while not run.done():
                 if self._stop.is_set():
                     stopping.set()
                     break
-                if sink.active and time.monotonic() - sink.last_packet_at > stall:
+                now = time.monotonic()
+                if sink.active and now - sink.last_packet_at > stall:
                     stopping.set()
-                    await asyncio.shield(run)
+                    await self._finish(run, sink, grace=stall)
                     raise SourceStalled(f"no packet for {stall:.0f}s")
+                if not sink.active and open_deadline is not None and now > open_deadline:
+                    stopping.set()
+                    await self._finish(run, sink, grace=stall)
+                    raise SourceStalled(f"connected, but no stream within {2 * stall:.0f}s")
                 await asyncio.wait({run}, timeout=WATCH_INTERVAL)
             await asyncio.shield(run)  # raises the source's error, or returns on stop
             if not self._stop.is_set():
@@ -193,6 +204,26 @@ class StreamRunner:
             raise
         finally:
             sink.end()
+
+    async def _finish(self, run: asyncio.Task[None], sink: PipelineSink, grace: float) -> None:
+        """Give a stopping source `grace` seconds; abandon it if FFmpeg is stuck.
+
+        A thread blocked inside FFmpeg cannot be interrupted without a
+        per-call Python callback (which doubled CPU when measured); instead
+        its sink is closed, so whatever it reads later goes nowhere, and the
+        thread ends at its next packet or I/O timeout.
+        """
+        await asyncio.wait({run}, timeout=grace)
+        if not run.done():
+            log.warning("%sabandoning a source stuck in FFmpeg", self._prefix)
+            sink.end()
+            self._abandoned.add(run)
+            run.add_done_callback(self._forget)
+
+    def _forget(self, run: asyncio.Task[None]) -> None:
+        self._abandoned.discard(run)
+        if not run.cancelled():
+            run.exception()  # retrieved: its error no longer matters
 
     def _set(self, phase: Phase, reason: str, message: str) -> None:
         current = self._status

@@ -27,6 +27,7 @@ def remux_input(
     stopping: threading.Event,
     *,
     realtime: bool = False,
+    remote: bool = True,
     log_prefix: str = "",
 ) -> None:
     """Read one input session into `sink`; raise a MediaError when it ends."""
@@ -34,7 +35,7 @@ def remux_input(
         container = open_input()
     except Exception as exc:
         # `from None`: the FFmpeg exception quotes the URL, which may hold a password.
-        raise from_ffmpeg(exc, opening=True) from None
+        raise from_ffmpeg(exc, opening=True, remote=remote) from None
     with container:
         video = next((s for s in container.streams.video), None)
         if video is None or video.codec_context.name not in VIDEO_CODECS:
@@ -64,7 +65,7 @@ def remux_input(
         except Exception as exc:
             if stopping.is_set():
                 return
-            raise from_ffmpeg(exc, opening=False) from None
+            raise from_ffmpeg(exc, opening=False, remote=remote) from None
     raise SourceEnded("the source reached its end")
 
 

@@ -31,7 +31,8 @@ class FileSource:
         log_prefix: str = "",
     ) -> None:
         parts = urlsplit(url)
-        if parts.scheme in ("", "file"):
+        self._remote = parts.scheme not in ("", "file")
+        if not self._remote:
             self._target = parts.path
             self._options: dict[str, str] = {}
         else:
@@ -44,5 +45,11 @@ class FileSource:
             return av.open(self._target, options=self._options)
 
         await asyncio.to_thread(
-            remux_input, open_input, sink, stopping, realtime=True, log_prefix=self._log_prefix
+            remux_input,
+            open_input,
+            sink,
+            stopping,
+            realtime=True,
+            remote=self._remote,
+            log_prefix=self._log_prefix,
         )
