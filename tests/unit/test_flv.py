@@ -154,3 +154,15 @@ def test_timestamps_unwrap_past_32_bits() -> None:
     # a slightly late audio packet before the wrap stays before it
     late = parser.parse(8, near_end + 30, _aac(1, b"\x21"))
     assert isinstance(late, MediaPacket) and late.dts_ms == near_end + 30
+
+
+def test_unusable_audio_beside_video_is_dropped_and_video_continues() -> None:
+    parser = FlvTagParser()
+    assert parser.parse(9, 0, _avc(1, 0, 0, AVCC)) is not None
+    # An AudioSpecificConfig cut short (seen from a muxer fed ADTS without a filter).
+    assert parser.parse(8, 0, _aac(0, b"")) is None
+    assert parser.dropped_audio is not None and "AudioSpecificConfig" in parser.dropped_audio
+    assert parser.parse(8, 20, _aac(1, b"\x21\x00")) is None  # later audio: ignored quietly
+    assert parser.parse(8, 40, bytes((0x2F,)) + b"\xff\xfb") is None  # even another codec
+    packet = parser.parse(9, 40, _avc(1, 1, 0, b"\x00\x00\x00\x01\x65"))
+    assert isinstance(packet, MediaPacket) and packet.kind == "video"

@@ -144,6 +144,9 @@ class FlvTagParser:
     def __init__(self) -> None:
         self._configs: dict[str, TrackConfig] = {}
         self._last_ts: int | None = None
+        # Why audio is being ignored, if it is: a camera whose audio we cannot
+        # carry still streams its video (only an audio-only publish fails).
+        self.dropped_audio: str | None = None
 
     def _unwrap(self, timestamp_ms: int) -> int:
         raw = timestamp_ms & (_WRAP - 1)
@@ -228,6 +231,18 @@ class FlvTagParser:
         return MediaPacket("video", dts, dts + cts, frame_type == _FRAME_KEY, bytes(data))
 
     def _audio(self, timestamp_ms: int, body: bytes) -> TrackConfig | MediaPacket | None:
+        if self.dropped_audio is not None:
+            return None
+        try:
+            return self._audio_tag(timestamp_ms, body)
+        except FlvError as exc:
+            if "video" not in self._configs:
+                raise
+            self.dropped_audio = str(exc)
+            self._configs.pop("audio", None)
+            return None
+
+    def _audio_tag(self, timestamp_ms: int, body: bytes) -> TrackConfig | MediaPacket | None:
         head = body[0]
         sound_format = head >> 4
         if sound_format == _SOUND_AAC:

@@ -185,6 +185,7 @@ class _Connection(asyncio.Protocol):
         self._identity: tuple[str, str] | None = None
         self._parser: FlvTagParser | None = None
         self._published = False  # a publish was accepted on this connection (ever)
+        self._audio_drop_logged = False
 
     # -- asyncio callbacks
 
@@ -376,6 +377,13 @@ class _Connection(asyncio.Protocol):
             return  # media before publish is accepted (or after unpublish): drop it
         item = parser.parse(kind, timestamp, body)
         if item is None:
+            if parser.dropped_audio is not None and not self._audio_drop_logged:
+                self._audio_drop_logged = True
+                log.warning(
+                    "%s: ignoring the audio (%s); video continues",
+                    self._prefix,
+                    parser.dropped_audio,
+                )
             return
         if isinstance(item, MediaPacket):
             sink.on_packet(item)
