@@ -307,3 +307,16 @@ def test_h265_over_enhanced_rtmp_and_old_segments_are_deleted(start_worker) -> N
         # The window plus a few retired segments for players holding an older playlist.
         assert len(on_disk) <= 3 + 3, on_disk
         assert not (worker.hls_dir / "default" / "garage" / "seg0.ts").exists()
+
+
+def test_twenty_rtsp_cameras_on_one_engine_process(start_worker) -> None:
+    """Pulled cameras each hold a thread for their whole session: a shared
+    thread pool (six threads on two cores) once queued all but six of them."""
+    with RtspCamera(mounts={"/cam": "h264"}, size="320x180", fps=10, bitrate_kbps=150) as camera:
+        names = [f"pull-{i}" for i in range(20)]
+        worker = start_worker(
+            [camera_stream(n, {"protocol": "rtsp", "url": camera.url("/cam")}) for n in names],
+            processes=1,
+        )
+        for name in names:
+            worker.wait_for(name, phase="Live", timeout=60)

@@ -9,13 +9,13 @@ playlist marks as a discontinuity.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import threading
 from urllib.parse import urlsplit
 
 import av
 
-from camstream_worker.ingest.base import PacketSink
+from camstream_worker.ingest.base import PacketSink, run_in_own_thread
 from camstream_worker.ingest.demux import remux_input
 from camstream_worker.ingest.rtsp import with_credentials
 
@@ -44,12 +44,15 @@ class FileSource:
         def open_input() -> av.container.InputContainer:
             return av.open(self._target, options=self._options)
 
-        await asyncio.to_thread(
-            remux_input,
-            open_input,
-            sink,
-            stopping,
-            realtime=True,
-            remote=self._remote,
-            log_prefix=self._log_prefix,
+        await run_in_own_thread(
+            functools.partial(
+                remux_input,
+                open_input,
+                sink,
+                stopping,
+                realtime=True,
+                remote=self._remote,
+                log_prefix=self._log_prefix,
+            ),
+            name=f"file {self._log_prefix.strip()}",
         )

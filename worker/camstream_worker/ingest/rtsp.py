@@ -7,13 +7,13 @@ with credentials is never logged nor put into an error.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import threading
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
 
-from camstream_worker.ingest.base import PacketSink
+from camstream_worker.ingest.base import PacketSink, run_in_own_thread
 from camstream_worker.ingest.demux import remux_input
 
 
@@ -43,8 +43,9 @@ class RtspSource:
         def open_input() -> av.container.InputContainer:
             return av.open(self._url, options=self._options)
 
-        await asyncio.to_thread(
-            remux_input, open_input, sink, stopping, log_prefix=self._log_prefix
+        await run_in_own_thread(
+            functools.partial(remux_input, open_input, sink, stopping, log_prefix=self._log_prefix),
+            name=f"rtsp {self._log_prefix.strip()}",
         )
 
 

@@ -7,7 +7,7 @@ or x265, ultrafast), so it costs real CPU: meant for a handful of streams.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import io
 import threading
 import time
@@ -16,7 +16,7 @@ from typing import Any
 import av
 
 from camstream.spec import SyntheticOptions
-from camstream_worker.ingest.base import PacketSink
+from camstream_worker.ingest.base import PacketSink, run_in_own_thread
 
 
 class SyntheticSource:
@@ -25,7 +25,9 @@ class SyntheticSource:
         self._log_prefix = log_prefix
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
-        await asyncio.to_thread(self._run, sink, stopping)
+        await run_in_own_thread(
+            functools.partial(self._run, sink, stopping), name=f"synthetic {self._log_prefix}"
+        )
 
     def _run(self, sink: PacketSink, stopping: threading.Event) -> None:
         o = self._options
