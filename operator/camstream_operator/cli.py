@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
 async def serve(config: OperatorConfig) -> None:
     import kopf
 
-    from . import kubeapi
+    from camstream import kubeapi
+
     from . import main as _handlers  # noqa: F401 - registers the kopf handlers
     from .leader import LeaderElector
     from .metrics import OperatorMetrics

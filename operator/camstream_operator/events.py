@@ -15,9 +15,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from camstream import kubeapi
 from camstream.handoff_status import now_rfc3339
-
-from . import kubeapi
 
 log = logging.getLogger("camstream.operator.events")
 COMPONENT = "camstream-operator"

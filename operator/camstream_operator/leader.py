@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kubeapi
+from camstream import kubeapi
+
 from .membership import parse_time
 
 log = logging.getLogger("camstream.operator.leader")

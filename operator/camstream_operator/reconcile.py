@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from camstream import kubeapi
 from camstream.handoff import Event, EventKind, RingDoc
 from camstream.handoff_codec import (
     HEARTBEAT_LABEL,
@@ -34,7 +35,7 @@ from camstream.handoff_codec import (
     encode_ranges,
 )
 
-from . import events, kubeapi, membership, planner
+from . import events, membership, planner
 from .config import OperatorConfig
 from .leader import LeaderElector
 from .metrics import OperatorMetrics

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from camstream import handoff
+from camstream import handoff, kubeapi
 from camstream.handoff import RingDoc
 from camstream.handoff_codec import decode_doc, encode_doc
-
-from . import kubeapi
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import kubeapi, streamsync
+from camstream import kubeapi
+
+from . import streamsync
 from .config import OperatorConfig
 from .leader import LeaderElector
 from .reconcile import RingReconciler

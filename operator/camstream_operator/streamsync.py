@@ -14,10 +14,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from camstream import kubeapi
 from camstream.handoff import RingDoc
 from camstream.handoff_status import now_rfc3339
 
-from . import assignment, events, kubeapi
+from . import assignment, events
 
 log = logging.getLogger("camstream.operator.streams")
 

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .. import kubeapi
+from camstream import kubeapi
+
 from ..runtime import Runtime
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]

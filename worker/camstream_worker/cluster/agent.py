@@ -31,14 +31,14 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from camstream import handoff
+from camstream import handoff, kubeapi
 from camstream.handoff import RingDoc
 from camstream.handoff_codec import PARTITION_LABEL, CodecError, decode_doc
 from camstream.spec import StreamKey, StreamSpec
 from camstream_worker.state import StreamStatus
 
 from . import desired as plan
-from . import kubeapi, status
+from . import status
 from .heartbeat import Heartbeat
 from .informer import Informer
 

@@ -78,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    from camstream import kubeapi
     from camstream_worker.http_server import make_app
     from camstream_worker.http_server import serve as serve_http
     from camstream_worker.shards import ShardedEngine
     from camstream_worker.worker_metrics import worker_registry
 
-    from . import kubeapi
     from .agent import Agent, Identity
     from .locator import RingLocator
     from .secrets import KubeSecrets

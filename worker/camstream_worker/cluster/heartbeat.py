@@ -14,6 +14,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from camstream import kubeapi
 from camstream.handoff_codec import (
     CONFIRMED_ANNOTATION,
     HEARTBEAT_LABEL,
@@ -21,8 +22,6 @@ from camstream.handoff_codec import (
     encode_confirmed,
     heartbeat_lease_name,
 )
-
-from . import kubeapi
 
 log = logging.getLogger("camstream.worker.cluster")
 

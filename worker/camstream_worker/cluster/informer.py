@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import kubeapi
+from camstream import kubeapi
 
 log = logging.getLogger("camstream.worker.cluster")
 

@@ -12,10 +12,9 @@ import base64
 import binascii
 import time
 
+from camstream import kubeapi
 from camstream.spec import SecretRef
 from camstream_worker.errors import SecretError
-
-from . import kubeapi
 
 
 class KubeSecrets:

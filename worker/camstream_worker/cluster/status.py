@@ -14,9 +14,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from camstream import kubeapi
 from camstream.handoff_status import merge_conditions, now_rfc3339, status_patch
-
-from . import kubeapi
 
 log = logging.getLogger("camstream.worker.cluster")
 

@@ -1,9 +1,11 @@
-"""The operator's only door to the Kubernetes API: a small async REST client.
+"""The only door to the Kubernetes API for the operator and the worker: a small async REST client.
 
 Who calls this: every operator module that reads or writes cluster state
-(ringstore, leader, reconcile, the handlers) goes through `KubeApi`; kopf has its
-own client for the CameraStream watch it runs for us. Nothing else in the
-operator imports aiohttp or the kubernetes package.
+(ringstore, leader, reconcile, the handlers; kopf has its own client for the
+CameraStream watch it runs) and the worker's cluster agent (informer,
+heartbeat, status reports, Secrets). It lives in the shared package because
+the two components may not import each other; nothing else in either imports
+aiohttp for the API or the kubernetes package.
 
 Why not the `kubernetes` client: it is synchronous and the operator lives in
 kopf's event loop. We use it only to read the kubeconfig (or the in-cluster
