@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
+cache="${CAMSTREAM_CACHE:-$HOME/.cache/camstream}"
+# Go is preinstalled under /usr/local/go on these machines, not always on PATH.
+command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
 # 1. Debian packages: media tools for both modes (and Chromium, fonts, npm), Lua for the tests.
 scripts/install-media-deps.sh
@@ -40,6 +43,13 @@ if [ "$mode" = test ]; then
     #    modules once and cached (about 25 minutes on a new 2-core machine).
     scripts/install-helm.sh >/dev/null
     scripts/install-promtool.sh >/dev/null
-    scripts/build-controlplane.sh >/dev/null
+    bin_dir="$(scripts/build-controlplane.sh)"
+    # kubectl comes with the machine image; where it does not, build it from
+    # the same Kubernetes module as the control plane (about 30 s once).
+    if ! command -v kubectl >/dev/null && [ ! -x "$cache/bin/kubectl" ]; then
+        log "building kubectl from k8s.io/kubernetes/cmd/kubectl"
+        (cd "$bin_dir/../module" && GOFLAGS=-mod=mod CGO_ENABLED=0 \
+            go build -trimpath -ldflags "-s -w" -o "$cache/bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
+    fi
 fi
 log "ready ($mode)"

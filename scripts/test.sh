@@ -4,7 +4,9 @@
 # benchmarks are printed by bench/, not here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH"
+# The venv's tools, then what bootstrap built into the cache (helm, promtool,
+# and kubectl where the machine has none).
+export PATH="$PWD/.venv/bin:$PATH:${CAMSTREAM_CACHE:-$HOME/.cache/camstream}/bin"
 echo "== ruff"; ruff check camstream operator worker tests bench
 echo "== mypy"; mypy camstream operator/camstream_operator worker/camstream_worker
 echo "== import layers"; lint-imports
