@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import sys
 from pathlib import Path
+
+import camstream_operator.cli as operator_cli
+import camstream_worker.cluster.cli as worker_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,12 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     _add_serving_args(demo)
 
-    for module in ("camstream_worker.cluster.cli", "camstream_operator.cli"):
-        try:
-            importlib.import_module(module).add_parser(commands)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
+    # Both modules import only argparse-level code; the heavy parts load in run().
+    worker_cli.add_parser(commands)
+    operator_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(

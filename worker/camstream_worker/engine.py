@@ -29,6 +29,7 @@ from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.ingest.base import Source
 from camstream_worker.ingest.file import FileSource
 from camstream_worker.ingest.rtmp import RtmpPushSource
+from camstream_worker.ingest.rtmp_server import PublishSink
 from camstream_worker.ingest.rtsp import RtspSource
 from camstream_worker.ingest.synthetic import SyntheticSource
 from camstream_worker.secrets import SecretResolver
@@ -199,7 +200,7 @@ class Engine:
 
     # -- RTMP routing
 
-    async def authorize_publish(self, app: str, stream_name: str, peer: str) -> object | None:
+    async def authorize_publish(self, app: str, stream_name: str, peer: str) -> PublishSink | None:
         """The RTMP listener's Authorizer: a PublishSink, or None to reject."""
         path, _, query = f"{app}/{stream_name}".partition("?")
         parts = [p for p in path.split("/") if p]

@@ -46,8 +46,8 @@ class PipelineSink:
             return  # an abandoned source woke up: its session is over
         video = next((t for t in templates if t.type == "video"), None)
         audio = next((t for t in templates if t.type == "audio"), None)
-        self.video_codec = _format_name(video)
-        self.audio_codec = _format_name(audio)
+        self.video_codec = coding_format(video) if video is not None else None
+        self.audio_codec = coding_format(audio) if audio is not None else None
         if video is not None:
             context: Any = video.codec_context
             self.width = context.width or None
@@ -85,7 +85,3 @@ class PipelineSink:
             if self._transcoder is not None:
                 self._transcoder.end()
         self.active = False
-
-
-def _format_name(stream: av.stream.Stream | None) -> str | None:
-    return None if stream is None else coding_format(stream)

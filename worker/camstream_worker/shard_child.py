@@ -83,7 +83,7 @@ class _Child:
         self._handoff = handoff
         self._secrets = _ParentSecrets(self._send)
         self._engine = Engine(hls_root, self._secrets)
-        self._rtmp = RtmpServer(self._engine.authorize_publish)  # type: ignore[arg-type]
+        self._rtmp = RtmpServer(self._engine.authorize_publish)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
 

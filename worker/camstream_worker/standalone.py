@@ -114,7 +114,7 @@ async def start_standalone(
         rtmp = await engine.serve_rtmp(host, rtmp_port)
     else:
         engine = Engine(hls_dir, secrets)
-        rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)  # type: ignore[arg-type]
+        rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)
         await rtmp.start()
     await engine.apply(manifests.streams)
     if isinstance(engine, ShardedEngine):
