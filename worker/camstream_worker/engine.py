@@ -88,7 +88,7 @@ class Engine:
             continued: dict[StreamKey, int] = {}
             for key in stale:
                 runner = self._runners.pop(key)
-                await runner.stop()
+                await runner.stop(keep_last=key in wanted)
                 self._push_sources.pop(key, None)
                 if key in wanted:
                     continued[key] = runner.writer.next_sequence  # a restart, not a removal

@@ -41,6 +41,11 @@ from camstream_worker.state import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 
+# A segment is never cut shorter than the target, less float noise: owners
+# number segments by the wall clock (cluster/desired.py), which holds only if
+# no stream runs ahead of it.
+CUT_SLACK = 0.001
+
 
 @dataclass(frozen=True, slots=True)
 class SegmentWritten:
@@ -143,7 +148,7 @@ class HlsWriter:
             self._segment_wall = self._clock()
         elif (
             (is_video and packet.is_keyframe) or self._video_index is None
-        ) and seconds - self._segment_start >= self._options.segment_seconds - 0.05:
+        ) and seconds - self._segment_start >= self._options.segment_seconds - CUT_SLACK:
             self._flush(seconds)
             self._segment_start = seconds
             self._segment_wall = self._clock()
@@ -157,6 +162,11 @@ class HlsWriter:
         if self._held and self._last_time is not None and self._segment_start is not None:
             frame = 1 / 25
             self._flush(self._last_time + frame)
+        self._held = []
+        self._segment_start = None
+
+    def discard(self) -> None:
+        """Close the session without writing what is held (the stream moved away)."""
         self._held = []
         self._segment_start = None
 

@@ -77,10 +77,15 @@ class PipelineSink:
             self._transcoder.offer(index, packet)
         self._writer.write(index, packet)
 
-    def end(self) -> None:
-        """Close the session; call only once the source has stopped feeding."""
+    def end(self, *, keep_last: bool = True) -> None:
+        """Close the session; call only once the source has stopped feeding.
+
+        keep_last=False drops the unfinished segment instead of writing it.
+        """
         self.closed = True
-        if self.active:
+        if self.active and not keep_last:
+            self._writer.discard()
+        elif self.active:
             self._writer.end()
             if self._transcoder is not None:
                 self._transcoder.end()

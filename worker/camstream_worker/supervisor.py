@@ -75,6 +75,7 @@ class StreamRunner:
         self._task: asyncio.Task[None] | None = None
         self._live_since: float | None = None
         self._abandoned: set[asyncio.Task[None]] = set()
+        self._keep_last = True
 
     @property
     def status(self) -> StreamStatus:
@@ -94,8 +95,14 @@ class StreamRunner:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"stream {self.spec.key}")
 
-    async def stop(self) -> None:
-        """Stop the source, close the last segment, end in Stopped."""
+    async def stop(self, *, keep_last: bool = True) -> None:
+        """Stop the source and end in Stopped.
+
+        keep_last=False: the stream is leaving this worker (handoff, delete),
+        so its unfinished segment is dropped; writing it would put a number in
+        the playlist ahead of what the new owner continues with.
+        """
+        self._keep_last = keep_last
         self._stop.set()
         if self._task is not None:
             await self._task
@@ -203,7 +210,7 @@ class StreamRunner:
                 await run
             raise
         finally:
-            sink.end()
+            sink.end(keep_last=self._keep_last or not self._stop.is_set())
 
     async def _finish(self, run: asyncio.Task[None], sink: PipelineSink, grace: float) -> None:
         """Give a stopping source `grace` seconds; abandon it if FFmpeg is stuck.
