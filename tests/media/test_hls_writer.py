@@ -12,7 +12,8 @@ import av
 import pytest
 
 from camstream.spec import HlsOptions
-from camstream_worker.hls import HlsWriter
+from camstream_worker.hls import HlsWriter, SegmentWritten
+from camstream_worker.sequence import FirstNumber, SequenceStart
 from tests.harness.cameras import make_clip
 from tests.harness.hlscheck import parse_media_playlist
 
@@ -94,6 +95,33 @@ def test_a_restarted_writer_resumes_after_the_files_on_disk(tmp_path: Path) -> N
     assert after.segments[-1].sequence > before.segments[-1].sequence
     resumed = next(s for s in after.segments if s.sequence == before.segments[-1].sequence + 1)
     assert resumed.discontinuity
+
+
+def test_a_taking_over_writer_numbers_its_first_segment_when_it_cuts_it(
+    tmp_path: Path,
+) -> None:
+    clip = make_clip(seconds=6)
+    now = [1000.0]
+    written: list[SegmentWritten] = []
+    # The old owner's next number was 40 at t=1000; our first cut comes at t=1007,
+    # by when it may have published up to 40 + 7 // 2 = 43 (plus one of jitter).
+    shared = FirstNumber(SequenceStart(40, ahead_of=1000.0))
+    writer = HlsWriter(
+        tmp_path,
+        HlsOptions(segment_seconds=2),
+        start_sequence=shared,
+        on_segment=written.append,
+        wall_clock=lambda: now[0],
+    )
+    now[0] = 1007.0
+    feed(writer, clip)
+    sequences = [
+        s.sequence for s in parse_media_playlist((tmp_path / "index.m3u8").read_text()).segments
+    ]
+    assert sequences[0] == 45
+    assert sequences == list(range(45, 45 + len(sequences)))
+    assert written[0].written_at == 1007.0
+    assert shared.resolve(2000.0, 2) == 45  # the ladder's other writers get the same
 
 
 def test_an_access_unit_split_over_two_packets_is_joined(tmp_path: Path) -> None:

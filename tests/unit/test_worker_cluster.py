@@ -10,6 +10,7 @@ from camstream.handoff import Handoff, RingDoc
 from camstream.spec import StreamKey
 from camstream_worker.cluster import desired
 from camstream_worker.cluster.locator import RingLocator
+from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 
 P = 4
@@ -148,11 +149,24 @@ def test_worker_status_fields() -> None:
     assert by_type["Live"]["status"] == "False" and by_type["Degraded"]["status"] == "True"
 
 
-def test_start_sequence_never_goes_backwards() -> None:
-    assert desired.start_sequence(1000.0, 2) == 500
-    assert desired.start_sequence(1000.0, 2, source_next=400) == 500
-    assert desired.start_sequence(1000.0, 2, source_next=600) == 600  # never below the source
-    assert desired.start_sequence(1002.0, 2) > desired.start_sequence(1000.0, 2)
+def test_start_sequence_picks_the_rule_for_the_case() -> None:
+    fresh = desired.start_sequence(1000.0, 2)
+    assert fresh == SequenceStart(500)
+    handoff = desired.start_sequence(1000.0, 2, source_next=400, recorded_lead=90)
+    assert handoff == SequenceStart(400, ahead_of=1000.0)  # the live playlist wins
+    failover = desired.start_sequence(1000.0, 2, recorded_lead=3)
+    assert failover.number > 500 + 3
+
+
+def test_the_serving_worker_records_its_lead_once_known() -> None:
+    k = StreamKey("ns", "a")
+    fields, _ = desired.worker_status(StreamStatus(k, "rtsp", Phase.LIVE, sequence_lead=4), "w")
+    assert fields["hlsSequenceLead"] == 4
+    fields, _ = desired.worker_status(StreamStatus(k, "rtsp", Phase.CONNECTING), "w")
+    assert "hlsSequenceLead" not in fields
+    assert desired.recorded_lead({"status": {"hlsSequenceLead": 4}}) == 4
+    assert desired.recorded_lead({"status": {"hlsSequenceLead": "4"}}) is None
+    assert desired.recorded_lead({}) is None
 
 
 def test_next_sequence_from_playlist() -> None:

@@ -33,6 +33,7 @@ from camstream_worker.ingest.rtmp_server import PublishSink
 from camstream_worker.ingest.rtsp import RtspSource
 from camstream_worker.ingest.synthetic import SyntheticSource
 from camstream_worker.secrets import SecretResolver
+from camstream_worker.sequence import FirstNumber, SequenceStart
 from camstream_worker.state import StreamStatus, stream_dir
 from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
 from camstream_worker.thumbnail import Thumbnailer
@@ -74,7 +75,7 @@ class Engine:
         self,
         desired: Mapping[StreamKey, StreamSpec],
         *,
-        start_sequences: Mapping[StreamKey, int] | None = None,
+        start_sequences: Mapping[StreamKey, SequenceStart] | None = None,
     ) -> None:
         """Run exactly the enabled streams of `desired`."""
         start_sequences = start_sequences or {}
@@ -85,13 +86,14 @@ class Engine:
                 for key, runner in self._runners.items()
                 if key not in wanted or _differs(runner.spec, wanted[key])
             ]
-            continued: dict[StreamKey, int] = {}
+            continued: dict[StreamKey, SequenceStart] = {}
             for key in stale:
                 runner = self._runners.pop(key)
                 await runner.stop(keep_last=key in wanted)
                 self._push_sources.pop(key, None)
                 if key in wanted:
-                    continued[key] = runner.writer.next_sequence  # a restart, not a removal
+                    # A restart, not a removal: go on where it was.
+                    continued[key] = SequenceStart(runner.writer.next_sequence)
                 else:
                     _remove_stream_files(runner, self.hls_root / stream_dir(key))
                     self._notify(runner.status)
@@ -103,7 +105,7 @@ class Engine:
                 elif key in start_sequences:
                     self._start(spec, start_sequences[key], discontinuity=True)
                 else:
-                    self._start(spec, 0, discontinuity=False)
+                    self._start(spec, SequenceStart(0), discontinuity=False)
 
     async def close(self) -> None:
         """Stop every stream, keeping their files (a worker shutting down)."""
@@ -112,7 +114,7 @@ class Engine:
             self._runners.clear()
             await asyncio.gather(*(runner.stop() for runner in runners))
 
-    def _start(self, spec: StreamSpec, sequence: int, *, discontinuity: bool) -> None:
+    def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
         key = spec.key
         runner_box: list[StreamRunner] = []
 
@@ -122,6 +124,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         folder = self.hls_root / stream_dir(key)
         transcoder = None
+        sequence = FirstNumber(start)  # one for all the stream's writers
         if spec.transcode.enabled:
             transcoder = Transcoder(
                 folder,

@@ -37,13 +37,14 @@ from camstream_worker.playlist import (
     slide_window,
     target_duration,
 )
+from camstream_worker.sequence import FirstNumber
 from camstream_worker.state import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 
-# A segment is never cut shorter than the target, less float noise: owners
-# number segments by the wall clock (cluster/desired.py), which holds only if
-# no stream runs ahead of it.
+# A segment is never cut shorter than the target, less float noise: the
+# numbering rules of sequence.py rely on a writer publishing at most one
+# segment per target duration.
 CUT_SLACK = 0.001
 
 
@@ -56,6 +57,7 @@ class SegmentWritten:
     size: int
     discontinuity: bool
     discontinuity_sequence: int
+    written_at: float  # wall clock when the segment was cut
 
 
 class HlsWriter:
@@ -66,7 +68,7 @@ class HlsWriter:
         directory: Path,
         options: HlsOptions,
         *,
-        start_sequence: int = 0,
+        start_sequence: int | FirstNumber = 0,
         discontinuity_on_first: bool = False,
         retain_extra: int = 3,
         on_segment: Callable[[SegmentWritten], None] | None = None,
@@ -74,7 +76,13 @@ class HlsWriter:
     ) -> None:
         self._dir = directory
         self._options = options
-        self._next_sequence = start_sequence
+        if isinstance(start_sequence, FirstNumber):
+            # Decided when the first segment is cut: see sequence.py.
+            self._first_number: FirstNumber | None = start_sequence
+            self._next_sequence = 0
+        else:
+            self._first_number = None
+            self._next_sequence = start_sequence
         self._pending_discontinuity = discontinuity_on_first
         self._retain_extra = retain_extra
         self._on_segment = on_segment
@@ -191,6 +199,11 @@ class HlsWriter:
     def _flush(self, end_seconds: float) -> None:
         assert self._segment_start is not None
         duration = max(end_seconds - self._segment_start, 0.001)
+        cut_at = self._clock()  # the next segment needs a full duration from here
+        if self._first_number is not None:
+            first = self._first_number.resolve(cut_at, self._options.segment_seconds)
+            self._next_sequence = max(self._next_sequence, first)
+            self._first_number = None
         sequence = self._next_sequence
         if self._options.segment_type == "fmp4":
             init, data = fmp4.mux_fragment(self._templates, self._held)
@@ -223,6 +236,7 @@ class HlsWriter:
                     size=len(data),
                     discontinuity=segment.discontinuity,
                     discontinuity_sequence=self._discontinuity_sequence,
+                    written_at=cut_at,
                 )
             )
 

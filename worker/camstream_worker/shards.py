@@ -43,6 +43,7 @@ from camstream_worker import shard_child
 from camstream_worker.errors import SecretError
 from camstream_worker.ingest import amf0, rtmp_chunks
 from camstream_worker.secrets import SecretResolver
+from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 from camstream_worker.worker_metrics import add_stats
 
@@ -99,7 +100,7 @@ class ShardedEngine:
         self,
         desired: Mapping[StreamKey, StreamSpec],
         *,
-        start_sequences: Mapping[StreamKey, int] | None = None,
+        start_sequences: Mapping[StreamKey, SequenceStart] | None = None,
     ) -> None:
         self._desired = dict(desired)
         sequences = dict(start_sequences or {})
@@ -174,7 +175,7 @@ class _Child:
         self._control: multiprocessing.connection.Connection | None = None
         self._handoff: socket.socket | None = None
         self._share: dict[StreamKey, StreamSpec] = {}
-        self._sequences: dict[StreamKey, int] = {}
+        self._sequences: dict[StreamKey, SequenceStart] = {}
         self._requests = itertools.count()
         self._waiting: dict[int, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
@@ -209,7 +210,7 @@ class _Child:
             await self.apply(self._share, self._sequences)
 
     async def apply(
-        self, share: dict[StreamKey, StreamSpec], sequences: dict[StreamKey, int]
+        self, share: dict[StreamKey, StreamSpec], sequences: dict[StreamKey, SequenceStart]
     ) -> None:
         self._share, self._sequences = share, sequences
         await self._request("apply", share, sequences)

@@ -62,6 +62,8 @@ class StreamStatus:
     segments: int = 0
     last_segment_at: float | None = None  # wall-clock time the newest segment was written
     media_sequence: int = 0
+    # Fixed at the writer's first segment: see sequence.lead_of.
+    sequence_lead: int | None = None
     discontinuity_sequence: int = 0
     video_codec: str | None = None
     audio_codec: str | None = None

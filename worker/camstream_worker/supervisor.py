@@ -32,6 +32,7 @@ from camstream_worker.errors import (
 )
 from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.pipeline import PipelineSink
+from camstream_worker.sequence import lead_of
 from camstream_worker.state import Phase, StreamStatus
 from camstream_worker.thumbnail import Thumbnailer
 from camstream_worker.transcode import Transcoder
@@ -126,6 +127,11 @@ class StreamRunner:
             segments=self._status.segments + 1,
             last_segment_at=time.time(),
             media_sequence=segment.sequence,
+            sequence_lead=(
+                self._status.sequence_lead
+                if self._status.sequence_lead is not None
+                else lead_of(segment.sequence, segment.written_at, self.spec.hls.segment_seconds)
+            ),
             discontinuity_sequence=segment.discontinuity_sequence,
         )
         session_running = self._sink is not None and self._sink.active

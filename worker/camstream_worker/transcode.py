@@ -30,6 +30,7 @@ from camstream.spec import HlsOptions, Rendition
 from camstream_worker.hls import HlsWriter
 from camstream_worker.media import decoder_for
 from camstream_worker.playlist import Variant, render_master_playlist
+from camstream_worker.sequence import FirstNumber
 from camstream_worker.state import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Transcoder:
         renditions: Sequence[Rendition],
         options: HlsOptions,
         *,
-        start_sequence: int = 0,
+        start_sequence: int | FirstNumber = 0,
         log_prefix: str = "",
     ) -> None:
         self._dir = directory

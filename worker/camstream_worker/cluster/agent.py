@@ -35,6 +35,7 @@ from camstream import handoff, kubeapi
 from camstream.handoff import RingDoc
 from camstream.handoff_codec import PARTITION_LABEL, CodecError, decode_doc
 from camstream.spec import StreamKey, StreamSpec
+from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import StreamStatus
 
 from . import desired as plan
@@ -54,7 +55,7 @@ class EngineLike(Protocol):
         self,
         desired: Mapping[StreamKey, StreamSpec],
         *,
-        start_sequences: Mapping[StreamKey, int] | None = None,
+        start_sequences: Mapping[StreamKey, SequenceStart] | None = None,
     ) -> None: ...
 
     def status(self, key: StreamKey) -> StreamStatus | None: ...
@@ -196,7 +197,8 @@ class Agent:
             if doc is not None and plan.partition_of(plan.key_of(b), doc.partitions) in covered
         ]
         wanted = plan.streams_to_run(doc, self.me, bodies)
-        starts = await self._start_sequences(doc, wanted)
+        leads = {plan.key_of(b): plan.recorded_lead(b) for b in bodies}
+        starts = await self._start_sequences(doc, wanted, leads)
         await self._engine.apply(wanted, start_sequences=starts)
         self._desired = wanted
         reported = {plan.key_of(b): (b.get("status") or {}).get("phase") for b in bodies}
@@ -254,21 +256,30 @@ class Agent:
         return covered
 
     async def _start_sequences(
-        self, doc: RingDoc | None, wanted: Mapping[StreamKey, StreamSpec]
-    ) -> dict[StreamKey, int]:
+        self,
+        doc: RingDoc | None,
+        wanted: Mapping[StreamKey, StreamSpec],
+        leads: Mapping[StreamKey, int | None],
+    ) -> dict[StreamKey, SequenceStart]:
         if doc is None:
             return {}
         now = self._clock()
         incoming = handoff.handoffs_to(doc, self.me)
         new = [k for k in wanted if self._engine.status(k) is None]
 
-        async def one(key: StreamKey) -> tuple[StreamKey, int]:
+        async def one(key: StreamKey) -> tuple[StreamKey, SequenceStart]:
             spec = wanted[key]
             h = incoming.get(plan.partition_of(key, doc.partitions))
             source_next = None
             if h is not None and doc.addresses.get(h.source):
                 source_next = await self._source_next(doc.addresses[h.source], key)
-            return key, plan.start_sequence(now, spec.hls.segment_seconds, source_next)
+            start = plan.start_sequence(
+                now,
+                spec.hls.segment_seconds,
+                source_next=source_next,
+                recorded_lead=leads.get(key),
+            )
+            return key, start
 
         results = await asyncio.gather(*(one(k) for k in new))
         return dict(results)

@@ -14,7 +14,7 @@ watched CameraStream or of a stream's state in the engine.
   so a partition with streams not listed yet is never confirmed empty.
 - `worker_status`: the status fields the serving worker owns.
 - `start_sequence`: where a newly started stream's HLS media sequence begins
-  (see the function for why it is based on the wall clock).
+  (the rules and why are in camstream_worker/sequence.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from camstream import ring
 from camstream.handoff import RingDoc, handoffs_to, partitions_for
 from camstream.handoff_status import condition
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
+from camstream_worker import sequence
+from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 
 
@@ -98,12 +100,14 @@ def _settled(spec: StreamSpec, status: StreamStatus | None, reported: str | None
 
 def worker_status(status: StreamStatus, me: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(fields, conditions) the serving worker writes; no secrets in any of them."""
-    fields = {
+    fields: dict[str, Any] = {
         "phase": status.phase.value,
         "reason": status.reason,
         "message": status.message,
         "worker": me,
     }
+    if status.sequence_lead is not None:
+        fields["hlsSequenceLead"] = status.sequence_lead
     live = status.phase is Phase.LIVE
     degraded = status.phase in (Phase.RECONNECTING, Phase.FAILED)
     conds = [
@@ -113,22 +117,28 @@ def worker_status(status: StreamStatus, me: str) -> tuple[dict[str, Any], list[d
     return fields, conds
 
 
-def start_sequence(now: float, segment_seconds: int, source_next: int | None = None) -> int:
+def start_sequence(
+    now: float,
+    segment_seconds: int,
+    *,
+    source_next: int | None = None,
+    recorded_lead: int | None = None,
+) -> SequenceStart:
     """Where a stream this worker starts begins its media sequence.
 
-    From the wall clock: one number per segment duration since the epoch. A
-    segment is never shorter than the target duration (the muxer cuts at the
-    first keyframe after it), so a stream that started at the clock's number
-    stays at or below the clock for its whole life; any worker starting it
-    later — handoff, failover after a crash with nobody to ask, restart —
-    therefore continues at or above whatever an earlier owner wrote, with no
-    coordination. During a handoff both owners number the same moments alike,
-    so the switch shows a viewer the next moment, marked by the discontinuity.
-    If the previous owner reports a higher number (it started before this
-    scheme, or its clock ran ahead), we continue from that instead.
+    `source_next`: the next number of a previous owner that is still writing
+    (a handoff), read from its playlist at `now`; the new owner must outrun it.
+    `recorded_lead`: the status's hlsSequenceLead, what a previous owner that
+    can no longer be asked wrote about itself (a failover after a crash).
     """
-    by_clock = int(now // segment_seconds)
-    return by_clock if source_next is None else max(by_clock, source_next)
+    if source_next is not None:
+        return SequenceStart(source_next, ahead_of=now)
+    return SequenceStart(sequence.after_crash(now, segment_seconds, recorded_lead))
+
+
+def recorded_lead(body: Mapping[str, Any]) -> int | None:
+    value = (body.get("status") or {}).get("hlsSequenceLead")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def next_sequence_from_playlist(text: str) -> int | None:

@@ -1,0 +1,124 @@
+"""Media sequence numbering across owners (worker/camstream_worker/sequence.py).
+
+The property: whichever owner a viewer reads, the last sequence number never
+goes down. Writers are simulated as publish times: one segment per segment
+duration, each late or early by up to a third of a duration (the camera paces
+them, and a keyframe may arrive a little late or early).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from camstream_worker.sequence import (
+    FirstNumber,
+    SequenceStart,
+    after_crash,
+    by_clock,
+    lead_of,
+    outrun,
+)
+
+EPOCH = 1_790_000_000.0
+
+
+def publish_times(start: float, segment: int, jitter: list[float]) -> list[float]:
+    """When a writer whose first cut is at `start` publishes its segments."""
+    times = [start + k * segment + j * segment / 3 for k, j in enumerate(jitter)]
+    times[0] = start
+    return [max(times[: k + 1]) for k in range(len(times))]  # monotone
+
+
+def last_number(first: int, times: list[float], at: float) -> int | None:
+    published = sum(1 for t in times if t <= at)
+    return first + published - 1 if published else None
+
+
+jitters = st.lists(st.floats(-1.0, 1.0), min_size=12, max_size=12)
+
+
+@given(
+    segment=st.sampled_from([1, 2, 6]),
+    old_first=st.integers(0, 10**9),
+    old_start=st.floats(0, 1000),
+    old_jitter=jitters,
+    read_after=st.floats(0.5, 6),
+    cut_delay=st.floats(1, 10),
+    new_jitter=jitters,
+)
+def test_a_new_owner_outruns_the_old_one_from_its_first_segment(
+    segment: int,
+    old_first: int,
+    old_start: float,
+    old_jitter: list[float],
+    read_after: float,
+    cut_delay: float,
+    new_jitter: list[float],
+) -> None:
+    old_times = publish_times(EPOCH + old_start, segment, old_jitter)
+    read_at = old_times[0] + read_after * segment  # the new owner reads the old playlist
+    old_last = last_number(old_first, old_times, read_at)
+    source_next = old_first if old_last is None else old_last + 1
+    start = SequenceStart(source_next, ahead_of=read_at)
+    first_cut = read_at + cut_delay * segment / 2
+    new_first = start.first(first_cut, segment)
+    new_times = publish_times(first_cut, segment, new_jitter)
+    for moment in sorted(t for t in old_times + new_times if t >= first_cut):
+        new_last = last_number(new_first, new_times, moment)
+        old_last = last_number(old_first, old_times, moment)
+        assert new_last is not None
+        assert old_last is None or new_last >= old_last, (moment, new_last, old_last)
+
+
+@given(
+    segment=st.sampled_from([1, 2, 6]),
+    first=st.integers(-50, 50),
+    start=st.floats(0, 1000),
+    jitter=jitters,
+    died_after=st.floats(0, 11),
+    detected_after=st.floats(0, 30),
+)
+def test_a_failover_starts_above_whatever_the_dead_owner_published(
+    segment: int,
+    first: int,
+    start: float,
+    jitter: list[float],
+    died_after: float,
+    detected_after: float,
+) -> None:
+    cut = EPOCH + start
+    first_number = by_clock(cut, segment) + first  # any lead, as handoffs leave it
+    times = publish_times(cut, segment, jitter)
+    lead = lead_of(first_number, cut, segment)
+    died = cut + died_after * segment
+    dead_last = last_number(first_number, times, died)
+    assert dead_last is not None
+    assert after_crash(died + detected_after, segment, lead) > dead_last
+
+
+def test_a_fresh_start_numbers_by_the_clock() -> None:
+    assert after_crash(1000.0, 2, None) == 500
+    assert SequenceStart(500).first(5000.0, 2) == 500  # no previous owner: nothing to outrun
+
+
+def test_outrun_grows_with_the_time_the_old_owner_kept_writing() -> None:
+    assert outrun(100, 10.0, 10.0, 2) == 102
+    assert outrun(100, 10.0, 13.9, 2) == 103
+    assert outrun(100, 10.0, 9.0, 2) == 102  # a clock step back counts as no time
+
+
+def test_all_writers_of_a_stream_get_the_same_first_number() -> None:
+    shared = FirstNumber(SequenceStart(7, ahead_of=0.0))
+    results: list[int] = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(shared.resolve(float(n), 1)))
+        for n in range(20)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1
