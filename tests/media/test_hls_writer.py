@@ -86,6 +86,32 @@ def test_second_session_continues_the_sequence_after_a_discontinuity(tmp_path: P
     assert not any(s.discontinuity for s in second.segments[:boundary])
 
 
+def test_a_source_whose_timestamps_start_over_continues_as_a_new_session(
+    tmp_path: Path,
+) -> None:
+    """An RTSP source re-syncing to a new RTCP report can re-base its clock mid-session.
+
+    Waiting for the timestamps to catch up would stall the stream for as long
+    as it had run; the writer cuts there and goes on after a discontinuity.
+    """
+    clip = make_clip(seconds=6)
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2, window_segments=10))
+    # Both passes stay open until the end: held packets refer to their container.
+    with av.open(str(clip)) as first, av.open(str(clip)) as again:
+        writer.begin([first.streams.video[0], first.streams.audio[0]])  # one session, to the caller
+        for container in (first, again):
+            streams = [container.streams.video[0], container.streams.audio[0]]
+            for packet in container.demux(streams):
+                if packet.dts is not None:
+                    writer.write(streams.index(packet.stream), packet)
+        writer.end()
+    playlist = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert writer.timeline_jumps == 1
+    assert writer.dropped_packets == 0
+    assert len(playlist.segments) == 6  # 3 per pass: the second pass was not dropped
+    assert [s.discontinuity for s in playlist.segments] == [False] * 3 + [True] + [False] * 2
+
+
 def test_a_restarted_writer_resumes_after_the_files_on_disk(tmp_path: Path) -> None:
     clip = make_clip(seconds=6)
     feed(HlsWriter(tmp_path, HlsOptions()), clip)

@@ -46,6 +46,13 @@ log = logging.getLogger(__name__)
 # numbering rules of sequence.py rely on a writer publishing at most one
 # segment per target duration.
 CUT_SLACK = 0.001
+# Timestamps that jump back by more than this (or ahead by more than
+# JUMP_AHEAD_SECONDS) mid-session are a new timeline, not reordering: the
+# source re-based its clock (an RTSP server re-syncing RTP to a new RTCP
+# sender report does this when another client joins). Waiting for the
+# timestamps to catch up would stall the stream for as long as it had run.
+JUMP_BACK_SECONDS = 1.0
+JUMP_AHEAD_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,7 @@ class HlsWriter:
         self._discontinuity_sequence = 0
         self._target = options.segment_seconds
         self._templates: list[av.stream.Stream] = []
+        self._source_templates: list[av.stream.Stream] = []
         self._own_templates: av.container.OutputContainer | None = None
         self._init_uri: str | None = None
         self._video_index: int | None = None
@@ -103,6 +111,7 @@ class HlsWriter:
         # Per template index: the last dts taken and where its packet is held.
         self._last_dts: dict[int, tuple[int, int | None]] = {}
         self.dropped_packets = 0
+        self.timeline_jumps = 0
         directory.mkdir(parents=True, exist_ok=True)
         resumed = _next_sequence_on_disk(directory / PLAYLIST_NAME)
         if resumed is not None and resumed > self._next_sequence:
@@ -121,6 +130,7 @@ class HlsWriter:
         if self._sessions:
             self._pending_discontinuity = True
         self._sessions += 1
+        self._source_templates = list(templates)
         # Copy the codec parameters into a muxer this writer owns: the source's
         # container may be closed (its streams freed) before our last flush.
         self._own_templates = av.open(io.BytesIO(), "w", format="mpegts")
@@ -139,6 +149,11 @@ class HlsWriter:
         if packet.dts is None:
             return  # flush packets carry no data and no timestamp
         previous = self._last_dts.get(index)
+        if previous is not None and self._timeline_jumped(previous[0], packet):
+            log.info("%s: source timestamps jumped; continuing as a new session", self._dir.name)
+            self.timeline_jumps += 1
+            self.begin(self._source_templates)  # ends this session's segment, marks a discontinuity
+            previous = None
         if previous is not None and packet.dts <= previous[0]:
             if packet.dts == previous[0] and previous[1] is not None:
                 # RTP depacketizers may split one access unit (SPS/PPS, then
@@ -164,6 +179,10 @@ class HlsWriter:
         self._last_dts[index] = (packet.dts, len(self._held) - 1)
         if is_video or self._video_index is None:
             self._last_time = seconds
+
+    def _timeline_jumped(self, previous_dts: int, packet: av.Packet) -> bool:
+        step = float((packet.dts - previous_dts) * packet.time_base)
+        return step < -JUMP_BACK_SECONDS or step > JUMP_AHEAD_SECONDS
 
     def end(self) -> None:
         """Close the session: what is held becomes a (shorter) last segment."""
