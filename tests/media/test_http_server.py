@@ -254,6 +254,24 @@ async def test_unknown_stream_and_missing_file_are_404_and_not_cached(
             assert (await r.json())["error"] == error
 
 
+async def test_a_playlist_not_written_yet_is_held_until_it_appears(server: Server, client) -> None:
+    # site-b/door runs here but has no segment yet (it just moved here).
+    folder = server.root / "site-b" / "door"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    async def write_later() -> None:
+        await asyncio.sleep(1.0)
+        (folder / "index.m3u8").write_text("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n")
+
+    started = time.monotonic()
+    writer = asyncio.create_task(write_later())
+    async with client.get(server.url + "/streams/site-b/door/index.m3u8") as r:
+        assert r.status == 200
+        assert "MEDIA-SEQUENCE:7" in await r.text()
+    await writer
+    assert 0.9 < time.monotonic() - started < http_server.PLAYLIST_HOLD_SECONDS
+
+
 @pytest.mark.parametrize(
     "target",
     [

@@ -43,6 +43,9 @@ from camstream_worker.state import OwnerLocator, StreamDirectory, stream_dir
 
 STATIC_ROOT = Path(__file__).resolve().parent / "static"
 HLSJS_NAME = "hls.min.js"
+# Below the forwarding worker's read timeout (http_proxy) and far below players'
+# playlist timeouts (hls.js: 10 s).
+PLAYLIST_HOLD_SECONDS = 3.0
 SERVED_BY_HEADER = http_proxy.SERVED_BY_HEADER
 
 _DIRECTORY = web.AppKey("directory", StreamDirectory)
@@ -289,6 +292,8 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
     if app[_DIRECTORY].status(wanted.key) is None:
         return _json_error(404, "unknown stream", stream=str(wanted.key))
     file = _existing_file(app[_HLS_ROOT], wanted)
+    if file is None and wanted.kind.is_playlist:
+        file = await _first_playlist(app, wanted)
     if file is None:
         return _json_error(404, "no such file", stream=str(wanted.key))
     # FileResponse does HEAD, Range, If-Modified-Since and sendfile; a file
@@ -300,6 +305,25 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
             "Cache-Control": wanted.kind.cache_control,
         },
     )
+
+
+async def _first_playlist(app: web.Application, wanted: http_paths.HlsFile) -> Path | None:
+    """Hold a playlist request for a stream that has none yet, until it appears.
+
+    A stream that just moved here has no playlist until its first segment;
+    for a pushed stream that also waits for the camera to reconnect. Players
+    treat a 404 on a live playlist as an error and retry only a few times;
+    a request held briefly looks to them like a slow server, which they wait for.
+    """
+    deadline = asyncio.get_running_loop().time() + PLAYLIST_HOLD_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        if app[_DIRECTORY].status(wanted.key) is None:
+            return None  # the stream went away meanwhile
+        file = _existing_file(app[_HLS_ROOT], wanted)
+        if file is not None:
+            return file
+    return None
 
 
 def _existing_file(hls_root: Path, wanted: http_paths.HlsFile) -> Path | None:
