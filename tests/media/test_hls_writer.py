@@ -86,6 +86,15 @@ def test_second_session_continues_the_sequence_after_a_discontinuity(tmp_path: P
     assert not any(s.discontinuity for s in second.segments[:boundary])
 
 
+def test_a_writer_replaced_before_its_first_segment_passes_on_its_plan(tmp_path: Path) -> None:
+    plan = SequenceStart(40, ahead_of=1000.0)
+    writer = HlsWriter(tmp_path, HlsOptions(), start_sequence=FirstNumber(plan))
+    assert writer.continuation() == plan  # still outruns the old owner, not 0
+    feed(writer, make_clip(seconds=4))
+    assert writer.continuation().ahead_of is None
+    assert writer.continuation().number > 40
+
+
 def test_a_source_whose_timestamps_start_over_continues_as_a_new_session(
     tmp_path: Path,
 ) -> None:
@@ -116,7 +125,10 @@ def test_a_restarted_writer_resumes_after_the_files_on_disk(tmp_path: Path) -> N
     clip = make_clip(seconds=6)
     feed(HlsWriter(tmp_path, HlsOptions()), clip)
     before = parse_media_playlist((tmp_path / "index.m3u8").read_text())
-    feed(HlsWriter(tmp_path, HlsOptions()), clip)  # a new process, same folder
+    restarted = HlsWriter(tmp_path, HlsOptions())  # a new process, same folder
+    # The old playlist is not served as if current until the first new segment.
+    assert not (tmp_path / "index.m3u8").exists()
+    feed(restarted, clip)
     after = parse_media_playlist((tmp_path / "index.m3u8").read_text())
     assert after.segments[-1].sequence > before.segments[-1].sequence
     resumed = next(s for s in after.segments if s.sequence == before.segments[-1].sequence + 1)

@@ -92,8 +92,7 @@ class Engine:
                 await runner.stop(keep_last=key in wanted)
                 self._push_sources.pop(key, None)
                 if key in wanted:
-                    # A restart, not a removal: go on where it was.
-                    continued[key] = SequenceStart(runner.writer.next_sequence)
+                    continued[key] = runner.writer.continuation()  # a restart, not a removal
                 else:
                     _remove_stream_files(runner, self.hls_root / stream_dir(key))
                     self._notify(runner.status)

@@ -37,7 +37,7 @@ from camstream_worker.playlist import (
     slide_window,
     target_duration,
 )
-from camstream_worker.sequence import FirstNumber
+from camstream_worker.sequence import FirstNumber, SequenceStart
 from camstream_worker.state import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,22 @@ class HlsWriter:
             # A restarted worker must not reuse segment names players may have cached.
             self._next_sequence = resumed
             self._pending_discontinuity = True
+        # An earlier life's playlist is not this stream's present: served until
+        # our first segment, it would show a viewer that came from the stream's
+        # other owner an older sequence (a worker restarted after a crash gets
+        # its pushed streams back before their cameras reconnect).
+        (directory / PLAYLIST_NAME).unlink(missing_ok=True)
 
     @property
     def next_sequence(self) -> int:
         return self._next_sequence
+
+    def continuation(self) -> SequenceStart:
+        """Where a writer replacing this one (same stream, same worker) starts."""
+        if self._first_number is not None:  # nothing cut yet: the original plan holds
+            start = self._first_number.start
+            return SequenceStart(max(start.number, self._next_sequence), start.ahead_of)
+        return SequenceStart(self._next_sequence)
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         """Start a source session whose packets refer to `templates` by index."""
@@ -180,7 +192,9 @@ class HlsWriter:
         if is_video or self._video_index is None:
             self._last_time = seconds
 
-    def _timeline_jumped(self, previous_dts: int, packet: av.Packet) -> bool:
+    @staticmethod
+    def _timeline_jumped(previous_dts: int, packet: av.Packet) -> bool:
+        assert packet.dts is not None  # write() returned early otherwise
         step = float((packet.dts - previous_dts) * packet.time_base)
         return step < -JUMP_BACK_SECONDS or step > JUMP_AHEAD_SECONDS
 

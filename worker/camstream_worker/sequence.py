@@ -91,12 +91,12 @@ class FirstNumber:
     """
 
     def __init__(self, start: SequenceStart) -> None:
-        self._start = start
+        self.start = start
         self._resolved: int | None = None
         self._lock = threading.Lock()
 
     def resolve(self, now: float, segment_seconds: int) -> int:
         with self._lock:
             if self._resolved is None:
-                self._resolved = self._start.first(now, segment_seconds)
+                self._resolved = self.start.first(now, segment_seconds)
             return self._resolved
