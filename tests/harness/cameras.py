@@ -480,11 +480,12 @@ class RtmpPusher(_Process):
     costs little CPU; without, it encodes a live test pattern.
 
     Two engines: ``ffmpeg`` (the Debian CLI, ``ffmpeg -re ... -f flv``) and
-    ``pyav`` (this module run as a script with the venv's PyAV, whose FFmpeg 8
-    writes enhanced-RTMP HEVC that Debian 12's FFmpeg 5.1 cannot). ``auto``
-    picks ``pyav`` for ``codec="h265"`` (always from a clip, encoded once
-    into MPEG-TS) and ``ffmpeg`` otherwise. The URL's stream key is redacted
-    from messages.
+    ``pyav`` (pyav_push.py with the venv's PyAV, whose FFmpeg 8 writes
+    enhanced-RTMP HEVC that Debian 12's FFmpeg 5.1 cannot, and which can
+    reconnect like a real camera when the receiver drops it). ``auto`` picks
+    ``pyav`` for ``codec="h265"`` or ``reconnect=True`` (always from a clip,
+    encoded once into MPEG-TS) and ``ffmpeg`` otherwise. The URL's stream key
+    is redacted from messages.
     """
 
     name = "rtmp"
@@ -503,9 +504,11 @@ class RtmpPusher(_Process):
         engine: str = "auto",
         startup_check: float = 0.5,
         connect_timeout: float = 20.0,
+        reconnect: bool = False,
     ) -> None:
         super().__init__()
         self.connect_timeout = connect_timeout
+        self.reconnect = reconnect
         self.connected = 0  # publishers connected (pyav engine)
         self.url = url
         self.urls = [url]
@@ -518,7 +521,7 @@ class RtmpPusher(_Process):
         self.size = size
         self.startup_check = startup_check
         if engine == "auto":
-            engine = "pyav" if codec == "h265" else "ffmpeg"
+            engine = "pyav" if codec == "h265" or reconnect else "ffmpeg"
         if engine not in ("ffmpeg", "pyav"):
             raise HarnessError(f"unknown engine {engine!r} (ffmpeg, pyav)")
         self.engine = engine
@@ -538,7 +541,8 @@ class RtmpPusher(_Process):
     def _argv(self) -> list[str]:
         if self.engine == "pyav":
             assert self.clip is not None
-            return [sys.executable, "-m", "tests.harness.cameras", "pyav-push", str(self.clip)]
+            argv = [sys.executable, "-m", "tests.harness.pyav_push", str(self.clip)]
+            return argv + (["--reconnect"] if self.reconnect else [])
         argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning"]
         if self.clip is not None:
             argv += ["-re", "-stream_loop", "-1", "-i", str(self.clip), "-c", "copy"]
@@ -568,7 +572,9 @@ class RtmpPusher(_Process):
     def _wait_ready(self) -> None:
         if self.engine == "pyav":
             line = _read_line(self._proc, self.connect_timeout)
-            if not line.startswith("CONNECTED ") or line == "CONNECTED 0":
+            # A reconnecting camera keeps trying: none connected yet is no failure.
+            none_ok = self.reconnect
+            if not line.startswith("CONNECTED ") or (line == "CONNECTED 0" and not none_ok):
                 raise HarnessError(
                     f"RTMP pusher did not connect (exit {self.returncode}): {line!r}\n"
                     f"{self.log_tail()}"
@@ -753,83 +759,3 @@ def _closed_within(s: socket.socket, hold: float) -> bool:
             return False
         except (ConnectionResetError, BrokenPipeError):
             return True
-
-
-# -- the PyAV pusher (run as: python -m tests.harness.cameras pyav-push CLIP) --
-
-
-def _pyav_push(clip: str, urls: Sequence[str]) -> int:
-    """Publish ``clip`` to every URL in a loop, paced at real time, without re-encoding.
-
-    One process, one demux, many publishers: a cheap fan-out of cameras for
-    benchmarks. Timestamps continue across loops: each pass is shifted by the
-    longest stream's span, as ``ffmpeg -stream_loop`` does, so no stream's
-    timestamps go backwards and the shorter one gains at most a frame's gap.
-    A publisher whose connection fails is dropped (and said so on stderr,
-    by index, not URL); the others go on. A receiver that stops reading
-    without closing blocks them all: this is a test camera, not a server.
-    """
-    import av  # the venv's PyAV; imported here so the harness imports without it
-
-    parent = os.getppid()  # leave with the test process, never linger as an orphan
-    outs: dict[int, Any] = {}
-    streams_of: dict[int, dict[int, Any]] = {}  # publisher -> clip stream index -> out stream
-    with av.open(clip) as inp:
-        for i, url in enumerate(urls):
-            try:
-                out = av.open(url, "w", format="flv")
-                streams_of[i] = {
-                    s.index: out.add_stream_from_template(s)
-                    for s in inp.streams
-                    if s.type in ("video", "audio")
-                }
-                out.start_encoding()  # PyAV connects lazily; connect (and fail) now
-                outs[i] = out
-            except av.error.FFmpegError as exc:
-                print(f"publisher {i}: cannot connect: {exc.strerror}", file=sys.stderr, flush=True)
-    print(f"CONNECTED {len(outs)}", flush=True)
-    start = time.monotonic()
-    shift = 0.0  # seconds added to this pass's timestamps
-    origin: float | None = None  # first dts of the clip: wall-clock pacing starts here
-    while outs:
-        with av.open(clip) as inp:
-            streams = [s for s in inp.streams if s.type in ("video", "audio")]
-            first: dict[int, float] = {}
-            end: dict[int, float] = {}
-            for pkt in inp.demux(*streams):
-                if pkt.dts is None or pkt.pts is None:
-                    continue  # flush packets carry no data
-                tb = pkt.time_base
-                idx = pkt.stream.index
-                dts = float(pkt.dts * tb)
-                origin = dts if origin is None else origin
-                first.setdefault(idx, dts)
-                end[idx] = max(end.get(idx, dts), dts + float((pkt.duration or 0) * tb))
-                delay = start + (dts - origin + shift) - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)  # real time, like a camera
-                    if os.getppid() != parent:
-                        return 0
-                offset = round(shift / tb)
-                new_dts, new_pts = pkt.dts + offset, pkt.pts + offset
-                for i in list(outs):
-                    # Reset the timestamps per publisher: mux may rescale in place.
-                    pkt.time_base, pkt.dts, pkt.pts = tb, new_dts, new_pts
-                    pkt.stream = streams_of[i][idx]
-                    try:
-                        outs[i].mux(pkt)
-                    except av.error.FFmpegError as exc:
-                        print(
-                            f"publisher {i}: dropped: {exc.strerror}", file=sys.stderr, flush=True
-                        )
-                        del outs[i]
-            shift += max(end[i] - first[i] for i in end)
-    return 1  # every publisher is gone
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "pyav-push":
-        # URLs (with their keys) come by environment, one per line, never argv.
-        targets = os.environ["CAMSTREAM_HARNESS_RTMP_URL"].split()
-        sys.exit(_pyav_push(sys.argv[2], targets))
-    sys.exit("usage: python -m tests.harness.cameras pyav-push CLIP  (URLs in the environment)")

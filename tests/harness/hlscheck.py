@@ -22,7 +22,6 @@ segment URIs are resolved relative to the playlist.
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 import json
 import math
@@ -584,6 +583,7 @@ class WatchResult:
     failed_polls: int
     new_segments: int
     longest_gap: float
+    longest_gap_ended: float | None  # wall clock (time.time()), to match with logs
     ever_unreachable: bool  # failed a read after a good one, or was never readable
     first_read_after: float | None  # seconds from the watch start to the first good read
     unreachable_seconds: float
@@ -605,6 +605,7 @@ class _StreamState:
     new_segments: int = 0
     last_new: float = 0.0
     longest_gap: float = 0.0
+    longest_gap_ended: float | None = None
     unreachable_since: float | None = None
     unreachable_total: float = 0.0
     ever_unreachable: bool = False
@@ -622,9 +623,10 @@ class PlaylistWatcher:
     """Poll playlists in a background thread and keep per-stream continuity figures.
 
     ``targets`` maps a stream name to its playlist URL or path (a single
-    location is accepted too). Polls run every ``interval`` seconds (default:
-    half the smallest target duration seen, at most 1 s), several playlists in
-    parallel so one unreachable host does not slow the others.
+    location is accepted too). Each playlist is polled by its own loop, every
+    ``interval`` seconds (default: half the smallest target duration seen, at
+    most 1 s), like independent viewers: a slow or unreachable stream never
+    delays the polls of another.
     """
 
     def __init__(
@@ -633,16 +635,14 @@ class PlaylistWatcher:
         *,
         interval: float | None = None,
         request_timeout: float = 2.0,
-        workers: int = 8,
     ) -> None:
         self.targets = {"stream": targets} if isinstance(targets, str) else dict(targets)
         self._fixed_interval = interval
         self._interval = interval if interval is not None else 1.0
         self.request_timeout = request_timeout
-        self._workers = max(1, min(workers, len(self.targets)))
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._states: dict[str, _StreamState] = {}
         self._stopped_at: float | None = None
 
@@ -664,15 +664,20 @@ class PlaylistWatcher:
         self._states = {
             n: _StreamState(n, loc, started=now, last_new=now) for n, loc in self.targets.items()
         }
-        self._thread = threading.Thread(target=self._run, name="playlist-watcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(st,), name=f"watch-{st.name}", daemon=True)
+            for st in self._states.values()
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> dict[str, WatchResult]:
         """Stop polling; the results are frozen at this moment."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        deadline = time.monotonic() + 30
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._stopped_at is None:
             self._stopped_at = time.monotonic()
         return self.results()
@@ -683,12 +688,11 @@ class PlaylistWatcher:
         with self._lock:
             return {n: _result(s, now) for n, s in self._states.items()}
 
-    def _run(self) -> None:
-        with concurrent.futures.ThreadPoolExecutor(self._workers) as pool:
-            while not self._stop.is_set():
-                began = time.monotonic()
-                list(pool.map(self._poll, list(self._states.values())))
-                self._stop.wait(max(0.0, self._interval - (time.monotonic() - began)))
+    def _run(self, st: _StreamState) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            self._poll(st)
+            self._stop.wait(max(0.0, self._interval - (time.monotonic() - began)))
 
     def _poll(self, st: _StreamState) -> None:
         try:
@@ -751,7 +755,9 @@ def _observe(st: _StreamState, pl: MediaPlaylist, now: float) -> None:
     st.skipped += max(0, first_new - st.last_seq - 1)
     st.discontinuities += sum(1 for s in new if s.discontinuity)
     st.new_segments += last - st.last_seq
-    st.longest_gap = max(st.longest_gap, now - st.last_new)
+    if now - st.last_new > st.longest_gap:
+        st.longest_gap = now - st.last_new
+        st.longest_gap_ended = time.time()
     st.last_new = now
     st.last_seq = last
 
@@ -771,6 +777,7 @@ def _result(st: _StreamState, now: float) -> WatchResult:
         failed_polls=st.failed,
         new_segments=st.new_segments,
         longest_gap=max(st.longest_gap, now - st.last_new),
+        longest_gap_ended=st.longest_gap_ended if st.longest_gap >= now - st.last_new else None,
         ever_unreachable=st.ever_unreachable or st.first_read is None,
         first_read_after=None if st.first_read is None else st.first_read - st.started,
         unreachable_seconds=unreachable,
