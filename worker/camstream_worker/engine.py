@@ -29,7 +29,7 @@ from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.ingest.base import Source
 from camstream_worker.ingest.file import FileSource
 from camstream_worker.ingest.rtmp import RtmpPushSource
-from camstream_worker.ingest.rtmp_server import PublishSink
+from camstream_worker.ingest.rtmp_connection import PublishSink
 from camstream_worker.ingest.rtsp import RtspSource
 from camstream_worker.ingest.synthetic import SyntheticSource
 from camstream_worker.secrets import SecretResolver

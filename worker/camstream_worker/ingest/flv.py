@@ -1,7 +1,7 @@
 """FLV audio/video tag bodies → codec configurations and media packets.
 
 RTMP carries media as FLV tag bodies (message types 8 = audio, 9 = video).
-The RTMP server (``rtmp_server``) keeps one ``FlvTagParser`` per publish and
+The RTMP connection (``rtmp_connection``) keeps one ``FlvTagParser`` per publish and
 hands every audio/video message body to it; what comes out goes to the
 pipeline's ``PublishSink``: a ``TrackConfig`` when a codec's sequence header
 arrives (the avcC/hvcC/AudioSpecificConfig a muxer needs as extradata), a

@@ -4,7 +4,7 @@ Who calls this: the engine keeps one `RtmpPushSource` per rtmp stream; its
 RTMP authorizer calls `attach()` once a publisher has presented the stream's
 key, and the supervisor calls `run()` for each session, as for any source.
 
-Publishers hand us FLV tags (rtmp_server + flv parse them). PyAV needs codec
+Publishers hand us FLV tags (rtmp_connection + flv parse them). PyAV needs codec
 parameters to mux, and builds them best from the codec's own sequence headers:
 `templates_from_configs` wraps the sequence headers in a two-tag FLV file in
 memory and lets PyAV's FLV demuxer read them, so the templates carry exactly
@@ -99,7 +99,7 @@ class RtmpPushSource:
 
 
 class _PublishSession:
-    """The PublishSink of one accepted publish (see rtmp_server.PublishSink)."""
+    """The PublishSink of one accepted publish (see rtmp_connection.PublishSink)."""
 
     def __init__(
         self, sink: PacketSink, ended: asyncio.Future[str | None], log_prefix: str

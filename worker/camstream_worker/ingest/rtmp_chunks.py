@@ -1,6 +1,6 @@
 """RTMP chunk stream: split the byte stream into messages, and back.
 
-Called by the RTMP server (``rtmp_server``): every batch of bytes read from a
+Called by the RTMP connection (``rtmp_connection``): every batch of bytes read from a
 publisher's socket goes to ``ChunkDecoder.feed``, which returns the complete
 messages in it; the server's replies go out through ``encode_message``. Pure:
 no sockets, no clocks, so the tricky header rules are unit-tested byte for byte.

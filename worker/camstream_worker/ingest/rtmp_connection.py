@@ -1,0 +1,536 @@
+"""One RTMP connection: the protocol state machine from handshake to unpublish.
+
+``RtmpServer`` (``rtmp_server``) makes one ``RtmpConnection`` per TCP
+connection it accepts or adopts. The connection asks the server's
+``Authorizer`` about each ``publish`` and feeds the accepted stream to the
+``PublishSink`` it answers with; the counters, deadlines and the shared
+read-batch timer stay on the server, and the connection updates them.
+
+Connection life:
+
+    handshake (C0+C1 → S0+S1+S2, ← C2; plain, no crypto)
+      → session: connect → createStream → publish
+      → authorizing (socket reads paused until the authorizer answers)
+      → publishing (media flows to the sink) → unpublish / EOF / error → closed
+
+Policies, chosen here and relied on by the pipeline:
+- A second publish for a stream already being published (same app and stream
+  name, query stripped) *replaces* the old publisher: the newcomer has just
+  proven the key, and a camera that reconnects after a network cut must not
+  wait for its old, half-dead TCP connection to time out. The old sink gets
+  ``on_close("replaced by a new publisher")`` before the new one receives
+  anything; the authorizer is asked about the newcomer while the old one is
+  still live.
+- A connection must be publishing within ``handshake_timeout`` seconds of
+  connecting (slowloris, port scanners, half handshakes), and a publisher
+  that sends nothing for ``idle_timeout`` seconds is dropped.
+- Every failure closes only its own connection with one log line naming the
+  peer and the redacted stream, and is counted in ``stats()``. Stream keys
+  never reach a log line: names are shown through ``redact_name``.
+- Sinks are called synchronously on the event loop: they must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+from camstream_worker.ingest import amf0, rtmp_chunks
+from camstream_worker.ingest.flv import FlvError, FlvTagParser, MediaPacket, TrackConfig
+from camstream_worker.ingest.rtmp_names import printable, redact_app, redact_name, stream_identity
+
+if TYPE_CHECKING:
+    from camstream_worker.ingest.rtmp_server import RtmpServer
+
+__all__ = ["Authorizer", "PublishSink", "RtmpConnection"]
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_SIZE = 1536
+RTMP_VERSION = 3
+WINDOW_ACK_SIZE = 2_500_000
+SERVER_CHUNK_SIZE = 4096
+MAX_STREAMS_PER_CONNECTION = 8
+REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
+MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
+
+# Message type ids
+_SET_CHUNK_SIZE = 1
+_ABORT = 2
+_ACK = 3
+_USER_CONTROL = 4
+_WINDOW_ACK_SIZE = 5
+_SET_PEER_BANDWIDTH = 6
+_AUDIO = 8
+_VIDEO = 9
+_AMF3_DATA = 15
+_AMF3_COMMAND = 17
+_AMF0_DATA = 18
+_AMF0_COMMAND = 20
+_AGGREGATE = 22
+
+# Chunk stream ids for what the server sends
+_CSID_CONTROL = 2
+_CSID_COMMAND = 3
+_CSID_STATUS = 5
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
+class PublishSink(Protocol):
+    """Receives one accepted publish (implemented by the worker's pipeline)."""
+
+    def on_config(self, config: TrackConfig) -> None: ...
+    def on_packet(self, packet: MediaPacket) -> None: ...
+    def on_metadata(self, metadata: dict[str, object]) -> None: ...
+    def on_close(self, reason: str | None) -> None:
+        """None = clean unpublish or EOF; otherwise a readable reason (no secrets)."""
+
+
+class Authorizer(Protocol):
+    """Decides whether a publish is allowed and where it goes."""
+
+    def __call__(
+        self, app: str, stream_name: str, peer: str
+    ) -> PublishSink | Awaitable[PublishSink | None] | None: ...
+
+
+class _RtmpProtocolError(ValueError):
+    """The peer did something RTMP does not allow."""
+
+
+class RtmpConnection(asyncio.Protocol):
+    """One TCP connection: handshake, chunk stream, commands, media."""
+
+    def __init__(self, server: RtmpServer) -> None:
+        self._srv = server
+        self._loop = server._loop
+        self._transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._prefix = "rtmp ?"
+        self._handshake_buf: bytearray | None = bytearray()
+        self._handshake_stage = 0  # 0 = awaiting C0+C1, 1 = awaiting C2, 2 = done
+        self._decoder = rtmp_chunks.ChunkDecoder()
+        self._pending: deque[rtmp_chunks.RtmpMessage] = deque()
+        self._closed = False
+        self._started = self._loop.time()
+        self._last_data = self._started
+        self._bytes_in = 0
+        self._last_ack = 0
+        self._ack_window = WINDOW_ACK_SIZE
+        self._out_chunk_size = rtmp_chunks.DEFAULT_CHUNK_SIZE
+        self._app: str | None = None
+        self._next_stream_id = 1
+        self._auth_task: asyncio.Task[None] | None = None
+        self._batch_paused = False
+        self._sink: PublishSink | None = None
+        self._identity: tuple[str, str] | None = None
+        self._parser: FlvTagParser | None = None
+        self._published = False  # a publish was accepted on this connection (ever)
+        self._audio_drop_logged = False
+
+    # -- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._prefix = f"rtmp {self.peer}"
+        srv = self._srv
+        srv._connections_total += 1
+        if len(srv._conns) >= srv._max_connections:
+            srv._rejected += 1
+            srv._refused_quietly += 1
+            now = self._loop.time()
+            if (
+                now - srv._last_refusal_log >= REFUSAL_LOG_INTERVAL
+            ):  # a flood: one line, not one each
+                log.warning(
+                    "rtmp: refused %d connection(s), last from %s: %d connections already open",
+                    srv._refused_quietly,
+                    self.peer,
+                    len(srv._conns),
+                )
+                srv._refused_quietly = 0
+                srv._last_refusal_log = now
+            self._closed = True
+            transport.abort()
+            return
+        srv._conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        srv = self._srv
+        srv._reads += 1
+        srv._bytes_in += len(data)
+        self._bytes_in += len(data)
+        self._last_data = self._loop.time()
+        if self._closed:
+            return
+        if self._handshake_stage < 2:
+            self._guard(self._handshake, data)
+            return
+        self._guard(self._feed, data)
+        if self._sink is not None and not self._closed:
+            self._pause_for_batch()
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close; connection_lost reports it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            self._srv._conns.discard(self)
+            return
+        if exc is None:
+            log.info("%s: disconnected", self._prefix)
+            self._close(None)
+        else:
+            log.info("%s: connection lost: %s", self._prefix, exc.__class__.__name__)
+            self._close(f"connection lost ({exc.__class__.__name__})")
+
+    # -- failure handling: nothing a peer does may escape this connection
+
+    def _guard(self, step: Callable[..., None], *args: object) -> None:
+        try:
+            step(*args)
+        except (rtmp_chunks.ChunkError, amf0.Amf0Error, _RtmpProtocolError) as exc:
+            self._srv._protocol_errors += 1
+            self._fail(f"protocol error: {exc}")
+        except FlvError as exc:
+            self._fail(str(exc))
+        except Exception:
+            log.exception("%s: internal error", self._prefix)
+            self._fail("internal error")
+
+    def _fail(self, reason: str) -> None:
+        if self._closed:
+            return
+        log.warning("%s: closed: %s", self._prefix, reason)
+        self._close(reason)
+
+    def _close(self, reason: str | None) -> None:
+        """Close the connection; end the publish with ``reason`` if there is one."""
+        if self._closed:
+            return
+        self._closed = True
+        self._srv._conns.discard(self)
+        self._pending.clear()
+        if self._auth_task is not None:
+            self._auth_task.cancel()
+            self._auth_task = None
+        self._end_publish(reason)
+        if self._transport is not None:
+            self._transport.close()  # flushes what is queued (e.g. a rejection) first
+
+    def check_deadlines(self, now: float) -> None:
+        """Called by the server's housekeeping every fraction of a second."""
+        srv = self._srv
+        if self._sink is None and not self._published:
+            if now - self._started > srv._handshake_timeout:
+                srv._timeouts += 1
+                self._fail(f"not publishing within {srv._handshake_timeout:g} s of connecting")
+        elif now - self._last_data > srv._idle_timeout:
+            srv._timeouts += 1
+            self._fail(f"no data for {srv._idle_timeout:g} s")
+
+    # -- read batching
+
+    def _pause_for_batch(self) -> None:
+        if self._srv._read_batch <= 0 or self._batch_paused or self._transport is None:
+            return
+        self._batch_paused = True
+        self._transport.pause_reading()
+        self._srv._schedule_resume(self)
+
+    def resume_batch(self) -> None:
+        self._batch_paused = False
+        if not self._closed and self._auth_task is None and self._transport is not None:
+            self._transport.resume_reading()
+
+    # -- handshake
+
+    def _handshake(self, data: bytes) -> None:
+        buf = self._handshake_buf
+        assert buf is not None
+        buf += data
+        if self._handshake_stage == 0:
+            if buf[0] != RTMP_VERSION:
+                extra = " (RTMPE, not supported)" if buf[0] in (6, 8) else ""
+                raise _RtmpProtocolError(f"bad handshake version {buf[0]}{extra}")
+            if len(buf) < 1 + HANDSHAKE_SIZE:
+                return
+            c1 = bytes(buf[1 : 1 + HANDSHAKE_SIZE])
+            del buf[: 1 + HANDSHAKE_SIZE]
+            # S1: time 0, zero version (= plain handshake, no digest), random.
+            s1 = b"\x00" * 8 + os.urandom(HANDSHAKE_SIZE - 8)
+            self._write(bytes((RTMP_VERSION,)) + s1 + c1)  # S2 echoes C1
+            self._handshake_stage = 1
+        if self._handshake_stage == 1 and len(buf) >= HANDSHAKE_SIZE:
+            rest = bytes(buf[HANDSHAKE_SIZE:])  # C2 is not checked: nothing hinges on it
+            self._handshake_buf = None
+            self._handshake_stage = 2
+            log.debug("%s: handshake done", self._prefix)
+            if rest:
+                self._feed(rest)
+
+    # -- chunk stream and messages
+
+    def _feed(self, data: bytes) -> None:
+        self._pending.extend(self._decoder.feed(data))
+        self._drain()
+        # After the messages: one of them may have been the peer's Window Ack Size.
+        if self._bytes_in - self._last_ack >= self._ack_window and not self._closed:
+            self._last_ack = self._bytes_in
+            self._send_control(_ACK, _U32.pack(self._bytes_in & 0xFFFFFFFF))
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending and self._auth_task is None and not self._closed:
+            self._handle(pending.popleft())
+
+    def _handle(self, msg: rtmp_chunks.RtmpMessage) -> None:
+        kind = msg.type_id
+        if kind == _AUDIO or kind == _VIDEO:
+            self._media(kind, msg.timestamp, msg.payload)
+        elif kind == _AMF0_COMMAND or kind == _AMF3_COMMAND:
+            payload = msg.payload
+            if len(payload) > MAX_COMMAND_SIZE:
+                raise _RtmpProtocolError(f"command of {len(payload)} bytes")
+            if kind == _AMF3_COMMAND and payload[:1] == b"\x00":
+                payload = payload[1:]  # AMF3 command = format byte 0 + AMF0 values
+            self._command(msg.stream_id, amf0.decode_all(payload))
+        elif kind == _AMF0_DATA or kind == _AMF3_DATA:
+            payload = msg.payload[1:] if kind == _AMF3_DATA else msg.payload
+            self._data(payload)
+        elif kind == _AGGREGATE:
+            self._aggregate(msg.timestamp, msg.payload)
+        elif kind == _USER_CONTROL:
+            if len(msg.payload) >= 6 and _U16.unpack_from(msg.payload)[0] == 6:  # ping request
+                self._send_control(_USER_CONTROL, b"\x00\x07" + msg.payload[2:6])
+        elif kind == _WINDOW_ACK_SIZE:
+            if len(msg.payload) >= 4:
+                self._ack_window = max(_U32.unpack_from(msg.payload)[0], 4096)
+        # Set Chunk Size / Abort were applied by the decoder; Ack and Set Peer
+        # Bandwidth need nothing from a server that only receives.
+
+    def _media(self, kind: int, timestamp: int, body: bytes) -> None:
+        sink, parser = self._sink, self._parser
+        if sink is None or parser is None:
+            return  # media before publish is accepted (or after unpublish): drop it
+        item = parser.parse(kind, timestamp, body)
+        if item is None:
+            if parser.dropped_audio is not None and not self._audio_drop_logged:
+                self._audio_drop_logged = True
+                log.warning(
+                    "%s: ignoring the audio (%s); video continues",
+                    self._prefix,
+                    parser.dropped_audio,
+                )
+            return
+        if isinstance(item, MediaPacket):
+            sink.on_packet(item)
+        else:
+            log.info(
+                "%s: %s track: %s%s",
+                self._prefix,
+                item.kind,
+                item.codec,
+                f" {item.sample_rate} Hz" if item.sample_rate else "",
+            )
+            sink.on_config(item)
+
+    def _data(self, payload: bytes) -> None:
+        if self._sink is None:
+            return
+        try:
+            values = amf0.decode_all(payload)
+        except amf0.Amf0Error as exc:
+            log.debug("%s: unreadable data message ignored: %s", self._prefix, exc)
+            return
+        if values and values[0] == "@setDataFrame":
+            values = values[1:]
+        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+            self._sink.on_metadata(dict(values[1]))
+
+    def _aggregate(self, timestamp: int, payload: bytes) -> None:
+        """An aggregate message is a run of FLV tags; their times are relative to the first."""
+        pos, end, base = 0, len(payload), None
+        while pos + 11 <= end:
+            tag_type = payload[pos] & 0x1F
+            size = int.from_bytes(payload[pos + 1 : pos + 4], "big")
+            tag_ts = int.from_bytes(payload[pos + 4 : pos + 7], "big") | (payload[pos + 7] << 24)
+            pos += 11
+            if pos + size > end:
+                raise _RtmpProtocolError("truncated aggregate message")
+            base = tag_ts if base is None else base
+            body = payload[pos : pos + size]
+            pos += size + 4  # the tag's trailing PreviousTagSize
+            if tag_type in (_AUDIO, _VIDEO):
+                self._media(tag_type, (timestamp + tag_ts - base) & 0xFFFFFFFF, body)
+            elif tag_type == _AMF0_DATA:
+                self._data(body)
+
+    # -- commands
+
+    def _command(self, stream_id: int, values: list[object]) -> None:
+        if not values or not isinstance(values[0], str):
+            raise _RtmpProtocolError("command without a name")
+        name = values[0]
+        txid = values[1] if len(values) > 1 and isinstance(values[1], float) else 0.0
+        if name == "connect":
+            self._on_connect(txid, values[2] if len(values) > 2 else None)
+        elif self._app is None:
+            raise _RtmpProtocolError(f"{printable(name, 32)!r} before connect")
+        elif name == "createStream":
+            if self._next_stream_id > MAX_STREAMS_PER_CONNECTION:
+                raise _RtmpProtocolError("too many createStream calls")
+            self._send_command(0, ["_result", txid, None, float(self._next_stream_id)])
+            self._next_stream_id += 1
+        elif name == "publish":
+            stream = values[3] if len(values) > 3 and isinstance(values[3], str) else ""
+            self._on_publish(stream_id, stream)
+        elif name in ("releaseStream", "FCPublish"):
+            if txid:
+                self._send_command(0, ["_result", txid, None, None])
+        elif name in ("FCUnpublish", "deleteStream", "closeStream"):
+            if self._sink is not None:
+                log.info("%s: unpublished", self._prefix)
+                self._end_publish(None)
+        elif name == "play":
+            self._send_status(
+                stream_id, "error", "NetStream.Play.Failed", "Playback is not offered here."
+            )
+            raise _RtmpProtocolError("play requested; this server only takes publishers")
+        else:
+            log.debug("%s: command %r ignored", self._prefix, printable(name, 32))
+
+    def _on_connect(self, txid: float, props: object) -> None:
+        if self._app is not None:
+            raise _RtmpProtocolError("second connect on one connection")
+        app = props.get("app") if isinstance(props, dict) else None
+        if not isinstance(app, str):
+            raise _RtmpProtocolError("connect without an app name")
+        self._app = app
+        self._prefix = f"rtmp {self.peer} {redact_app(app)}"
+        self._send_control(_WINDOW_ACK_SIZE, _U32.pack(WINDOW_ACK_SIZE))
+        self._send_control(_SET_PEER_BANDWIDTH, _U32.pack(WINDOW_ACK_SIZE) + b"\x02")
+        self._send_control(_SET_CHUNK_SIZE, _U32.pack(SERVER_CHUNK_SIZE))
+        self._out_chunk_size = SERVER_CHUNK_SIZE
+        self._send_command(
+            0,
+            [
+                "_result",
+                txid,
+                {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
+                {
+                    "level": "status",
+                    "code": "NetConnection.Connect.Success",
+                    "description": "Connection succeeded.",
+                    "objectEncoding": 0.0,
+                },
+            ],
+        )
+
+    def _on_publish(self, stream_id: int, stream_name: str) -> None:
+        if self._sink is not None or self._auth_task is not None or self._published:
+            raise _RtmpProtocolError("second publish on one connection")
+        app = self._app or ""
+        self._prefix = f"rtmp {self.peer} {redact_app(app)}/{redact_name(stream_name)}"
+        if self._transport is not None:
+            self._transport.pause_reading()  # nothing more is read until the answer
+        self._auth_task = self._loop.create_task(self._authorize(app, stream_name, stream_id))
+
+    async def _authorize(self, app: str, stream_name: str, stream_id: int) -> None:
+        sink: PublishSink | None = None
+        try:
+            answer = self._srv._authorize(app, stream_name, self.peer)
+            sink = await answer if inspect.isawaitable(answer) else answer
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: authorizer failed", self._prefix)
+            sink = None
+        if self._closed:  # the peer left while we were asking
+            if sink is not None:
+                self._safe_close_sink(sink, "publisher left during authorization")
+            return
+        self._auth_task = None
+        if sink is None:
+            self._srv._rejected += 1
+            self._send_status(stream_id, "error", "NetStream.Publish.BadName", "Publish rejected.")
+            self._fail("publish rejected (unknown stream or wrong key)")
+            return
+        self._guard(self._accept, app, stream_name, stream_id, sink)
+        if self._closed:
+            return
+        self._guard(self._drain)
+        if not self._closed and not self._batch_paused and self._transport is not None:
+            self._transport.resume_reading()
+
+    def _accept(self, app: str, stream_name: str, stream_id: int, sink: PublishSink) -> None:
+        identity = stream_identity(app, stream_name)
+        old = self._srv._publishing.get(identity)
+        if old is not None and old is not self:
+            old._fail(f"replaced by a new publisher from {self.peer}")
+        self._srv._publishing[identity] = self
+        self._srv._publishes_total += 1
+        self._identity = identity
+        self._sink = sink
+        self._published = True
+        self._parser = FlvTagParser()
+        self._send_control(_USER_CONTROL, b"\x00\x00" + _U32.pack(stream_id))  # Stream Begin
+        self._send_status(stream_id, "status", "NetStream.Publish.Start", "Start publishing.")
+        log.info("%s: publishing", self._prefix)
+
+    def _end_publish(self, reason: str | None) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        self._sink = None
+        self._parser = None
+        publishing = self._srv._publishing
+        if self._identity is not None and publishing.get(self._identity) is self:
+            del publishing[self._identity]
+        self._safe_close_sink(sink, reason)
+
+    def _safe_close_sink(self, sink: PublishSink, reason: str | None) -> None:
+        try:
+            sink.on_close(reason)
+        except Exception:
+            log.exception("%s: sink failed to close", self._prefix)
+
+    # -- sending
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _send_control(self, type_id: int, payload: bytes) -> None:
+        chunk = rtmp_chunks.encode_message(
+            _CSID_CONTROL, type_id, 0, 0, payload, self._out_chunk_size
+        )
+        self._write(chunk)
+
+    def _send_command(self, stream_id: int, values: list[object]) -> None:
+        payload = amf0.encode_all(values)
+        self._write(
+            rtmp_chunks.encode_message(
+                _CSID_COMMAND, _AMF0_COMMAND, stream_id, 0, payload, self._out_chunk_size
+            )
+        )
+
+    def _send_status(self, stream_id: int, level: str, code: str, description: str) -> None:
+        info = {"level": level, "code": code, "description": description}
+        payload = amf0.encode_all(["onStatus", 0.0, None, info])
+        self._write(
+            rtmp_chunks.encode_message(
+                _CSID_STATUS, _AMF0_COMMAND, stream_id, 0, payload, self._out_chunk_size
+            )
+        )
