@@ -8,6 +8,7 @@ target and continuous timestamps.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -194,7 +195,7 @@ def test_periodic_jpeg_thumbnail_from_rtmp_and_rtsp_cameras(start_worker) -> Non
 def test_transcoding_ladder_with_master_playlist(start_worker) -> None:
     import av
 
-    from tests.harness.hlscheck import parse_master_playlist
+    from tests.harness.hlscheck import parse_master_playlist, parse_media_playlist
     from tests.harness.player import play
 
     ladder = [
@@ -211,10 +212,25 @@ def test_transcoding_ladder_with_master_playlist(start_worker) -> None:
             secret("atrium-key", streamKey="atrium-k3y"),
         ]
     )
-    with RtmpPusher(worker.rtmp_url("atrium", "atrium-k3y"), clip=True, size="1280x720"):
+    # 2.5 Mbit/s: well above the first guess for the source (twice the top rendition, 1.2 Mbit/s).
+    pusher = RtmpPusher(
+        worker.rtmp_url("atrium", "atrium-k3y"), clip=True, size="1280x720", bitrate_kbps=2500
+    )
+    with pusher:
         worker.wait_for("atrium", phase="Live")
-        worker.wait_segments("atrium", 3)
+        worker.wait_segments("atrium", 5)
+        source = parse_media_playlist(
+            (worker.hls_dir / "default/atrium/source/index.m3u8").read_text()
+        )
+        time.sleep(0.5)  # the master follows each segment through the event loop
         master = parse_master_playlist((worker.hls_dir / "default/atrium/index.m3u8").read_text())
+        rates = [
+            (worker.hls_dir / "default/atrium/source" / s.uri).stat().st_size * 8 / s.duration
+            for s in source.segments[1:]  # the first may be gone already
+            if (worker.hls_dir / "default/atrium/source" / s.uri).exists()
+        ]
+        # BANDWIDTH is the peak segment rate, measured (not the guess)
+        assert max(rates) <= master[0].bandwidth <= 1.5 * max(rates), (master[0], rates)
         assert [v.uri for v in master] == [
             "source/index.m3u8",
             "360p/index.m3u8",

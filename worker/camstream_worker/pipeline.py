@@ -61,8 +61,9 @@ class PipelineSink:
         if self._transcoder is not None:
             self._transcoder.begin(templates)
             top = max(r.video_bitrate_kbps for r in self._transcoder.renditions)
-            # The source's own rate is not known before it has run a while: two
-            # steps above the top rendition keeps players from picking it on a guess.
+            # The source's own rate is not known before it has run a while (the
+            # transcoder advertises it once measured): until then, two steps
+            # above the top rendition keeps players from picking it on a guess.
             self._transcoder.write_master(2 * top * 1000, self.width, self.height)
 
     def packet(self, index: int, packet: av.Packet) -> None:

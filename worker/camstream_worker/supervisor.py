@@ -134,6 +134,8 @@ class StreamRunner:
             ),
             discontinuity_sequence=segment.discontinuity_sequence,
         )
+        if self.transcoder is not None:
+            self.transcoder.source_segment_written(segment.size, segment.duration)
         session_running = self._sink is not None and self._sink.active
         # The last segment of a session that just died must not claim Live.
         if session_running and self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):

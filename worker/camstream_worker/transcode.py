@@ -39,6 +39,11 @@ SOURCE_FOLDER = "source"
 QUEUE_PACKETS = 500  # ~10 s of 25 fps video + audio
 ENCODER_TIME_BASE = Fraction(1, 90000)
 AUDIO_BANDWIDTH = 128_000
+# The source variant's BANDWIDTH must be its peak segment bit rate (RFC 8216
+# 4.3.4.2). It is measured from the segments once a few are written, with
+# headroom, and raised whenever a segment goes above it.
+MEASURE_AFTER_SEGMENTS = 3
+BANDWIDTH_HEADROOM = 1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,12 @@ class Transcoder:
         self._skipping = False
         self.dropped = 0
         self.errors = 0
+        self._master_lock = threading.Lock()
+        self._picture: tuple[int | None, int | None] = (None, None)
+        self._source_bandwidth = 0
+        self._measured = False
+        self._source_segments = 0
+        self._source_peak = 0
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         # Copy now, in the caller's thread: the source may free its streams
@@ -94,7 +105,32 @@ class Transcoder:
         self._thread.join(timeout=10)
 
     def write_master(self, source_bandwidth: int, width: int | None, height: int | None) -> None:
-        variants = [Variant(f"{SOURCE_FOLDER}/{PLAYLIST_NAME}", source_bandwidth, width, height)]
+        """Write the master playlist with a first guess of the source's rate (any thread)."""
+        with self._master_lock:
+            self._picture = (width, height)
+            if not self._measured:
+                self._source_bandwidth = source_bandwidth
+            self._write_master()
+
+    def source_segment_written(self, size: int, duration: float) -> None:
+        """Account one segment of the source variant; advertise its measured peak rate."""
+        rate = int(size * 8 / max(duration, 0.1))
+        with self._master_lock:
+            self._source_segments += 1
+            self._source_peak = max(self._source_peak, rate)
+            if self._source_segments < MEASURE_AFTER_SEGMENTS:
+                return
+            if self._measured and self._source_peak <= self._source_bandwidth:
+                return  # still within what is advertised: no rewrite
+            self._measured = True
+            self._source_bandwidth = int(self._source_peak * BANDWIDTH_HEADROOM)
+            self._write_master()
+
+    def _write_master(self) -> None:
+        width, height = self._picture
+        variants = [
+            Variant(f"{SOURCE_FOLDER}/{PLAYLIST_NAME}", self._source_bandwidth, width, height)
+        ]
         for rendition in self._renditions:
             rendition_width = _even(width * rendition.height / height) if width and height else None
             variants.append(
