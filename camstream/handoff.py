@@ -28,6 +28,9 @@ with this state machine per partition (declared here, one Handoff at most):
         BACKOFF ── retry_at reached ──▶ STARTING (fresh id, attempt 1)
         any ── desired changes / target down ──▶ replaced or dropped
 
+`grow` changes the number of partitions of a settled ring without moving a
+stream (see there); the operator runs it when --partitions grows.
+
 A returning worker gets its home partitions back through the same STARTING path
 (hand-back without a gap), because the effective owner becomes the home owner
 again. The handoff `id` makes stale confirmations (of an earlier attempt round)
@@ -242,3 +245,27 @@ def handoffs_from(doc: RingDoc, worker: str) -> dict[int, Handoff]:
 def settled(doc: RingDoc, leaving: str) -> bool:
     """True when a leaving worker serves nothing any more (it may exit)."""
     return leaving not in doc.serving
+
+
+def grow(doc: RingDoc, partitions: int) -> RingDoc:
+    """`doc` for a ring of `partitions` (a multiple of its own), every stream kept where it is.
+
+    A key's partition is its hash mod P; with P dividing the new count, new
+    partition q holds exactly the keys of old partition q mod P. So copying
+    that partition's home and serving owner to q moves nothing: no stream
+    restarts. Every member's share is multiplied alike, so at most a few
+    partitions move afterwards, by ordinary handoffs, when the planner evens
+    out the shares to ⌊P/N⌋ and ⌈P/N⌉. Only a settled ring grows: handoffs
+    name old partitions.
+    """
+    if partitions % doc.partitions or partitions < doc.partitions:
+        raise ValueError(f"cannot grow a ring of {doc.partitions} partitions to {partitions}")
+    if doc.handoffs:
+        raise ValueError("a ring with handoffs in flight cannot change size")
+    return replace(
+        doc,
+        partitions=partitions,
+        version=doc.version + 1,
+        table=None if doc.table is None else ring.remap(doc.table, partitions),
+        serving=tuple(doc.serving[q % doc.partitions] for q in range(partitions)),
+    )

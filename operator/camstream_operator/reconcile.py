@@ -13,6 +13,10 @@ round (about once a second):
    `camstream.io/partitions` annotation equal to what it serves (patched only
    on change).
 
+When --partitions is larger than the stored ring, a round grows the ring
+instead (handoff.grow: once no handoff is in flight, no stream moves) and the
+runtime relabels every stream; a smaller --partitions is refused and logged.
+
 Polling keeps this simple and bounded: two LISTs of N small objects per
 second, independent of the number of streams.
 """
@@ -26,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from camstream import kubeapi
+from camstream import handoff, kubeapi
 from camstream.handoff import Event, EventKind, RingDoc
 from camstream.handoff_codec import (
     HEARTBEAT_LABEL,
@@ -39,7 +43,7 @@ from . import events, membership, planner
 from .config import OperatorConfig
 from .leader import LeaderElector
 from .metrics import OperatorMetrics
-from .ringstore import RingStore
+from .ringstore import RingStore, Stored
 
 log = logging.getLogger("camstream.operator.ring")
 
@@ -75,6 +79,9 @@ class RingReconciler:
         )
         self.doc: RingDoc | None = None  # the last document read or written
         self._wake = asyncio.Event()
+        # Called after the ring changed size, to relabel every stream.
+        self.on_resize: Callable[[], None] | None = None
+        self._refused_size: int | None = None  # a shrink already refused (and logged)
 
     def wake(self) -> None:
         """Run the next round now (e.g. on becoming leader)."""
@@ -111,15 +118,8 @@ class RingReconciler:
             label_selector=f"{HEARTBEAT_LABEL}={cfg.ring_configmap}",
         )
         stored = await self.store.read()
-        if stored.doc.partitions != cfg.partitions:
-            # Changing P is a planned migration (ring.resize), not a restart flag.
-            log.error(
-                "ring %s has %d partitions, --partitions says %d: keeping %d",
-                cfg.ring_configmap,
-                stored.doc.partitions,
-                cfg.partitions,
-                stored.doc.partitions,
-            )
+        if stored.doc.partitions != cfg.partitions and await self._resize(stored):
+            return  # the next round plans on the new ring
         members = membership.from_resources(pods, leases.get("items", []), now=self._clock())
         result = planner.plan_round(stored.doc, members, now=self._clock(), policy=cfg.policy)
         self.doc = stored.doc
@@ -146,6 +146,71 @@ class RingReconciler:
         if self.metrics is not None and not result.changed:
             self.metrics.record_round(self.doc, up)
         await self._annotate_pods(pods, self.doc)
+
+    async def _resize(self, stored: Stored) -> bool:
+        """Grow the ring to --partitions (True when written); shrinking is refused.
+
+        Growing moves no stream (handoff.grow). Shrinking would merge
+        partitions owned by different workers, so it is not done live: the
+        stored size is kept and said so.
+        """
+        cfg, doc = self._config, stored.doc
+        if cfg.partitions < doc.partitions:
+            if self._refused_size == doc.partitions:
+                return False  # said once; every round would repeat it
+            self._refused_size = doc.partitions
+            log.error(
+                "ring %s has %d partitions, --partitions says %d: a live ring only grows; "
+                "keeping %d",
+                cfg.ring_configmap,
+                doc.partitions,
+                cfg.partitions,
+                doc.partitions,
+            )
+            await events.post(
+                self._api,
+                self._ring_reference(),
+                type_="Warning",
+                reason="RingShrinkRefused",
+                message=f"--partitions {cfg.partitions} is below the ring's {doc.partitions}: "
+                "a live ring only grows",
+            )
+            return False
+        if doc.handoffs:
+            log.info(
+                "ring %s grows to %d partitions once its %d handoffs settle",
+                cfg.ring_configmap,
+                cfg.partitions,
+                len(doc.handoffs),
+            )
+            return False
+        grown = handoff.grow(doc, cfg.partitions)
+        await self.store.write(grown, stored.resource_version)
+        self.doc = grown
+        log.info(
+            "ring v%d: grown from %d to %d partitions, no stream moved",
+            grown.version,
+            doc.partitions,
+            grown.partitions,
+        )
+        await events.post(
+            self._api,
+            self._ring_reference(),
+            type_="Normal",
+            reason="RingGrown",
+            message=f"{doc.partitions} → {grown.partitions} partitions",
+        )
+        if self.on_resize is not None:
+            self.on_resize()
+        self.wake()
+        return True
+
+    def _ring_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": self._config.ring_configmap, "namespace": self._config.namespace},
+        }
 
     async def _worker_pods(self) -> list[dict[str, Any]]:
         cfg = self._config
@@ -183,11 +248,7 @@ class RingReconciler:
     async def _post_events(self, happened: tuple[Event, ...]) -> None:
         if not happened:
             return
-        involved = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": self._config.ring_configmap, "namespace": self._config.namespace},
-        }
+        involved = self._ring_reference()
         counts = Counter((e.kind, e.source, e.target) for e in happened if e.kind in _NOTABLE)
         for (kind, source, target), count in sorted(counts.items()):
             type_, reason = _NOTABLE[kind]

@@ -357,3 +357,70 @@ def _ring_version(cluster: Cluster, ns: str) -> str:
 
 def _versions(cluster: Cluster, ns: str) -> dict[str, str]:
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in _streams(cluster, ns)}
+
+
+def _set_operator_partitions(cluster: Cluster, ns: str, partitions: int) -> None:
+    deployment = cluster.kubectl_json("get", "deployment", "camstream-operator", "-n", ns)
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    at = command.index("--partitions") + 1
+    path = f"/spec/template/spec/containers/0/command/{at}"
+    patch = json.dumps([{"op": "replace", "path": path, "value": str(partitions)}])
+    cluster.kubectl(
+        "patch", "deployment", "camstream-operator", "-n", ns, "--type=json", "-p", patch
+    )
+
+
+def test_growing_the_ring_moves_no_stream(fleet: tuple[Cluster, str, list[str]]) -> None:
+    """--partitions 16 → 32 on a live ring: relabelled, none restarted; 32 → 16 is refused."""
+    cluster, ns, names = fleet
+    grown = 2 * P
+    before = _ring(cluster, ns)
+    with PlaybackService(cluster, ns, WORKERS) as proxy, _watch(proxy, ns, names) as watcher:
+        time.sleep(2)
+        _set_operator_partitions(cluster, ns, grown)
+
+        def relabelled() -> list[dict[str, Any]] | None:
+            doc = _ring(cluster, ns)
+            items = _streams(cluster, ns)
+            done = (
+                doc is not None
+                and doc.partitions == grown
+                and not doc.handoffs
+                and all(
+                    i["metadata"]["labels"].get("camstream.io/partition")
+                    == str(ring.partition_of(f"{ns}/{i['metadata']['name']}", grown))
+                    and (i.get("status") or {}).get("partition")
+                    == ring.partition_of(f"{ns}/{i['metadata']['name']}", grown)
+                    for i in items
+                )
+            )
+            return items if done else None
+
+        cluster.wait_for(relabelled, 120, 1.0, f"ring of {grown} and every stream relabelled")
+        time.sleep(3)
+        results = watcher.stop()
+    after = _ring(cluster, ns)
+
+    def owner(doc: Any, name: str) -> str:
+        return str(doc.serving[ring.partition_of(f"{ns}/{name}", doc.partitions)])
+
+    stayed = [n for n in names if owner(after, n) == owner(before, n)]
+    _report("grow the ring 16 → 32", results, streams_kept_in_place=len(stayed))
+    _check(results)
+    # Growing moves nothing by itself; the planner may even out one or two
+    # partitions afterwards (make before break). A stream that stayed was not
+    # restarted: its playlist shows no discontinuity.
+    assert len(stayed) >= len(names) - 6
+    for name in stayed:
+        assert results[name].discontinuities == 0, results[name]
+    # A live ring does not shrink: the operator keeps 32 and says so.
+    _set_operator_partitions(cluster, ns, P)
+    cluster.kubectl(
+        "rollout", "status", "deployment", "camstream-operator", "-n", ns, "--timeout=120s",
+        timeout=130,
+    )  # fmt: skip
+    time.sleep(5)
+    assert _ring(cluster, ns).partitions == grown
+    assert _all_live(cluster, ns, len(names))
+    reasons = {e["reason"] for e in cluster.kubectl_json("get", "events", "-n", ns)["items"]}
+    assert {"RingGrown", "RingShrinkRefused"} <= reasons

@@ -7,6 +7,7 @@ serves each partition after each tick. The codec round trip is checked too.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -335,3 +336,44 @@ def test_random_histories_never_break_before_make(
                 confirmed.setdefault(h.target, set()).add((h.partition, h.id))
             ring_.tick(desired, set(up), confirmed, dt=100.0, policy=policy)
         assert ring_.serving == desired
+
+
+@given(
+    bits=st.integers(1, 8),
+    factor_bits=st.integers(1, 3),
+    serving=st.lists(st.sampled_from(["w-0", "w-1", "w-2", ""]), min_size=256, max_size=256),
+    names=st.lists(st.text("abcdefgh", min_size=1, max_size=6), min_size=1, max_size=30),
+)
+def test_growing_a_ring_moves_no_stream(
+    bits: int, factor_bits: int, serving: list[str], names: list[str]
+) -> None:
+    p = 1 << bits
+    members = sorted({s for s in serving[:p] if s}) or ["w-0"]
+    doc = RingDoc(
+        partitions=p,
+        version=7,
+        table=ring.plan(None, members, p),
+        serving=tuple(serving[:p]),
+        addresses={"w-0": "127.0.0.1"},
+    )
+    grown = handoff.grow(doc, p << factor_bits)
+    assert grown.partitions == p << factor_bits and grown.version == 8
+    assert grown.addresses == doc.addresses and grown.handoffs == ()
+    for name in names:
+        key = ring.stream_key("ns", name)
+        before, after = ring.partition_of(key, p), ring.partition_of(key, grown.partitions)
+        assert grown.serving[after] == doc.serving[before]
+        assert grown.table is not None and doc.table is not None
+        assert grown.table.owners[after] == doc.table.owners[before]
+    # Balanced stays balanced: every share is multiplied alike.
+    counts = [grown.table.owners.count(m) for m in members]
+    assert max(counts) - min(counts) <= (1 << factor_bits)
+
+
+def test_only_a_settled_ring_grows() -> None:
+    doc = RingDoc(partitions=4, version=1, table=None, serving=("a",) * 4)
+    busy = dataclasses.replace(doc, handoffs=(Handoff(0, "a", "b", id=1, started=0.0),))
+    with pytest.raises(ValueError, match="handoffs in flight"):
+        handoff.grow(busy, 8)
+    with pytest.raises(ValueError, match="cannot grow"):
+        handoff.grow(doc, 2)

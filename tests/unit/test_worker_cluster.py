@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from camstream import ring
 from camstream.handoff import Handoff, RingDoc
 from camstream.spec import StreamKey
@@ -184,3 +187,47 @@ def test_locator_routes_to_the_serving_worker() -> None:
     assert RingLocator("w-0", 8080, lambda: None).owner_url(theirs) is None
     rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
     assert rtmp.owner_rtmp(theirs) == ("127.0.10.2", 1935) and rtmp.owner_rtmp(mine) is None
+
+
+@given(
+    bits=st.integers(1, 6),
+    grow_bits=st.integers(0, 2),
+    parts=st.sets(st.integers(0, 63)),
+    names=st.lists(st.text("abcdefgh", min_size=1, max_size=6), max_size=30),
+)
+def test_a_watch_listed_for_a_smaller_ring_covers_the_same_keys(
+    bits: int, grow_bits: int, parts: set[int], names: list[str]
+) -> None:
+    old, new = 1 << bits, 1 << (bits + grow_bits)
+    listed = frozenset(p for p in parts if p < old)
+    cover = desired.listed_cover(listed, old, new)
+    for name in names:
+        key = ring.stream_key("ns", name)
+        # Covered under the new size exactly when the listing saw the key's old label.
+        assert (ring.partition_of(key, new) in cover) == (ring.partition_of(key, old) in listed)
+    assert desired.listed_cover(cover, new, old) == listed  # and back, for a shrink
+
+
+def test_a_stream_relabelled_for_a_grown_ring_is_still_ours() -> None:
+    doc = RingDoc(partitions=P, version=1, table=None, serving=("me", "other") * (P // 2))
+    mine = next(n for n in "abcdefghijklmnop" if part(n) % 2 == 0)
+    theirs = next(n for n in "abcdefghijklmnop" if part(n) % 2 == 1)
+
+    def relabelled(name: str, bigger: int) -> dict[str, Any]:
+        b = body(name)
+        label = str(ring.partition_of(f"ns/{name}", bigger))
+        b["metadata"]["labels"] = {"camstream.io/partition": label}
+        return b
+
+    grown = [relabelled(n, P * 4) for n in (mine, theirs)]
+    big = [b for b in grown if int(b["metadata"]["labels"]["camstream.io/partition"]) >= P]
+    assert big
+    for b in big:  # those whose label left the old range
+        ours = b["metadata"]["name"] == mine
+        assert desired.relabelled_for_larger_ring(b, doc, "me") is ours
+    # A label that is not the key's partition under a bigger ring is not ours.
+    wrong = relabelled(mine, P * 4)
+    wrong["metadata"]["labels"]["camstream.io/partition"] = str(part(mine) + P + 1)
+    assert not desired.relabelled_for_larger_ring(wrong, doc, "me")
+    assert not desired.relabelled_for_larger_ring(relabelled(mine, P), doc, "me")  # same size
+    assert not desired.relabelled_for_larger_ring(grown[0], None, "me")

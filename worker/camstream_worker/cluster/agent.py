@@ -95,7 +95,8 @@ class Agent:
         self.doc: RingDoc | None = None
         self.leaving = False
         self._desired: dict[StreamKey, StreamSpec] = {}
-        self._selector_parts: dict[str, frozenset[int]] = {}
+        # Selector -> (partitions it names, ring size they were numbered for).
+        self._selector_parts: dict[str, tuple[frozenset[int], int]] = {}
         self._stream_tasks: dict[str | None, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self.heartbeat = Heartbeat(
@@ -119,6 +120,7 @@ class Agent:
                 kubeapi.stream_path(ns) if ns else kubeapi.stream_path(None),
                 on_change=self.kick,
                 name=f"camerastreams in {ns or 'all namespaces'}",
+                still_ours=self._still_ours,
             )
             for ns in (watch_namespaces or (None,))
         }
@@ -188,8 +190,9 @@ class Agent:
         doc = self._read_doc()
         self.doc = doc
         mine = handoff.partitions_for(doc, self.me) if doc is not None else frozenset()
-        self._watch(mine)
-        covered = self._covered(mine)
+        size = doc.partitions if doc is not None else 0
+        self._watch(mine, size)
+        covered = self._covered(mine, size)
         bodies = [
             b
             for informer in self.streams.values()
@@ -222,7 +225,7 @@ class Agent:
                 return self.doc
         return None
 
-    def _watch(self, mine: frozenset[int]) -> None:
+    def _watch(self, mine: frozenset[int], partitions: int) -> None:
         """Keep the CameraStream watch on exactly our partitions."""
         if not mine:
             selector = None
@@ -231,7 +234,7 @@ class Agent:
         else:
             selector = f"{PARTITION_LABEL} in ({','.join(map(str, sorted(mine)))})"
         if selector is not None:
-            self._selector_parts[selector] = mine
+            self._selector_parts[selector] = (mine, partitions)
         for ns, informer in self.streams.items():
             running = ns in self._stream_tasks
             if selector == informer.label_selector and (selector is None or running):
@@ -245,14 +248,30 @@ class Agent:
                 continue
             self._stream_tasks[ns] = asyncio.create_task(informer.run(), name=informer.name)
 
-    def _covered(self, mine: frozenset[int]) -> frozenset[int]:
+    async def _still_ours(self, gone: dict[str, Any]) -> dict[str, Any] | None:
+        """A stream the watch reports gone: is it only relabelled for a grown ring?
+
+        The event carries the stream as it was, so ask for it as it is (a GET
+        per stream leaving our selector: rare, they are deleted or relabelled).
+        """
+        if self.doc is None:
+            return None
+        key = plan.key_of(gone)
+        try:
+            current = await self._api.get(kubeapi.stream_path(key.namespace, key.name))
+        except kubeapi.NotFound:
+            return None
+        return current if plan.relabelled_for_larger_ring(current, self.doc, self.me) else None
+
+    def _covered(self, mine: frozenset[int], partitions: int) -> frozenset[int]:
         covered = mine
         for informer in self.streams.values():
             listed = informer.listed_selector
             if listed is None:
                 return frozenset()
             if listed != PARTITION_LABEL:
-                covered &= self._selector_parts.get(listed, frozenset())
+                parts, listed_size = self._selector_parts.get(listed, (frozenset(), partitions))
+                covered &= plan.listed_cover(parts, listed_size, partitions)
         return covered
 
     async def _start_sequences(

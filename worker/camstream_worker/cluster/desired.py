@@ -15,6 +15,9 @@ watched CameraStream or of a stream's state in the engine.
 - `worker_status`: the status fields the serving worker owns.
 - `start_sequence`: where a newly started stream's HLS media sequence begins
   (the rules and why are in camstream_worker/sequence.py).
+- `listed_cover` and `relabelled_for_larger_ring`: keep the stream watch's
+  coverage right while the ring grows (handoff.grow) and the operator
+  relabels every stream; growth moves no stream, so none may stop.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from camstream import ring
 from camstream.handoff import RingDoc, handoffs_to, partitions_for
+from camstream.handoff_codec import PARTITION_LABEL
 from camstream.handoff_status import condition
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream_worker import sequence
@@ -115,6 +119,47 @@ def worker_status(status: StreamStatus, me: str) -> tuple[dict[str, Any], list[d
         condition("Degraded", degraded, status.reason or ("Healthy" if not degraded else "")),
     ]
     return fields, conds
+
+
+def listed_cover(parts: frozenset[int], listed_partitions: int, partitions: int) -> frozenset[int]:
+    """Which partitions of a ring of `partitions` a watch listed on `parts` has seen whole.
+
+    `parts` are partition labels of a ring of `listed_partitions`. Partition q
+    of a larger ring holds the keys of old partition q mod listed_partitions;
+    of a smaller one, those of every old partition congruent to q.
+    """
+    if partitions == listed_partitions:
+        return parts
+    if partitions > listed_partitions:
+        return frozenset(q for q in range(partitions) if q % listed_partitions in parts)
+    return frozenset(
+        q
+        for q in range(partitions)
+        if all(p in parts for p in range(q, listed_partitions, partitions))
+    )
+
+
+def relabelled_for_larger_ring(body: Mapping[str, Any], doc: RingDoc | None, me: str) -> bool:
+    """True when a stream left our label selector only because the ring grew.
+
+    The operator relabels every stream after growing the ring; a worker that
+    has not seen the grown ring yet watches the old labels, and the new label
+    makes the watch report the stream as gone. `body` is the stream as it is
+    now (read again: the watch event shows it as it was). Still ours: keep it.
+    """
+    if doc is None:
+        return False
+    label = ((body.get("metadata") or {}).get("labels") or {}).get(PARTITION_LABEL)
+    try:
+        value = int(str(label))
+    except ValueError:
+        return False
+    old = partition_of(key_of(body), doc.partitions)
+    return (
+        value >= doc.partitions
+        and value % doc.partitions == old
+        and old in (partitions_for(doc, me))
+    )
 
 
 def start_sequence(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from camstream import kubeapi
@@ -31,6 +31,7 @@ class Informer:
         label_selector: str | None = None,
         field_selector: str | None = None,
         name: str = "informer",
+        still_ours: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         self._api = api
         self._path = path
@@ -38,6 +39,10 @@ class Informer:
         self.label_selector = label_selector
         self._field_selector = field_selector
         self.name = name
+        # Asked when the watch says an object is gone (the event carries the
+        # object as it was): returns the object to keep instead, e.g. one that
+        # only changed its labels in a way our selector does not follow yet.
+        self._still_ours = still_ours
         self.items: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.listed_selector: str | None = None  # the selector the items were listed with
@@ -68,7 +73,11 @@ class Informer:
                         if kind == "BOOKMARK":
                             continue
                         if kind == "DELETED":
-                            self.items.pop(_key(obj), None)
+                            kept = await self._still_ours(obj) if self._still_ours else None
+                            if kept is None:
+                                self.items.pop(_key(obj), None)
+                            else:
+                                self.items[_key(obj)] = kept
                         else:
                             self.items[_key(obj)] = obj
                         self._on_change()
