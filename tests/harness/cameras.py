@@ -10,9 +10,10 @@ socket bound to loopback:
 - ``RtmpPusher``: ``ffmpeg -re ... -f flv rtmp://...``, from a test pattern
   or, cheaply, from a clip made once by ``make_clip`` and looped with
   ``-c copy``; or, for H.265 (enhanced RTMP, which Debian's FFmpeg 5.1
-  cannot write), the same loop done by this module run with the venv's PyAV.
+  cannot write) and for cameras that reconnect when dropped, the same loop
+  done by ``pyav_push.py`` with the venv's PyAV.
 - ``RtmpFanout``: one PyAV process publishing one clip to many RTMP URLs
-  (tens of cameras for a benchmark at a few % of a core).
+  (tens of cameras for a benchmark or the churn suite at a few % of a core).
 - ``GarbageClient``: a TCP client that sends random bytes, half handshakes or
   a slowloris trickle, for the "garbage on the port" faults;
   ``BlackHoleServer``: a listener that accepts and never answers (a hung camera).

@@ -124,10 +124,6 @@ class HlsWriter:
         # its pushed streams back before their cameras reconnect).
         (directory / PLAYLIST_NAME).unlink(missing_ok=True)
 
-    @property
-    def next_sequence(self) -> int:
-        return self._next_sequence
-
     def continuation(self) -> SequenceStart:
         """Where a writer replacing this one (same stream, same worker) starts."""
         if self._first_number is not None:  # nothing cut yet: the original plan holds
