@@ -179,7 +179,7 @@ def _report(title: str, results: dict[str, WatchResult], **figures: Any) -> None
         "worst_stream": worst.name,
         "gaps_s": {n: round(r.longest_gap, 2) for n, r in sorted(results.items())},
         # When each longest gap ended, to find it in the pods' logs.
-        "gap_ended": {n: _clock(r.longest_gap_ended) for n, r in sorted(results.items())},
+        "gap_ended": {n: _time_of_day(r.longest_gap_ended) for n, r in sorted(results.items())},
         "ever_unreachable": sorted(n for n, r in results.items() if r.ever_unreachable),
         "sequence_regressions": sum(r.sequence_regressions for r in results.values()),
         **figures,
@@ -187,12 +187,10 @@ def _report(title: str, results: dict[str, WatchResult], **figures: Any) -> None
     print("\n" + json.dumps(summary, indent=1))
 
 
-def _clock(wall: float | None) -> str | None:
-    return (
-        None
-        if wall is None
-        else time.strftime("%H:%M:%S", time.localtime(wall)) + (f"{wall % 1:.1f}"[1:])
-    )
+def _time_of_day(wall: float | None) -> str | None:
+    if wall is None:
+        return None
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 10)}"
 
 
 def _check(results: dict[str, WatchResult]) -> None:

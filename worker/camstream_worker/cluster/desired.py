@@ -156,9 +156,7 @@ def relabelled_for_larger_ring(body: Mapping[str, Any], doc: RingDoc | None, me:
         return False
     old = partition_of(key_of(body), doc.partitions)
     return (
-        value >= doc.partitions
-        and value % doc.partitions == old
-        and old in (partitions_for(doc, me))
+        value >= doc.partitions and value % doc.partitions == old and old in partitions_for(doc, me)
     )
 
 
