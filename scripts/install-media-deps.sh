@@ -29,6 +29,7 @@ apt_packages=(
     gstreamer1.0-plugins-ugly
     gstreamer1.0-plugins-bad
     gstreamer1.0-libav
+    gstreamer1.0-x
     chromium
     fonts-dejavu-core
 )
