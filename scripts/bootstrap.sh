@@ -12,12 +12,10 @@ cache="${CAMSTREAM_CACHE:-$HOME/.cache/camstream}"
 # Go is preinstalled under /usr/local/go on these machines, not always on PATH.
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
-# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm), Lua for the tests.
+# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm); for the
+#    tests, Lua and the image tools (scripts/deps/apt-*.txt).
 scripts/install-media-deps.sh
-if [ "$mode" = test ] && ! command -v lua5.4 >/dev/null; then
-    log "apt-get install lua5.4"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lua5.4
-fi
+if [ "$mode" = test ]; then scripts/apt-install.sh scripts/deps/apt-test.txt; fi
 
 # 2. The Python environment (re-installed when setup.cfg changes).
 python=${PYTHON:-python3.11}
