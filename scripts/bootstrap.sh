@@ -2,7 +2,8 @@
 # Installs what camstream needs on this machine, idempotently, then exits.
 #   scripts/bootstrap.sh run    the demo's needs: Python env, FFmpeg, GStreamer RTSP server, hls.js
 #   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm and the
-#                               Kubernetes control plane (built once from Go modules, cached)
+#                               Kubernetes control plane (built once from Go modules, cached),
+#                               and the two container images (buildah, cached)
 # Called by `make demo` and `make test`; safe to run again (each step checks first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,5 +50,8 @@ if [ "$mode" = test ]; then
         (cd "$bin_dir/../module" && GOFLAGS=-mod=mod CGO_ENABLED=0 \
             go build -trimpath -ldflags "-s -w" -o "$cache/bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
     fi
+    # 5. The operator and worker images, built with buildah from a Debian base
+    #    made with debootstrap (about 2 minutes once; cached by their inputs).
+    scripts/build-images.sh >/dev/null
 fi
 log "ready ($mode)"
