@@ -152,8 +152,8 @@ build() {
         log "building $ref from $dockerfile"
         local args=()
         for arg in "$@"; do args+=(--build-arg "$arg"); done
+        [ -s "$CA_BUNDLE" ] && args+=(--volume "$CA_BUNDLE:$CA_BUNDLE:ro")
         "$B" bud --isolation chroot --pull-never --quiet \
-            --volume "$CA_BUNDLE:$CA_BUNDLE:ro" \
             "${args[@]}" -f "$ROOT/$dockerfile" -t "$ref" "$ROOT" >&2
         log "built $ref in $((SECONDS - start)) s"
         # Keep the last few builds of this component (other worktrees share the cache).
