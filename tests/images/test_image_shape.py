@@ -1,8 +1,8 @@
 """Both images as built: the user they run as and how big they are.
 
 The sizes are of the images built here, on the local Debian base
-(debootstrap minbase + python3.11, 160 MB); on python:3.11-slim-bookworm
-(about 130 MB) real users' images come out a little smaller. Measured
+(debootstrap minbase + python3.11, 160 MB), not on python:3.11-slim-bookworm,
+which real users build from and which cannot be pulled here. Measured
 2026-12-03: operator 349 MB (189 MB of it camstream's venv, 126 MB of that the
 `kubernetes` client), worker 456 MB (296 MB of venv, PyAV's wheel with its
 FFmpeg included). The bounds leave about 15 % headroom; a dependency that

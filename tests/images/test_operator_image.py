@@ -12,9 +12,10 @@ PYTHON = "/opt/venv/bin/python"  # the images' venv (Dockerfile: /opt/venv)
 FIND_PYAV = "import importlib.util; print(importlib.util.find_spec('av'))"
 
 # Runs the entrypoint script in-process with the given arguments, then prints
-# which of the named top-level modules it loaded.
+# the process's uid and the top-level modules it loaded.
 ENTRYPOINT_IMPORTS = """
-import runpy, sys
+import os, runpy, sys
+print("UID", os.getuid(), os.geteuid())
 script, *args = sys.argv[1:]
 sys.argv = [script, *args]
 try:
@@ -53,6 +54,9 @@ def test_operator_image_has_no_pyav(operator_image: Image) -> None:
     loaded = loaded_modules(ran.stdout)
     assert "camstream_operator" in loaded
     assert "av" not in loaded
+    # The process that ran the entrypoint is the image's user, not root.
+    uid = operator_image.config()["User"].split(":")[0]
+    assert f"UID {uid} {uid}" in ran.stdout.splitlines()
 
 
 def test_operator_command_imports_no_pyav_even_where_it_is_installed(worker_image: Image) -> None:
