@@ -16,7 +16,15 @@ command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 # 1. Debian packages: media tools for both modes (and Chromium, fonts, npm); for the
 #    tests, Lua and the image tools (scripts/deps/apt-*.txt).
 scripts/install-media-deps.sh
-if [ "$mode" = test ]; then scripts/apt-install.sh scripts/deps/apt-test.txt; fi
+if [ "$mode" = test ]; then
+    scripts/apt-install.sh scripts/deps/apt-test.txt
+    # tests/bootstrap asks Debian's package index (apt-cache show), not the installed
+    # set; a machine that had every package may never have fetched the index.
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+        log "apt-get update (for tests/bootstrap)"
+        apt-get update -qq
+    fi
+fi
 
 # 2. The Python environment (re-installed when setup.cfg changes).
 python=${PYTHON:-python3.11}
