@@ -102,6 +102,7 @@ class LeaderElector:
         self._retry = retry
         self._clock = clock
         self._sighting = Sighting()
+        self._stepped_down = False
         self._leading_until = 0.0  # monotonic deadline of our current term
         self._watchers: list[Callable[[bool], None]] = []
         self._was_leader = False
@@ -128,7 +129,11 @@ class LeaderElector:
             await asyncio.sleep(self._retry if attempt == 0 else min(self._retry * attempt, 5))
 
     async def release(self) -> None:
-        """On shutdown: hand the Lease over at once instead of letting it expire."""
+        """On shutdown: hand the Lease over at once instead of letting it expire.
+
+        From then on this replica never takes the Lease again: it is stopping.
+        """
+        self._stepped_down = True
         if not self.is_leader:
             return
         self._leading_until = 0.0
@@ -144,6 +149,9 @@ class LeaderElector:
             log.warning("could not release leader lease %s: %s", self._name, exc)
 
     async def _round(self, started: float) -> None:
+        if self._stepped_down:
+            self._leading_until = 0.0
+            return
         path = kubeapi.lease_path(self._namespace, self._name)
         now = self._clock()
         try:
