@@ -11,8 +11,8 @@ lines never competes for the CPU with what is being measured.
 
 One request is one line: ResponseComplete (or Panic) for ordinary requests,
 ResponseStarted for watches, which complete only when they end.
-Counts are kept per second of `requestReceivedTimestamp`, so a window is cut
-at whole seconds.
+Counts are kept per tenth of a second of `requestReceivedTimestamp`; windows
+are half-open, so back-to-back phases never count a request twice.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class AuditLog:
         self._offset = 0
         self._partial = b""
         self._seconds: dict[str, int] = {}  # "YYYY-mm-ddTHH:MM:SS" -> epoch second
-        self.by_second: dict[int, Counts] = {}
+        self.by_tick: dict[int, Counts] = {}  # tick: a tenth of a second since the epoch
         self.lines = 0
         self.unreadable = 0
 
@@ -90,23 +90,25 @@ class AuditLog:
             else:  # discovery and other non-resource URLs: the path says what it was
                 resource = str(event.get("requestURI", "-")).split("?")[0]
             code = int((event.get("responseStatus") or {}).get("code") or 0)
-            second = self._second(str(event.get("requestReceivedTimestamp", "")))
-            counts = self.by_second.setdefault(second, Counter())
+            tick = self._tick(str(event.get("requestReceivedTimestamp", "")))
+            counts = self.by_tick.setdefault(tick, Counter())
             counts[Request(self._roles.get(user, user), verb, resource, code)] += 1
 
-    def _second(self, stamp: str) -> int:
+    def _tick(self, stamp: str) -> int:
+        # "2026-12-03T09:11:52.604289Z": the second once per second, then the tenth.
         key = stamp[:19]
         second = self._seconds.get(key)
         if second is None:
             second = int(datetime.fromisoformat(key + "+00:00").timestamp()) if key else 0
             self._seconds[key] = second
-        return second
+        tenth = stamp[20:21]
+        return second * 10 + (int(tenth) if tenth.isdigit() else 0)
 
     def window(self, start: float, end: float, role: str | None = None) -> Counts:
-        """Requests received in [start, end) (whole seconds), optionally of one role."""
+        """Requests received in [start, end) (to a tenth of a second), optionally of one role."""
         out: Counts = Counter()
-        for second in range(math.floor(start), math.ceil(end)):
-            for request, n in (self.by_second.get(second) or {}).items():
+        for tick in range(math.floor(start * 10), math.floor(end * 10)):
+            for request, n in (self.by_tick.get(tick) or {}).items():
                 if role is None or request.role == role:
                     out[request] += n
         return out

@@ -90,22 +90,24 @@ async def _timed_list(
 async def worker_list(
     worker_api: bench_api.BenchApi,
     predicate: Predicate,
-    ring_data: dict[str, str],
+    ring_data: dict[str, str] | None,
     worker: str,
     keys: Iterable[str],
 ) -> dict[str, Any]:
-    mine, partitions = worker_partitions(ring_data, worker)
-    selector = predicate.selector(mine, partitions)
-    own = await _timed_list(worker_api, selector, 500)
-    return {
-        "worker": worker,
-        "partitions": len(mine),
-        "selector_chars": len(selector),
-        "expected_streams": streams_in(keys, mine, partitions),
-        "selector_paged": own,
-        "all_paged": await _timed_list(worker_api, None, 500),
-        "all_unpaged": await _timed_list(worker_api, None, None),
-    }
+    """Time and weigh the LISTs; without a ring (no operator) only the full ones."""
+    out: dict[str, Any] = {"worker": worker}
+    if ring_data:
+        mine, partitions = worker_partitions(ring_data, worker)
+        selector = predicate.selector(mine, partitions)
+        out.update(
+            partitions=len(mine),
+            selector_chars=len(selector),
+            expected_streams=streams_in(keys, mine, partitions),
+            selector_paged=await _timed_list(worker_api, selector, 500),
+        )
+    out["all_paged"] = await _timed_list(worker_api, None, 500)
+    out["all_unpaged"] = await _timed_list(worker_api, None, None)
+    return out
 
 
 class WorkerWatch:

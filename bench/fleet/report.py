@@ -147,12 +147,16 @@ def _others(result: dict[str, Any], phases: list[tuple[str, str]], w: Any) -> No
 def _probes(result: dict[str, Any], w: Any) -> None:
     if "worker_list" in result:
         x = result["worker_list"]
-        own, paged, unpaged = x["selector_paged"], x["all_paged"], x["all_unpaged"]
-        w(f"one worker's LIST ({x['worker']}, {x['partitions']} partitions, selector "
-          f"{x['selector_chars']} chars): {own['items']:,} items (expected "
-          f"{x['expected_streams']:,}) in {_s(own['seconds'])}, {_mb(own['bytes'])}, "
-          f"{own['pages']} pages; all streams paged {_s(paged['seconds'])} {_mb(paged['bytes'])}, "
-          f"unpaged {_s(unpaged['seconds'])} {_mb(unpaged['bytes'])}\n")  # fmt: skip
+        paged, unpaged = x["all_paged"], x["all_unpaged"]
+        if "selector_paged" in x:
+            own = x["selector_paged"]
+            w(f"one worker's LIST ({x['worker']}, {x['partitions']} partitions, selector "
+              f"{x['selector_chars']} chars, pages of 500): {own['items']:,} items (expected "
+              f"{x['expected_streams']:,}) in {_s(own['seconds'])}, "
+              f"{_mb(own['bytes'])}\n")  # fmt: skip
+        w(f"LIST of every stream: pages of 500 {_s(paged['seconds'])} {_mb(paged['bytes'])} "
+          f"({paged['pages']} pages); unpaged {_s(unpaged['seconds'])} "
+          f"{_mb(unpaged['bytes'])}\n")  # fmt: skip
     watch = (result.get("steady") or {}).get("worker_watch")
     if watch:
         w(f"one worker's WATCH in the steady window: {watch['events']} events, "
@@ -162,7 +166,9 @@ def _probes(result: dict[str, Any], w: Any) -> None:
     w(f"etcd database {_mb(etcd.get('db_bytes'))} ({_mb(etcd.get('db_in_use_bytes'))} in use); "
       f"peak RSS kube-apiserver {_mb(peaks.get('kube-apiserver'))}, etcd "
       f"{_mb(peaks.get('etcd'))}\n")  # fmt: skip
-    if "real_worker" in result:
+    if "real_worker" in result and "skipped" in result["real_worker"]:
+        w(f"real worker: skipped, {result['real_worker']['skipped']}\n")
+    elif "real_worker" in result:
         r = result["real_worker"]
         w(f"real worker {r['pod']}: /readyz after {_s(r['ready_seconds'])}, "
           f"{r['running_streams']:,} of {r['expected_streams']:,} streams running after "

@@ -40,7 +40,7 @@ from typing import Any
 
 from camstream import kubeapi
 from tests.cluster.controlplane import ControlPlane
-from tests.cluster.kubeapi import KubeClient
+from tests.cluster.kubeapi import ApiError, KubeClient
 
 from . import accounts, audit, chart, members, predicates, probes, streams
 from . import plane as plane_mod
@@ -305,8 +305,8 @@ async def _progress(run: Run) -> None:
 
 async def _steady(run: Run) -> dict[str, Any]:
     watch = None
-    if run.cfg.phases.worker_list:
-        data = run.admin.get(kubeapi.configmap_path(NAMESPACE, run.ring_name))["data"]
+    data = _ring_data(run)
+    if run.cfg.phases.worker_list and data:
         mine, size = probes.worker_partitions(data, run.pods[0])
         watch = probes.WorkerWatch(run.worker_api, run.tracker.predicate.selector(mine, size))
         await watch.start()
@@ -324,9 +324,19 @@ async def _steady(run: Run) -> dict[str, Any]:
 
 async def _worker_list(run: Run) -> dict[str, Any]:
     run.say("one worker's LIST, and all streams for comparison")
-    data = run.admin.get(kubeapi.configmap_path(NAMESPACE, run.ring_name))["data"]
-    return await probes.worker_list(run.worker_api, run.tracker.predicate, data, run.pods[0],
-                                    run.keys)  # fmt: skip
+    return await probes.worker_list(run.worker_api, run.tracker.predicate, _ring_data(run),
+                                    run.pods[0], run.keys)  # fmt: skip
+
+
+def _ring_data(run: Run) -> dict[str, str] | None:
+    """The ring ConfigMap's data; None before the operator wrote one."""
+    try:
+        cm = run.admin.get(kubeapi.configmap_path(NAMESPACE, run.ring_name))
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return dict(cm.get("data") or {}) or None
 
 
 async def _crash(run: Run, victim: OperatorProcess, successor: str, phase: str) -> dict[str, Any]:
@@ -388,7 +398,9 @@ async def _growth(run: Run) -> dict[str, Any]:
 
 async def _real_worker(run: Run) -> dict[str, Any]:
     pod = run.pods[0]
-    data = run.admin.get(kubeapi.configmap_path(NAMESPACE, run.ring_name))["data"]
+    data = _ring_data(run)
+    if not data:
+        return {"skipped": "no ring ConfigMap: without an operator a worker has nothing to run"}
     mine, size = probes.worker_partitions(data, pod)
     expected = probes.streams_in(run.keys, mine, size)
     run.say(f"real worker for {pod}: {len(mine)} partitions, {expected} streams")
