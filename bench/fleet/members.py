@@ -14,7 +14,11 @@ without running a worker:
   class (same name, labels, annotations, duration) every period of the worker
   CLI's default (`--heartbeat-seconds`), so it stays in step with the worker.
   They are written as the MEMBERS_ACCOUNT ServiceAccount, bound to the chart's
-  worker Role, so the audit log counts them apart from a real worker.
+  worker Role, so the audit log counts them apart from a real worker;
+- a fake worker runs no stream, so it confirms every handoff to it as soon as
+  the ring shows it (`confirm`, fed by the bench's poll of the ring), as a real
+  worker does once the partition's streams are live: the ring settles as it
+  would with real workers instead of rolling handoffs back.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from camstream import kubeapi
+from camstream import handoff, kubeapi
+from camstream.handoff_codec import CodecError, decode_doc
 from camstream.handoff_status import now_rfc3339
 from camstream_worker.cluster import cli as worker_cli
 from camstream_worker.cluster.heartbeat import Heartbeat
@@ -141,6 +146,7 @@ class Heartbeats:
         self._ring_name = ring_name
         self.period = period
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._beats: dict[str, Heartbeat] = {}
 
     async def start(self, names: list[str]) -> None:
         """Start every heartbeat, spread over one period as independent pods would be."""
@@ -161,11 +167,25 @@ class Heartbeats:
             await asyncio.sleep(delay)
             await beat.run()
 
+        self._beats[name] = beat
         self._tasks[name] = asyncio.get_running_loop().create_task(run(), name=f"beat {name}")
+
+    def confirm(self, ring_data: dict[str, str] | None) -> None:
+        """Confirm at once every handoff the ring ConfigMap's data starts towards us."""
+        try:
+            doc = decode_doc(ring_data) if ring_data else None
+        except CodecError:
+            return
+        if doc is None:
+            return
+        for name, beat in self._beats.items():
+            incoming = handoff.handoffs_to(doc, name)
+            beat.announce(confirmed=frozenset((p, h.id) for p, h in incoming.items()))
 
     async def pause(self, name: str) -> None:
         """Stop renewing `name`'s Lease (a real worker takes it over)."""
         task = self._tasks.pop(name, None)
+        self._beats.pop(name, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -158,7 +158,8 @@ async def _setup(cfg: FleetConfig, plane: ControlPlane, sampler: Sampler) -> Run
     run.tasks += [
         loop.create_task(follow_streams(bench, run.tracker), name="stream watch"),
         loop.create_task(follow_ring(bench, run.tracker, namespace=NAMESPACE, name=ring_name,
-                                     up=frozenset(pods)), name="ring poll"),
+                                     up=frozenset(pods), on_data=run.heartbeats.confirm),
+                         name="ring poll"),
     ]  # fmt: skip
     return run
 

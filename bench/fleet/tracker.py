@@ -19,7 +19,7 @@ import asyncio
 import logging
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from camstream import kubeapi
@@ -154,8 +154,11 @@ async def follow_ring(
     name: str,
     up: frozenset[str],
     period: float = 1.0,
+    on_data: Callable[[dict[str, str] | None], None] | None = None,
 ) -> None:
-    """GET the ring ConfigMap every `period` seconds; runs until cancelled."""
+    """GET the ring ConfigMap every `period` seconds; runs until cancelled.
+
+    `on_data` also gets each read (the fake workers confirm handoffs from it)."""
     path = kubeapi.configmap_path(namespace, name)
     while True:
         try:
@@ -164,6 +167,8 @@ async def follow_ring(
             partitions = int(data["partitions"]) if data and "partitions" in data else None
             complete = ring_complete(data, tracker.partitions, up)
             tracker.ring_seen(complete, partitions, time.time())
+            if on_data is not None:
+                on_data(data)
         except Exception as exc:  # a slow or busy API server must not end the run
             log.warning("ring poll: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(period)
