@@ -54,7 +54,9 @@ def print_run(result: dict[str, Any], out: TextIO) -> None:
       f"audit = {cfg['audit_mode']} ==\n")  # fmt: skip
     setup = result.get("setup") or {}
     w(f"ring served by all workers {_s(setup.get('ring_complete_seconds'))} after the operator "
-      f"started; heartbeats every {result.get('heartbeat_seconds')} s\n")  # fmt: skip
+      f"started; operator idle before the streams: {setup.get('operator_idle_cores', 0):.2f} "
+      f"cores, RSS {_mb(setup.get('operator_idle_rss'))}; heartbeats every "
+      f"{result.get('heartbeat_seconds')} s\n")  # fmt: skip
     c = result["creation"]
     w(f"creation: {c['created']:,} created in {_s(c['create_seconds'])} ({c['create_rate']:,.0f}/s;"
       f" create p50/p99 {_lat(c['create_latency'])}); retries {c['create_retries'] or 0}, "

@@ -51,8 +51,11 @@ from .sampler import Sampler
 from .tracker import Tracker, follow_ring, follow_streams, percentiles
 
 log = logging.getLogger("fleet")
-QUIET_SECONDS = 10.0  # an operator is quiet after this long under QUIET_CORES
-QUIET_CORES = 0.05
+# An operator is quiet once, for QUIET_SECONDS, it wrote nothing but its leader
+# Lease and used little more CPU than when idle before the streams came
+# (its ring loop costs something per worker, so "idle" depends on W).
+QUIET_SECONDS = 10.0
+QUIET_MARGIN_CORES = 0.05
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Run:
     worker_kubeconfig: Path
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    idle_cores: float = 0.0  # the operator's CPU with a settled ring and no streams
 
     def say(self, message: str) -> None:
         if not self.cfg.quiet:
@@ -187,15 +191,28 @@ async def _wait_leader(run: Run, identity: str, within: float) -> float | None:
 
 
 async def _wait_quiet(run: Run, names: list[str], least_until: float) -> float:
-    """Wait until `least_until`, then until every process in `names` is quiet (capped)."""
+    """Wait until `least_until`, then until the operator processes `names` are quiet (capped)."""
     cap = time.time() + run.cfg.settle_cap
+    cores = max(run.idle_cores * 1.5, run.idle_cores + QUIET_MARGIN_CORES)
     while time.time() < cap:
-        if time.time() >= least_until and all(
-            run.sampler.idle_since(n, QUIET_SECONDS, QUIET_CORES) for n in names
+        now = time.time()
+        if (
+            now >= least_until
+            and all(run.sampler.idle_since(n, QUIET_SECONDS, cores) for n in names)
+            and not _operator_wrote(run, now - QUIET_SECONDS, now)
         ):
             break
         await asyncio.sleep(1.0)
     return time.time()
+
+
+def _operator_wrote(run: Run, start: float, end: float) -> bool:
+    """Did the operator write anything but Leases in [start, end)?"""
+    if run.cfg.audit_mode == "none":
+        return False
+    run.audit.catch_up()
+    counts = run.audit.window(start, end, role="operator")
+    return any(r.verb in audit.WRITE_VERBS and r.resource != "leases" for r in counts)
 
 
 def _figures(run: Run, start: float, end: float, process_names: list[str]) -> dict[str, Any]:
@@ -250,12 +267,19 @@ async def _leading(run: Run) -> OperatorProcess:
 
 async def _start_operator(run: Run) -> dict[str, Any]:
     began = time.time()
-    run.start_operator("cams-operator-1", run.cfg.partitions)
+    op = run.start_operator("cams-operator-1", run.cfg.partitions)
     ok = await _wait(lambda: run.tracker.ring_at is not None, 180)
+    await asyncio.sleep(QUIET_SECONDS)  # the ring loop alone: what "idle" costs at this W
+    idle = run.sampler.stats(f"operator:{op.identity}", time.time() - QUIET_SECONDS, time.time())
+    run.idle_cores = idle.cores if idle else 0.0
     run.say(f"operator up, ring of {run.cfg.partitions} served by {len(run.pods)} workers"
             if ok else "operator up, but no complete ring after 180 s")  # fmt: skip
-    return {"ring_complete_seconds": (run.tracker.ring_at - began) if ok and run.tracker.ring_at
-            else None}  # fmt: skip
+    return {
+        "ring_complete_seconds": (run.tracker.ring_at - began) if ok and run.tracker.ring_at
+        else None,
+        "operator_idle_cores": run.idle_cores,
+        "operator_idle_rss": idle.last_rss if idle else None,
+    }  # fmt: skip
 
 
 async def _creation(run: Run) -> dict[str, Any]:
@@ -348,7 +372,8 @@ async def _crash(run: Run, victim: OperatorProcess, successor: str, phase: str) 
         run.start_operator(successor, victim.partitions)
     led = await _wait_leader(run, successor, 120)
     names = [f"operator:{op.identity}" for op in run.operators.running.values()]
-    end = await _wait_quiet(run, names, killed + run.cfg.window)
+    # What the new leader does on taking over must be inside the window.
+    end = await _wait_quiet(run, names, max(killed + run.cfg.window, (led or 0) + QUIET_SECONDS))
     figures = _figures(run, killed, end, names)
     figures["leader_after_seconds"] = (led - killed) if led else None
     run.say(f"{phase}: {successor} leads after {figures['leader_after_seconds']} s; "
