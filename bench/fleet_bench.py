@@ -16,8 +16,10 @@ resource (from the API server's audit log, attributed by user) during
 creation, per minute in a steady window, after a SIGKILL and restart, after
 a leader change and for a ring growth to 2P; the operator's RSS and CPU; one
 worker's LIST + WATCH for its partitions; etcd's size; optionally one real
-worker process. Everything also goes to artifacts/fleet-bench-<N>.json.
-bench/fleet/ holds the harness (one module per job, see its __init__).
+worker process; then one PASS/FAIL line per goal of the issue
+(bench/fleet/goals.py), and exits 1 if one failed. Everything also goes to
+artifacts/fleet-bench-<N>.json. bench/fleet/ holds the harness (one module
+per job, see its __init__).
 
 "Assigned" is a predicate chosen by --assigned (bench/fleet/predicates.py):
 `legacy` for the operator that writes the partition label and status.worker,
@@ -32,12 +34,13 @@ import json
 import logging
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fleet import predicates, report, scenario  # noqa: E402
+from bench.fleet import goals, predicates, report, scenario  # noqa: E402
 from bench.fleet.config import FleetConfig, Phases  # noqa: E402
 
 
@@ -107,14 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     args.json_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
     for n in args.streams:
         result = asyncio.run(scenario.run(config(args, n)))
         result["load_average_end"] = os.getloadavg()
         path = args.json_dir / f"fleet-bench-{n}.json"
-        path.write_text(json.dumps(result, indent=1, sort_keys=True, default=str))
         report.print_run(result, sys.stdout)
+        if not args.no_operator:
+            checked = goals.check(result)
+            result["goals"] = [asdict(g) for g in checked]
+            for goal in checked:
+                print(goal.line())
+            failed += sum(not g.met for g in checked)
+        path.write_text(json.dumps(result, indent=1, sort_keys=True, default=str))
         print(f"(all figures: {path})", flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -23,4 +23,5 @@ One job per module:
     probes      one worker's LIST + WATCH, etcd size, a real worker process
     scenario    the phases of one run, in order
     report      the table printed per N
+    goals       issue #10's goals, checked against a run's figures
 """
