@@ -238,7 +238,7 @@ def _figures(run: Run, start: float, end: float, process_names: list[str]) -> di
         ),
         "processes": {},
     }
-    for name in [*process_names, "kube-apiserver", "etcd"]:
+    for name in [*process_names, "kube-apiserver", "etcd", "bench"]:
         stats = run.sampler.stats(name, start, end)
         if stats is not None:
             out["processes"][name] = {**asdict(stats), "cores": stats.cores}
@@ -466,6 +466,7 @@ async def run(cfg: FleetConfig) -> dict[str, Any]:
     try:
         for name, pid in plane.processes().items():
             sampler.watch(name, pid)
+        sampler.watch("bench", os.getpid())  # the harness's own cost, apart
         the_run = await _setup(cfg, plane, sampler)
         result["heartbeat_seconds"] = the_run.heartbeats.period
         if cfg.operator:
