@@ -228,9 +228,10 @@ async def real_worker(
                     loaded_at = time.time()
                     break
             await asyncio.sleep(0.5)
-        settled = time.time()
         await asyncio.sleep(10)  # let its memory settle after the burst of starts
-        stats = sampler.stats("worker", started, time.time())
+        ended = time.time()
+        stats = sampler.stats("worker", started, ended)
+        exited = proc.poll()  # on its own, before we stop it
     finally:
         sampler.unwatch("worker")
         # SIGKILL the group: a SIGTERM would start a graceful leave and move
@@ -244,10 +245,10 @@ async def real_worker(
         "running_streams": running,
         "ready_seconds": None if ready_at is None else ready_at - started,
         "all_running_seconds": None if loaded_at is None else loaded_at - started,
-        "exited": proc.returncode if proc.returncode is not None and loaded_at is None else None,
+        "exited_by_itself": exited,
         "rss_bytes": stats.last_rss if stats else None,
         "peak_rss_bytes": stats.peak_rss if stats else None,
         "cpu_seconds": stats.cpu_seconds if stats else None,
-        "window": [started, settled],
+        "window": [started, ended],
         "log": str(log),
     }
