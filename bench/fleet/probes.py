@@ -213,7 +213,7 @@ async def real_worker(
     proc = procs.spawn(
         [sys.executable, "-m", "camstream.cli", "worker", *args], log, env=env, cwd=REPO
     )
-    sampler.watch("worker", proc.pid)
+    sampler.watch("worker", proc.pid, tree=True)  # with its engine processes
     base = f"http://{pod_ip}:{http_port}"
     ready_at = loaded_at = None
     running = 0

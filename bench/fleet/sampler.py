@@ -39,6 +39,7 @@ class Sampler:
     def __init__(self, period: float = 1.0) -> None:
         self._period = period
         self._procs: dict[str, psutil.Process] = {}
+        self._trees: set[str] = set()  # names whose children are summed in
         self.samples: dict[str, list[Sample]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -51,10 +52,14 @@ class Sampler:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def watch(self, name: str, pid: int) -> None:
+    def watch(self, name: str, pid: int, *, tree: bool = False) -> None:
+        """Sample `pid` as `name`; with `tree`, its child processes summed in (a worker's
+        engine processes)."""
         with self._lock:
             self._procs[name] = psutil.Process(pid)
             self.samples.setdefault(name, [])
+            if tree:
+                self._trees.add(name)
         self._sample(name)
 
     def unwatch(self, name: str) -> None:
@@ -67,13 +72,18 @@ class Sampler:
         if proc is None:
             return
         try:
-            with proc.oneshot():
-                times = proc.cpu_times()
-                sample = Sample(time.time(), proc.memory_info().rss, times.user + times.system)
+            family = [proc, *proc.children(recursive=True)] if name in self._trees else [proc]
+            rss, cpu = 0, 0.0
+            for member in family:
+                with member.oneshot():
+                    times = member.cpu_times()
+                    rss += member.memory_info().rss
+                    cpu += times.user + times.system
         except psutil.Error:
-            self.unwatch(name)  # it exited (or was killed on purpose)
-            return
-        self.samples[name].append(sample)
+            if not proc.is_running():
+                self.unwatch(name)  # it exited (or was killed on purpose)
+            return  # else a child came or went mid-sample: next time
+        self.samples[name].append(Sample(time.time(), rss, cpu))
 
     def _run(self) -> None:
         while not self._stop.wait(self._period):
