@@ -20,8 +20,10 @@ from typing import Any
 import aiohttp
 
 MERGE_PATCH = "application/merge-patch+json"
-# Watch or list only metadata (labels): a tenth of the bytes of whole objects.
-METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+# Only metadata (labels): a fraction of the bytes of whole objects. A watch
+# asks for PartialObjectMetadata, a LIST for PartialObjectMetadataList (406 otherwise).
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 @dataclass(frozen=True)

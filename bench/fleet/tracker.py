@@ -116,19 +116,23 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 async def follow_streams(api: bench_api.BenchApi, tracker: Tracker) -> None:
     """List then watch every CameraStream, feeding the tracker; runs until cancelled."""
-    accept = "application/json" if tracker.predicate.needs_status else bench_api.METADATA_ONLY
+    metadata_only = not tracker.predicate.needs_status
+    list_accept = bench_api.METADATA_LIST if metadata_only else "application/json"
+    watch_accept = bench_api.METADATA_WATCH if metadata_only else "application/json"
     path = kubeapi.stream_path(None)
     extract = tracker.predicate.extract
     version = ""
     while True:
         try:
             if not version:
-                listed = await bench_api.list_paged(api, path, accept=accept)
+                listed = await bench_api.list_paged(api, path, accept=list_accept)
                 now = time.time()
                 for obj in listed.items:
                     tracker.observe(stream_key(obj), extract(obj), now)
                 version = listed.resource_version
-            async for kind, obj, _ in api.watch(path, resource_version=version, accept=accept):
+            async for kind, obj, _ in api.watch(
+                path, resource_version=version, accept=watch_accept
+            ):
                 if kind == "ERROR":
                     log.info("stream watch: %s; listing again", str(obj)[:200])
                     version = ""  # 410 Gone or worse: start over from a LIST
