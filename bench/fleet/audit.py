@@ -10,7 +10,10 @@ certificate). Reading is deferred to phase ends so that parsing a million
 lines never competes for the CPU with what is being measured.
 
 One request is one line: ResponseComplete (or Panic) for ordinary requests,
-ResponseStarted for watches, which complete only when they end.
+ResponseStarted for watches, which complete only when they end. Each
+ordinary request's time inside the API server (stageTimestamp minus
+requestReceivedTimestamp) is kept too: it tells a slow API server from a
+client that queues its own requests.
 Counts are kept per tenth of a second of `requestReceivedTimestamp`; windows
 are half-open, so back-to-back phases never count a request twice.
 """
@@ -46,6 +49,7 @@ class AuditLog:
         self._partial = b""
         self._seconds: dict[str, int] = {}  # "YYYY-mm-ddTHH:MM:SS" -> epoch second
         self.by_tick: dict[int, Counts] = {}  # tick: a tenth of a second since the epoch
+        self.latencies: dict[str, list[tuple[int, float]]] = {}  # role -> (tick, seconds)
         self.lines = 0
         self.unreadable = 0
 
@@ -90,19 +94,24 @@ class AuditLog:
             else:  # discovery and other non-resource URLs: the path says what it was
                 resource = str(event.get("requestURI", "-")).split("?")[0]
             code = int((event.get("responseStatus") or {}).get("code") or 0)
-            tick = self._tick(str(event.get("requestReceivedTimestamp", "")))
+            received = self._epoch(str(event.get("requestReceivedTimestamp", "")))
+            tick = math.floor(received * 10)
             counts = self.by_tick.setdefault(tick, Counter())
-            counts[Request(self._roles.get(user, user), verb, resource, code)] += 1
+            role = self._roles.get(user, user)
+            counts[Request(role, verb, resource, code)] += 1
+            if verb != "watch":
+                served = self._epoch(str(event.get("stageTimestamp", ""))) - received
+                self.latencies.setdefault(role, []).append((tick, served))
 
-    def _tick(self, stamp: str) -> int:
-        # "2026-12-03T09:11:52.604289Z": the second once per second, then the tenth.
+    def _epoch(self, stamp: str) -> float:
+        # "2026-12-03T09:11:52.604289Z": the second parsed once per second, then the fraction.
         key = stamp[:19]
         second = self._seconds.get(key)
         if second is None:
             second = int(datetime.fromisoformat(key + "+00:00").timestamp()) if key else 0
             self._seconds[key] = second
-        tenth = stamp[20:21]
-        return second * 10 + (int(tenth) if tenth.isdigit() else 0)
+        fraction = stamp[19:].rstrip("Z")
+        return second + (float(fraction) if fraction.startswith(".") and len(fraction) > 1 else 0)
 
     def window(self, start: float, end: float, role: str | None = None) -> Counts:
         """Requests received in [start, end) (to a tenth of a second), optionally of one role."""
@@ -112,6 +121,12 @@ class AuditLog:
                 if role is None or request.role == role:
                     out[request] += n
         return out
+
+
+    def served_seconds(self, start: float, end: float, role: str) -> list[float]:
+        """Time inside the API server of `role`'s requests received in [start, end)."""
+        low, high = math.floor(start * 10), math.floor(end * 10)
+        return [s for tick, s in self.latencies.get(role, ()) if low <= tick < high]
 
 
 def writes(counts: Counts, resource_prefix: str = "") -> int:

@@ -35,6 +35,11 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f} s"
 
 
+def _ms(stats: dict[str, float | None]) -> str:
+    return "/".join("-" if stats.get(k) is None else f"{1000 * stats[k]:,.0f}"  # type: ignore[operator]
+                    for k in ("p50", "p99", "max")) + " ms"  # fmt: skip
+
+
 def _lat(stats: dict[str, float | None]) -> str:
     return " / ".join(_s(stats.get(k)) for k in ("p50", "p99", "max"))
 
@@ -101,6 +106,10 @@ def _operator_table(result: dict[str, Any], phases: list[tuple[str, str]], w: An
         if result[k]["operator_codes"]
     )
     w(f"  response codes: {codes or '-'}\n")
+    served = "; ".join(
+        f"{title} {_ms(result[k]['operator_served_seconds'])}" for k, title in phases
+    )
+    w(f"  time inside the API server p50/p99/max: {served}\n")
 
 
 def _process_table(result: dict[str, Any], phases: list[tuple[str, str]], w: Any) -> None:

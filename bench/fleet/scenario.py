@@ -232,6 +232,7 @@ def _figures(run: Run, start: float, end: float, process_names: list[str]) -> di
         "operator_event_writes": audit.writes(ops, "events"),
         "operator_writes_per_minute": audit.writes(ops) / minutes,
         "operator_stream_writes_per_minute": audit.writes(ops, "camerastreams") / minutes,
+        "operator_served_seconds": percentiles(run.audit.served_seconds(start, end, "operator")),
         "requests_by_role": audit.by_role(counts),
         "writes_by_role": audit.by_role(
             Counter({r: n for r, n in counts.items() if r.verb in audit.WRITE_VERBS})
