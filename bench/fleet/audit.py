@@ -50,6 +50,7 @@ class AuditLog:
         self._seconds: dict[str, int] = {}  # "YYYY-mm-ddTHH:MM:SS" -> epoch second
         self.by_tick: dict[int, Counts] = {}  # tick: a tenth of a second since the epoch
         self.latencies: dict[str, list[tuple[int, float]]] = {}  # role -> (tick, seconds)
+        self.latest = 0.0  # the latest requestReceivedTimestamp read, epoch seconds
         self.lines = 0
         self.unreadable = 0
 
@@ -96,6 +97,7 @@ class AuditLog:
             code = int((event.get("responseStatus") or {}).get("code") or 0)
             received = self._epoch(str(event.get("requestReceivedTimestamp", "")))
             tick = math.floor(received * 10)
+            self.latest = max(self.latest, received)
             counts = self.by_tick.setdefault(tick, Counter())
             role = self._roles.get(user, user)
             counts[Request(role, verb, resource, code)] += 1

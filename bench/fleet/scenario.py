@@ -206,6 +206,21 @@ async def _wait_quiet(run: Run, names: list[str], least_until: float) -> float:
     return time.time()
 
 
+async def _audit_past(run: Run, moment: float, margin: float = 1.0, within: float = 15.0) -> None:
+    """Read the audit log until it holds requests received `margin` s after `moment`.
+
+    Batch mode writes events a little after their requests; the fake workers'
+    heartbeats (every period, W of them) guarantee later requests exist."""
+    if run.cfg.audit_mode == "none":
+        return
+    deadline = time.time() + within
+    while True:
+        run.audit.catch_up()
+        if run.audit.latest >= moment + margin or time.time() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
 def _operator_wrote(run: Run, start: float, end: float) -> bool:
     """Did the operator write anything but Leases in [start, end)?"""
     if run.cfg.audit_mode == "none":
@@ -215,9 +230,11 @@ def _operator_wrote(run: Run, start: float, end: float) -> bool:
     return any(r.verb in audit.WRITE_VERBS and r.resource != "leases" for r in counts)
 
 
-def _figures(run: Run, start: float, end: float, process_names: list[str]) -> dict[str, Any]:
+async def _figures(
+    run: Run, start: float, end: float, process_names: list[str]
+) -> dict[str, Any]:
     """Requests by role in [start, end), the operator's in detail, and process figures."""
-    run.audit.catch_up()
+    await _audit_past(run, end)
     counts = run.audit.window(start, end)
     ops = Counter({r: n for r, n in counts.items() if r.role == "operator"})
     minutes = max((end - start) / 60, 1e-9)
@@ -303,7 +320,7 @@ async def _creation(run: Run) -> dict[str, Any]:
     end = await _wait_quiet(run, names, time.time()) if cfg.operator else time.time()
     run.say(f"assigned {tracker.assigned()} of {len(run.keys)}"
             + (f", last {last - start:.0f} s after the first create" if last else ""))  # fmt: skip
-    figures = _figures(run, start, end, names)
+    figures = await _figures(run, start, end, names)
     latencies = tracker.latencies()
     figures.update(
         created=len(created.latencies),
@@ -341,7 +358,7 @@ async def _steady(run: Run) -> dict[str, Any]:
     await asyncio.sleep(run.cfg.window)
     end = time.time()
     names = [f"operator:{op.identity}" for op in run.operators.running.values()]
-    figures = _figures(run, start, end, names)
+    figures = await _figures(run, start, end, names)
     if watch is not None:
         figures["worker_watch"] = await watch.stop()
     figures["etcd"] = probes.etcd_size(run.plane)
@@ -375,7 +392,7 @@ async def _crash(run: Run, victim: OperatorProcess, successor: str, phase: str) 
     names = [f"operator:{op.identity}" for op in run.operators.running.values()]
     # What the new leader does on taking over must be inside the window.
     end = await _wait_quiet(run, names, max(killed + run.cfg.window, (led or 0) + QUIET_SECONDS))
-    figures = _figures(run, killed, end, names)
+    figures = await _figures(run, killed, end, names)
     figures["leader_after_seconds"] = (led - killed) if led else None
     run.say(f"{phase}: {successor} leads after {figures['leader_after_seconds']} s; "
             f"{figures['operator_stream_writes']} operator writes to streams")  # fmt: skip
@@ -411,7 +428,7 @@ async def _growth(run: Run) -> dict[str, Any]:
     last = tracker.last_assigned(run.keys) if done else None
     names = [f"operator:{op.identity}" for op in run.operators.running.values()]
     end = await _wait_quiet(run, names, time.time())
-    figures = _figures(run, start, end, names)
+    figures = await _figures(run, start, end, names)
     figures.update(
         partitions=grown,
         ring_grown_seconds=(tracker.ring_at - start) if tracker.ring_at else None,
@@ -441,7 +458,7 @@ async def _real_worker(run: Run) -> dict[str, Any]:
     finally:
         run.heartbeats.resume(pod)
     start, end = figures.pop("window")
-    run.audit.catch_up()
+    await _audit_past(run, end)
     counts = run.audit.window(start, end, role="worker")
     figures["requests"] = audit.by_verb_resource(counts)
     figures["partitions"] = len(mine)
