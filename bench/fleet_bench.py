@@ -65,7 +65,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--audit-mode", choices=("batch", "blocking", "none"), default="batch",
                    help="kube-apiserver audit log mode; none: no request counts")
     p.add_argument("--operator-arg", action="append", default=[],
-                   help="extra argument for `camstream operator` (repeatable)")
+                   help="extra argument for `camstream operator` (repeatable); "
+                        "{free_port} in it becomes a free port per replica")
     p.add_argument("--no-operator", action="store_true",
                    help="only create the streams (measures the API server alone)")
     p.add_argument("--skip-restart", action="store_true")

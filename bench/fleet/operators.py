@@ -79,7 +79,10 @@ class Operators:
             PYTHONUNBUFFERED="1",
         )
         log = self._log_dir / f"operator-{identity}.log"
-        argv = [sys.executable, "-m", "camstream.cli", "operator", *args, *self._extra_args]
+        # "{free_port}" in an extra argument (e.g. a webhook's port) is a fresh
+        # port per replica: replicas on one host must not collide.
+        extra = [a.replace("{free_port}", str(free_port())) for a in self._extra_args]
+        argv = [sys.executable, "-m", "camstream.cli", "operator", *args, *extra]
         proc = procs.spawn(argv, log, env=env, cwd=REPO)
         op = OperatorProcess(identity, partitions, proc, log, time.time())
         self.running[identity] = op
