@@ -61,7 +61,9 @@ def check(result: dict[str, Any], *, assign_bound: float = ASSIGN_BOUND) -> list
                 Goal(
                     f"{key.replace('_', ' ')} leader",
                     phase["leader_after_seconds"] is not None,
-                    f"a new leader after {phase['leader_after_seconds']} s",
+                    "a new leader after "
+                    + (f"{phase['leader_after_seconds']:.1f} s" if phase["leader_after_seconds"]
+                       is not None else "none within 120 s"),
                 )
             )
     return goals

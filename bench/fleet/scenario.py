@@ -394,7 +394,9 @@ async def _crash(run: Run, victim: OperatorProcess, successor: str, phase: str) 
     end = await _wait_quiet(run, names, max(killed + run.cfg.window, (led or 0) + QUIET_SECONDS))
     figures = await _figures(run, killed, end, names)
     figures["leader_after_seconds"] = (led - killed) if led else None
-    run.say(f"{phase}: {successor} leads after {figures['leader_after_seconds']} s; "
+    after = figures["leader_after_seconds"]
+    led_text = f"leads after {after:.1f} s" if after is not None else "did not lead in 120 s"
+    run.say(f"{phase}: {successor} {led_text}; "
             f"{figures['operator_stream_writes']} operator writes to streams")  # fmt: skip
     return figures
 
