@@ -21,7 +21,10 @@ One job per module:
     audit       the API server's audit log, counted by user, verb, resource, code
     sampler     RSS and CPU of the processes, sampled each second
     probes      one worker's LIST + WATCH, etcd size, a real worker process
-    scenario    the phases of one run, in order
+    live        the live parts of a run (Run): set-up and teardown
+    measure     a phase's window: waiting for a quiet operator, the figures inside
+    phases      creation, steady, restart, leader change, growth, real worker
+    scenario    the phases of one run, in order, on a fresh cluster
     report      the table printed per N
     goals       issue #10's goals, checked against a run's figures
 """
