@@ -1,0 +1,78 @@
+"""Issue #10's goals, checked against the figures of one fleet run.
+
+Who calls this: bench/fleet_bench.py prints one PASS/FAIL line per goal (and
+exits non-zero when one fails, like the other benchmarks);
+tests/cluster/test_fleet.py asserts them all at its small size. One place,
+so the benchmark and the test cannot drift apart.
+
+- assigned: every stream assigned within `assign_bound` seconds of the first
+  create (DESIGN.md: five minutes for a bulk apply at 100k);
+- creation writes: at most 2 operator writes per stream while they are
+  created, all writes counted (labels, status, Events, Leases, pods);
+- steady: no operator write to a CameraStream in the steady window;
+- restart, leader change: none after the operator is SIGKILLed and another
+  takes over (checked when the phase ran), and someone does take over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ASSIGN_BOUND = 300.0
+MAX_WRITES_PER_STREAM = 2.0
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    met: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.met else 'FAIL'} {self.name}: {self.detail}"
+
+
+def check(result: dict[str, Any], *, assign_bound: float = ASSIGN_BOUND) -> list[Goal]:
+    n = result["config"]["streams"]
+    creation = result["creation"]
+    last = creation["first_create_to_last_assigned"]
+    goals = [
+        Goal(
+            "assigned",
+            creation["never_assigned"] == 0 and last is not None and last <= assign_bound,
+            f"{creation['assigned']:,} of {n:,} assigned, the last "
+            + (f"{last:.1f} s" if last is not None else "never")
+            + f" after the first create (goal: all within {assign_bound:.0f} s)",
+        ),
+        Goal(
+            "creation writes",
+            creation["operator_writes_per_stream"] <= MAX_WRITES_PER_STREAM,
+            f"{creation['operator_writes_per_stream']:.2f} operator writes per stream "
+            f"(goal ≤ {MAX_WRITES_PER_STREAM:.0f}); {creation['operator_requests']}",
+        ),
+        _no_stream_writes("steady", result["steady"]),
+    ]
+    for key in ("restart", "leader_change"):
+        if key in result:
+            phase = result[key]
+            goals.append(_no_stream_writes(key.replace("_", " "), phase))
+            goals.append(
+                Goal(
+                    f"{key.replace('_', ' ')} leader",
+                    phase["leader_after_seconds"] is not None,
+                    "a new leader after "
+                    + (f"{phase['leader_after_seconds']:.1f} s" if phase["leader_after_seconds"]
+                       is not None else "none within 120 s"),
+                )
+            )
+    return goals
+
+
+def _no_stream_writes(name: str, phase: dict[str, Any]) -> Goal:
+    writes = phase["operator_stream_writes"]
+    return Goal(
+        f"{name} stream writes",
+        writes == 0,
+        f"{writes} operator writes to CameraStreams in {phase['seconds']:.0f} s (goal: 0)",
+    )
