@@ -67,6 +67,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--operator-arg", action="append", default=[],
                    help="extra argument for `camstream operator` (repeatable); "
                         "{free_port} in it becomes a free port per replica")
+    p.add_argument("--no-webhook", action="store_true",
+                   help="no admission webhook: the operator's fallback labeller labels all")
     p.add_argument("--no-operator", action="store_true",
                    help="only create the streams (measures the API server alone)")
     p.add_argument("--skip-restart", action="store_true")
@@ -96,6 +98,7 @@ def config(args: argparse.Namespace, streams: int) -> FleetConfig:
         audit_mode=args.audit_mode,
         operator=not args.no_operator,
         operator_args=tuple(args.operator_arg),
+        webhook=not args.no_webhook,
         phases=Phases(
             restart=not args.skip_restart,
             leader_change=not args.skip_leader_change,

@@ -47,6 +47,9 @@ class FleetConfig:
     audit_mode: str = "batch"  # batch | blocking | none (no request counts)
     operator: bool = True  # False: only create (to measure the API server alone)
     operator_args: tuple[str, ...] = ()  # appended to the chart's operator arguments
+    # The operator's admission webhook labels streams in their create request
+    # (the chart's default); False: the operator's fallback labeller does it all.
+    webhook: bool = True
     phases: Phases = field(default_factory=Phases)
     work_dir: Path | None = None  # None: a new temporary directory, removed at the end
     bin_dir: Path | None = None  # None: scripts/build-controlplane.sh's (cached) build

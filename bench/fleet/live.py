@@ -23,7 +23,7 @@ from camstream import kubeapi
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.kubeapi import ApiError, KubeClient
 
-from . import accounts, audit, chart, members, predicates, streams
+from . import accounts, audit, chart, members, predicates, streams, webhook
 from . import plane as plane_mod
 from .api import BenchApi
 from .config import MEMBERS_ACCOUNT, NAMESPACE, FleetConfig
@@ -133,7 +133,9 @@ async def setup(cfg: FleetConfig, plane: ControlPlane, sampler: Sampler) -> Run:
         audit=audit.AuditLog(plane_mod.audit_path(plane), roles), sampler=sampler,
         heartbeats=members.Heartbeats(kubeconfigs[MEMBERS_ACCOUNT], ring_name, period),
         operators=Operators(chart_args=release.operator_args(), extra_args=cfg.operator_args,
-                            kubeconfig=kubeconfigs[op_account], log_dir=plane.log_dir),
+                            kubeconfig=kubeconfigs[op_account], log_dir=plane.log_dir,
+                            webhook_certs=webhook.certificate(plane, plane.work_dir / "webhook")
+                            if cfg.webhook else None),
         tracker=Tracker(predicates.get(cfg.assigned), cfg.partitions),
         pods=pods,
         keys=[f"{ns}/{name}" for ns, name in streams.keys(cfg.streams, cfg.stream_namespaces)],

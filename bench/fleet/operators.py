@@ -36,6 +36,7 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes]
     log: Path
     started: float  # wall clock
+    webhook_port: int | None = None
 
     @property
     def pid(self) -> int:
@@ -55,12 +56,27 @@ def _set(args: list[str], flag: str, value: str) -> list[str]:
     return out
 
 
+def _without(args: list[str], *flags: str) -> list[str]:
+    """`args` without the given flags and their values (the chart's webhook paths)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
 class Operators:
     def __init__(
         self, *, chart_args: list[str], extra_args: tuple[str, ...], kubeconfig: Path,
-        log_dir: Path,
+        log_dir: Path, webhook_certs: Path | None = None,
     ) -> None:  # fmt: skip
-        self._chart_args = chart_args
+        self._chart_args = _without(chart_args, "--webhook-cert-dir", "--webhook-port")
+        self._webhook_certs = webhook_certs
         self._extra_args = extra_args
         self._kubeconfig = kubeconfig
         self._log_dir = log_dir
@@ -70,6 +86,11 @@ class Operators:
         args = _set(self._chart_args, "--partitions", str(partitions))
         # Replicas share the host: each gets its own liveness/metrics port.
         args = _set(args, "--liveness-port", str(free_port()))
+        webhook_port = None
+        if self._webhook_certs is not None:
+            webhook_port = free_port()
+            args += ["--webhook-cert-dir", str(self._webhook_certs),
+                     "--webhook-port", str(webhook_port)]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
         env.update(
             KUBECONFIG=str(self._kubeconfig),
@@ -84,7 +105,7 @@ class Operators:
         extra = [a.replace("{free_port}", str(free_port())) for a in self._extra_args]
         argv = [sys.executable, "-m", "camstream.cli", "operator", *args, *extra]
         proc = procs.spawn(argv, log, env=env, cwd=REPO)
-        op = OperatorProcess(identity, partitions, proc, log, time.time())
+        op = OperatorProcess(identity, partitions, proc, log, time.time(), webhook_port)
         self.running[identity] = op
         return op
 

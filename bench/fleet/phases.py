@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import audit, measure, members, probes, streams
+from . import audit, measure, members, probes, streams, webhook
 from .live import Run
 from .operators import OperatorProcess
 from .tracker import percentiles
@@ -22,6 +22,8 @@ from .tracker import percentiles
 async def start_operator(run: Run) -> dict[str, Any]:
     began = time.time()
     op = run.start_operator("cams-operator-1", run.cfg.partitions)
+    if op.webhook_port is not None:
+        await asyncio.to_thread(webhook.register, run.plane, op.webhook_port)
     ok = await measure.wait(lambda: run.tracker.ring_at is not None, 180)
     quiet = measure.QUIET_SECONDS
     await asyncio.sleep(quiet)  # the ring loop alone: what "idle" costs at this W

@@ -25,9 +25,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from camstream import ring
-from camstream.handoff_codec import PARTITION_LABEL, CodecError, decode_doc
-from camstream_worker.cluster.agent import MAX_SELECTOR_VALUES
+from camstream import partition_labels, ring
+from camstream.handoff_codec import CodecError, decode_doc
+
+# The operator of 2026-12's label and its workers' cut-off for an `in` list,
+# kept here so a baseline can still be measured against that operator.
+PARTITION_LABEL = "camstream.io/partition"
+MAX_SELECTOR_VALUES = 256
 
 View = Any  # a small tuple, each predicate its own shape
 
@@ -44,7 +48,7 @@ class Predicate:
 
 def sized_label(partitions: int) -> str:
     """The label that carries the partition in a ring of `partitions` (labels mode)."""
-    return f"{PARTITION_LABEL}-{partitions}"
+    return partition_labels.label_key(partitions)
 
 
 def _in(label: str, mine: frozenset[int]) -> str:
@@ -65,7 +69,7 @@ def _legacy_satisfied(view: View, key: str, partitions: int) -> bool:
 
 
 def _legacy_selector(mine: frozenset[int], partitions: int) -> str:
-    # As worker/camstream_worker/cluster/agent.py builds it.
+    # As that operator's worker/camstream_worker/cluster/agent.py built it.
     return PARTITION_LABEL if len(mine) > MAX_SELECTOR_VALUES else _in(PARTITION_LABEL, mine)
 
 
@@ -74,7 +78,7 @@ def _legacy_selector(mine: frozenset[int], partitions: int) -> str:
 
 def _labels_extract(obj: Mapping[str, Any]) -> View:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    prefix = PARTITION_LABEL + "-"
+    prefix = partition_labels.PREFIX
     return tuple(sorted((k, v) for k, v in labels.items() if k.startswith(prefix)))
 
 

@@ -14,11 +14,11 @@ goals (bench/fleet/goals.py, the same the benchmark prints):
 - no operator write to a CameraStream in the steady window;
 - none after the SIGKILL, once a new operator leads.
 
-The operator of 2026-12 writes about 4 times per stream (a label patch, two
-status patches, an Event): this test fails on it, on purpose, until the
-operator of the issue's direction lands with it. ASSIGNED says what
-"assigned" means (bench/fleet/predicates.py); flip it to "labels" with that
-operator. About 1 minute; run with -s to see the figures.
+The operator before the fleet rework wrote about 4 times per stream (a label
+patch, two status patches, an Event) and failed this test; it now labels at
+admission (its webhook) and writes no stream status. ASSIGNED says what
+"assigned" means (bench/fleet/predicates.py). About 1 minute; run with -s to
+see the figures.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from bench.fleet.config import FleetConfig, Phases
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-ASSIGNED = "legacy"  # "labels" once partition labels are set at admission
+ASSIGNED = "labels"  # partition labels set at admission (the operator's webhook)
 ASSIGN_BOUND = 30.0  # seconds from the first create to the last of 300 streams assigned
 
 
