@@ -36,6 +36,8 @@ from typing import Any
 
 import aiohttp
 
+from camstream import wire
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 _MAX_MESSAGE = 300
@@ -309,10 +311,10 @@ def statefulset_path(namespace: str, name: str) -> str:
 
 
 def stream_path(namespace: str | None = None, name: str = "", *, status: bool = False) -> str:
-    base = "/apis/camstream.io/v1alpha1"
+    base = wire.API_VERSION_PATH
     if namespace is None:
-        return f"{base}/camerastreams"
-    path = _join(f"{base}/namespaces/{namespace}/camerastreams", name)
+        return f"{base}/{wire.PLURAL}"
+    path = _join(f"{base}/namespaces/{namespace}/{wire.PLURAL}", name)
     return f"{path}/status" if status else path
 
 

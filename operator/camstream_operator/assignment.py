@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from camstream import ring
+from camstream.conditions import condition, merge_conditions, status_patch
 from camstream.handoff import RingDoc
-from camstream.handoff_codec import PARTITION_LABEL
-from camstream.handoff_status import condition, merge_conditions, status_patch
 from camstream.spec import SpecError, parse_stream
-
-PLAYBACK_PREFIX = "/streams"  # worker HTTP route (worker/camstream_worker/http_paths.py)
+from camstream.wire import PARTITION_LABEL, playlist_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +43,6 @@ class StreamChanges:
     notice: Notice | None
 
 
-def playback_path(namespace: str, name: str) -> str:
-    return f"{PLAYBACK_PREFIX}/{namespace}/{name}/index.m3u8"
-
-
 def assess(
     body: Mapping[str, Any], *, partitions: int, doc: RingDoc | None, now: str
 ) -> StreamChanges:
@@ -63,7 +57,7 @@ def assess(
     )
     wanted: dict[str, Any] = {
         "partition": partition,
-        "playbackPath": playback_path(namespace, name),
+        "playbackPath": playlist_path(namespace, name),
         "observedGeneration": generation,
     }
     notice: Notice | None = None

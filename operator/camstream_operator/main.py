@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from camstream.spec import API_GROUP, API_VERSION, PLURAL
+from camstream.wire import API_GROUP, API_VERSION, PLURAL
 
 from .handlers import handle_camerastream, handle_startup
 

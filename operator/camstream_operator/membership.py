@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from camstream import ring
-from camstream.handoff_codec import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION, decode_confirmed
+from camstream.wire import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION, decode_confirmed
 
 
 @dataclass(frozen=True, slots=True)

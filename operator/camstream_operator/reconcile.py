@@ -32,12 +32,8 @@ from typing import Any
 
 from camstream import handoff, kubeapi
 from camstream.handoff import Event, EventKind, RingDoc
-from camstream.handoff_codec import (
-    HEARTBEAT_LABEL,
-    PARTITIONS_ANNOTATION,
-    CodecError,
-    encode_ranges,
-)
+from camstream.handoff_codec import CodecError
+from camstream.wire import HEARTBEAT_LABEL, PARTITIONS_ANNOTATION, encode_ranges
 
 from . import events, membership, planner
 from .config import OperatorConfig

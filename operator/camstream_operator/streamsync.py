@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from camstream import kubeapi
+from camstream.conditions import now_rfc3339
 from camstream.handoff import RingDoc
-from camstream.handoff_status import now_rfc3339
 
 from . import assignment, events
 

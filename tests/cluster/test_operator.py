@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from camstream import ring
-from camstream.handoff_codec import PARTITION_LABEL, decode_doc, decode_ranges
+from camstream.handoff_codec import decode_doc
+from camstream.wire import PARTITION_LABEL, decode_ranges
 
 from .conftest import REPO, Cluster
 

@@ -164,9 +164,3 @@ def test_static_files(tail: str) -> None:
 def test_static_rejects_everything_but_scripts_and_styles(tail: str) -> None:
     with pytest.raises(PathRejected):
         parse_static_file(tail)
-
-
-def test_stream_url_path() -> None:
-    key = StreamKey("ns", "cam")
-    assert http_paths.stream_url_path(key) == "/streams/ns/cam/"
-    assert http_paths.stream_url_path(key, "720p/index.m3u8") == "/streams/ns/cam/720p/index.m3u8"

@@ -6,7 +6,7 @@ from typing import Any
 
 from camstream import handoff, ring
 from camstream.handoff import RingDoc
-from camstream.handoff_codec import PARTITION_LABEL
+from camstream.wire import PARTITION_LABEL
 from camstream_operator import assignment
 
 P = 16

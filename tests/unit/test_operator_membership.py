@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camstream import ring
-from camstream.handoff_codec import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION
+from camstream.wire import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION
 from camstream_operator import membership
 
 NOW = 1_800_000_000.0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import av
 
+from camstream import wire
 from camstream.spec import HlsOptions
 from camstream_worker import fmp4
 from camstream_worker.playlist import (
@@ -38,7 +39,6 @@ from camstream_worker.playlist import (
     target_duration,
 )
 from camstream_worker.sequence import FirstNumber, SequenceStart
-from camstream_worker.state import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class HlsWriter:
         self.dropped_packets = 0
         self.timeline_jumps = 0
         directory.mkdir(parents=True, exist_ok=True)
-        resumed = _next_sequence_on_disk(directory / PLAYLIST_NAME)
+        resumed = _next_sequence_on_disk(directory / wire.PLAYLIST)
         if resumed is not None and resumed > self._next_sequence:
             # A restarted worker must not reuse segment names players may have cached.
             self._next_sequence = resumed
@@ -122,7 +122,7 @@ class HlsWriter:
         # our first segment, it would show a viewer that came from the stream's
         # other owner an older sequence (a worker restarted after a crash gets
         # its pushed streams back before their cameras reconnect).
-        (directory / PLAYLIST_NAME).unlink(missing_ok=True)
+        (directory / wire.PLAYLIST).unlink(missing_ok=True)
 
     def continuation(self) -> SequenceStart:
         """Where a writer replacing this one (same stream, same worker) starts."""
@@ -278,7 +278,7 @@ class HlsWriter:
         text = render_media_playlist(
             listed, target=self._target, discontinuity_sequence=self._discontinuity_sequence
         )
-        _write_atomically(self._dir / PLAYLIST_NAME, text.encode())
+        _write_atomically(self._dir / wire.PLAYLIST, text.encode())
         self._retired.extend(dropped)
         while len(self._retired) > self._retain_extra:
             old = self._retired.pop(0)

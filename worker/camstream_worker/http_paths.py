@@ -126,8 +126,3 @@ def parse_static_file(tail: str) -> tuple[PurePosixPath, FileKind]:
     """Validate /static/{tail}: one component, a script or a style sheet."""
     relative = parse_relative(tail, max_depth=1)
     return relative, _kind(relative, STATIC_FILE_KINDS)
-
-
-def stream_url_path(key: StreamKey, relative: str = "") -> str:
-    """The URL path of a stream's folder (or a file in it) on any worker."""
-    return f"/streams/{key.namespace}/{key.name}/{relative}"

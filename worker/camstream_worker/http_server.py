@@ -37,6 +37,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from camstream import wire
 from camstream.spec import StreamKey
 from camstream_worker import http_paths, http_proxy, metrics, pages
 from camstream_worker.state import OwnerLocator, StreamDirectory, stream_dir
@@ -58,7 +59,7 @@ _SESSION = web.AppKey("session", aiohttp.ClientSession)
 _SNAPSHOT = web.AppKey("snapshot", metrics.StatusSnapshot)
 
 # CORS applies to what players on other origins fetch: HLS files and the API.
-_CORS_PREFIXES = ("/streams/", "/api/")
+_CORS_PREFIXES = (f"{wire.STREAMS_PREFIX}/", "/api/")
 _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": f"Content-Length, Content-Range, {SERVED_BY_HEADER}",
@@ -111,12 +112,12 @@ def make_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/api/streams", _api_list)
-    app.router.add_get("/api/streams/{ns}/{name}", _api_one)
+    app.router.add_get(wire.API_STREAMS, _api_list)
+    app.router.add_get(wire.api_stream_path("{ns}", "{name}"), _api_one)
     app.router.add_get("/static/{tail:.*}", _static)
-    app.router.add_get("/streams/{ns}/{name}", _player_redirect)
-    app.router.add_get("/streams/{ns}/{name}/", _player)
-    app.router.add_get("/streams/{ns}/{name}/{tail:.+}", _hls_file)
+    app.router.add_get(wire.stream_path("{ns}", "{name}").rstrip("/"), _player_redirect)
+    app.router.add_get(wire.stream_path("{ns}", "{name}"), _player)
+    app.router.add_get(wire.stream_path("{ns}", "{name}", "{tail:.+}"), _hls_file)
     return app
 
 
@@ -247,7 +248,7 @@ async def _api_list(request: web.Request) -> web.Response:
 
 async def _api_one(request: web.Request) -> web.StreamResponse:
     key = _key(request)
-    forwarded = await _forward_or_none(request, key, f"/api/streams/{key.namespace}/{key.name}")
+    forwarded = await _forward_or_none(request, key, wire.api_stream_path(key.namespace, key.name))
     if forwarded is not None:
         return forwarded
     status = request.app[_DIRECTORY].status(key)
@@ -263,12 +264,12 @@ async def _index(request: web.Request) -> web.Response:
 async def _player_redirect(request: web.Request) -> web.Response:
     key = _key(request)
     # The player page's links are relative to its folder: it needs the slash.
-    raise web.HTTPMovedPermanently(http_paths.stream_url_path(key))
+    raise web.HTTPMovedPermanently(wire.stream_path(key.namespace, key.name))
 
 
 async def _player(request: web.Request) -> web.StreamResponse:
     key = _key(request)
-    forwarded = await _forward_or_none(request, key, http_paths.stream_url_path(key))
+    forwarded = await _forward_or_none(request, key, wire.stream_path(key.namespace, key.name))
     if forwarded is not None:
         return forwarded
     status = request.app[_DIRECTORY].status(key)
@@ -284,7 +285,7 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
         )
     except http_paths.PathRejected as exc:
         return _json_error(400, str(exc))
-    path = http_paths.stream_url_path(wanted.key, wanted.relative.as_posix())
+    path = wire.stream_path(wanted.key.namespace, wanted.key.name, wanted.relative.as_posix())
     forwarded = await _forward_or_none(request, wanted.key, path)
     if forwarded is not None:
         return forwarded

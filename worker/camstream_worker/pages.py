@@ -21,8 +21,9 @@ import time
 from html import escape
 from typing import Any
 
+from camstream import wire
 from camstream.spec import StreamKey
-from camstream_worker.state import PLAYLIST_NAME, THUMBNAIL_NAME, Phase, StreamStatus
+from camstream_worker.state import Phase, StreamStatus
 
 # hls.js turns segments into blob: URLs for Media Source Extensions and may run
 # its demuxer in a blob: worker; everything else is same-origin.
@@ -48,7 +49,7 @@ def status_view(status: StreamStatus, now: float | None = None) -> dict[str, Any
     StreamStatus has none, and the source URL is deliberately not part of it."""
     now = time.time() if now is None else now
     key = status.key
-    folder = f"/streams/{key.namespace}/{key.name}/"
+    folder = wire.stream_path(key.namespace, key.name)
     age = segment_age(status, now)
     return {
         "key": str(key),
@@ -72,9 +73,9 @@ def status_view(status: StreamStatus, now: float | None = None) -> dict[str, Any
             else None
         ),
         "renditions": list(status.renditions),
-        "playback": folder + PLAYLIST_NAME,
+        "playback": folder + wire.PLAYLIST,
         "player": folder,
-        "thumbnail": folder + THUMBNAIL_NAME if status.thumbnail else None,
+        "thumbnail": folder + wire.THUMBNAIL if status.thumbnail else None,
     }
 
 
@@ -117,11 +118,12 @@ def player_page(status: StreamStatus, now: float | None = None) -> str:
     now = time.time() if now is None else now
     key = status.key
     title = f"{key} - camstream"
-    api = f"../../../api/streams/{key.namespace}/{key.name}"
-    poster = f' poster="{THUMBNAIL_NAME}"' if status.thumbnail else ""
+    # Relative, from the player's folder /streams/<ns>/<name>/ up to the root.
+    api = "../../.." + wire.api_stream_path(key.namespace, key.name)
+    poster = f' poster="{wire.THUMBNAIL}"' if status.thumbnail else ""
     body = f"""<header><a href="../../../">camstream</a> / {escape(str(key))}</header>
 <main class="player" data-key="{escape(str(key))}">
-<video class="live" data-src="{PLAYLIST_NAME}" controls muted autoplay playsinline{poster}></video>
+<video class="live" data-src="{wire.PLAYLIST}" controls muted autoplay playsinline{poster}></video>
 <p class="state">{_phase_badge(status)}
 <span data-field="reason">{escape(status.reason)}</span>
 <span data-field="message">{escape(status.message)}</span></p>
@@ -130,7 +132,7 @@ def player_page(status: StreamStatus, now: float | None = None) -> str:
 <dt>protocol</dt><dd>{escape(status.protocol)}</dd>
 <dt>codecs</dt><dd data-field="codecs">{escape(_codecs(status))}</dd>
 <dt>segment age</dt><dd data-field="age">{_age(status, now)}</dd>
-<dt>playlist</dt><dd><a href="{PLAYLIST_NAME}">{PLAYLIST_NAME}</a></dd>
+<dt>playlist</dt><dd><a href="{wire.PLAYLIST}">{wire.PLAYLIST}</a></dd>
 </dl>
 </main>"""
     attrs = f' data-api="{escape(api)}" data-refresh="{REFRESH_MS}"'
@@ -151,7 +153,7 @@ def index_page(statuses: list[StreamStatus], now: float | None = None) -> str:
         folder = _folder(status.key)
         cards.append(
             f'<figure data-key="{escape(str(status.key))}">'
-            f'<video class="live" data-src="{folder}{PLAYLIST_NAME}" muted autoplay playsinline>'
+            f'<video class="live" data-src="{folder}{wire.PLAYLIST}" muted autoplay playsinline>'
             f'</video><figcaption><a href="{folder}">{escape(str(status.key))}</a>'
             f"</figcaption></figure>"
         )
@@ -176,12 +178,13 @@ def index_page(statuses: list[StreamStatus], now: float | None = None) -> str:
 <tbody>{"".join(rows)}</tbody>
 </table>
 </main>"""
-    attrs = f' data-api="api/streams" data-refresh="{REFRESH_MS}"'
+    attrs = f' data-api="{wire.API_STREAMS[1:]}" data-refresh="{REFRESH_MS}"'
     return _page("camstream", "static/", body, attrs)
 
 
 def _folder(key: StreamKey) -> str:
-    return f"streams/{key.namespace}/{key.name}/"
+    """A stream's folder relative to the index page at the root."""
+    return wire.stream_path(key.namespace, key.name)[1:]
 
 
 def message_page(title: str, text: str) -> str:

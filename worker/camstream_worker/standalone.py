@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from camstream.spec import KIND, SpecError, StreamKey, StreamSpec, parse_stream
+from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
+from camstream.wire import KIND
 from camstream_worker.engine import Engine
 from camstream_worker.http_server import bound_port, make_app, serve
 from camstream_worker.ingest.rtmp_server import RtmpServer

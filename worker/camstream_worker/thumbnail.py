@@ -19,8 +19,8 @@ from typing import Any
 
 import av
 
+from camstream import wire
 from camstream_worker.media import decoder_for
-from camstream_worker.state import THUMBNAIL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Thumbnailer:
         clock: Callable[[], float] = time.monotonic,
         log_prefix: str = "",
     ) -> None:
-        self._path = directory / THUMBNAIL_NAME
+        self._path = directory / wire.THUMBNAIL
         self._interval = interval
         self._clock = clock
         self._prefix = log_prefix

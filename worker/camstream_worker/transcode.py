@@ -26,12 +26,12 @@ from typing import Any
 
 import av
 
+from camstream import wire
 from camstream.spec import HlsOptions, Rendition
 from camstream_worker.hls import HlsWriter
 from camstream_worker.media import decoder_for
 from camstream_worker.playlist import Variant, render_master_playlist
 from camstream_worker.sequence import FirstNumber
-from camstream_worker.state import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -129,22 +129,22 @@ class Transcoder:
     def _write_master(self) -> None:
         width, height = self._picture
         variants = [
-            Variant(f"{SOURCE_FOLDER}/{PLAYLIST_NAME}", self._source_bandwidth, width, height)
+            Variant(f"{SOURCE_FOLDER}/{wire.PLAYLIST}", self._source_bandwidth, width, height)
         ]
         for rendition in self._renditions:
             rendition_width = _even(width * rendition.height / height) if width and height else None
             variants.append(
                 Variant(
-                    f"{rendition.name}/{PLAYLIST_NAME}",
+                    f"{rendition.name}/{wire.PLAYLIST}",
                     rendition.video_bitrate_kbps * 1000 + AUDIO_BANDWIDTH,
                     rendition_width,
                     rendition.height,
                 )
             )
         text = render_master_playlist(variants)
-        temporary = self._dir / f".{PLAYLIST_NAME}.tmp"
+        temporary = self._dir / f".{wire.PLAYLIST}.tmp"
         temporary.write_text(text)
-        temporary.replace(self._dir / PLAYLIST_NAME)
+        temporary.replace(self._dir / wire.PLAYLIST)
 
     def remove_files(self) -> None:
         for writer in self._writers:

@@ -33,8 +33,9 @@ import aiohttp
 
 from camstream import handoff, kubeapi
 from camstream.handoff import RingDoc
-from camstream.handoff_codec import PARTITION_LABEL, CodecError, decode_doc
+from camstream.handoff_codec import CodecError, decode_doc
 from camstream.spec import StreamKey, StreamSpec
+from camstream.wire import PARTITION_LABEL, playlist_path
 from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import StreamStatus
 
@@ -307,7 +308,7 @@ class Agent:
         """Ask the previous owner where its playlist is (best effort, short timeout)."""
         if self._session is None:
             return None
-        url = f"http://{address}:{self._http_port}/streams/{key.namespace}/{key.name}/index.m3u8"
+        url = f"http://{address}:{self._http_port}{playlist_path(key.namespace, key.name)}"
         try:
             async with self._session.get(url) as response:
                 if response.status != 200:

@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from camstream import ring
+from camstream.conditions import condition
 from camstream.handoff import RingDoc, handoffs_to, partitions_for
-from camstream.handoff_codec import PARTITION_LABEL
-from camstream.handoff_status import condition
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
+from camstream.wire import PARTITION_LABEL
 from camstream_worker import sequence
 from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus

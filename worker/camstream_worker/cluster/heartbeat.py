@@ -15,7 +15,7 @@ import logging
 from datetime import UTC, datetime
 
 from camstream import kubeapi
-from camstream.handoff_codec import (
+from camstream.wire import (
     CONFIRMED_ANNOTATION,
     HEARTBEAT_LABEL,
     LEAVING_ANNOTATION,

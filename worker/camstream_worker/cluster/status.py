@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from camstream import kubeapi
-from camstream.handoff_status import merge_conditions, now_rfc3339, status_patch
+from camstream.conditions import merge_conditions, now_rfc3339, status_patch
 
 log = logging.getLogger("camstream.worker.cluster")
 

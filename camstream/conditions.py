@@ -1,4 +1,4 @@
-"""CameraStream status merging shared by operator and workers: pure, no I/O.
+"""CameraStream status conditions, and the status patch that writes only what changed: pure, no I/O.
 
 Who calls this: the operator's assignment (partition, Assigned/Valid
 conditions, Invalid phase) and the worker's status reporter (phase, worker,
