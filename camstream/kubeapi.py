@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from camstream import wire
+from camstream import retry, wire
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -322,6 +322,10 @@ def _join(base: str, name: str) -> str:
     return f"{base}/{name}" if name else base
 
 
-async def sleep_backoff(attempt: int, cap: float = 10.0) -> None:
-    """Between retries of a failed request: 0.5, 1, 2, ... seconds up to `cap`."""
-    await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)))
+# Between retries of a failed request: 1, 2, 4, 8, then 10 seconds.
+REQUEST_RETRY = retry.Backoff(initial=1.0, cap=10.0, jitter=0.0)
+
+
+async def sleep_backoff(attempt: int) -> None:
+    """Wait before retry number `attempt` of a failed request."""
+    await asyncio.sleep(REQUEST_RETRY.delay(attempt))

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camstream import kubeapi
+from camstream.retry import Backoff
 
 from .membership import parse_time
 
@@ -68,6 +69,8 @@ class LeaderElector:
         self.identity = identity
         self._duration = duration
         self._retry = retry
+        # After a failed round: retry, twice that, then every 5 s at most.
+        self._backoff = Backoff(initial=retry, cap=5.0, jitter=0.0)
         self._clock = clock
         self._leading_until = 0.0  # monotonic deadline of our current term
         self._watchers: list[Callable[[bool], None]] = []
@@ -92,7 +95,7 @@ class LeaderElector:
                 attempt += 1
                 log.warning("leader lease %s: %s", self._name, exc)
             self._notify()
-            await asyncio.sleep(self._retry if attempt == 0 else min(self._retry * attempt, 5))
+            await asyncio.sleep(self._retry if attempt == 0 else self._backoff.delay(attempt))
 
     async def release(self) -> None:
         """On shutdown: hand the Lease over at once instead of letting it expire."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from camstream.spec import StreamKey, StreamSpec
-from camstream_worker.backoff import Backoff
+from camstream.retry import Backoff
 from camstream_worker.errors import SecretError, UnsupportedMedia
 from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.ingest.base import Source

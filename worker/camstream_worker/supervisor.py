@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from camstream.spec import StreamSpec
-from camstream_worker.backoff import Backoff
+from camstream.retry import Backoff
 from camstream_worker.errors import (
     MediaError,
     PermanentSourceError,
