@@ -29,10 +29,10 @@ from pathlib import Path
 import av
 import pytest
 
-from camstream_worker.ingest import amf0
-from camstream_worker.ingest.flv import MediaPacket, TrackConfig
-from camstream_worker.ingest.rtmp_chunks import ChunkDecoder, RtmpMessage, encode_message
 from camstream_worker.ingest.rtmp_server import RtmpServer
+from camstream_worker.protocols.rtmp import amf0
+from camstream_worker.protocols.rtmp.chunks import ChunkDecoder, RtmpMessage, encode_message
+from camstream_worker.protocols.rtmp.flv import MediaPacket, TrackConfig
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(120)]
 

@@ -20,18 +20,18 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import parse_qs
 
-from camstream.spec import StreamKey, StreamSpec
 from camstream.retry import Backoff
+from camstream.spec import StreamKey, StreamSpec
 from camstream_worker.errors import SecretError, UnsupportedMedia
 from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.ingest.base import Source
 from camstream_worker.ingest.file import FileSource
 from camstream_worker.ingest.rtmp import RtmpPushSource
-from camstream_worker.ingest.rtmp_connection import PublishSink
 from camstream_worker.ingest.rtsp import RtspSource
 from camstream_worker.ingest.synthetic import SyntheticSource
+from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets import SecretResolver
 from camstream_worker.sequence import FirstNumber, SequenceStart
 from camstream_worker.state import StreamStatus, stream_dir
@@ -204,15 +204,11 @@ class Engine:
 
     async def authorize_publish(self, app: str, stream_name: str, peer: str) -> PublishSink | None:
         """The RTMP listener's Authorizer: a PublishSink, or None to reject."""
-        path, _, query = f"{app}/{stream_name}".partition("?")
-        parts = [p for p in path.split("/") if p]
-        offered = parse_qs(query).get("key", [None])[0]
-        if len(parts) == 3 and offered is None:
-            offered = parts.pop()
-        if len(parts) != 2 or offered is None:
+        target = paths.publish_target(app, stream_name)
+        if target is None:
             log.info("rtmp publish from %s rejected: path is not /<namespace>/<name>", peer)
             return None
-        key = StreamKey(parts[0], parts[1])
+        key, offered = target
         runner = self._runners.get(key)
         push = self._push_sources.get(key)
         if runner is None or push is None or runner.spec.source.stream_key is None:

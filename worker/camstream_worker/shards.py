@@ -31,7 +31,6 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
-import os
 import socket
 import zlib
 from collections.abc import Callable, Coroutine, Mapping
@@ -41,7 +40,7 @@ from typing import Any
 from camstream.spec import StreamKey, StreamSpec
 from camstream_worker import shard_child
 from camstream_worker.errors import SecretError
-from camstream_worker.ingest import amf0, rtmp_chunks
+from camstream_worker.protocols.rtmp import chunks, handshake, messages, paths
 from camstream_worker.secrets import SecretResolver
 from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
@@ -49,7 +48,6 @@ from camstream_worker.worker_metrics import add_stats
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_SIZE = 1536
 FRONT_TIMEOUT = 10.0
 MAX_CONNECT_BYTES = 64 * 1024
 RESTART_DELAY = 1.0
@@ -136,7 +134,7 @@ class ShardedEngine:
         return add_stats(*parts, *([front.stats()] if front is not None else []))
 
     def child_for_app(self, app: str) -> _Child:
-        key = _stream_of(app)
+        key = paths.stream_of_app(app)
         if key is not None:
             return self._children[shard_of(key, len(self._children))]
         # rtmp://host/<namespace>/<name>?key=… gives only the namespace here:
@@ -373,7 +371,12 @@ class RtmpFront:
             remote = self._remote_owner(app)
             if remote is not None:
                 self.relayed += 1
-                log.info("rtmp %s: relaying %s to its owner %s", peer, _stream_of(app), remote[0])
+                log.info(
+                    "rtmp %s: relaying %s to its owner %s",
+                    peer,
+                    paths.stream_of_app(app),
+                    remote[0],
+                )
                 await _relay(client, received, remote)
                 return
             self._engine.child_for_app(app).hand_over(client, received)
@@ -389,7 +392,7 @@ class RtmpFront:
             client.close()  # the child holds its own descriptor now
 
     def _remote_owner(self, app: str) -> tuple[str, int] | None:
-        key = _stream_of(app)
+        key = paths.stream_of_app(app)
         if self._owner is None or key is None:
             return None
         return self._owner(key)
@@ -398,20 +401,13 @@ class RtmpFront:
 RtmpOwner = Callable[[StreamKey], "tuple[str, int] | None"]
 
 
-def _stream_of(app: str) -> StreamKey | None:
-    """The stream an RTMP connect's app names (`<namespace>/<name>`), if it does."""
-    parts = [p for p in app.partition("?")[0].split("/") if p]
-    return StreamKey(parts[0], parts[1]) if len(parts) >= 2 else None
-
-
 async def _relay(client: socket.socket, received: bytes, owner: tuple[str, int]) -> None:
     """Pass a publisher to the worker that owns its stream (see RtmpFront)."""
     reader, writer = await asyncio.open_connection(*owner)
     try:
-        c1 = bytes(8) + os.urandom(HANDSHAKE_SIZE - 8)
-        writer.write(b"\x03" + c1)
-        s0s1s2 = await reader.readexactly(1 + 2 * HANDSHAKE_SIZE)
-        writer.write(s0s1s2[1 : 1 + HANDSHAKE_SIZE] + received)  # C2 echoes S1
+        writer.write(handshake.client_hello())
+        server_hello = await reader.readexactly(handshake.SERVER_HELLO_SIZE)
+        writer.write(handshake.client_ack(server_hello) + received)
         await writer.drain()
         client_reader, client_writer = await asyncio.open_connection(sock=client)
         await asyncio.gather(_copy(client_reader, writer), _copy(reader, client_writer))
@@ -436,38 +432,26 @@ async def _handshake_and_connect(client: socket.socket) -> tuple[str, bytes]:
     Returns the connect's app and every byte received after C2.
     """
     loop = asyncio.get_running_loop()
-    buffer = bytearray()
-
-    async def fill(size: int) -> None:
-        while len(buffer) < size:
-            chunk = await loop.sock_recv(client, 65536)
-            if not chunk:
-                raise ValueError("closed during the handshake")
-            buffer.extend(chunk)
-
-    await fill(1)
-    if buffer[0] != 3:  # not RTMP (an HTTP request, a scanner): hang up at once
-        raise ValueError(f"bad handshake version {buffer[0]}")
-    await fill(1 + HANDSHAKE_SIZE)
-    c1 = bytes(buffer[1 : 1 + HANDSHAKE_SIZE])
-    await loop.sock_sendall(client, b"\x03" + bytes(8) + os.urandom(HANDSHAKE_SIZE - 8) + c1)
-    await fill(1 + 2 * HANDSHAKE_SIZE)
-    received = bytearray(buffer[1 + 2 * HANDSHAKE_SIZE :])
-    decoder = rtmp_chunks.ChunkDecoder()
-    messages = decoder.feed(bytes(received))
+    shake = handshake.ServerHandshake()
+    while not shake.done:
+        chunk = await loop.sock_recv(client, 65536)
+        if not chunk:
+            raise ValueError("closed during the handshake")
+        reply = shake.feed(chunk)  # HandshakeError (a ValueError) for what is not RTMP
+        if reply:
+            await loop.sock_sendall(client, reply)
+    received = bytearray(shake.rest)
+    decoder = chunks.ChunkDecoder()
+    pending = decoder.feed(bytes(received))
     while True:
-        for message in messages:
-            if message.type_id == 20:  # AMF0 command
-                values = amf0.decode_all(message.payload)
-                if values and values[0] == "connect" and len(values) > 2:
-                    command = values[2]
-                    app = command.get("app", "") if isinstance(command, dict) else ""
-                    return str(app), bytes(received)
-                raise ValueError("the first command is not connect")
+        for message in pending:
+            app = messages.connect_app(message)
+            if app is not None:
+                return app, bytes(received)
         if len(received) > MAX_CONNECT_BYTES:
             raise ValueError("no connect command")
         chunk = await loop.sock_recv(client, 65536)
         if not chunk:
             raise ValueError("closed before connect")
         received.extend(chunk)
-        messages = decoder.feed(chunk)
+        pending = decoder.feed(chunk)

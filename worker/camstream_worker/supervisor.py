@@ -22,8 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from camstream.spec import StreamSpec
 from camstream.retry import Backoff
+from camstream.spec import StreamSpec
 from camstream_worker.errors import (
     MediaError,
     PermanentSourceError,

@@ -4,8 +4,9 @@ Who calls this: the engine keeps one `RtmpPushSource` per rtmp stream; its
 RTMP authorizer calls `attach()` once a publisher has presented the stream's
 key, and the supervisor calls `run()` for each session, as for any source.
 
-Publishers hand us FLV tags (rtmp_connection + flv parse them). PyAV needs codec
-parameters to mux, and builds them best from the codec's own sequence headers:
+Publishers hand us FLV tags (the RTMP connection and protocols/rtmp/flv.py
+parse them). PyAV needs codec parameters to mux, and builds them best from the
+codec's own sequence headers:
 `templates_from_configs` wraps the sequence headers in a two-tag FLV file in
 memory and lets PyAV's FLV demuxer read them, so the templates carry exactly
 what FFmpeg's own RTMP input would have produced.
@@ -24,7 +25,7 @@ import av
 
 from camstream_worker.errors import SourceEnded, SourceError, UnsupportedMedia
 from camstream_worker.ingest.base import PacketSink
-from camstream_worker.ingest.flv import FlvError, MediaPacket, TrackConfig
+from camstream_worker.protocols.rtmp.flv import FlvError, MediaPacket, TrackConfig
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class RtmpPushSource:
 
 
 class _PublishSession:
-    """The PublishSink of one accepted publish (see rtmp_connection.PublishSink)."""
+    """The PublishSink (protocols/rtmp/publish.py) of one accepted publish."""
 
     def __init__(
         self, sink: PacketSink, ended: asyncio.Future[str | None], log_prefix: str

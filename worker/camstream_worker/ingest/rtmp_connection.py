@@ -35,15 +35,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from camstream_worker.ingest import amf0, rtmp_chunks
-from camstream_worker.ingest.flv import FlvError, FlvTagParser, MediaPacket, TrackConfig
-from camstream_worker.ingest.rtmp_names import printable, redact_app, redact_name, stream_identity
+from camstream_worker.protocols.rtmp import amf0, chunks, handshake, messages
+from camstream_worker.protocols.rtmp.flv import FlvError, FlvTagParser, MediaPacket
+from camstream_worker.protocols.rtmp.names import (
+    printable,
+    redact_app,
+    redact_name,
+    stream_identity,
+)
+from camstream_worker.protocols.rtmp.publish import PublishSink
 
 if TYPE_CHECKING:
     from camstream_worker.ingest.rtmp_server import RtmpServer
@@ -52,46 +56,11 @@ __all__ = ["Authorizer", "PublishSink", "RtmpConnection"]
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_SIZE = 1536
-RTMP_VERSION = 3
 WINDOW_ACK_SIZE = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8
 REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
 MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
-
-# Message type ids
-_SET_CHUNK_SIZE = 1
-_ABORT = 2
-_ACK = 3
-_USER_CONTROL = 4
-_WINDOW_ACK_SIZE = 5
-_SET_PEER_BANDWIDTH = 6
-_AUDIO = 8
-_VIDEO = 9
-_AMF3_DATA = 15
-_AMF3_COMMAND = 17
-_AMF0_DATA = 18
-_AMF0_COMMAND = 20
-_AGGREGATE = 22
-
-# Chunk stream ids for what the server sends
-_CSID_CONTROL = 2
-_CSID_COMMAND = 3
-_CSID_STATUS = 5
-
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-
-
-class PublishSink(Protocol):
-    """Receives one accepted publish (implemented by the worker's pipeline)."""
-
-    def on_config(self, config: TrackConfig) -> None: ...
-    def on_packet(self, packet: MediaPacket) -> None: ...
-    def on_metadata(self, metadata: dict[str, object]) -> None: ...
-    def on_close(self, reason: str | None) -> None:
-        """None = clean unpublish or EOF; otherwise a readable reason (no secrets)."""
 
 
 class Authorizer(Protocol):
@@ -109,23 +78,23 @@ class _RtmpProtocolError(ValueError):
 class RtmpConnection(asyncio.Protocol):
     """One TCP connection: handshake, chunk stream, commands, media."""
 
-    def __init__(self, server: RtmpServer) -> None:
+    def __init__(self, server: RtmpServer, *, handshake_done: bool = False) -> None:
+        """`handshake_done`: another process did the handshake (see RtmpServer.adopt)."""
         self._srv = server
         self._loop = server._loop
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
         self._prefix = "rtmp ?"
-        self._handshake_buf: bytearray | None = bytearray()
-        self._handshake_stage = 0  # 0 = awaiting C0+C1, 1 = awaiting C2, 2 = done
-        self._decoder = rtmp_chunks.ChunkDecoder()
-        self._pending: deque[rtmp_chunks.RtmpMessage] = deque()
+        self._handshake = None if handshake_done else handshake.ServerHandshake()
+        self._decoder = chunks.ChunkDecoder()
+        self._pending: deque[chunks.RtmpMessage] = deque()
         self._closed = False
         self._started = self._loop.time()
         self._last_data = self._started
         self._bytes_in = 0
         self._last_ack = 0
         self._ack_window = WINDOW_ACK_SIZE
-        self._out_chunk_size = rtmp_chunks.DEFAULT_CHUNK_SIZE
+        self._out_chunk_size = chunks.DEFAULT_CHUNK_SIZE
         self._app: str | None = None
         self._next_stream_id = 1
         self._auth_task: asyncio.Task[None] | None = None
@@ -174,8 +143,8 @@ class RtmpConnection(asyncio.Protocol):
         self._last_data = self._loop.time()
         if self._closed:
             return
-        if self._handshake_stage < 2:
-            self._guard(self._handshake, data)
+        if self._handshake is not None:
+            self._guard(self._shake, data)
             return
         self._guard(self._feed, data)
         if self._sink is not None and not self._closed:
@@ -200,7 +169,13 @@ class RtmpConnection(asyncio.Protocol):
     def _guard(self, step: Callable[..., None], *args: object) -> None:
         try:
             step(*args)
-        except (rtmp_chunks.ChunkError, amf0.Amf0Error, _RtmpProtocolError) as exc:
+        except (
+            handshake.HandshakeError,
+            chunks.ChunkError,
+            amf0.Amf0Error,
+            messages.AggregateError,
+            _RtmpProtocolError,
+        ) as exc:
             self._srv._protocol_errors += 1
             self._fail(f"protocol error: {exc}")
         except FlvError as exc:
@@ -256,29 +231,17 @@ class RtmpConnection(asyncio.Protocol):
 
     # -- handshake
 
-    def _handshake(self, data: bytes) -> None:
-        buf = self._handshake_buf
-        assert buf is not None
-        buf += data
-        if self._handshake_stage == 0:
-            if buf[0] != RTMP_VERSION:
-                extra = " (RTMPE, not supported)" if buf[0] in (6, 8) else ""
-                raise _RtmpProtocolError(f"bad handshake version {buf[0]}{extra}")
-            if len(buf) < 1 + HANDSHAKE_SIZE:
-                return
-            c1 = bytes(buf[1 : 1 + HANDSHAKE_SIZE])
-            del buf[: 1 + HANDSHAKE_SIZE]
-            # S1: time 0, zero version (= plain handshake, no digest), random.
-            s1 = b"\x00" * 8 + os.urandom(HANDSHAKE_SIZE - 8)
-            self._write(bytes((RTMP_VERSION,)) + s1 + c1)  # S2 echoes C1
-            self._handshake_stage = 1
-        if self._handshake_stage == 1 and len(buf) >= HANDSHAKE_SIZE:
-            rest = bytes(buf[HANDSHAKE_SIZE:])  # C2 is not checked: nothing hinges on it
-            self._handshake_buf = None
-            self._handshake_stage = 2
+    def _shake(self, data: bytes) -> None:
+        shake = self._handshake
+        assert shake is not None
+        reply = shake.feed(data)
+        if reply:
+            self._write(reply)
+        if shake.done:
+            self._handshake = None
             log.debug("%s: handshake done", self._prefix)
-            if rest:
-                self._feed(rest)
+            if shake.rest:
+                self._feed(shake.rest)
 
     # -- chunk stream and messages
 
@@ -288,35 +251,43 @@ class RtmpConnection(asyncio.Protocol):
         # After the messages: one of them may have been the peer's Window Ack Size.
         if self._bytes_in - self._last_ack >= self._ack_window and not self._closed:
             self._last_ack = self._bytes_in
-            self._send_control(_ACK, _U32.pack(self._bytes_in & 0xFFFFFFFF))
+            self._write(
+                messages.control(messages.ACK, messages.u32(self._bytes_in), self._out_chunk_size)
+            )
 
     def _drain(self) -> None:
         pending = self._pending
         while pending and self._auth_task is None and not self._closed:
             self._handle(pending.popleft())
 
-    def _handle(self, msg: rtmp_chunks.RtmpMessage) -> None:
+    def _handle(self, msg: chunks.RtmpMessage) -> None:
         kind = msg.type_id
-        if kind == _AUDIO or kind == _VIDEO:
+        if kind == messages.AUDIO or kind == messages.VIDEO:
             self._media(kind, msg.timestamp, msg.payload)
-        elif kind == _AMF0_COMMAND or kind == _AMF3_COMMAND:
-            payload = msg.payload
-            if len(payload) > MAX_COMMAND_SIZE:
-                raise _RtmpProtocolError(f"command of {len(payload)} bytes")
-            if kind == _AMF3_COMMAND and payload[:1] == b"\x00":
-                payload = payload[1:]  # AMF3 command = format byte 0 + AMF0 values
-            self._command(msg.stream_id, amf0.decode_all(payload))
-        elif kind == _AMF0_DATA or kind == _AMF3_DATA:
-            payload = msg.payload[1:] if kind == _AMF3_DATA else msg.payload
-            self._data(payload)
-        elif kind == _AGGREGATE:
-            self._aggregate(msg.timestamp, msg.payload)
-        elif kind == _USER_CONTROL:
-            if len(msg.payload) >= 6 and _U16.unpack_from(msg.payload)[0] == 6:  # ping request
-                self._send_control(_USER_CONTROL, b"\x00\x07" + msg.payload[2:6])
-        elif kind == _WINDOW_ACK_SIZE:
-            if len(msg.payload) >= 4:
-                self._ack_window = max(_U32.unpack_from(msg.payload)[0], 4096)
+        elif kind == messages.AMF0_COMMAND or kind == messages.AMF3_COMMAND:
+            if len(msg.payload) > MAX_COMMAND_SIZE:
+                raise _RtmpProtocolError(f"command of {len(msg.payload)} bytes")
+            self._command(msg.stream_id, messages.command_values(msg))
+        elif kind == messages.AMF0_DATA or kind == messages.AMF3_DATA:
+            self._data(msg)
+        elif kind == messages.AGGREGATE:
+            for tag_type, timestamp, body in messages.aggregate_tags(msg.timestamp, msg.payload):
+                if tag_type in (messages.AUDIO, messages.VIDEO):
+                    self._media(tag_type, timestamp, body)
+                elif tag_type == messages.AMF0_DATA:
+                    self._data(
+                        chunks.RtmpMessage(msg.csid, tag_type, msg.stream_id, timestamp, body)
+                    )
+        elif kind == messages.USER_CONTROL:
+            ping = messages.ping_request(msg.payload)
+            if ping is not None:
+                self._write(
+                    messages.user_control(messages.PING_RESPONSE, ping, self._out_chunk_size)
+                )
+        elif kind == messages.WINDOW_ACK_SIZE:
+            window = messages.window_ack_size(msg.payload)
+            if window is not None:
+                self._ack_window = max(window, 4096)
         # Set Chunk Size / Abort were applied by the decoder; Ack and Set Peer
         # Bandwidth need nothing from a server that only receives.
 
@@ -346,11 +317,11 @@ class RtmpConnection(asyncio.Protocol):
             )
             sink.on_config(item)
 
-    def _data(self, payload: bytes) -> None:
+    def _data(self, msg: chunks.RtmpMessage) -> None:
         if self._sink is None:
             return
         try:
-            values = amf0.decode_all(payload)
+            values = messages.data_values(msg)
         except amf0.Amf0Error as exc:
             log.debug("%s: unreadable data message ignored: %s", self._prefix, exc)
             return
@@ -358,24 +329,6 @@ class RtmpConnection(asyncio.Protocol):
             values = values[1:]
         if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
             self._sink.on_metadata(dict(values[1]))
-
-    def _aggregate(self, timestamp: int, payload: bytes) -> None:
-        """An aggregate message is a run of FLV tags; their times are relative to the first."""
-        pos, end, base = 0, len(payload), None
-        while pos + 11 <= end:
-            tag_type = payload[pos] & 0x1F
-            size = int.from_bytes(payload[pos + 1 : pos + 4], "big")
-            tag_ts = int.from_bytes(payload[pos + 4 : pos + 7], "big") | (payload[pos + 7] << 24)
-            pos += 11
-            if pos + size > end:
-                raise _RtmpProtocolError("truncated aggregate message")
-            base = tag_ts if base is None else base
-            body = payload[pos : pos + size]
-            pos += size + 4  # the tag's trailing PreviousTagSize
-            if tag_type in (_AUDIO, _VIDEO):
-                self._media(tag_type, (timestamp + tag_ts - base) & 0xFFFFFFFF, body)
-            elif tag_type == _AMF0_DATA:
-                self._data(body)
 
     # -- commands
 
@@ -419,9 +372,15 @@ class RtmpConnection(asyncio.Protocol):
             raise _RtmpProtocolError("connect without an app name")
         self._app = app
         self._prefix = f"rtmp {self.peer} {redact_app(app)}"
-        self._send_control(_WINDOW_ACK_SIZE, _U32.pack(WINDOW_ACK_SIZE))
-        self._send_control(_SET_PEER_BANDWIDTH, _U32.pack(WINDOW_ACK_SIZE) + b"\x02")
-        self._send_control(_SET_CHUNK_SIZE, _U32.pack(SERVER_CHUNK_SIZE))
+        size = self._out_chunk_size
+        window = messages.u32(WINDOW_ACK_SIZE)
+        self._write(messages.control(messages.WINDOW_ACK_SIZE, window, size))
+        self._write(
+            messages.control(messages.SET_PEER_BANDWIDTH, window + b"\x02", size)
+        )  # dynamic
+        self._write(
+            messages.control(messages.SET_CHUNK_SIZE, messages.u32(SERVER_CHUNK_SIZE), size)
+        )
         self._out_chunk_size = SERVER_CHUNK_SIZE
         self._send_command(
             0,
@@ -485,7 +444,10 @@ class RtmpConnection(asyncio.Protocol):
         self._sink = sink
         self._published = True
         self._parser = FlvTagParser()
-        self._send_control(_USER_CONTROL, b"\x00\x00" + _U32.pack(stream_id))  # Stream Begin
+        begin = messages.user_control(
+            messages.STREAM_BEGIN, messages.u32(stream_id), self._out_chunk_size
+        )
+        self._write(begin)
         self._send_status(stream_id, "status", "NetStream.Publish.Start", "Start publishing.")
         log.info("%s: publishing", self._prefix)
 
@@ -512,25 +474,8 @@ class RtmpConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
-    def _send_control(self, type_id: int, payload: bytes) -> None:
-        chunk = rtmp_chunks.encode_message(
-            _CSID_CONTROL, type_id, 0, 0, payload, self._out_chunk_size
-        )
-        self._write(chunk)
-
     def _send_command(self, stream_id: int, values: list[object]) -> None:
-        payload = amf0.encode_all(values)
-        self._write(
-            rtmp_chunks.encode_message(
-                _CSID_COMMAND, _AMF0_COMMAND, stream_id, 0, payload, self._out_chunk_size
-            )
-        )
+        self._write(messages.command(stream_id, values, self._out_chunk_size))
 
     def _send_status(self, stream_id: int, level: str, code: str, description: str) -> None:
-        info = {"level": level, "code": code, "description": description}
-        payload = amf0.encode_all(["onStatus", 0.0, None, info])
-        self._write(
-            rtmp_chunks.encode_message(
-                _CSID_STATUS, _AMF0_COMMAND, stream_id, 0, payload, self._out_chunk_size
-            )
-        )
+        self._write(messages.on_status(stream_id, level, code, description, self._out_chunk_size))

@@ -8,7 +8,7 @@ authorizer answers with the stream's ``PublishSink`` or ``None`` to refuse.
 Everything the publisher sends then reaches that sink as codec configurations,
 media packets and metadata (see ``flv``), and ``on_close`` ends it exactly once.
 The per-connection state machine and its policies are in ``rtmp_connection``;
-the log-safe stream names in ``rtmp_names``.
+the log-safe stream names in ``protocols/rtmp/names.py``.
 
 Cost: a receiver that reads each chunk header and body separately (FFmpeg's
 own, hence PyAV's) makes ~2,200 read calls per second per stream. This
@@ -101,9 +101,7 @@ class RtmpServer:
         (worker/camstream_worker/shards.py) to hand a publisher to the engine
         process that owns its stream.
         """
-        connection = RtmpConnection(self)
-        connection._handshake_buf = None
-        connection._handshake_stage = 2
+        connection = RtmpConnection(self, handshake_done=True)
         await self._loop.connect_accepted_socket(lambda: connection, sock)
         if received:
             connection.data_received(received)

@@ -1,8 +1,9 @@
 """RTMP chunk stream: split the byte stream into messages, and back.
 
-Called by the RTMP connection (``rtmp_connection``): every batch of bytes read from a
-publisher's socket goes to ``ChunkDecoder.feed``, which returns the complete
-messages in it; the server's replies go out through ``encode_message``. Pure:
+Called by the RTMP connection (``servers/rtmp/connection.py``) and front: every
+batch of bytes read from a publisher's socket goes to ``ChunkDecoder.feed``,
+which returns the complete messages in it; the server's replies go out through
+``encode_message`` (``messages`` builds them). Pure:
 no sockets, no clocks, so the tricky header rules are unit-tested byte for byte.
 
 The rules (RTMP 1.0 spec, section 5.3, as FFmpeg and librtmp implement them):
@@ -36,8 +37,10 @@ import struct
 from dataclasses import dataclass
 
 __all__ = [
+    "ABORT",
     "DEFAULT_CHUNK_SIZE",
     "MAX_MESSAGE_SIZE",
+    "SET_CHUNK_SIZE",
     "ChunkDecoder",
     "ChunkError",
     "RtmpMessage",
@@ -49,9 +52,11 @@ MAX_MESSAGE_SIZE = 8 * 1024 * 1024  # a keyframe of a 4K camera fits easily
 MAX_CHUNK_STREAMS = 64  # real publishers use about five
 MAX_CHUNK_SIZE = 0xFFFFFF  # the spec's limit (message lengths are 24-bit)
 
+# The two message types the chunk layer itself obeys (messages.py has the rest).
+SET_CHUNK_SIZE = 1
+ABORT = 2
+
 _EXTENDED = 0xFFFFFF
-_MSG_SET_CHUNK_SIZE = 1
-_MSG_ABORT = 2
 
 _U32 = struct.Struct(">I")
 _U32_LE = struct.Struct("<I")
@@ -236,7 +241,7 @@ class ChunkDecoder:
                     st.received = 0
                     self._pending -= length
                 out.append(RtmpMessage(csid, type_id, stream_id, st.timestamp, payload))
-                if type_id == _MSG_SET_CHUNK_SIZE or type_id == _MSG_ABORT:
+                if type_id == SET_CHUNK_SIZE or type_id == ABORT:
                     self._control(type_id, payload)
         finally:
             view.release()
@@ -248,7 +253,7 @@ class ChunkDecoder:
         if len(payload) < 4:
             raise ChunkError(f"protocol control message {type_id} shorter than 4 bytes")
         (value,) = _U32.unpack_from(payload, 0)
-        if type_id == _MSG_SET_CHUNK_SIZE:
+        if type_id == SET_CHUNK_SIZE:
             value &= 0x7FFFFFFF  # the top bit is reserved
             if not 1 <= value <= MAX_CHUNK_SIZE:
                 raise ChunkError(f"invalid chunk size {value}")

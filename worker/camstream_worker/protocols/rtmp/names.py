@@ -2,7 +2,7 @@
 
 A publisher proves itself with a stream key carried in the stream name
 (``live/KEY``) or in a query parameter (``name?key=KEY``), so the raw name is a
-secret. The RTMP connection (``rtmp_connection``) names its stream in every log
+secret. The RTMP connection (``servers/rtmp/connection.py``) names its stream in every log
 line through ``redact_app`` and ``redact_name``, cleans other untrusted text
 (command names) with ``printable``, and uses ``stream_identity`` to tell when a
 new publish replaces a live one. Pure: strings in, strings out.

@@ -1,9 +1,9 @@
 """FLV audio/video tag bodies → codec configurations and media packets.
 
 RTMP carries media as FLV tag bodies (message types 8 = audio, 9 = video).
-The RTMP connection (``rtmp_connection``) keeps one ``FlvTagParser`` per publish and
-hands every audio/video message body to it; what comes out goes to the
-pipeline's ``PublishSink``: a ``TrackConfig`` when a codec's sequence header
+The RTMP connection (``servers/rtmp/connection.py``) keeps one ``FlvTagParser``
+per publish and hands every audio/video message body to it; what comes out goes
+to the publish's ``PublishSink`` (``publish``): a ``TrackConfig`` when a codec's sequence header
 arrives (the avcC/hvcC/AudioSpecificConfig a muxer needs as extradata), a
 ``MediaPacket`` for each frame. Pure: no I/O.
 
@@ -13,7 +13,7 @@ OBS uses for HEVC), AAC (sound format 10, and Enhanced RTMP's ``mp4a``).
 Anything else raises ``FlvError`` with a short message such as ``unsupported
 video codec id 4``; the supervisor shows it as the stream's reason.
 
-Choices made here, so the pipeline does not have to:
+Choices made here, so the receiving source does not have to:
 - Frames that arrive before their codec's sequence header are dropped: without
   extradata nothing downstream can use them.
 - A sequence header identical to the last one is not reported again.

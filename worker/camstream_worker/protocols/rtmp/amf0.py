@@ -1,6 +1,6 @@
 """AMF0 encode/decode: the value format of RTMP commands and metadata.
 
-Called by the RTMP connection (``rtmp_connection``) to read the commands a publisher
+Called through ``messages`` by the RTMP connection and front to read the commands a publisher
 sends (connect, createStream, publish...) and the ``onMetaData`` it attaches,
 and to encode the replies (``_result``, ``onStatus``). Pure: bytes in, Python
 values out, no I/O.
