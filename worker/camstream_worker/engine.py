@@ -24,20 +24,20 @@ from pathlib import Path
 from camstream.retry import Backoff
 from camstream.spec import StreamKey, StreamSpec
 from camstream_worker.errors import SecretError, UnsupportedMedia
-from camstream_worker.hls import HlsWriter, SegmentWritten
 from camstream_worker.ingest.base import Source
 from camstream_worker.ingest.file import FileSource
 from camstream_worker.ingest.rtmp import RtmpPushSource
 from camstream_worker.ingest.rtsp import RtspSource
 from camstream_worker.ingest.synthetic import SyntheticSource
+from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
+from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
+from camstream_worker.outputs.thumbnail import Thumbnailer
+from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets import SecretResolver
-from camstream_worker.sequence import FirstNumber, SequenceStart
 from camstream_worker.state import StreamStatus, stream_dir
 from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
-from camstream_worker.thumbnail import Thumbnailer
-from camstream_worker.transcode import SOURCE_FOLDER, Transcoder
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import av
 
-from camstream_worker.hls import HlsWriter
 from camstream_worker.media import coding_format
-from camstream_worker.thumbnail import Thumbnailer
-from camstream_worker.transcode import Transcoder
+from camstream_worker.outputs.hls.writer import HlsWriter
+from camstream_worker.outputs.thumbnail import Thumbnailer
+from camstream_worker.outputs.transcode import Transcoder
 
 
 class PipelineSink:

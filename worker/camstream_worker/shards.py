@@ -40,9 +40,9 @@ from typing import Any
 from camstream.spec import StreamKey, StreamSpec
 from camstream_worker import shard_child
 from camstream_worker.errors import SecretError
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.protocols.rtmp import chunks, handshake, messages, paths
 from camstream_worker.secrets import SecretResolver
-from camstream_worker.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 from camstream_worker.worker_metrics import add_stats
 

@@ -30,12 +30,12 @@ from camstream_worker.errors import (
     SourceError,
     SourceStalled,
 )
-from camstream_worker.hls import HlsWriter, SegmentWritten
+from camstream_worker.outputs.hls.sequence import lead_of
+from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
+from camstream_worker.outputs.thumbnail import Thumbnailer
+from camstream_worker.outputs.transcode import Transcoder
 from camstream_worker.pipeline import PipelineSink
-from camstream_worker.sequence import lead_of
 from camstream_worker.state import Phase, StreamStatus
-from camstream_worker.thumbnail import Thumbnailer
-from camstream_worker.transcode import Transcoder
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from camstream.handoff import RingDoc
 from camstream.handoff_codec import CodecError, decode_doc
 from camstream.spec import StreamKey, StreamSpec
 from camstream.wire import PARTITION_LABEL, playlist_path
-from camstream_worker.sequence import SequenceStart
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import StreamStatus
 
 from . import desired as plan

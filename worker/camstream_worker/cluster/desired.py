@@ -14,7 +14,7 @@ watched CameraStream or of a stream's state in the engine.
   so a partition with streams not listed yet is never confirmed empty.
 - `worker_status`: the status fields the serving worker owns.
 - `start_sequence`: where a newly started stream's HLS media sequence begins
-  (the rules and why are in camstream_worker/sequence.py).
+  (the rules and why are in camstream_worker/outputs/hls/sequence.py).
 - `listed_cover` and `relabelled_for_larger_ring`: keep the stream watch's
   coverage right while the ring grows (handoff.grow) and the operator
   relabels every stream; growth moves no stream, so none may stop.
@@ -30,8 +30,8 @@ from camstream.conditions import condition
 from camstream.handoff import RingDoc, handoffs_to, partitions_for
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream.wire import PARTITION_LABEL
-from camstream_worker import sequence
-from camstream_worker.sequence import SequenceStart
+from camstream_worker.outputs.hls import sequence
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 
 

@@ -1,6 +1,6 @@
 """HLS media and master playlists, rendered from plain values (RFC 8216).
 
-Who calls this: hls.py after every finished segment, and the transcoder for its
+Who calls this: writer.py after every finished segment, and the transcoder for its
 master playlist. Pure: no I/O, so the window/discontinuity rules are tested
 without media.
 

@@ -28,10 +28,10 @@ import av
 
 from camstream import wire
 from camstream.spec import HlsOptions, Rendition
-from camstream_worker.hls import HlsWriter
 from camstream_worker.media import decoder_for
-from camstream_worker.playlist import Variant, render_master_playlist
-from camstream_worker.sequence import FirstNumber
+from camstream_worker.outputs.hls.playlist import Variant, render_master_playlist
+from camstream_worker.outputs.hls.sequence import FirstNumber
+from camstream_worker.outputs.hls.writer import HlsWriter
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Fragmented MP4 segments for HLS (RFC 8216 3.3), made by PyAV's mp4 muxer.
 
-Who calls this: hls.py, for streams with `hls.segmentType: fmp4`. Each segment
+Who calls this: writer.py, for streams with `hls.segmentType: fmp4`. Each segment
 is muxed alone (as MPEG-TS segments are), with `empty_moov` so the header
 carries no samples: its ftyp+moov become the session's init segment
 (EXT-X-MAP) and its moof+mdat the media segment. A lone muxer numbers each

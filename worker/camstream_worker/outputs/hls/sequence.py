@@ -1,7 +1,7 @@
 """Where a stream's HLS media sequence begins on a worker: pure, no I/O.
 
 Who calls this: cluster/desired.py decides a `SequenceStart` when a worker
-starts a stream; hls.py resolves it when the stream's first segment is cut.
+starts a stream; writer.py resolves it when the stream's first segment is cut.
 
 Why it matters: whoever serves a stream's playlist, a viewer must never see
 its last sequence number go down. Three cases:

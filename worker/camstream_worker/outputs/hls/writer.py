@@ -31,14 +31,14 @@ import av
 
 from camstream import wire
 from camstream.spec import HlsOptions
-from camstream_worker import fmp4
-from camstream_worker.playlist import (
+from camstream_worker.outputs.hls import fmp4
+from camstream_worker.outputs.hls.playlist import (
     Segment,
     render_media_playlist,
     slide_window,
     target_duration,
 )
-from camstream_worker.sequence import FirstNumber, SequenceStart
+from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
 
 log = logging.getLogger(__name__)
 
