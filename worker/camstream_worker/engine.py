@@ -7,28 +7,20 @@ new, stops what is gone (removing its files) and restarts what changed,
 continuing the HLS media sequence so players see one stream with a
 discontinuity.
 
-It also answers the RTMP listener: a publisher is routed by the path
-`/<namespace>/<name>` and authenticated by the stream's key, given either as
-the last path element (`/<namespace>/<name>/<key>`) or as `?key=<key>`.
+It also answers the RTMP listener: a publisher is routed by its path
+(`/<namespace>/<name>/<key>`, see protocols/rtmp/paths.py) to its stream,
+whose source checks the key if it takes publishers at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from camstream.retry import Backoff
 from camstream.spec import StreamKey, StreamSpec
-from camstream_worker.errors import SecretError, UnsupportedMedia
-from camstream_worker.ingest.base import Source
-from camstream_worker.ingest.file import FileSource
-from camstream_worker.ingest.rtmp import RtmpPushSource
-from camstream_worker.ingest.rtsp import RtspSource
-from camstream_worker.ingest.synthetic import SyntheticSource
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from camstream_worker.outputs.thumbnail import Thumbnailer
@@ -36,15 +28,12 @@ from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets import SecretResolver
+from camstream_worker.sources import kinds
+from camstream_worker.sources.base import Context, PushedSource
 from camstream_worker.state import StreamStatus, stream_dir
-from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
+from camstream_worker.supervisor import StreamRunner
 
 log = logging.getLogger(__name__)
-
-PUSH_FAILED_RETRY = 5.0
-PUSH_ATTACH_WAIT = 3.0
-# A pushing camera reconnects when it likes; waiting for it is the source's job.
-PUSH_BACKOFF = Backoff(initial=0.05, cap=0.5)
 
 
 class Engine:
@@ -52,7 +41,6 @@ class Engine:
         self.hls_root = hls_root
         self._secrets = secrets
         self._runners: dict[StreamKey, StreamRunner] = {}
-        self._push_sources: dict[StreamKey, RtmpPushSource] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
@@ -90,7 +78,6 @@ class Engine:
             for key in stale:
                 runner = self._runners.pop(key)
                 await runner.stop(keep_last=key in wanted)
-                self._push_sources.pop(key, None)
                 if key in wanted:
                     continued[key] = runner.writer.continuation()  # a restart, not a removal
                 else:
@@ -140,14 +127,16 @@ class Engine:
             discontinuity_on_first=discontinuity,
             on_segment=segment_from_any_thread,
         )
-        if spec.source.protocol == "rtmp":
-            self._push_sources[key] = RtmpPushSource(log_prefix=f"[{key}] ")
+        context = Context(
+            secrets=self._secrets,
+            log_prefix=f"[{key}] ",
+            note=lambda reason, message: runner_box[0].note(reason, message),
+        )
         runner = StreamRunner(
             spec,
             writer,
-            self._make_source,
+            kinds.make_source(spec, context),
             on_change=self._notify,
-            backoff=PUSH_BACKOFF if spec.source.protocol == "rtmp" else DEFAULT_BACKOFF,
             transcoder=transcoder,
             thumbnailer=Thumbnailer(
                 self.hls_root / stream_dir(key),
@@ -156,49 +145,10 @@ class Engine:
             )
             if spec.thumbnail.enabled
             else None,
-            # A pushing camera decides when it comes back: be ready for it soon.
-            failed_retry_seconds=PUSH_FAILED_RETRY if spec.source.protocol == "rtmp" else 60.0,
         )
         runner_box.append(runner)
         self._runners[key] = runner
         runner.start()
-
-    async def _make_source(self, spec: StreamSpec) -> Source:
-        source = spec.source
-        prefix = f"[{spec.key}] "
-        username = password = None
-        if source.credentials is not None:
-            username = await self._secrets.get(spec.key.namespace, source.credentials.username)
-            password = await self._secrets.get(spec.key.namespace, source.credentials.password)
-        stall = float(source.stall_timeout_seconds)
-        match source.protocol:
-            case "rtsp":
-                assert source.url is not None
-                return RtspSource(
-                    source.url,
-                    transport=source.rtsp_transport,
-                    username=username,
-                    password=password,
-                    stall_timeout=stall,
-                    log_prefix=prefix,
-                )
-            case "file" | "http":
-                assert source.url is not None
-                return FileSource(
-                    source.url,
-                    username=username,
-                    password=password,
-                    stall_timeout=stall,
-                    log_prefix=prefix,
-                )
-            case "synthetic":
-                return SyntheticSource(source.synthetic, log_prefix=prefix)
-            case "rtmp":
-                if source.stream_key is not None:
-                    # Resolve now so a missing key shows as Failed, not as a silent wait.
-                    await self._secrets.get(spec.key.namespace, source.stream_key)
-                return self._push_sources[spec.key]
-        raise UnsupportedMedia(f"unknown source protocol {source.protocol}")
 
     # -- RTMP routing
 
@@ -210,23 +160,11 @@ class Engine:
             return None
         key, offered = target
         runner = self._runners.get(key)
-        push = self._push_sources.get(key)
-        if runner is None or push is None or runner.spec.source.stream_key is None:
+        source = runner.source if runner is not None else None
+        if not isinstance(source, PushedSource):
             log.info("rtmp publish from %s rejected: %s is not an rtmp stream here", peer, key)
             return None
-        try:
-            expected = await self._secrets.get(key.namespace, runner.spec.source.stream_key)
-        except SecretError as exc:
-            log.warning("[%s] rtmp publish from %s rejected: %s", key, peer, exc)
-            return None
-        if not hmac.compare_digest(expected.encode(), offered.encode()):
-            log.warning("[%s] rtmp publish from %s rejected: wrong stream key", key, peer)
-            runner.note("WrongStreamKey", f"refused a publisher from {peer}: wrong stream key")
-            return None
-        session = await push.attach_when_ready(wait_seconds=PUSH_ATTACH_WAIT)
-        if session is None:
-            log.warning("[%s] rtmp publish from %s rejected: already publishing", key, peer)
-        return session
+        return await source.admit(offered, peer)
 
     def _notify(self, status: StreamStatus) -> None:
         for listener in self._listeners:

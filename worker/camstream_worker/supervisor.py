@@ -35,6 +35,7 @@ from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from camstream_worker.outputs.thumbnail import Thumbnailer
 from camstream_worker.outputs.transcode import Transcoder
 from camstream_worker.pipeline import PipelineSink
+from camstream_worker.sources.base import Source
 from camstream_worker.state import Phase, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 FAILED_RETRY_SECONDS = 60.0
 LIVE_RESETS_BACKOFF_AFTER = 30.0
 WATCH_INTERVAL = 0.25
-DEFAULT_BACKOFF = Backoff()
+PULL_BACKOFF = Backoff()
+# A pushing camera decides when it comes back: be ready for it soon.
+PUSH_BACKOFF = Backoff(initial=0.05, cap=0.5)
+PUSH_FAILED_RETRY_SECONDS = 5.0
 
 
 class StreamRunner:
@@ -50,22 +54,20 @@ class StreamRunner:
         self,
         spec: StreamSpec,
         writer: HlsWriter,
-        make_source: Callable[[StreamSpec], object],
+        source: Source,
         *,
         on_change: Callable[[StreamStatus], None],
-        backoff: Backoff = DEFAULT_BACKOFF,
         thumbnailer: Thumbnailer | None = None,
         transcoder: Transcoder | None = None,
-        failed_retry_seconds: float = FAILED_RETRY_SECONDS,
     ) -> None:
         self.spec = spec
         self.writer = writer
+        self.source = source
         self.thumbnailer = thumbnailer
         self.transcoder = transcoder
-        self._make_source = make_source
         self._on_change = on_change
-        self._backoff = backoff
-        self._failed_retry = failed_retry_seconds
+        self._backoff = PUSH_BACKOFF if source.pushed else PULL_BACKOFF
+        self._failed_retry = PUSH_FAILED_RETRY_SECONDS if source.pushed else FAILED_RETRY_SECONDS
         self._prefix = f"[{spec.key}] "
         self._status = StreamStatus(
             key=spec.key, protocol=spec.source.protocol, phase=Phase.PENDING, since=time.time()
@@ -178,22 +180,17 @@ class StreamRunner:
 
     async def _attempt(self) -> None:
         stopping = threading.Event()
-        source = self._make_source(self.spec)
-        if asyncio.iscoroutine(source):
-            source = await source
         sink = PipelineSink(self.writer, self.thumbnailer, self.transcoder)
         if self._sink is not None:
             # Keep what the last session taught us until the new one knows better.
             self._bytes_before += self._sink.bytes_in
             self._status = self.status
         self._sink = sink
-        run: asyncio.Task[None] = asyncio.create_task(source.run(sink, stopping))  # type: ignore[attr-defined]
+        run: asyncio.Task[None] = asyncio.create_task(self.source.run(sink, stopping))
         stall = float(self.spec.source.stall_timeout_seconds)
         # A pushing camera may take any time to come; a pulled one must start
         # sending soon after we connect (FFmpeg can sit in its probe forever).
-        open_deadline = (
-            None if self.spec.source.protocol == "rtmp" else time.monotonic() + 2 * stall
-        )
+        open_deadline = None if self.source.pushed else time.monotonic() + 2 * stall
         try:
             while not run.done():
                 if self._stop.is_set():

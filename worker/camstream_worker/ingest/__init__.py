@@ -1,0 +1,1 @@
+"""RTMP ingest server (moving to servers/rtmp)."""

@@ -1,9 +1,10 @@
 """The PyAV read loop shared by the sources FFmpeg can open (RTSP, files, HTTP).
 
-Who calls this: rtsp.py and file.py, inside a worker thread (PyAV releases the
-GIL while it reads). It picks the first video and the first usable audio
-stream, hands them to the sink as templates and forwards their packets as they
-are: no decoding, so a stream costs little more than the socket reads.
+Who calls this: rtsp.py and file.py, each in a thread of its own (PyAV
+releases the GIL while it reads). It picks the first video and the first
+usable audio stream, hands them to the sink as templates and forwards their
+packets as they are: no decoding, so a stream costs little more than the
+socket reads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import av
 
 from camstream_worker.errors import SourceEnded, UnsupportedMedia, from_ffmpeg
-from camstream_worker.ingest.base import AUDIO_CODECS, VIDEO_CODECS, PacketSink
+from camstream_worker.sources.base import AUDIO_CODECS, VIDEO_CODECS, PacketSink
 
 log = logging.getLogger(__name__)
 

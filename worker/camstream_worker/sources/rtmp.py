@@ -1,20 +1,22 @@
 """RTMP push as a source: a stream that waits for its camera to publish.
 
-Who calls this: the engine keeps one `RtmpPushSource` per rtmp stream; its
-RTMP authorizer calls `attach()` once a publisher has presented the stream's
-key, and the supervisor calls `run()` for each session, as for any source.
+Who calls this: kinds.py makes one `RtmpPushSource` per `protocol: rtmp`
+stream; the engine, as the RTMP listener's authorizer, calls `admit()` for a
+publisher of the stream (the source checks the stream key), and the
+supervisor calls `run()` for each session, as for any source.
 
 Publishers hand us FLV tags (the RTMP connection and protocols/rtmp/flv.py
 parse them). PyAV needs codec parameters to mux, and builds them best from the
-codec's own sequence headers:
-`templates_from_configs` wraps the sequence headers in a two-tag FLV file in
-memory and lets PyAV's FLV demuxer read them, so the templates carry exactly
-what FFmpeg's own RTMP input would have produced.
+codec's own sequence headers: `templates_from_configs` wraps the sequence
+headers in a two-tag FLV file in memory and lets PyAV's FLV demuxer read them,
+so the templates carry exactly what FFmpeg's own RTMP input would have
+produced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
 import threading
@@ -23,27 +25,54 @@ from fractions import Fraction
 
 import av
 
-from camstream_worker.errors import SourceEnded, SourceError, UnsupportedMedia
-from camstream_worker.ingest.base import PacketSink
+from camstream.spec import StreamSpec
+from camstream_worker.errors import SecretError, SourceEnded, SourceError, UnsupportedMedia
 from camstream_worker.protocols.rtmp.flv import FlvError, MediaPacket, TrackConfig
+from camstream_worker.sources.base import Context, PacketSink
 
 log = logging.getLogger(__name__)
 
 MILLISECONDS = Fraction(1, 1000)
 _FLV_VIDEO_CODEC_IDS = {"h264": 7, "hevc": 12}
+# Between two sessions the supervisor briefly runs no session: a camera that
+# reconnects then waits this long for the next one instead of being refused.
+ATTACH_WAIT = 3.0
 
 
 class RtmpPushSource:
-    def __init__(self, *, log_prefix: str = "") -> None:
-        self._log_prefix = log_prefix
+    # The camera decides when it comes: no opening deadline, quick retries.
+    pushed = True
+
+    def __init__(self, spec: StreamSpec, context: Context) -> None:
+        self._stream_key = spec.source.stream_key
+        self._namespace = spec.key.namespace
+        self._context = context
+        self._log_prefix = context.log_prefix
         self._sink: PacketSink | None = None
         self._ended: asyncio.Future[str | None] | None = None
         self._session: _PublishSession | None = None
         self._listening = asyncio.Event()
 
-    @property
-    def waiting(self) -> bool:
-        return self._sink is not None and self._session is None
+    async def admit(self, offered_key: str, peer: str) -> _PublishSession | None:
+        """A publisher from `peer` offering `offered_key`: a session, or None to refuse it."""
+        prefix = self._log_prefix
+        if self._stream_key is None:  # spec.py requires one; refuse rather than trust
+            return None
+        try:
+            expected = await self._context.secrets.get(self._namespace, self._stream_key)
+        except SecretError as exc:
+            log.warning("%srtmp publish from %s rejected: %s", prefix, peer, exc)
+            return None
+        if not hmac.compare_digest(expected.encode(), offered_key.encode()):
+            log.warning("%srtmp publish from %s rejected: wrong stream key", prefix, peer)
+            self._context.note(
+                "WrongStreamKey", f"refused a publisher from {peer}: wrong stream key"
+            )
+            return None
+        session = await self.attach_when_ready(wait_seconds=ATTACH_WAIT)
+        if session is None:
+            log.warning("%srtmp publish from %s rejected: already publishing", prefix, peer)
+        return session
 
     async def attach_when_ready(self, wait_seconds: float) -> _PublishSession | None:
         """attach(), waiting up to `wait_seconds` for the source to listen again.
@@ -74,6 +103,9 @@ class RtmpPushSource:
         return self._session
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
+        if self._stream_key is not None:
+            # Resolved now so a missing key shows as Failed, not as a silent wait.
+            await self._context.secrets.get(self._namespace, self._stream_key)
         ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._sink, self._ended, self._session = sink, ended, None
         self._listening.set()

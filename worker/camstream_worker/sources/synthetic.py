@@ -1,6 +1,6 @@
 """A synthetic camera: FFmpeg's lavfi test pattern, encoded in the worker.
 
-Who calls this: pipeline.py for `protocol: synthetic`, used by the demo and
+Who calls this: kinds.py for `protocol: synthetic`, used by the demo and
 tests when no camera is at hand. Unlike every other source it encodes (x264
 or x265, ultrafast), so it costs real CPU: meant for a handful of streams.
 """
@@ -15,14 +15,16 @@ from typing import Any
 
 import av
 
-from camstream.spec import SyntheticOptions
-from camstream_worker.ingest.base import PacketSink, run_in_own_thread
+from camstream.spec import StreamSpec
+from camstream_worker.sources.base import Context, PacketSink, run_in_own_thread
 
 
 class SyntheticSource:
-    def __init__(self, options: SyntheticOptions, *, log_prefix: str = "") -> None:
-        self._options = options
-        self._log_prefix = log_prefix
+    pushed = False
+
+    def __init__(self, spec: StreamSpec, context: Context) -> None:
+        self._options = spec.source.synthetic
+        self._log_prefix = context.log_prefix
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
         await run_in_own_thread(

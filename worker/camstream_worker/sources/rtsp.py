@@ -1,8 +1,9 @@
 """RTSP pull: the worker opens the camera (TCP interleaved unless told UDP).
 
-Who calls this: pipeline.py for `protocol: rtsp`. Credentials come resolved
-from the stream's Secret and go into the URL handed to FFmpeg only; the URL
-with credentials is never logged nor put into an error.
+Who calls this: kinds.py makes one `RtspSource` per `protocol: rtsp` stream;
+the supervisor runs it once per session. Credentials are resolved from the
+stream's Secret at each session and go into the URL handed to FFmpeg only; the
+URL with credentials is never logged nor put into an error.
 """
 
 from __future__ import annotations
@@ -13,42 +14,51 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
 
-from camstream_worker.ingest.base import PacketSink, run_in_own_thread
-from camstream_worker.ingest.demux import remux_input
+from camstream.spec import StreamSpec
+from camstream_worker.sources.base import (
+    Context,
+    PacketSink,
+    resolve_credentials,
+    run_in_own_thread,
+)
+from camstream_worker.sources.demux import remux_input
 
 
 class RtspSource:
-    def __init__(
-        self,
-        url: str,
-        *,
-        transport: str = "tcp",
-        username: str | None = None,
-        password: str | None = None,
-        stall_timeout: float = 10.0,
-        log_prefix: str = "",
-    ) -> None:
-        self._url = with_credentials(url, username, password)
+    pushed = False
+
+    def __init__(self, spec: StreamSpec, context: Context) -> None:
+        source = spec.source
+        assert source.url is not None  # spec.py requires one for rtsp
+        self._url = source.url
+        self._credentials = source.credentials
+        self._namespace = spec.key.namespace
+        self._context = context
         self._options = {
-            "rtsp_transport": transport,
+            "rtsp_transport": source.rtsp_transport,
             # Socket I/O timeout inside FFmpeg: a silent camera fails the read
             # instead of hanging. (PyAV's own timeout= costs a Python callback
             # per I/O and doubled CPU in our measurements; this costs nothing.)
-            "timeout": str(int(stall_timeout * 1_000_000)),
+            "timeout": str(int(source.stall_timeout_seconds * 1_000_000)),
             "fflags": "nobuffer",
             # The SDP already describes the tracks; probing 1 s instead of the
             # default 5 s cuts a stream's start (and each handoff) by ~2 s.
             "analyzeduration": "1000000",
         }
-        self._log_prefix = log_prefix
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
-        def open_input() -> av.container.InputContainer:
-            return av.open(self._url, options=self._options)
+        username, password = await resolve_credentials(
+            self._context.secrets, self._namespace, self._credentials
+        )
+        url = with_credentials(self._url, username, password)
 
+        def open_input() -> av.container.InputContainer:
+            return av.open(url, options=self._options)
+
+        prefix = self._context.log_prefix
         await run_in_own_thread(
-            functools.partial(remux_input, open_input, sink, stopping, log_prefix=self._log_prefix),
-            name=f"rtsp {self._log_prefix.strip()}",
+            functools.partial(remux_input, open_input, sink, stopping, log_prefix=prefix),
+            name=f"rtsp {prefix.strip()}",
         )
 
 
