@@ -15,23 +15,18 @@ whose source checks the key if it takes publishers at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from camstream.spec import StreamKey, StreamSpec
-from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
-from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
-from camstream_worker.outputs.thumbnail import Thumbnailer
-from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets import SecretResolver
-from camstream_worker.sources import kinds
-from camstream_worker.sources.base import Context, PushedSource
-from camstream_worker.state import StreamStatus, stream_dir
-from camstream_worker.supervisor import StreamRunner
+from camstream_worker.sources.base import PushedSource
+from camstream_worker.state import StreamStatus
+from camstream_worker.stream import Stream
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +35,7 @@ class Engine:
     def __init__(self, hls_root: Path, secrets: SecretResolver) -> None:
         self.hls_root = hls_root
         self._secrets = secrets
-        self._runners: dict[StreamKey, StreamRunner] = {}
+        self._streams: dict[StreamKey, Stream] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
@@ -48,11 +43,11 @@ class Engine:
     # -- read side (StreamDirectory)
 
     def statuses(self) -> list[StreamStatus]:
-        return [runner.status for runner in self._runners.values()]
+        return [stream.status for stream in self._streams.values()]
 
     def status(self, key: StreamKey) -> StreamStatus | None:
-        runner = self._runners.get(key)
-        return runner.status if runner is not None else None
+        stream = self._streams.get(key)
+        return stream.status if stream is not None else None
 
     def on_change(self, callback: Callable[[StreamStatus], None]) -> None:
         self._listeners.append(callback)
@@ -71,20 +66,19 @@ class Engine:
             wanted = {key: spec for key, spec in desired.items() if spec.enabled}
             stale = [
                 key
-                for key, runner in self._runners.items()
-                if key not in wanted or _differs(runner.spec, wanted[key])
+                for key, stream in self._streams.items()
+                if key not in wanted or _differs(stream.spec, wanted[key])
             ]
             continued: dict[StreamKey, SequenceStart] = {}
             for key in stale:
-                runner = self._runners.pop(key)
-                await runner.stop(keep_last=key in wanted)
+                stream = self._streams.pop(key)
+                await stream.stop(remove=key not in wanted)
                 if key in wanted:
-                    continued[key] = runner.writer.continuation()  # a restart, not a removal
+                    continued[key] = stream.continuation()  # a restart, not a removal
                 else:
-                    _remove_stream_files(runner, self.hls_root / stream_dir(key))
-                    self._notify(runner.status)
+                    self._notify(stream.status)
             for key, spec in wanted.items():
-                if key in self._runners:
+                if key in self._streams:
                     continue
                 if key in continued:
                     self._start(spec, continued[key], discontinuity=True)
@@ -96,59 +90,21 @@ class Engine:
     async def close(self) -> None:
         """Stop every stream, keeping their files (a worker shutting down)."""
         async with self._lock:
-            runners = list(self._runners.values())
-            self._runners.clear()
-            await asyncio.gather(*(runner.stop() for runner in runners))
+            streams = list(self._streams.values())
+            self._streams.clear()
+            await asyncio.gather(*(stream.stop() for stream in streams))
 
     def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
-        key = spec.key
-        runner_box: list[StreamRunner] = []
-
-        def segment_from_any_thread(segment: SegmentWritten) -> None:
-            loop.call_soon_threadsafe(runner_box[0].segment_written, segment)
-
-        loop = asyncio.get_running_loop()
-        folder = self.hls_root / stream_dir(key)
-        transcoder = None
-        sequence = FirstNumber(start)  # one for all the stream's writers
-        if spec.transcode.enabled:
-            transcoder = Transcoder(
-                folder,
-                spec.transcode.renditions,
-                spec.hls,
-                start_sequence=sequence,
-                log_prefix=f"[{key}] ",
-            )
-            folder = folder / SOURCE_FOLDER  # the passthrough copy is one variant of several
-        writer = HlsWriter(
-            folder,
-            spec.hls,
-            start_sequence=sequence,
-            discontinuity_on_first=discontinuity,
-            on_segment=segment_from_any_thread,
-        )
-        context = Context(
-            secrets=self._secrets,
-            log_prefix=f"[{key}] ",
-            note=lambda reason, message: runner_box[0].note(reason, message),
-        )
-        runner = StreamRunner(
+        stream = Stream(
             spec,
-            writer,
-            kinds.make_source(spec, context),
+            hls_root=self.hls_root,
+            secrets=self._secrets,
+            start=start,
+            discontinuity=discontinuity,
             on_change=self._notify,
-            transcoder=transcoder,
-            thumbnailer=Thumbnailer(
-                self.hls_root / stream_dir(key),
-                spec.thumbnail.interval_seconds,
-                log_prefix=f"[{key}] ",
-            )
-            if spec.thumbnail.enabled
-            else None,
         )
-        runner_box.append(runner)
-        self._runners[key] = runner
-        runner.start()
+        self._streams[spec.key] = stream
+        stream.start()
 
     # -- RTMP routing
 
@@ -159,8 +115,8 @@ class Engine:
             log.info("rtmp publish from %s rejected: path is not /<namespace>/<name>", peer)
             return None
         key, offered = target
-        runner = self._runners.get(key)
-        source = runner.source if runner is not None else None
+        stream = self._streams.get(key)
+        source = stream.source if stream is not None else None
         if not isinstance(source, PushedSource):
             log.info("rtmp publish from %s rejected: %s is not an rtmp stream here", peer, key)
             return None
@@ -182,15 +138,3 @@ def _differs(old: StreamSpec, new: StreamSpec) -> bool:
         new.transcode,
         new.thumbnail,
     )
-
-
-def _remove_stream_files(runner: StreamRunner, folder: Path) -> None:
-    """A deleted stream leaves nothing behind: segments, playlists, stills."""
-    runner.writer.remove_files()
-    if runner.transcoder is not None:
-        runner.transcoder.remove_files()
-    for leftover in folder.glob("*"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()

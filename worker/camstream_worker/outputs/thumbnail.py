@@ -1,10 +1,11 @@
 """A periodic JPEG still of a stream, for index pages and camera walls.
 
-Who calls this: pipeline.py, for streams with `thumbnail.enabled`, with every
-video packet. Only a keyframe at least `interval` seconds after the last still
-is decoded (keyframes decode alone, so no decoder state runs between stills);
-the picture is encoded as JPEG and written by rename, like the playlist. The
-cost is one decode and one JPEG encode per interval, not per frame.
+Who calls this: the stream's session (an `Output`, see outputs/base.py), for
+streams with `thumbnail.enabled`, with every packet. Only a video keyframe at
+least `interval` seconds after the last still is decoded (keyframes decode
+alone, so no decoder state runs between stills); the picture is encoded as
+JPEG and written by rename, like the playlist. The cost is one decode and one
+JPEG encode per interval, not per frame.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -41,19 +42,20 @@ class Thumbnailer:
         self._clock = clock
         self._prefix = log_prefix
         self._decoder: Any = None  # a video decoder; PyAV's stubs type it loosely
+        self._video_index: int | None = None
         self._last: float | None = None
         self.written = 0
 
-    def begin(self, video: av.stream.Stream | None) -> None:
-        """A new source session: a decoder for its codec parameters."""
+    def begin(self, templates: Sequence[av.stream.Stream]) -> None:
+        """A new source session: a decoder for its video's codec parameters."""
         self._decoder = None
-        if video is None:
-            return
-        self._decoder = decoder_for(video)
+        self._video_index = next((i for i, t in enumerate(templates) if t.type == "video"), None)
+        if self._video_index is not None:
+            self._decoder = decoder_for(templates[self._video_index])
 
-    def offer(self, packet: av.Packet) -> None:
-        """Consider one video packet; decode it if a still is due."""
-        if self._decoder is None or not packet.is_keyframe:
+    def write(self, index: int, packet: av.Packet) -> None:
+        """Consider one packet; decode it if it is a video keyframe and a still is due."""
+        if index != self._video_index or self._decoder is None or not packet.is_keyframe:
             return
         now = self._clock()
         if self._last is not None and now - self._last < self._interval:
@@ -68,6 +70,15 @@ class Thumbnailer:
             log.info("%sthumbnail skipped: %s", self._prefix, type(exc).__name__)
         finally:
             self._decoder = _fresh(self._decoder)
+
+    def end(self, *, keep_last: bool = True) -> None:
+        pass  # a still is written whole or not at all
+
+    def close(self) -> None:
+        self._decoder = None
+
+    def remove_files(self) -> None:
+        self._path.unlink(missing_ok=True)
 
     def _write(self, frame: av.VideoFrame) -> None:
         width, height = frame.width, frame.height

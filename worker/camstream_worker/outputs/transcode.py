@@ -1,9 +1,10 @@
 """An ABR ladder: the source re-encoded to smaller renditions, beside the passthrough copy.
 
-Who calls this: pipeline.py, for streams with `transcode.enabled`. The stream's
-folder then holds a master playlist (index.m3u8) listing `source/` (the
-untouched remux) and one folder per rendition (e.g. `720p/`, `360p/`), each a
-media playlist of its own, so a phone on a weak link can step down.
+Who calls this: the stream's session (an `Output`, see outputs/base.py), for
+streams with `transcode.enabled`. The stream's folder then holds a master
+playlist (index.m3u8) listing `source/` (the untouched remux) and one folder
+per rendition (e.g. `720p/`, `360p/`), each a media playlist of its own, so a
+phone on a weak link can step down.
 
 Decoding and encoding cost real CPU (unlike remuxing) and must never hold up
 the source's reader, which for RTMP is the event loop every other stream
@@ -89,27 +90,39 @@ class Transcoder:
         owner = av.open(io.BytesIO(), "w", format="mpegts")
         copies = tuple(owner.add_stream_from_template(t) for t in templates)
         self._put(("begin", _Session(copies, owner)), force=True)
+        self._first_master(templates)
 
-    def offer(self, index: int, packet: av.Packet) -> None:
+    def write(self, index: int, packet: av.Packet) -> None:
         """Queue a packet (any thread); under overload drop until the next keyframe."""
         if self._skipping and not packet.is_keyframe:
             self.dropped += 1
             return
         self._skipping = not self._put(("packet", (index, _copy(packet))))
 
-    def end(self) -> None:
-        self._put(("end", None), force=True)
+    def end(self, *, keep_last: bool = True) -> None:
+        self._put(("end" if keep_last else "discard", None), force=True)
 
     def close(self) -> None:
         self._put(None, force=True)
         self._thread.join(timeout=10)
 
-    def write_master(self, source_bandwidth: int, width: int | None, height: int | None) -> None:
-        """Write the master playlist with a first guess of the source's rate (any thread)."""
+    def _first_master(self, templates: Sequence[av.stream.Stream]) -> None:
+        """The master playlist of a new session, with a first guess of the source's rate.
+
+        The source's own rate is not known before it has run a while (it is
+        advertised once measured): until then, two steps above the top
+        rendition keeps players from picking it on a guess.
+        """
+        video = next((t for t in templates if t.type == "video"), None)
+        context: Any = video.codec_context if video is not None else None
+        picture = (
+            (context.width or None, context.height or None) if context is not None else (None, None)
+        )
+        top = max(r.video_bitrate_kbps for r in self._renditions)
         with self._master_lock:
-            self._picture = (width, height)
+            self._picture = picture
             if not self._measured:
-                self._source_bandwidth = source_bandwidth
+                self._source_bandwidth = 2 * top * 1000
             self._write_master()
 
     def source_segment_written(self, size: int, duration: float) -> None:
@@ -181,8 +194,8 @@ class Transcoder:
                 elif kind == "packet" and ladder is not None:
                     index, packet = value  # type: ignore[misc]
                     ladder.feed(index, packet)  # type: ignore[has-type]
-                elif kind == "end" and ladder is not None:
-                    ladder.end()
+                elif kind in ("end", "discard") and ladder is not None:
+                    ladder.end(keep_last=kind == "end")
                     ladder = None
             except (av.error.FFmpegError, ValueError) as exc:
                 self.errors += 1
@@ -232,9 +245,9 @@ class _Ladder:
         for frame in self._decoder.decode(packet):
             self._encode(frame)
 
-    def end(self) -> None:
+    def end(self, *, keep_last: bool = True) -> None:
         for writer in self._writers:
-            writer.end()
+            writer.end(keep_last=keep_last)
 
     def _encode(self, frame: av.VideoFrame) -> None:
         if frame.pts is None or frame.time_base is None:

@@ -1,7 +1,8 @@
 """Cut a stream's packets into HLS segments and keep its live playlist.
 
-Who calls this: pipeline.py, once per stream, from whichever thread reads the
-source. The writer never decodes: packets are remuxed as they come.
+Who calls this: the stream's session (an `Output`, see outputs/base.py), once
+per stream, from whichever thread reads the source, and the transcoder, once
+per rendition. The writer never decodes: packets are remuxed as they come.
 
 How it works: packets of the current segment are held in memory (about one
 GOP); when a video keyframe arrives and the segment is long enough, the held
@@ -194,18 +195,26 @@ class HlsWriter:
         step = float((packet.dts - previous_dts) * packet.time_base)
         return step < -JUMP_BACK_SECONDS or step > JUMP_AHEAD_SECONDS
 
-    def end(self) -> None:
-        """Close the session: what is held becomes a (shorter) last segment."""
-        if self._held and self._last_time is not None and self._segment_start is not None:
+    def end(self, *, keep_last: bool = True) -> None:
+        """Close the session: what is held becomes a (shorter) last segment.
+
+        keep_last=False: the stream moved away, so what is held is dropped; a
+        segment written now would carry a number ahead of what the new owner
+        continues with.
+        """
+        if (
+            keep_last
+            and self._held
+            and self._last_time is not None
+            and self._segment_start is not None
+        ):
             frame = 1 / 25
             self._flush(self._last_time + frame)
         self._held = []
         self._segment_start = None
 
-    def discard(self) -> None:
-        """Close the session without writing what is held (the stream moved away)."""
-        self._held = []
-        self._segment_start = None
+    def close(self) -> None:
+        pass  # nothing runs between sessions
 
     def remove_files(self) -> None:
         """Delete the stream's folder content (the stream was deleted)."""
