@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camstream.spec import StreamKey
-from camstream_worker import http_paths
-from camstream_worker.http_paths import PathRejected, parse_hls_file, parse_static_file
+from camstream_worker.servers.http import paths as http_paths
+from camstream_worker.servers.http.paths import PathRejected, parse_hls_file, parse_static_file
 
 ROOT = "/srv/hls/ns/cam"
 

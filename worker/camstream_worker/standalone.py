@@ -25,10 +25,11 @@ import yaml
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream.wire import KIND
 from camstream_worker.engine import Engine
-from camstream_worker.http_server import bound_port, make_app, serve
-from camstream_worker.ingest.rtmp_server import RtmpServer
+from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets import StaticSecrets
-from camstream_worker.shards import RtmpFront, ShardedEngine
+from camstream_worker.servers.http.server import bound_port, make_app, serve
+from camstream_worker.servers.rtmp.front import RtmpFront
+from camstream_worker.servers.rtmp.listener import RtmpServer
 from camstream_worker.worker_metrics import worker_registry
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """Which URL paths the worker's HTTP server may turn into files, and how to serve them.
 
-Who calls this: http_server.py, for every request under /streams/ and /static/,
+Who calls this: server.py, for every request under /streams/ and /static/,
 before it touches the file system. It is pure (no I/O) so the rules that keep
 requests inside the HLS root can be tested exhaustively on their own
 (tests/unit/test_http_paths.py); the one check that needs the disk, that a
-symlink does not lead out of the stream's folder, stays in http_server.py.
+symlink does not lead out of the stream's folder, stays in server.py.
 
 The rules, strictest first:
 - namespace and name are Kubernetes names (lowercase DNS labels, dots allowed

@@ -1,6 +1,6 @@
 """How a worker's streams are shown: JSON for programs, HTML pages for people.
 
-Who calls this: http_server.py, for /api/streams, / (the index of all streams)
+Who calls this: server.py, for /api/streams, / (the index of all streams)
 and /streams/{ns}/{name}/ (one stream's player). Pure functions from
 `StreamStatus` snapshots to dicts and strings; no I/O, so the pages can be
 checked without a server.

@@ -1,14 +1,17 @@
 """RTMP ingest server: one port, many concurrent publishers, keyed by stream.
 
 Cameras, OBS and FFmpeg push ``rtmp://HOST:PORT/APP/NAME`` to the worker. The
-worker's engine starts one ``RtmpServer`` and gives it an ``Authorizer``: for
+worker starts one ``RtmpServer`` per engine and gives it the engine's
+``Authorizer``: for
 each ``publish`` the server hands over the raw app and stream name (the stream
 key is the name, ``live/KEY``, or a query parameter, ``name?key=KEY``) and the
 authorizer answers with the stream's ``PublishSink`` or ``None`` to refuse.
 Everything the publisher sends then reaches that sink as codec configurations,
-media packets and metadata (see ``flv``), and ``on_close`` ends it exactly once.
-The per-connection state machine and its policies are in ``rtmp_connection``;
-the log-safe stream names in ``protocols/rtmp/names.py``.
+media packets and metadata (see protocols/rtmp/flv.py), and ``on_close`` ends it exactly once.
+The per-connection state machine and its policies are in ``connection.py``;
+the log-safe stream names in ``protocols/rtmp/names.py``. The listener is
+each connection's ``Host`` (connection.py): a connection uses nothing of it
+but that interface.
 
 Cost: a receiver that reads each chunk header and body separately (FFmpeg's
 own, hence PyAV's) makes ~2,200 read calls per second per stream. This
@@ -25,15 +28,18 @@ import asyncio
 import logging
 import socket
 
-from camstream_worker.ingest.rtmp_connection import (
-    REFUSAL_LOG_INTERVAL,
+from camstream_worker.servers.rtmp.connection import (
     Authorizer,
+    Counters,
+    Limits,
     RtmpConnection,
 )
 
 __all__ = ["RtmpServer"]
 
 log = logging.getLogger(__name__)
+
+REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
 
 
 class RtmpServer:
@@ -50,16 +56,14 @@ class RtmpServer:
         handshake_timeout: float = 10.0,
         idle_timeout: float = 30.0,
     ) -> None:
-        self._authorize = authorize
+        self.authorize = authorize
         self.host = host
         self.port = port
-        self._read_batch = read_batch_seconds
-        self._max_connections = max_connections
-        self._handshake_timeout = handshake_timeout
-        self._idle_timeout = idle_timeout
-        self._loop: asyncio.AbstractEventLoop  # set by start(): the loop that serves
+        self.limits = Limits(read_batch_seconds, max_connections, handshake_timeout, idle_timeout)
+        self.counters = Counters()
+        self.loop: asyncio.AbstractEventLoop  # set by start(): the loop that serves
         self._server: asyncio.Server | None = None
-        self._conns: set[RtmpConnection] = set()
+        self._connections: set[RtmpConnection] = set()
         self._publishing: dict[tuple[str, str], RtmpConnection] = {}
         # Two generations of paused connections: one paused now is resumed on
         # the tick after next, so every pause lasts between 1/2 and 1 batch.
@@ -67,30 +71,23 @@ class RtmpServer:
         self._resume_later: list[RtmpConnection] = []
         self._tick: asyncio.TimerHandle | None = None
         self._housekeeping: asyncio.Task[None] | None = None
-        self._connections_total = 0
         self._refused_quietly = 0
         self._last_refusal_log = -REFUSAL_LOG_INTERVAL
-        self._publishes_total = 0
-        self._rejected = 0
-        self._protocol_errors = 0
-        self._timeouts = 0
-        self._reads = 0
-        self._bytes_in = 0
 
     async def start(self) -> None:
         """Bind and listen; ``self.port`` is the bound port afterwards."""
-        self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(
             lambda: RtmpConnection(self), self.host, self.port, backlog=1024, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        self._housekeeping = self._loop.create_task(self._watch_deadlines())
+        self._housekeeping = self.loop.create_task(self._watch_deadlines())
         log.info("rtmp: listening on %s:%d", self.host, self.port)
 
     async def start_unbound(self) -> None:
         """Serve only connections handed over with `adopt` (no listening socket)."""
-        self._loop = asyncio.get_running_loop()
-        self._housekeeping = self._loop.create_task(self._watch_deadlines())
+        self.loop = asyncio.get_running_loop()
+        self._housekeeping = self.loop.create_task(self._watch_deadlines())
 
     async def adopt(self, sock: socket.socket, received: bytes) -> None:
         """Take over a connection whose handshake another process completed.
@@ -98,11 +95,11 @@ class RtmpServer:
         `received` is everything the client sent after its C2 (the chunk
         stream from its first byte), so the session continues as if this
         server had done the handshake itself. Used by the worker's RTMP front
-        (worker/camstream_worker/shards.py) to hand a publisher to the engine
-        process that owns its stream.
+        (servers/rtmp/front.py) to hand a publisher to the engine process that
+        owns its stream.
         """
         connection = RtmpConnection(self, handshake_done=True)
-        await self._loop.connect_accepted_socket(lambda: connection, sock)
+        await self.loop.connect_accepted_socket(lambda: connection, sock)
         if received:
             connection.data_received(received)
 
@@ -115,8 +112,8 @@ class RtmpServer:
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
-        for conn in list(self._conns):
-            conn._close("server shutting down")
+        for connection in list(self._connections):
+            connection.close("server shutting down")
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -129,36 +126,71 @@ class RtmpServer:
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: current gauges and totals since start."""
+        counters = self.counters
         return {
-            "connections": len(self._conns),
+            "connections": len(self._connections),
             "publishers": len(self._publishing),
-            "connections_total": self._connections_total,
-            "publishes_total": self._publishes_total,
-            "rejected": self._rejected,
-            "protocol_errors": self._protocol_errors,
-            "timeouts": self._timeouts,
-            "reads": self._reads,
-            "bytes_received": self._bytes_in,
+            "connections_total": counters.connections_total,
+            "publishes_total": counters.publishes_total,
+            "rejected": counters.rejected,
+            "protocol_errors": counters.protocol_errors,
+            "timeouts": counters.timeouts,
+            "reads": counters.reads,
+            "bytes_received": counters.bytes_in,
         }
 
-    def _schedule_resume(self, conn: RtmpConnection) -> None:
-        self._resume_later.append(conn)
+    # -- the Host interface of each connection
+
+    def admit(self, connection: RtmpConnection) -> bool:
+        self.counters.connections_total += 1
+        if len(self._connections) < self.limits.max_connections:
+            self._connections.add(connection)
+            return True
+        self.counters.rejected += 1
+        self._refused_quietly += 1
+        now = self.loop.time()
+        if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:  # a flood: one line, not one each
+            log.warning(
+                "rtmp: refused %d connection(s), last from %s: %d connections already open",
+                self._refused_quietly,
+                connection.peer,
+                len(self._connections),
+            )
+            self._refused_quietly = 0
+            self._last_refusal_log = now
+        return False
+
+    def forget(self, connection: RtmpConnection) -> None:
+        self._connections.discard(connection)
+
+    def claim(self, identity: tuple[str, str], connection: RtmpConnection) -> RtmpConnection | None:
+        previous = self._publishing.get(identity)
+        self._publishing[identity] = connection
+        return previous
+
+    def release(self, identity: tuple[str, str], connection: RtmpConnection) -> None:
+        if self._publishing.get(identity) is connection:
+            del self._publishing[identity]
+
+    def resume_later(self, connection: RtmpConnection) -> None:
+        self._resume_later.append(connection)
         if self._tick is None:
-            self._tick = self._loop.call_later(self._read_batch / 2, self._on_tick)
+            self._tick = self.loop.call_later(self.limits.read_batch_seconds / 2, self._on_tick)
 
     def _on_tick(self) -> None:
         due, self._resume_soon, self._resume_later = self._resume_soon, self._resume_later, []
-        for conn in due:
-            conn.resume_batch()
+        for connection in due:
+            connection.resume_batch()
         if self._resume_soon:
-            self._tick = self._loop.call_later(self._read_batch / 2, self._on_tick)
+            self._tick = self.loop.call_later(self.limits.read_batch_seconds / 2, self._on_tick)
         else:
             self._tick = None
 
     async def _watch_deadlines(self) -> None:
-        period = min(1.0, max(0.05, min(self._handshake_timeout, self._idle_timeout) / 4))
+        limits = self.limits
+        period = min(1.0, max(0.05, min(limits.handshake_timeout, limits.idle_timeout) / 4))
         while True:
             await asyncio.sleep(period)
-            now = self._loop.time()
-            for conn in list(self._conns):
-                conn.check_deadlines(now)
+            now = self.loop.time()
+            for connection in list(self._connections):
+                connection.check_deadlines(now)

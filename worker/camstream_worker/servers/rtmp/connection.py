@@ -1,10 +1,12 @@
 """One RTMP connection: the protocol state machine from handshake to unpublish.
 
-``RtmpServer`` (``rtmp_server``) makes one ``RtmpConnection`` per TCP
-connection it accepts or adopts. The connection asks the server's
-``Authorizer`` about each ``publish`` and feeds the accepted stream to the
-``PublishSink`` it answers with; the counters, deadlines and the shared
-read-batch timer stay on the server, and the connection updates them.
+``RtmpServer`` (``listener.py``) makes one ``RtmpConnection`` per TCP
+connection it accepts or adopts, and is its ``Host``: the small interface
+below is all a connection may use of the listener (its limits, its counters,
+the registry of who publishes what, the shared read-batch timer and the
+``Authorizer``). The connection asks the authorizer about each ``publish``
+and feeds the accepted stream to the ``PublishSink`` it answers with. The
+bytes (handshake, chunks, messages, AMF0, FLV) are protocols/rtmp's.
 
 Connection life:
 
@@ -13,7 +15,7 @@ Connection life:
       → authorizing (socket reads paused until the authorizer answers)
       → publishing (media flows to the sink) → unpublish / EOF / error → closed
 
-Policies, chosen here and relied on by the pipeline:
+Policies, chosen here and relied on by the stream behind the sink:
 - A second publish for a stream already being published (same app and stream
   name, query stripped) *replaces* the old publisher: the newcomer has just
   proven the key, and a camera that reconnects after a network cut must not
@@ -37,7 +39,8 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from camstream_worker.protocols.rtmp import amf0, chunks, handshake, messages
 from camstream_worker.protocols.rtmp.flv import FlvError, FlvTagParser, MediaPacket
@@ -49,17 +52,13 @@ from camstream_worker.protocols.rtmp.names import (
 )
 from camstream_worker.protocols.rtmp.publish import PublishSink
 
-if TYPE_CHECKING:
-    from camstream_worker.ingest.rtmp_server import RtmpServer
-
-__all__ = ["Authorizer", "PublishSink", "RtmpConnection"]
+__all__ = ["Authorizer", "Counters", "Host", "Limits", "PublishSink", "RtmpConnection"]
 
 log = logging.getLogger(__name__)
 
 WINDOW_ACK_SIZE = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8
-REFUSAL_LOG_INTERVAL = 10.0  # seconds between log lines about refused connections
 MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
 
 
@@ -71,6 +70,58 @@ class Authorizer(Protocol):
     ) -> PublishSink | Awaitable[PublishSink | None] | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a listener allows each connection."""
+
+    read_batch_seconds: float = 0.03  # pause a publisher's reads this long (0: never)
+    max_connections: int = 10000
+    handshake_timeout: float = 10.0  # to be publishing, from connecting
+    idle_timeout: float = 30.0  # without a byte from a publisher
+
+
+@dataclass(slots=True)
+class Counters:
+    """Totals since the listener started; its connections count into them."""
+
+    connections_total: int = 0
+    publishes_total: int = 0
+    rejected: int = 0
+    protocol_errors: int = 0
+    timeouts: int = 0
+    reads: int = 0
+    bytes_in: int = 0
+
+
+class Host(Protocol):
+    """What a connection may use of the listener that made it."""
+
+    loop: asyncio.AbstractEventLoop
+    limits: Limits
+    counters: Counters
+    authorize: Authorizer
+
+    def admit(self, connection: RtmpConnection) -> bool:
+        """Count a new connection in; False when it must be refused (too many open)."""
+        ...
+
+    def forget(self, connection: RtmpConnection) -> None:
+        """The connection is closed."""
+        ...
+
+    def claim(self, identity: tuple[str, str], connection: RtmpConnection) -> RtmpConnection | None:
+        """Record `connection` as the publisher of `identity`; return the one it replaces."""
+        ...
+
+    def release(self, identity: tuple[str, str], connection: RtmpConnection) -> None:
+        """`connection` no longer publishes `identity` (if it still was the publisher)."""
+        ...
+
+    def resume_later(self, connection: RtmpConnection) -> None:
+        """Call `connection.resume_batch()` after about one read batch."""
+        ...
+
+
 class _RtmpProtocolError(ValueError):
     """The peer did something RTMP does not allow."""
 
@@ -78,10 +129,10 @@ class _RtmpProtocolError(ValueError):
 class RtmpConnection(asyncio.Protocol):
     """One TCP connection: handshake, chunk stream, commands, media."""
 
-    def __init__(self, server: RtmpServer, *, handshake_done: bool = False) -> None:
+    def __init__(self, host: Host, *, handshake_done: bool = False) -> None:
         """`handshake_done`: another process did the handshake (see RtmpServer.adopt)."""
-        self._srv = server
-        self._loop = server._loop
+        self._host = host
+        self._loop = host.loop
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
         self._prefix = "rtmp ?"
@@ -113,32 +164,14 @@ class RtmpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._prefix = f"rtmp {self.peer}"
-        srv = self._srv
-        srv._connections_total += 1
-        if len(srv._conns) >= srv._max_connections:
-            srv._rejected += 1
-            srv._refused_quietly += 1
-            now = self._loop.time()
-            if (
-                now - srv._last_refusal_log >= REFUSAL_LOG_INTERVAL
-            ):  # a flood: one line, not one each
-                log.warning(
-                    "rtmp: refused %d connection(s), last from %s: %d connections already open",
-                    srv._refused_quietly,
-                    self.peer,
-                    len(srv._conns),
-                )
-                srv._refused_quietly = 0
-                srv._last_refusal_log = now
+        if not self._host.admit(self):
             self._closed = True
             transport.abort()
-            return
-        srv._conns.add(self)
 
     def data_received(self, data: bytes) -> None:
-        srv = self._srv
-        srv._reads += 1
-        srv._bytes_in += len(data)
+        counters = self._host.counters
+        counters.reads += 1
+        counters.bytes_in += len(data)
         self._bytes_in += len(data)
         self._last_data = self._loop.time()
         if self._closed:
@@ -155,14 +188,14 @@ class RtmpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._closed:
-            self._srv._conns.discard(self)
+            self._host.forget(self)
             return
         if exc is None:
             log.info("%s: disconnected", self._prefix)
-            self._close(None)
+            self.close(None)
         else:
             log.info("%s: connection lost: %s", self._prefix, exc.__class__.__name__)
-            self._close(f"connection lost ({exc.__class__.__name__})")
+            self.close(f"connection lost ({exc.__class__.__name__})")
 
     # -- failure handling: nothing a peer does may escape this connection
 
@@ -176,26 +209,27 @@ class RtmpConnection(asyncio.Protocol):
             messages.AggregateError,
             _RtmpProtocolError,
         ) as exc:
-            self._srv._protocol_errors += 1
-            self._fail(f"protocol error: {exc}")
+            self._host.counters.protocol_errors += 1
+            self.fail(f"protocol error: {exc}")
         except FlvError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
         except Exception:
             log.exception("%s: internal error", self._prefix)
-            self._fail("internal error")
+            self.fail("internal error")
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
+        """Close with one log line saying why (a peer's fault, a timeout, a replacement)."""
         if self._closed:
             return
         log.warning("%s: closed: %s", self._prefix, reason)
-        self._close(reason)
+        self.close(reason)
 
-    def _close(self, reason: str | None) -> None:
+    def close(self, reason: str | None) -> None:
         """Close the connection; end the publish with ``reason`` if there is one."""
         if self._closed:
             return
         self._closed = True
-        self._srv._conns.discard(self)
+        self._host.forget(self)
         self._pending.clear()
         if self._auth_task is not None:
             self._auth_task.cancel()
@@ -205,24 +239,26 @@ class RtmpConnection(asyncio.Protocol):
             self._transport.close()  # flushes what is queued (e.g. a rejection) first
 
     def check_deadlines(self, now: float) -> None:
-        """Called by the server's housekeeping every fraction of a second."""
-        srv = self._srv
+        """Called by the listener's housekeeping every fraction of a second."""
+        limits = self._host.limits
         if self._sink is None and not self._published:
-            if now - self._started > srv._handshake_timeout:
-                srv._timeouts += 1
-                self._fail(f"not publishing within {srv._handshake_timeout:g} s of connecting")
-        elif now - self._last_data > srv._idle_timeout:
-            srv._timeouts += 1
-            self._fail(f"no data for {srv._idle_timeout:g} s")
+            if now - self._started > limits.handshake_timeout:
+                self._host.counters.timeouts += 1
+                self.fail(f"not publishing within {limits.handshake_timeout:g} s of connecting")
+        elif now - self._last_data > limits.idle_timeout:
+            self._host.counters.timeouts += 1
+            self.fail(f"no data for {limits.idle_timeout:g} s")
 
     # -- read batching
 
     def _pause_for_batch(self) -> None:
-        if self._srv._read_batch <= 0 or self._batch_paused or self._transport is None:
+        if self._host.limits.read_batch_seconds <= 0 or self._batch_paused:
+            return
+        if self._transport is None:
             return
         self._batch_paused = True
         self._transport.pause_reading()
-        self._srv._schedule_resume(self)
+        self._host.resume_later(self)
 
     def resume_batch(self) -> None:
         self._batch_paused = False
@@ -409,7 +445,7 @@ class RtmpConnection(asyncio.Protocol):
     async def _authorize(self, app: str, stream_name: str, stream_id: int) -> None:
         sink: PublishSink | None = None
         try:
-            answer = self._srv._authorize(app, stream_name, self.peer)
+            answer = self._host.authorize(app, stream_name, self.peer)
             sink = await answer if inspect.isawaitable(answer) else answer
         except asyncio.CancelledError:
             raise
@@ -422,9 +458,9 @@ class RtmpConnection(asyncio.Protocol):
             return
         self._auth_task = None
         if sink is None:
-            self._srv._rejected += 1
+            self._host.counters.rejected += 1
             self._send_status(stream_id, "error", "NetStream.Publish.BadName", "Publish rejected.")
-            self._fail("publish rejected (unknown stream or wrong key)")
+            self.fail("publish rejected (unknown stream or wrong key)")
             return
         self._guard(self._accept, app, stream_name, stream_id, sink)
         if self._closed:
@@ -435,11 +471,10 @@ class RtmpConnection(asyncio.Protocol):
 
     def _accept(self, app: str, stream_name: str, stream_id: int, sink: PublishSink) -> None:
         identity = stream_identity(app, stream_name)
-        old = self._srv._publishing.get(identity)
+        old = self._host.claim(identity, self)
         if old is not None and old is not self:
-            old._fail(f"replaced by a new publisher from {self.peer}")
-        self._srv._publishing[identity] = self
-        self._srv._publishes_total += 1
+            old.fail(f"replaced by a new publisher from {self.peer}")
+        self._host.counters.publishes_total += 1
         self._identity = identity
         self._sink = sink
         self._published = True
@@ -457,9 +492,8 @@ class RtmpConnection(asyncio.Protocol):
             return
         self._sink = None
         self._parser = None
-        publishing = self._srv._publishing
-        if self._identity is not None and publishing.get(self._identity) is self:
-            del publishing[self._identity]
+        if self._identity is not None:
+            self._host.release(self._identity, self)
         self._safe_close_sink(sink, reason)
 
     def _safe_close_sink(self, sink: PublishSink, reason: str | None) -> None:

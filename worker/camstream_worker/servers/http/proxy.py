@@ -1,6 +1,6 @@
 """Forwarding a playback request to the worker that owns the stream.
 
-Who calls this: http_server.py, in cluster mode, when its `OwnerLocator` says
+Who calls this: server.py, in cluster mode, when its `OwnerLocator` says
 another worker owns the requested stream. Any worker can then answer any
 playback URL, so one Ingress (or one Service) in front of all workers is
 enough, and a viewer keeps the same URLs across handoffs.

@@ -16,8 +16,8 @@ Routes:
 HEAD works wherever GET does; segments honour Range requests.
 
 Per-stream requests (files, player page, one stream's JSON) are forwarded to
-the owning worker when the `OwnerLocator` names another one (http_proxy.py).
-Path validation is in http_paths.py; the one check that needs the disk (no
+the owning worker when the `OwnerLocator` names another one (proxy.py).
+Path validation is in paths.py; the one check that needs the disk (no
 symlink leads out of the stream's folder) is `_existing_file` below.
 """
 
@@ -39,15 +39,17 @@ from prometheus_client.process_collector import ProcessCollector
 
 from camstream import wire
 from camstream.spec import StreamKey
-from camstream_worker import http_paths, http_proxy, metrics, pages
+from camstream_worker import metrics
+from camstream_worker.servers.http import pages, paths, proxy
 from camstream_worker.state import OwnerLocator, StreamDirectory, stream_dir
 
-STATIC_ROOT = Path(__file__).resolve().parent / "static"
+# The player's scripts and styles ship as package data of camstream_worker.
+STATIC_ROOT = Path(__file__).resolve().parents[2] / "static"
 HLSJS_NAME = "hls.min.js"
-# Below the forwarding worker's read timeout (http_proxy) and far below players'
+# Below the forwarding worker's read timeout (proxy.py) and far below players'
 # playlist timeouts (hls.js: 10 s).
 PLAYLIST_HOLD_SECONDS = 3.0
-SERVED_BY_HEADER = http_proxy.SERVED_BY_HEADER
+SERVED_BY_HEADER = proxy.SERVED_BY_HEADER
 
 _DIRECTORY = web.AppKey("directory", StreamDirectory)
 _HLS_ROOT = web.AppKey("hls_root", Path)
@@ -147,7 +149,7 @@ def bound_port(runner: web.AppRunner) -> int:
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
     # Created only when an owner locator exists: standalone workers never proxy.
     if _OWNER in app:
-        app[_SESSION] = http_proxy.new_session()
+        app[_SESSION] = proxy.new_session()
     yield
     if _SESSION in app:
         await app[_SESSION].close()
@@ -183,7 +185,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 def _owner_url(request: web.Request, key: StreamKey) -> str | None:
     """The other worker to forward to, or None to answer here."""
     owner = request.app.get(_OWNER)
-    if owner is None or http_proxy.FORWARDED_BY_HEADER in request.headers:
+    if owner is None or proxy.FORWARDED_BY_HEADER in request.headers:
         return None  # standalone, or already forwarded once: answer from here
     return owner.owner_url(key)
 
@@ -200,14 +202,14 @@ async def _forward_or_none(
     if url is None:
         return None
     try:
-        return await http_proxy.forward(
+        return await proxy.forward(
             request.app[_SESSION],
             request,
             url,
             path,
             forwarded_by=request.app[_WORKER],
         )
-    except http_proxy.ProxyFailed as exc:
+    except proxy.ProxyFailed as exc:
         if request.app[_DIRECTORY].status(key) is not None:
             return None
         return _json_error(502, "owner unreachable", stream=str(key), detail=str(exc))
@@ -215,8 +217,8 @@ async def _forward_or_none(
 
 def _key(request: web.Request) -> StreamKey:
     try:
-        return http_paths.parse_stream_key(request.match_info["ns"], request.match_info["name"])
-    except http_paths.PathRejected as exc:
+        return paths.parse_stream_key(request.match_info["ns"], request.match_info["name"])
+    except paths.PathRejected as exc:
         raise web.HTTPBadRequest(
             text=json.dumps({"error": str(exc)}), content_type="application/json"
         ) from None
@@ -280,10 +282,10 @@ async def _player(request: web.Request) -> web.StreamResponse:
 
 async def _hls_file(request: web.Request) -> web.StreamResponse:
     try:
-        wanted = http_paths.parse_hls_file(
+        wanted = paths.parse_hls_file(
             request.match_info["ns"], request.match_info["name"], request.match_info["tail"]
         )
-    except http_paths.PathRejected as exc:
+    except paths.PathRejected as exc:
         return _json_error(400, str(exc))
     path = wire.stream_path(wanted.key.namespace, wanted.key.name, wanted.relative.as_posix())
     forwarded = await _forward_or_none(request, wanted.key, path)
@@ -308,7 +310,7 @@ async def _hls_file(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _first_playlist(app: web.Application, wanted: http_paths.HlsFile) -> Path | None:
+async def _first_playlist(app: web.Application, wanted: paths.HlsFile) -> Path | None:
     """Hold a playlist request for a stream that has none yet, until it appears.
 
     A stream that just moved here has no playlist until its first segment;
@@ -327,7 +329,7 @@ async def _first_playlist(app: web.Application, wanted: http_paths.HlsFile) -> P
     return None
 
 
-def _existing_file(hls_root: Path, wanted: http_paths.HlsFile) -> Path | None:
+def _existing_file(hls_root: Path, wanted: paths.HlsFile) -> Path | None:
     """The regular file for `wanted`, if it exists and really lies in its stream's folder.
 
     The URL is already clean; this catches the file system lying: a symlink
@@ -346,8 +348,8 @@ def _existing_file(hls_root: Path, wanted: http_paths.HlsFile) -> Path | None:
 
 async def _static(request: web.Request) -> web.StreamResponse:
     try:
-        relative, kind = http_paths.parse_static_file(request.match_info["tail"])
-    except http_paths.PathRejected:
+        relative, kind = paths.parse_static_file(request.match_info["tail"])
+    except paths.PathRejected:
         raise web.HTTPNotFound() from None
     file = STATIC_ROOT / relative
     if not file.is_file():

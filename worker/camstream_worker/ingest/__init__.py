@@ -1,1 +1,0 @@
-"""RTMP ingest server (moving to servers/rtmp)."""
