@@ -23,7 +23,7 @@ from camstream.spec import StreamKey, StreamSpec
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
-from camstream_worker.secrets import SecretResolver
+from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.sources.base import PushedSource
 from camstream_worker.state import StreamStatus
 from camstream_worker.stream import Stream

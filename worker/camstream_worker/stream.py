@@ -32,7 +32,7 @@ from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart, le
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from camstream_worker.outputs.thumbnail import Thumbnailer
 from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
-from camstream_worker.secrets import SecretResolver
+from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.session import Session
 from camstream_worker.sources import kinds
 from camstream_worker.sources.base import Context

@@ -79,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     from camstream import kubeapi
+    from camstream_worker.metrics.worker import worker_registry
     from camstream_worker.pool.sharded import ShardedEngine
     from camstream_worker.servers.http.server import make_app
     from camstream_worker.servers.http.server import serve as serve_http
-    from camstream_worker.worker_metrics import worker_registry
 
     from .agent import Agent, Identity
     from .locator import RingLocator

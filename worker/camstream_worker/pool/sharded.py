@@ -31,13 +31,13 @@ from pathlib import Path
 
 from camstream.spec import SecretRef, StreamKey, StreamSpec
 from camstream_worker.errors import SecretError
+from camstream_worker.metrics.worker import add_stats
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
-from camstream_worker.secrets import SecretResolver
+from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
 from camstream_worker.state import Phase, StreamStatus
-from camstream_worker.worker_metrics import add_stats
 
 log = logging.getLogger(__name__)
 

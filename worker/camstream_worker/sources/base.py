@@ -27,7 +27,7 @@ import av
 
 from camstream.spec import Credentials
 from camstream_worker.protocols.rtmp.publish import PublishSink
-from camstream_worker.secrets import SecretResolver
+from camstream_worker.secrets.base import SecretResolver
 
 # PyAV codec names we can carry in MPEG-TS without decoding.
 VIDEO_CODECS = frozenset({"h264", "hevc"})

@@ -39,7 +39,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from camstream import wire
 from camstream.spec import StreamKey
-from camstream_worker import metrics
+from camstream_worker.metrics import streams as metrics
 from camstream_worker.servers.http import pages, paths, proxy
 from camstream_worker.state import OwnerLocator, StreamDirectory, stream_dir
 

@@ -1,11 +1,11 @@
 """`camstream demo`: a standalone worker with test cameras going through the real ingest paths.
 
-Who calls this: the CLI (`make demo` on a fresh machine). It starts the
-worker, then FFmpeg processes that push RTMP test patterns with the right
-stream keys (one with a wrong key, to show it is refused while the rest play),
-a synthetic in-process camera, and, where GStreamer's RTSP server is
-installed, an RTSP camera the worker pulls from. It prints the URL of the page
-that plays them all.
+Who calls this: the CLI (app/cli.py; `make demo` on a fresh machine). It
+starts the worker, then FFmpeg processes that push RTMP test patterns with the
+right stream keys (one with a wrong key, to show it is refused while the rest
+play), a synthetic in-process camera, and, where GStreamer's RTSP server is
+installed, an RTSP camera the worker pulls from (the cameras are testcams/,
+shipped with the worker). It prints the URL of the page that plays them all.
 """
 
 from __future__ import annotations
@@ -16,19 +16,15 @@ import logging
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
-from camstream_worker.standalone import Manifests, start_standalone, wait_for_signal
+from camstream_worker.app.config import DemoConfig
+from camstream_worker.app.standalone import Manifests, start_standalone, wait_for_signal
+from camstream_worker.testcams import launch
 
 log = logging.getLogger(__name__)
-
-# The test bed's RTSP camera, present in a source checkout (the demo's home).
-RTSP_CAMERA_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "harness" / "rtsp_camera.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # GStreamer's Python bindings belong to Debian's Python
 
 
 def demo_manifests(cameras: int, rtsp_url: str | None) -> tuple[Manifests, dict[str, str]]:
@@ -83,31 +79,16 @@ def demo_manifests(cameras: int, rtsp_url: str | None) -> tuple[Manifests, dict[
     return Manifests(streams, secret_docs, []), keys
 
 
-async def run_demo(
-    *,
-    cameras: int,
-    seconds: float,
-    hls_dir: Path,
-    host: str,
-    http_port: int,
-    rtmp_port: int,
-    processes: int = 1,
-) -> int:
+async def run_demo(demo: DemoConfig) -> int:
     if shutil.which("ffmpeg") is None:
         log.error("the demo's RTMP cameras need the ffmpeg command (apt-get install ffmpeg)")
         return 2
     children: list[subprocess.Popen[bytes]] = []
     try:
         rtsp_url = await _start_rtsp_camera(children)
-        manifests, keys = demo_manifests(cameras, rtsp_url)
-        worker = await start_standalone(
-            manifests,
-            hls_dir=hls_dir,
-            host=host,
-            http_port=http_port,
-            rtmp_port=rtmp_port,
-            processes=processes,
-        )
+        manifests, keys = demo_manifests(demo.cameras, rtsp_url)
+        worker = await start_standalone(manifests, demo.serving)
+        host = demo.serving.host
         base = f"rtmp://{host}:{worker.rtmp.port}/default"
         for name, key in keys.items():
             children.append(_push(f"{base}/{name}/{key}"))
@@ -117,9 +98,9 @@ async def run_demo(
             f"{len(manifests.streams)} streams (Ctrl-C to stop)\n",
             flush=True,
         )
-        if seconds > 0:
+        if demo.seconds > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wait_for_signal(), seconds)
+                await asyncio.wait_for(wait_for_signal(), demo.seconds)
         else:
             await wait_for_signal()
         await worker.close()
@@ -135,57 +116,16 @@ async def run_demo(
 
 
 def _push(url: str, *, quiet: bool = False) -> subprocess.Popen[bytes]:
-    """An FFmpeg test camera publishing 640x360 H.264 + AAC at 1 Mbit/s."""
-    command = [
-        "ffmpeg",
-        "-nostdin",
-        "-loglevel",
-        "quiet" if quiet else "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=640x360:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "50",
-        "-b:v",
-        "1M",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        "-f",
-        "flv",
-        url,
-    ]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    """An FFmpeg test camera publishing to `url`."""
+    return subprocess.Popen(launch.rtmp_camera(url, quiet=quiet), stdin=subprocess.DEVNULL)
 
 
 async def _start_rtsp_camera(children: list[subprocess.Popen[bytes]]) -> str | None:
     """GStreamer's RTSP server on a free port, or None where it is not installed."""
-    if not (Path(SYSTEM_PYTHON).exists() and RTSP_CAMERA_SCRIPT.exists()):
+    if not launch.rtsp_camera_available():
         return None
     process = subprocess.Popen(
-        [
-            SYSTEM_PYTHON,
-            str(RTSP_CAMERA_SCRIPT),
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--mount",
-            "/cam1=h264+aac",
-        ],
+        launch.rtsp_camera({"/cam1": "h264+aac"}),
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
@@ -195,12 +135,8 @@ async def _start_rtsp_camera(children: list[subprocess.Popen[bytes]]) -> str | N
         line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 10)
     except TimeoutError:
         line = b""
-    if not line.startswith(b"READY"):
+    port = launch.ready_port(line.decode(errors="replace"))
+    if port is None:
         log.warning("no RTSP camera in the demo (GStreamer's RTSP server did not start)")
         return None
-    port = int(line.split()[1])
     return f"rtsp://127.0.0.1:{port}/cam1"
-
-
-if __name__ == "__main__":
-    sys.exit("run it as: camstream demo")

@@ -1,11 +1,9 @@
-"""Where a stream's Secret references are resolved.
+"""Secrets for standalone mode: the environment, a folder of files, or Secret manifests.
 
-Who calls this: supervisor.py, each time it (re)connects a source, so a fixed
-password in a Secret is picked up by the next attempt. Cluster mode resolves
-from Kubernetes Secrets (camstream_worker.cluster); standalone mode from Secret
-manifests in the same YAML files as the streams, or from the environment.
-Values are returned to the caller only; errors name the Secret and key, never
-the value.
+Who calls this: standalone mode (app/standalone.py) builds one `StaticSecrets`
+for the worker; sources and the RTMP stream key check ask it through the
+`SecretResolver` interface (base.py). Values are returned to the caller only;
+errors name the Secret and key, never the value.
 """
 
 from __future__ import annotations
@@ -15,14 +13,10 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from camstream.spec import SecretRef
 from camstream_worker.errors import SecretError
-
-
-class SecretResolver(Protocol):
-    async def get(self, namespace: str, ref: SecretRef) -> str: ...
 
 
 class StaticSecrets:

@@ -1,7 +1,8 @@
-"""Worker-level Prometheus metrics (the per-stream ones are in metrics.py).
+"""Worker-level Prometheus metrics (the per-stream ones are in streams.py).
 
-Who calls this: standalone.py and cluster/cli.py build the /metrics registry
-with `worker_registry`. Like the stream metrics, these are read at scrape
+Who calls this: app/standalone.py and cluster/cli.py build the /metrics
+registry with `worker_registry`; the pool adds up its processes' RTMP counters
+with `add_stats`. Like the stream metrics, these are read at scrape
 time from counters the RTMP server and the cluster agent keep anyway:
 
     camstream_rtmp_connections            gauge, RTMP connections open now

@@ -1,9 +1,10 @@
 """Standalone mode: the worker engine without Kubernetes, fed by manifest files.
 
-Who calls this: `camstream run -f streams.yaml` and `camstream demo`. The YAML
-files hold CameraStream manifests (the same schema as the CRD) and, for
-credentials and stream keys, `kind: Secret` manifests, exactly what one would
-`kubectl apply`. This process owns every stream, so no ring is involved.
+Who calls this: `camstream run -f streams.yaml` and `camstream demo` (app/cli.py,
+with their typed settings from app/config.py). The YAML files hold
+CameraStream manifests (the same schema as the CRD) and, for credentials and
+stream keys, `kind: Secret` manifests, exactly what one would `kubectl apply`.
+This process owns every stream, so no ring is involved.
 
 A bad manifest is reported with the field it is about and skipped; the other
 streams still run.
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,14 @@ import yaml
 
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream.wire import KIND
+from camstream_worker.app import config
 from camstream_worker.engine import Engine
+from camstream_worker.metrics.worker import worker_registry
 from camstream_worker.pool.sharded import ShardedEngine
-from camstream_worker.secrets import StaticSecrets
+from camstream_worker.secrets.static import StaticSecrets
 from camstream_worker.servers.http.server import bound_port, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
 from camstream_worker.servers.rtmp.listener import RtmpServer
-from camstream_worker.worker_metrics import worker_registry
 
 log = logging.getLogger(__name__)
 
@@ -98,64 +100,40 @@ class Standalone:
 
 
 async def start_standalone(
-    manifests: Manifests,
-    *,
-    hls_dir: Path,
-    host: str = "127.0.0.1",
-    http_port: int = 8080,
-    rtmp_port: int = 1935,
-    processes: int = 1,
-    secrets_dir: Path | None = None,
+    manifests: Manifests, serving: config.Serving, *, secrets_dir: Path | None = None
 ) -> Standalone:
     secrets = StaticSecrets(manifests.secrets, secrets_dir=secrets_dir)
     engine: Engine | ShardedEngine
     rtmp: RtmpServer | RtmpFront
-    if processes > 1:
-        engine = ShardedEngine(hls_dir, secrets, processes)
-        await engine.start()
-        rtmp = await engine.serve_rtmp(host, rtmp_port)
+    rtmp_stats: Callable[[], Mapping[str, int]]
+    if serving.processes > 1:
+        pool = ShardedEngine(serving.hls_dir, secrets, serving.processes)
+        await pool.start()
+        front = await pool.serve_rtmp(serving.host, serving.rtmp_port)
+        engine, rtmp = pool, front
+        rtmp_stats = lambda: pool.rtmp_stats(front)  # noqa: E731 - one line reads better here
     else:
-        engine = Engine(hls_dir, secrets)
-        rtmp = RtmpServer(engine.authorize_publish, host=host, port=rtmp_port)
-        await rtmp.start()
+        single = Engine(serving.hls_dir, secrets)
+        listener = RtmpServer(single.authorize_publish, host=serving.host, port=serving.rtmp_port)
+        await listener.start()
+        engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
-    if isinstance(engine, ShardedEngine):
-        sharded, front = engine, rtmp
-
-        def rtmp_stats() -> dict[str, int]:
-            return sharded.rtmp_stats(front if isinstance(front, RtmpFront) else None)
-    else:
-        rtmp_stats = rtmp.stats  # type: ignore[union-attr]
-    app = make_app(engine, hls_dir, worker_name="standalone", registry=worker_registry(rtmp_stats))
-    http = await serve(app, host, http_port)
+    app = make_app(
+        engine, serving.hls_dir, worker_name="standalone", registry=worker_registry(rtmp_stats)
+    )
+    http = await serve(app, serving.host, serving.http_port)
     return Standalone(engine, rtmp, http, bound_port(http))
 
 
-async def run_standalone(
-    paths: list[Path],
-    *,
-    hls_dir: Path,
-    host: str,
-    http_port: int,
-    rtmp_port: int,
-    processes: int = 1,
-    secrets_dir: Path | None = None,
-) -> int:
-    manifests = load_manifests(paths)
+async def run_standalone(run: config.RunConfig) -> int:
+    manifests = load_manifests(run.files)
     for error in manifests.errors:
         log.error("skipped: %s", error)
     if not manifests.streams:
-        log.error("no CameraStream to run in %s", ", ".join(map(str, paths)))
+        log.error("no CameraStream to run in %s", ", ".join(map(str, run.files)))
         return 2
-    worker = await start_standalone(
-        manifests,
-        hls_dir=hls_dir,
-        host=host,
-        http_port=http_port,
-        rtmp_port=rtmp_port,
-        processes=processes,
-        secrets_dir=secrets_dir,
-    )
+    worker = await start_standalone(manifests, run.serving, secrets_dir=run.secrets_dir)
+    host = run.serving.host
     print(
         f"camstream: {len(manifests.streams)} streams, "
         f"index page http://{host}:{worker.http_port}/ , rtmp://{host}:{worker.rtmp.port}/",

@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """A real RTSP camera: GStreamer's gst-rtsp-server serving live test streams.
 
-Run by ``tests/harness/cameras.py`` (class ``RtspCamera``) with Debian's own
+Run by ``camstream demo`` and by the test harness (``tests/harness/cameras.py``,
+class ``RtspCamera``), both through ``launch.py`` beside it, with Debian's own
 ``/usr/bin/python3``, because only that interpreter has the GObject bindings
 (``python3-gi``, ``gir1.2-gst-rtsp-server-1.0``); the project's virtualenv
-does not. It therefore imports nothing from the repository and must stay
+does not. It therefore imports nothing from the package and must stay
 runnable as a plain script.
 
 Usage::
 
-    /usr/bin/python3 tests/harness/rtsp_camera.py --port 0 --bind 127.0.0.1 \\
+    /usr/bin/python3 worker/camstream_worker/testcams/rtsp_camera.py --port 0 --bind 127.0.0.1 \\
         --mount /cam1=h264+aac --mount /h265=h265 --mount /video-only=h264 \\
         [--user U --password-env CAM_PASSWORD --auth digest|basic] [--size 640x360] [--fps 25]
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of a worker's streams, computed at scrape time.
 
-Who calls this: http_server.make_app registers a `StreamCollector` in the
-registry it serves on /metrics. Nothing updates metrics per packet or per
+Who calls this: servers/http/server.make_app registers a `StreamCollector` in
+the registry it serves on /metrics. Nothing updates metrics per packet or per
 segment: the collector reads `StreamDirectory.statuses()` (plain snapshots the
 supervisor keeps anyway) whenever Prometheus scrapes, so the cost is one pass
 over the worker's streams every scrape interval, whatever the bitrate. The
