@@ -27,6 +27,7 @@ server messages truncated so an untrusted payload never floods a log:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import ssl
@@ -40,6 +41,10 @@ from camstream import retry, wire
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+# Metadata only (labels, names, versions; no spec or status): what a controller
+# that decides from labels alone needs, at a fraction of the bytes.
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 _MAX_MESSAGE = 300
 
 
@@ -135,9 +140,12 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
 class KubeApi:
     """Async JSON requests against one API server; one instance per process."""
 
-    def __init__(self, credentials: Credentials, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, credentials: Credentials, *, timeout: float = 15.0, connections: int = 32
+    ) -> None:
         self._creds = credentials
         self._timeout = timeout
+        self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> KubeApi:
@@ -170,7 +178,7 @@ class KubeApi:
             self._session = aiohttp.ClientSession(
                 base_url=self._creds.server,
                 headers=headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=20),
+                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=self._connections),
             )
         return self._session
 
@@ -182,9 +190,12 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str | None = None,
     ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
+        if accept is not None:
+            headers["Accept"] = accept
         try:
             async with self._get_session().request(
                 method,
@@ -192,7 +203,7 @@ class KubeApi:
                 params=params,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                timeout=self._request_timeout(),
             ) as response:
                 text = await response.text()
                 if response.status >= 400:
@@ -201,13 +212,79 @@ class KubeApi:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TransportError(f"{method} {path}: {type(exc).__name__}") from exc
 
+    def _request_timeout(self) -> aiohttp.ClientTimeout:
+        # No total: waiting for a pooled connection is not the server being
+        # slow (callers bound their own concurrency). Connecting and each read
+        # are bounded, so a dead server is still noticed.
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=self._timeout
+        )
+
     async def get(self, path: str) -> dict[str, Any]:
         return await self.request("GET", path)
 
+    async def delete(self, path: str, *, resource_version: str | None = None) -> dict[str, Any]:
+        """DELETE, optionally only if nobody changed the object since `resource_version`."""
+        body = None
+        if resource_version is not None:
+            body = {"preconditions": {"resourceVersion": resource_version}}
+        return await self.request("DELETE", path, body=body)
+
     async def list(
-        self, path: str, *, label_selector: str | None = None, field_selector: str | None = None
+        self,
+        path: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]:
-        return await self.request("GET", path, params=_selectors(label_selector, field_selector))
+        """One LIST request (one page when `limit` is set; its metadata.continue leads on)."""
+        params = _selectors(label_selector, field_selector)
+        if limit is not None:
+            params["limit"] = str(limit)
+        if continue_token:
+            params["continue"] = continue_token
+        accept = PARTIAL_METADATA_LIST if metadata_only else None
+        return await self.request("GET", path, params=params, accept=accept)
+
+    async def list_all(
+        self,
+        path: str,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+        metadata_only: bool = False,
+    ) -> AsyncIterator[tuple[builtins.list[dict[str, Any]], str]]:
+        """A paged LIST: yields (items of a page, resourceVersion of the list) page by page.
+
+        Pages keep each response small (a 100k-object list is ~260 MB in one
+        piece) and let the caller yield to the event loop between them. A
+        continue token that expired (410) restarts the list from the top.
+        """
+        token: str | None = None
+        while True:
+            try:
+                page = await self.list(
+                    path,
+                    label_selector=label_selector,
+                    field_selector=field_selector,
+                    limit=page_size,
+                    continue_token=token,
+                    metadata_only=metadata_only,
+                )
+            except Gone:
+                if token is None:
+                    raise
+                token = None  # the snapshot expired between pages: start over
+                continue
+            meta = page.get("metadata") or {}
+            yield list(page.get("items") or []), str(meta.get("resourceVersion", ""))
+            token = meta.get("continue") or None
+            if token is None:
+                return
 
     async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, body=body)
@@ -228,22 +305,31 @@ class KubeApi:
         resource_version: str,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        metadata_only: bool = False,
+        timeout_seconds: int = 240,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Yield (type, object) from a watch starting after `resource_version`.
 
         Ends when the server closes the stream (its timeout); raises Gone when
-        the version is too old, so the caller re-lists.
+        the version is too old, so the caller re-lists. BOOKMARK events carry
+        only a newer resourceVersion to resume from.
         """
         params = {
             "watch": "1",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": "240",
+            "timeoutSeconds": str(timeout_seconds),
             **_selectors(label_selector, field_selector),
         }
+        headers = {"Accept": PARTIAL_METADATA} if metadata_only else {}
         try:
             async with self._get_session().get(
-                path, params=params, timeout=aiohttp.ClientTimeout(total=None, sock_read=300)
+                path,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._timeout, sock_read=timeout_seconds + 60
+                ),
             ) as response:
                 if response.status >= 400:
                     raise _api_error(response.status, await response.text())

@@ -31,7 +31,8 @@ API_VERSION_PATH = f"/apis/{API_GROUP}/{API_VERSION}"  # where the API server se
 
 # -- labels and annotations
 
-PARTITION_LABEL = "camstream.io/partition"  # on each CameraStream, set by the operator
+# On each CameraStream, one label per ring size P (camstream/partition_labels.py).
+PARTITION_LABEL_PREFIX = "camstream.io/partition-"
 HEARTBEAT_LABEL = "camstream.io/heartbeat"  # on each worker's heartbeat Lease: the ring name
 CONFIRMED_ANNOTATION = "camstream.io/confirmed"  # on the Lease: handoffs the worker has live
 LEAVING_ANNOTATION = "camstream.io/leaving"  # on the Lease: "true" once SIGTERM arrived

@@ -2,7 +2,8 @@
 # Installs what camstream needs on this machine, idempotently, then exits.
 #   scripts/bootstrap.sh run    the demo's needs: Python env, FFmpeg, GStreamer RTSP server, hls.js
 #   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm and the
-#                               Kubernetes control plane (built once from Go modules, cached)
+#                               Kubernetes control plane (built once from Go modules, cached),
+#                               and the two container images (buildah, cached)
 # Called by `make demo` and `make test`; safe to run again (each step checks first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +13,17 @@ cache="${CAMSTREAM_CACHE:-$HOME/.cache/camstream}"
 # Go is preinstalled under /usr/local/go on these machines, not always on PATH.
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
-# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm), Lua for the tests.
+# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm); for the
+#    tests, Lua and the image tools (scripts/deps/apt-*.txt).
 scripts/install-media-deps.sh
-if [ "$mode" = test ] && ! command -v lua5.4 >/dev/null; then
-    log "apt-get install lua5.4"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lua5.4
+if [ "$mode" = test ]; then
+    scripts/apt-install.sh scripts/deps/apt-test.txt
+    # tests/bootstrap asks Debian's package index (apt-cache show), not the installed
+    # set; a machine that had every package may never have fetched the index.
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+        log "apt-get update (for tests/bootstrap)"
+        apt-get update -qq
+    fi
 fi
 
 # 2. The Python environment (re-installed when setup.cfg changes).
@@ -51,5 +58,8 @@ if [ "$mode" = test ]; then
         (cd "$bin_dir/../module" && GOFLAGS=-mod=mod CGO_ENABLED=0 \
             go build -trimpath -ldflags "-s -w" -o "$cache/bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
     fi
+    # 5. The operator and worker images, built with buildah from a Debian base
+    #    made with debootstrap (about 2 minutes once; cached by their inputs).
+    scripts/build-images.sh >/dev/null
 fi
 log "ready ($mode)"

@@ -39,7 +39,7 @@ end
 
 if status == nil or status.phase == nil or status.phase == "" then
   hs.status = "Progressing"
-  hs.message = "Waiting for the operator to assign the stream to a worker"
+  hs.message = "Waiting for the stream's worker to pick it up"
   return hs
 end
 

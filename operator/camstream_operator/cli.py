@@ -4,10 +4,11 @@ Who calls this: camstream_cli/main.py wires `add_parser`/`run` into the `camstre
 command; the chart's operator Deployment runs it. The kubeconfig comes from
 KUBECONFIG, else the in-cluster ServiceAccount.
 
-Three loops share one event loop: the leader elector (leader.py), the ring
-reconciler (reconcile.py) and kopf's CameraStream watch (main.py). SIGTERM
-stops kopf; the Lease is then released so the other replica takes over at
-once instead of after a lease period.
+Loops sharing one event loop: the leader elector (leader.py), the ring
+reconciler (reconcile.py), the fallback labeller (labeller.py), an
+event-loop lag probe, and kopf serving the admission webhook (main.py).
+SIGTERM stops kopf; the Lease is then released so the other replica takes
+over at once instead of after a lease period.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from .config import OperatorConfig, default_identity
@@ -44,7 +46,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         help="serve the CameraStreams of this namespace (repeatable; default: all namespaces)",
     )
+    parser.add_argument(
+        "--rejoin-grace",
+        type=float,
+        default=300.0,
+        help="seconds a worker may be away (restart, crash) and keep its home partitions",
+    )
+    parser.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        default=None,
+        help="serve the admission webhook with tls.crt/tls.key from this folder "
+        "(default: no webhook; the fallback labeller labels every stream)",
+    )
+    parser.add_argument("--webhook-port", type=int, default=9443)
+    parser.add_argument(
+        "--label-rate", type=float, default=200.0, help="fallback label patches per second, at most"
+    )
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--recheck-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
     return parser
 
@@ -61,6 +81,12 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         liveness_port=args.liveness_port,
         liveness_host=os.environ.get("POD_IP") or "127.0.0.1",
         interval=args.interval,
+        rejoin_grace=args.rejoin_grace,
+        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_port=args.webhook_port,
+        webhook_host=os.environ.get("POD_IP") or "127.0.0.1",
+        label_rate=args.label_rate,
+        recheck_seconds=args.recheck_seconds,
     )
 
 
@@ -83,13 +109,14 @@ async def serve(config: OperatorConfig) -> None:
     import kopf
 
     from camstream import kubeapi
+    from camstream.looplag import LoopLag
 
-    from . import main as _handlers  # noqa: F401 - registers the kopf handlers
+    from . import main
+    from .labeller import Labeller
     from .leader import LeaderElector
     from .metrics import OperatorMetrics
     from .metrics import serve as serve_metrics
     from .reconcile import RingReconciler
-    from .runtime import Runtime
 
     async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
         leader = LeaderElector(
@@ -100,12 +127,25 @@ async def serve(config: OperatorConfig) -> None:
             duration=config.lease_seconds,
         )
         metrics = OperatorMetrics(lambda: leader.is_leader)
-        ring = RingReconciler(api, config, leader, metrics=metrics)
-        runtime = Runtime(config=config, api=api, leader=leader, ring=ring)
-        leader.on_change(runtime.on_leadership)
+        ring: RingReconciler | None = None
+        labeller = Labeller(
+            api,
+            leader,
+            ring_doc=lambda: ring.doc if ring is not None else None,
+            watch_namespaces=config.watch_namespaces,
+            rate=config.label_rate,
+            recheck_seconds=config.recheck_seconds,
+            metrics=metrics,
+        )
+        ring = RingReconciler(api, config, leader, labelling=labeller, metrics=metrics)
+        leader.on_change(lambda leading: ring.wake() if leading else None)
+        leader.on_change(labeller.on_leadership)
+        lag = LoopLag(observe=metrics.record_loop_lag)
         loops = [
             asyncio.create_task(leader.run(), name="leader"),
             asyncio.create_task(ring.run(), name="ring"),
+            asyncio.create_task(labeller.run(), name="labeller"),
+            asyncio.create_task(lag.run(), name="loop-lag"),
         ]
         # Liveness and metrics on one port (kopf's own liveness server has no /metrics).
         http = await serve_metrics(
@@ -114,20 +154,24 @@ async def serve(config: OperatorConfig) -> None:
             config.liveness_port,
             healthy=lambda: not any(task.done() for task in loops),
         )
+        await _certificate_ready(config)
+        registry = kopf.OperatorRegistry()
+        main.register(registry, webhook=_webhook_server(config), ring_size=ring.ring_size)
         log.info(
-            "operator %s: ring %s/%s, %d partitions, workers %s",
+            "operator %s: ring %s/%s, %d partitions, workers %s, webhook %s",
             config.identity,
             config.namespace,
             config.ring_configmap,
             config.partitions,
             config.workers_statefulset,
+            f"on :{config.webhook_port}" if config.webhook_cert_dir else "off",
         )
         try:
             await kopf.operator(
+                registry=registry,
                 standalone=True,
                 clusterwide=not config.watch_namespaces,
                 namespaces=list(config.watch_namespaces),
-                memo=kopf.Memo(runtime=runtime),
             )
         finally:
             await http.cleanup()
@@ -137,3 +181,34 @@ async def serve(config: OperatorConfig) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await leader.release()
+
+
+async def _certificate_ready(config: OperatorConfig) -> None:
+    """Wait for the webhook's certificate files (cert-manager may issue them after we start).
+
+    The ring and the labeller already run meanwhile: streams are labelled
+    either way, only not in their create request.
+    """
+    if config.webhook_cert_dir is None:
+        return
+    files = [config.webhook_cert_dir / "tls.crt", config.webhook_cert_dir / "tls.key"]
+    said = False
+    while not all(f.is_file() for f in files):
+        if not said:
+            log.warning("waiting for the webhook certificate in %s", config.webhook_cert_dir)
+            said = True
+        await asyncio.sleep(1.0)
+
+
+def _webhook_server(config: OperatorConfig) -> Any | None:
+    """kopf's HTTPS server for the admission webhook, or None when not configured."""
+    if config.webhook_cert_dir is None:
+        return None
+    import kopf
+
+    return kopf.WebhookServer(
+        addr=config.webhook_host,
+        port=config.webhook_port,
+        certfile=str(config.webhook_cert_dir / "tls.crt"),
+        pkeyfile=str(config.webhook_cert_dir / "tls.key"),
+    )

@@ -9,6 +9,15 @@ The decision is pure (`decide`), so its table is unit-tested; `LeaderElector`
 only reads and writes the Lease. A leader that cannot renew within the
 lease duration steps down by itself before anyone else may take over
 (renew deadline < duration), so two replicas never act at once for long.
+
+Expiry is judged by observation, as client-go's leader election does: the
+stand-by remembers, by its own monotonic clock, when it last saw the Lease
+change (its resourceVersion), and takes over only once it has seen no change
+for the lease duration. It never compares the leader's renewTime, written
+with another machine's clock, with its own: clocks seconds apart would
+otherwise make a stand-by take over from a live leader (its clock ahead) or
+wait far too long for a dead one (behind). A Lease first seen, or seen again
+after this replica could not read it for a while, gets a full duration.
 """
 
 from __future__ import annotations
@@ -24,8 +33,6 @@ from typing import Any
 from camstream import kubeapi
 from camstream.retry import Backoff
 
-from .membership import parse_time
-
 log = logging.getLogger("camstream.operator.leader")
 
 
@@ -35,16 +42,41 @@ class Decision:
     holder: str | None  # who leads according to the Lease as read
 
 
-def decide(lease: Mapping[str, Any] | None, me: str, now: float, duration: float) -> Decision:
-    """Take the Lease if it is free, expired or already ours; else follow."""
+def decide(
+    lease: Mapping[str, Any] | None,
+    me: str,
+    *,
+    unchanged_for: float,
+    duration: float,
+) -> Decision:
+    """Take the Lease if free, ours, or unchanged for its duration by our clock; else follow.
+
+    `unchanged_for`: seconds this replica has seen the Lease without a change.
+    """
     spec = (lease or {}).get("spec") or {}
     holder = spec.get("holderIdentity") or None
-    renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
     lease_seconds = float(spec.get("leaseDurationSeconds") or duration)
-    expired = renewed is None or now - renewed > lease_seconds
-    if holder is None or holder == me or expired:
+    if holder is None or holder == me or unchanged_for > lease_seconds:
         return Decision(acquire=True, holder=holder)
     return Decision(acquire=False, holder=holder)
+
+
+@dataclass(slots=True)
+class Sighting:
+    """When this replica last saw the leader Lease change, by its monotonic clock."""
+
+    version: str | None = None
+    changed_at: float = 0.0
+    read_at: float | None = None
+
+    def observe(self, version: str | None, now: float, *, blind_after: float) -> float:
+        """Record a read of the Lease at `now`; return how long it has been seen unchanged."""
+        blind = self.read_at is None or now - self.read_at > blind_after
+        if blind or version != self.version:
+            self.changed_at = now  # a change, or a gap in what we could see: full duration
+        self.version = version
+        self.read_at = now
+        return now - self.changed_at
 
 
 def _micro_time(now: float) -> str:
@@ -72,6 +104,7 @@ class LeaderElector:
         # After a failed round: retry, twice that, then every 5 s at most.
         self._backoff = Backoff(initial=retry, cap=5.0, jitter=0.0)
         self._clock = clock
+        self._sighting = Sighting()
         self._leading_until = 0.0  # monotonic deadline of our current term
         self._watchers: list[Callable[[bool], None]] = []
         self._was_leader = False
@@ -120,7 +153,11 @@ class LeaderElector:
             lease: dict[str, Any] | None = await self._api.get(path)
         except kubeapi.NotFound:
             lease = None
-        decision = decide(lease, self.identity, now, self._duration)
+        version = ((lease or {}).get("metadata") or {}).get("resourceVersion")
+        unchanged = self._sighting.observe(
+            version, time.monotonic(), blind_after=self._duration / 2
+        )
+        decision = decide(lease, self.identity, unchanged_for=unchanged, duration=self._duration)
         if not decision.acquire:
             self._leading_until = 0.0
             return

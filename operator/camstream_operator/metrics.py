@@ -11,6 +11,11 @@ published ones (docs/metrics.md; dashboards and alerts use them):
                                          (an attempt retried), rolled_back, cancelled
     camstream_handoff_duration_seconds   histogram, recorded transfer → old owner released
     camstream_operator_leader            gauge, 1 on the replica holding the Lease
+    camstream_ring_workers{state}        gauge, workers by state: up, silent, frozen, leaving
+    camstream_streams_unlabelled         gauge, streams still lacking their partition label
+    camstream_streams_labelled_total     counter, label patches by the fallback labeller
+    camstream_event_loop_lag_seconds     histogram, how late the event loop woke a 50 ms timer
+    camstream_event_loop_lag_max_seconds gauge, the worst lag since start
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from prometheus_client import (
 )
 
 from camstream.handoff import Event, EventKind, Handoff, RingDoc
+
+from .membership import Membership
 
 _RESULTS = {
     EventKind.HANDED_OFF: "ok",
@@ -67,6 +74,53 @@ class OperatorMetrics:
             registry=self.registry,
         )
         leader.set_function(lambda: 1.0 if is_leader() else 0.0)
+        self._workers = Gauge(
+            "camstream_ring_workers",
+            "Workers by state as this replica sees them",
+            ["state"],
+            registry=self.registry,
+        )
+        self._unlabelled = Gauge(
+            "camstream_streams_unlabelled",
+            "CameraStreams still lacking their partition label",
+            registry=self.registry,
+        )
+        self._labelled = Counter(
+            "camstream_streams_labelled",
+            "Partition-label patches written by the fallback labeller",
+            registry=self.registry,
+        )
+        self._labelled_seen = 0
+        self.loop_lag = Histogram(
+            "camstream_event_loop_lag_seconds",
+            "How late the event loop woke a 50 ms timer",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self._lag_max = 0.0
+        self.loop_lag_max = Gauge(
+            "camstream_event_loop_lag_max_seconds",
+            "The worst event-loop lag since start",
+            registry=self.registry,
+        )
+
+    def record_members(self, members: Membership, *, frozen: int) -> None:
+        self._workers.labels("up").set(len(members.up - members.leaving))
+        self._workers.labels("leaving").set(len(members.leaving))
+        self._workers.labels("silent").set(len(members.silent))
+        self._workers.labels("frozen").set(frozen)
+
+    def record_labeller(self, backlog: int, labelled: int) -> None:
+        self._unlabelled.set(backlog)
+        if labelled > self._labelled_seen:
+            self._labelled.inc(labelled - self._labelled_seen)
+            self._labelled_seen = labelled
+
+    def record_loop_lag(self, lag: float) -> None:
+        self.loop_lag.observe(lag)
+        if lag > self._lag_max:
+            self._lag_max = lag
+            self.loop_lag_max.set(lag)
 
     def record_round(
         self,

@@ -145,3 +145,23 @@ def create_pki(directory: Path, identities: dict[str, str], service_ip: str) -> 
         sa_pub=sa_pub,
         clients=clients,
     )
+
+
+def issue_serving(
+    pki: Pki,
+    directory: Path,
+    dns_names: list[str],
+    ips: list[str] = (),  # type: ignore[assignment]
+) -> ClientCert:
+    """A serving certificate for names and addresses, signed by the test CA, as tls.crt/tls.key.
+
+    For servers the API server calls back, such as an admission webhook.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    sans = ",".join([*(f"DNS:{n}" for n in dns_names), *(f"IP:{ip}" for ip in ips)])
+    issued = _issue(
+        directory, pki.ca_cert, pki.ca_key, "tls", f"/CN={[*dns_names, *ips][0]}",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n",
+    )  # fmt: skip
+    return issued

@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from camstream import partition_labels
+
 from .conftest import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -342,9 +344,12 @@ def test_installed_stream_is_live_labelled_and_plays(installed: Installed) -> No
     body = installed.stream
     assert body["status"]["worker"] == f"{RELEASE}-worker-0"
     labels = body["metadata"]["labels"]
-    # docs/gitops.md: the partition label is the only metadata camstream adds.
-    assert labels["camstream.io/partition"] == str(body["status"]["partition"])
-    assert labels.keys() == {"site", "camstream.io/partition"}
+    # docs/gitops.md: the partition labels are the only metadata camstream adds.
+    partitions = 256  # the chart's default ring
+    assert labels[partition_labels.label_key(partitions)] == str(body["status"]["partition"])
+    assert labels.keys() == {"site"} | {
+        partition_labels.label_key(size) for size in partition_labels.sizes_from(partitions)
+    }
     url = (
         f"http://{installed.worker_ip}:8080/streams/{installed.streams_namespace}/lobby/index.m3u8"
     )

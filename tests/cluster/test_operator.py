@@ -5,12 +5,14 @@ the local node agent, each with its own ServiceAccount token and the RBAC
 rules the chart ships (nothing more), and drives them with kubectl:
 
 - the API server refuses what the schema and its CEL rules forbid;
-- the operator labels each CameraStream with its partition, records the
-  assignment in status and writes the ring ConfigMap; a spec refused beyond the
-  schema is marked Invalid with a readable condition and an Event;
+- the operator's admission webhook labels each CameraStream with its
+  partitions in the create request itself; streams it missed (webhook
+  unreachable: creates never wait for it) are labelled by the fallback
+  labeller; the operator writes the ring ConfigMap and no stream status;
 - workers pick up their partitions and bring synthetic streams Live, writing
-  the serving worker into status; deleting a stream stops it and removes its
-  files;
+  the whole status (the serving worker, the phase, the playback path); a spec
+  refused beyond the schema is marked Invalid by its worker, with a readable
+  condition and one Event; deleting a stream stops it and removes its files;
 - restarting the operator changes nothing that was right.
 """
 
@@ -26,10 +28,11 @@ from typing import Any
 
 import pytest
 
-from camstream import ring
+from camstream import partition_labels, ring
 from camstream.handoff_codec import decode_doc
-from camstream.wire import PARTITION_LABEL, decode_ranges
+from camstream.wire import decode_ranges
 
+from . import webhook
 from .conftest import REPO, Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -45,17 +48,16 @@ TOLERATIONS = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
 OPERATOR_RULES_STREAMS = [
     {"apiGroups": ["camstream.io"], "resources": ["camerastreams"],
      "verbs": ["get", "list", "watch", "patch"]},
-    {"apiGroups": ["camstream.io"], "resources": ["camerastreams/status"],
-     "verbs": ["get", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]  # fmt: skip
 OPERATOR_RULES_RELEASE = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["configmaps"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+     "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]  # fmt: skip
 WORKER_RULES_STREAMS = [
     {"apiGroups": ["camstream.io"], "resources": ["camerastreams"],
@@ -137,10 +139,11 @@ def crd(control_plane: Cluster) -> Cluster:
     return control_plane
 
 
-@pytest.fixture
-def operator(crd: Cluster, namespace: str) -> Iterator[str]:
-    """The operator Deployment (one replica), with the chart's operator RBAC only."""
-    _grant(crd, namespace, "camstream-operator", OPERATOR_RULES_STREAMS, OPERATOR_RULES_RELEASE)
+def _start_operator(
+    cluster: Cluster, namespace: str, *, webhook_certs: Path | None = None, replicas: int = 1
+) -> None:
+    """The operator Deployment, with the chart's operator RBAC only."""
+    _grant(cluster, namespace, "camstream-operator", OPERATOR_RULES_STREAMS, OPERATOR_RULES_RELEASE)
     command = [
         PY, "-m", "camstream_cli", "operator", "--namespace", "$(POD_NAMESPACE)",
         "--workers-statefulset", WORKERS, "--ring-configmap", RING, "--partitions", str(P),
@@ -148,11 +151,13 @@ def operator(crd: Cluster, namespace: str) -> Iterator[str]:
         # Each test is its own release: serve only the test's namespace.
         "--watch-namespace", "$(POD_NAMESPACE)",
     ]  # fmt: skip
-    _apply(crd, namespace, {
+    if webhook_certs is not None:
+        command += ["--webhook-cert-dir", str(webhook_certs), "--webhook-port", str(webhook.PORT)]
+    _apply(cluster, namespace, {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "camstream-operator"},
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": {"app": "camstream-operator"}},
             "template": {
                 "metadata": {"labels": {"app": "camstream-operator"}},
@@ -165,8 +170,32 @@ def operator(crd: Cluster, namespace: str) -> Iterator[str]:
             },
         },
     })  # fmt: skip
-    crd.wait_for(lambda: _get(crd, namespace, "configmap", RING), 90, what="ring ConfigMap")
+    cluster.wait_for(lambda: _get(cluster, namespace, "configmap", RING), 90, what="ring ConfigMap")
+
+
+@pytest.fixture
+def operator(crd: Cluster, namespace: str) -> Iterator[str]:
+    """The operator (one replica) without its webhook: the fallback labeller labels."""
+    _start_operator(crd, namespace)
     yield namespace
+    crd.kubectl("delete", "deployment", "camstream-operator", "-n", namespace, "--wait=false")
+
+
+@pytest.fixture
+def operator_with_webhook(crd: Cluster, namespace: str, tmp_path: Path) -> Iterator[str]:
+    """The operator serving its admission webhook, registered for the test namespace.
+
+    The certificate is for the pod's address, known once it runs; the operator
+    waits for the certificate files as it would for cert-manager's Secret.
+    """
+    certs = tmp_path / "webhook-certs"
+    _start_operator(crd, namespace, webhook_certs=certs)
+    pod = crd.wait_for(lambda: _operator_pod(crd, namespace), 60, what="operator pod IP")
+    address = pod["status"]["podIP"]
+    webhook.issue_cert(crd, address, certs)
+    config = webhook.install(crd, namespace, address)
+    yield namespace
+    webhook.remove(crd, config)
     crd.kubectl("delete", "deployment", "camstream-operator", "-n", namespace, "--wait=false")
 
 
@@ -218,54 +247,92 @@ def test_api_server_rejects_what_the_schema_forbids(crd: Cluster, namespace: str
     assert result.returncode != 0 and "segmentSeconds" in result.stderr
 
 
-def test_operator_labels_assigns_and_marks_invalid(crd: Cluster, operator: str) -> None:
+def _operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
+    pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app=camstream-operator")
+    running = [p for p in pods["items"] if (p.get("status") or {}).get("podIP")]
+    return running[0] if running else None
+
+
+def _labels_of(cluster: Cluster, namespace: str, name: str) -> dict[str, str]:
+    body = _get(cluster, namespace, "camerastream", name) or {}
+    return dict((body.get("metadata") or {}).get("labels") or {})
+
+
+def _labelled(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    body = _get(cluster, namespace, "camerastream", name) or {}
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    want = partition_labels.labels_for(namespace, name, P)
+    return body if all(labels.get(k) == v for k, v in want.items()) else None
+
+
+def test_operator_labels_what_the_webhook_missed_and_writes_no_status(
+    crd: Cluster, operator: str
+) -> None:
     ns = operator
     doc = _ring(crd, ns)
     assert doc.partitions == P and doc.table is None  # no worker yet: an empty ring
     _apply(crd, ns, _stream("cam-a"))
+    body = crd.wait_for(lambda: _labelled(crd, ns, "cam-a"), 60, what="cam-a labelled")
+    # One label per ring size it may grow to, each the partition in that ring.
+    labels = body["metadata"]["labels"]
+    assert set(labels) == {partition_labels.label_key(s) for s in partition_labels.sizes_from(P)}
     partition = ring.partition_of(f"{ns}/cam-a", P)
-
-    def assigned() -> dict[str, Any] | None:
-        body = _get(crd, ns, "camerastream", "cam-a") or {}
-        status = body.get("status") or {}
-        return body if status.get("partition") == partition else None
-
-    body = crd.wait_for(assigned, 60, what="cam-a assigned")
-    assert body["metadata"]["labels"][PARTITION_LABEL] == str(partition)
-    status = body["status"]
-    assert status["phase"] == "Pending"
-    assert status["playbackPath"] == f"/streams/{ns}/cam-a/index.m3u8"
-    conditions = {c["type"]: c for c in status["conditions"]}
-    assert conditions["Assigned"]["status"] == "True"
-    assert conditions["Valid"]["status"] == "True"
+    assert labels[partition_labels.label_key(P)] == str(partition)
+    assert "status" not in body  # the operator writes no status: the serving worker does
     # The label selector workers use finds it.
-    names = crd.kubectl(
-        "get", "streams", "-n", ns, "-l", f"{PARTITION_LABEL} in ({partition})", "-o", "name"
-    ).stdout.split()
+    selector = partition_labels.selectors(P, [partition])[0]
+    names = crd.kubectl("get", "streams", "-n", ns, "-l", selector, "-o", "name").stdout.split()
     assert names == ["camerastream.camstream.io/cam-a"]
-
-    # Beyond the schema: credentials inline in the URL are refused with a condition.
-    secret_url = _stream("cam-b")
-    secret_url["spec"]["source"] = {"protocol": "rtsp", "url": "rtsp://admin:hunter2@127.0.0.1/x"}
-    _apply(crd, ns, secret_url)
-
-    def invalid() -> dict[str, Any] | None:
-        body = _get(crd, ns, "camerastream", "cam-b") or {}
-        return body if (body.get("status") or {}).get("phase") == "Invalid" else None
-
-    body = crd.wait_for(invalid, 60, what="cam-b marked Invalid")
-    valid = {c["type"]: c for c in body["status"]["conditions"]}["Valid"]
-    assert valid["status"] == "False" and "spec.source.url" in valid["message"]
-    assert "hunter2" not in json.dumps(body["status"])
-    events = crd.kubectl_json("get", "events", "-n", ns)["items"]
-    reasons = {(e["involvedObject"]["name"], e["reason"]) for e in events}
-    assert ("cam-b", "InvalidSpec") in reasons and ("cam-a", "Assigned") in reasons
-    assert all("hunter2" not in e.get("message", "") for e in events)
-
+    # A label removed by hand (an apply that dropped it) is put back.
+    crd.kubectl("label", "stream", "cam-a", "-n", ns, f"{partition_labels.label_key(P)}-")
+    crd.wait_for(lambda: _labelled(crd, ns, "cam-a"), 60, what="cam-a labelled again")
     # Steady state: nothing is rewritten once right.
     before = _get(crd, ns, "camerastream", "cam-a")["metadata"]["resourceVersion"]
     time.sleep(3)
     assert _get(crd, ns, "camerastream", "cam-a")["metadata"]["resourceVersion"] == before
+    events = crd.kubectl_json("get", "events", "-n", ns)["items"]
+    assert not [e for e in events if e["involvedObject"].get("kind") == "CameraStream"]
+
+
+def test_webhook_labels_streams_in_their_create_request(
+    crd: Cluster, operator_with_webhook: str
+) -> None:
+    ns = operator_with_webhook
+
+    # The webhook answers once the operator has read the ring.
+    def labelled_at_create() -> dict[str, Any] | None:
+        name = f"probe-{time.monotonic_ns()}"
+        out = crd.kubectl("create", "-n", ns, "-o", "json", "-f", "-",
+                          input=json.dumps(_stream(name)))  # fmt: skip
+        created = json.loads(out.stdout)
+        return created if created["metadata"].get("labels") else None
+
+    crd.wait_for(labelled_at_create, 60, interval=1.0, what="the webhook answering")
+    out = crd.kubectl(
+        "create", "-n", ns, "-o", "json", "-f", "-", input=json.dumps(_stream("cam-w"))
+    )
+    created = json.loads(out.stdout)
+    assert created["metadata"]["labels"] == partition_labels.labels_for(ns, "cam-w", P)
+    time.sleep(3)  # and nobody writes it again
+    now = _get(crd, ns, "camerastream", "cam-w")
+    assert now["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+    # The operator away: creates do not wait for it (failure policy Ignore) and
+    # the stream is labelled once it is back.
+    crd.kubectl("scale", "deployment", "camstream-operator", "-n", ns, "--replicas=0")
+    crd.wait_for(
+        lambda: (
+            not crd.kubectl_json("get", "pods", "-n", ns, "-l", "app=camstream-operator")["items"]
+        ),
+        60,
+        what="operator gone",
+    )
+    started = time.monotonic()
+    _apply(crd, ns, _stream("cam-x"))
+    assert time.monotonic() - started < 10
+    assert not _labels_of(crd, ns, "cam-x")
+    crd.kubectl("scale", "deployment", "camstream-operator", "-n", ns, "--replicas=1")
+    crd.wait_for(lambda: _labelled(crd, ns, "cam-x"), 90, what="cam-x labelled by the operator")
 
 
 def test_workers_run_streams_and_delete_stops(crd: Cluster, operator: str, tmp_path: Path) -> None:
@@ -308,7 +375,9 @@ def test_workers_run_streams_and_delete_stops(crd: Cluster, operator: str, tmp_p
         partition = ring.partition_of(f"{ns}/{meta['name']}", P)
         assert status["worker"] == doc.serving[partition]
         live = {c["type"]: c["status"] for c in status["conditions"]}
-        assert live["Live"] == "True" and live["Assigned"] == "True"
+        assert live["Live"] == "True" and live["Valid"] == "True"
+        assert status["playbackPath"] == f"/streams/{ns}/{meta['name']}/index.m3u8"
+        assert status["partition"] == partition
     # Each pod carries the partitions it serves.
     for w in workers:
         pod = _get(crd, ns, "pod", w)
@@ -393,6 +462,24 @@ def test_pause_resume_and_degraded_source(crd: Cluster, operator: str, tmp_path:
     crd.kubectl("patch", "stream", "cam-p", "-n", ns, "--type=merge", "-p",
                 '{"spec": {"enabled": true}}')  # fmt: skip
     crd.wait_for(lambda: phase("cam-p", "Live"), 60, 0.5, "cam-p Live again")
+
+    # Beyond the schema: credentials inline in the URL are refused by the
+    # serving worker with a condition and one Event, never echoing them.
+    secret_url = _stream("cam-b")
+    secret_url["spec"]["source"] = {"protocol": "rtsp", "url": "rtsp://admin:hunter2@127.0.0.1/x"}
+    _apply(crd, ns, secret_url)
+    body = crd.wait_for(lambda: phase("cam-b", "Invalid"), 60, 0.5, "cam-b marked Invalid")
+    valid = {c["type"]: c for c in body["status"]["conditions"]}["Valid"]
+    assert valid["status"] == "False" and "spec.source.url" in valid["message"]
+    assert "hunter2" not in json.dumps(body["status"])
+    time.sleep(2)  # later passes write nothing more
+    again = _get(crd, ns, "camerastream", "cam-b")
+    assert again["metadata"]["resourceVersion"] == body["metadata"]["resourceVersion"]
+    events = crd.kubectl_json("get", "events", "-n", ns)["items"]
+    invalid = [e for e in events if e["involvedObject"]["name"] == "cam-b"]
+    assert [e["reason"] for e in invalid] == ["InvalidSpec"]
+    assert invalid[0]["source"]["component"] == "camstream-worker"
+    assert all("hunter2" not in e.get("message", "") for e in events)
 
 
 def test_rtmp_push_to_a_worker_that_does_not_own_the_stream_reaches_the_owner(

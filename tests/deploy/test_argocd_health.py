@@ -15,8 +15,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jq
 import pytest
 import yaml
+
+from camstream import partition_labels
 
 from .conftest import REPO
 
@@ -70,7 +73,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "live": (stream("Live"), "Healthy", "Live on cams-worker-0"),
     "pending": (stream("Pending", worker=None), "Progressing", "Pending"),
     "connecting": (stream("Connecting"), "Progressing", "Connecting on cams-worker-0"),
-    "no-status": (stream(with_status=False), "Progressing", "Waiting for the operator"),
+    "no-status": (stream(with_status=False), "Progressing", "Waiting for the stream's worker"),
     "empty-status": (stream(observed=None, worker=None), "Progressing", "Waiting"),
     "failed": (
         stream("Failed", reason="SourceUnreachable", message="connection refused"),
@@ -183,7 +186,7 @@ def test_argocd_cm_patch_carries_the_same_script() -> None:
     assert patch["data"][CM_KEY] == HEALTH_LUA.read_text()
 
 
-def test_example_applications_ignore_only_the_partition_label() -> None:
+def test_example_applications_ignore_only_the_partition_labels() -> None:
     docs = list(yaml.safe_load_all((ARGO / "application.yaml").read_text()))
     apps = {d["metadata"]["name"]: d for d in docs if d and d["kind"] == "Application"}
     assert set(apps) == {"camstream", "cameras-site-a"}
@@ -191,19 +194,35 @@ def test_example_applications_ignore_only_the_partition_label() -> None:
     assert platform["path"] == "helm/camstream"
     cameras = apps["cameras-site-a"]["spec"]
     (ignore,) = cameras["ignoreDifferences"]
-    assert ignore == {
-        "group": "camstream.io",
-        "kind": "CameraStream",
-        "jsonPointers": ["/metadata/labels/camstream.io~1partition"],
+    assert ignore["group"] == "camstream.io" and ignore["kind"] == "CameraStream"
+    (expression,) = ignore["jqPathExpressions"]
+    # Argo CD evaluates the expression as paths (gojq); libjq agrees on this one.
+    stream = {
+        "metadata": {
+            "name": "gate",
+            "labels": {"site": "a", **partition_labels.labels_for("site-a", "gate", 256)},
+            "annotations": {"camstream.io/partition-256": "not a label"},
+        },
+        "spec": {"source": {"protocol": "rtsp"}},
     }
+    paths = jq.compile(f"[path({expression})]").input_value(stream).first()
+    assert sorted(tuple(p) for p in paths) == sorted(
+        ("metadata", "labels", key) for key in partition_labels.labels_for("site-a", "gate", 256)
+    )
     assert "RespectIgnoreDifferences=true" in cameras["syncPolicy"]["syncOptions"]
     for app in apps.values():
         assert app["apiVersion"] == "argoproj.io/v1alpha1"
         assert app["spec"]["destination"]["server"]
 
 
+def ignore_expression() -> str:
+    docs = list(yaml.safe_load_all((ARGO / "application.yaml").read_text()))
+    cameras = next(d for d in docs if d and d["metadata"]["name"] == "cameras-site-a")
+    return str(cameras["spec"]["ignoreDifferences"][0]["jqPathExpressions"][0])
+
+
 def test_gitops_guide_names_the_customization_key() -> None:
     guide = (REPO / "docs" / "gitops.md").read_text()
     assert CM_KEY in guide
-    assert "camstream.io~1partition" in guide
+    assert ignore_expression() in guide
     assert "deploy/argocd/argocd-cm-patch.yaml" in guide

@@ -9,8 +9,10 @@ The server-side dry-run of the same manifests is tests/cluster/test_chart_dryrun
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,12 @@ from .conftest import (
 OPERATOR = f"{RELEASE}-operator"
 WORKER = f"{RELEASE}-worker"
 RING = f"{RELEASE}-ring"
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "MutatingWebhookConfiguration",
+}
 
 DEFAULT_KINDS = {
     "ServiceAccount": 2,
@@ -44,9 +51,11 @@ DEFAULT_KINDS = {
     "RoleBinding": 2,
     "Deployment": 1,
     "StatefulSet": 1,
-    "Service": 4,  # operator metrics, worker headless, playback, rtmp
+    "Service": 5,  # operator metrics, operator webhook, worker headless, playback, rtmp
     "PodDisruptionBudget": 2,
     "ConfigMap": 1,  # Grafana dashboard (the ring ConfigMap is the operator's)
+    "Secret": 1,  # the webhook's serving certificate
+    "MutatingWebhookConfiguration": 1,
 }
 
 
@@ -95,7 +104,7 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
                 "ClusterRoleBinding": 0,
                 "Role": 4,
                 "RoleBinding": 4,
-                "Service": 3,
+                "Service": 4,
                 "Ingress": 1,
             },
         ),
@@ -155,11 +164,92 @@ def test_operator_deployment_contract(helm: Helm) -> None:
         "--partitions": "256",
         "--liveness-port": "8081",
         "--lease-name": OPERATOR,
+        "--rejoin-grace": "300",
+        "--webhook-cert-dir": "/etc/camstream/webhook",
+        "--webhook-port": "9443",
     }
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert {"name": "http", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
     assert env["POD_NAMESPACE"] == "metadata.namespace"
+
+
+def test_webhook_is_wired_to_the_operator(helm: Helm, tmp_path: Path) -> None:
+    """Service → operator pods' webhook port; the configuration trusts the Secret's CA."""
+    from camstream_operator.main import WEBHOOK_ID
+
+    objects = helm.render()
+    dep = one(objects, "Deployment", OPERATOR)
+    c = container(dep, "operator")
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in c["ports"]
+    svc = one(objects, "Service", f"{OPERATOR}-webhook")
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    secret = one(objects, "Secret", f"{OPERATOR}-webhook-tls")
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == secret["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["webhook-tls"] == _args_map(c["args"])["--webhook-cert-dir"]
+    (config,) = by_kind(objects, "MutatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "None"
+    assert hook["rules"][0]["operations"] == ["CREATE"]
+    assert hook["clientConfig"]["service"] == {
+        "namespace": NAMESPACE,
+        "name": svc["metadata"]["name"],
+        "path": f"/{WEBHOOK_ID}",
+        "port": 443,
+    }
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert "namespaceSelector" not in hook  # every namespace, like the ClusterRoles
+    # The certificate is for the Service's name and signed by the bundle's CA.
+    for name in ("ca.crt", "tls.crt"):
+        (tmp_path / name).write_bytes(base64.b64decode(secret["data"][name]))
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tmp_path / "ca.crt"), str(tmp_path / "tls.crt")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stderr
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", str(tmp_path / "tls.crt")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"DNS:{svc['metadata']['name']}.{NAMESPACE}.svc" in text
+
+
+def test_webhook_follows_watch_namespaces_cert_manager_and_can_be_off(helm: Helm) -> None:
+    scoped = helm.render(sets=["watchNamespaces={site-a,site-b}"])
+    (hook,) = one_kind(scoped, "MutatingWebhookConfiguration")["webhooks"]
+    assert hook["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["site-a", "site-b"]}
+    ]
+    managed = helm.render(
+        sets=[
+            "operator.webhook.certManager.enabled=true",
+            "operator.webhook.certManager.issuerRef.kind=ClusterIssuer",
+            "operator.webhook.certManager.issuerRef.name=internal-ca",
+        ]
+    )
+    assert not by_kind(managed, "Secret")
+    (cert,) = by_kind(managed, "Certificate")
+    assert cert["spec"]["secretName"] == f"{OPERATOR}-webhook-tls"
+    config = one_kind(managed, "MutatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].endswith(
+        f"/{OPERATOR}-webhook"
+    )
+    with pytest.raises(Exception, match="issuerRef"):
+        helm.render(sets=["operator.webhook.certManager.enabled=true"])
+    off = helm.render(sets=["operator.webhook.enabled=false"])
+    assert not by_kind(off, "MutatingWebhookConfiguration") and not by_kind(off, "Secret")
+    args = _args_map(container(one(off, "Deployment", OPERATOR), "operator")["args"])
+    assert "--webhook-cert-dir" not in args
+
+
+def one_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (obj,) = by_kind(objects, kind)
+    return obj
 
 
 def test_partitions_value_reaches_operator(helm: Helm) -> None:
@@ -391,16 +481,13 @@ def _triples(group: str, resource: str, verbs: str) -> set[tuple[str, str, str]]
 EVENTS = _triples("", "events", "create patch") | _triples(
     "events.k8s.io", "events", "create patch"
 )
-OPERATOR_STREAM_RULES = (
-    _triples("camstream.io", "camerastreams", "get list watch patch")
-    | _triples("camstream.io", "camerastreams/status", "get patch")
-    | EVENTS
-)
+# The operator patches partition labels and writes no stream status.
+OPERATOR_STREAM_RULES = _triples("camstream.io", "camerastreams", "get list watch patch") | EVENTS
 OPERATOR_RELEASE_RULES = (
     _triples("", "pods", "get list watch patch")
     | _triples("apps", "statefulsets", "get list watch")
-    | _triples("", "configmaps", "get list watch create update patch")
-    | _triples("coordination.k8s.io", "leases", "get list watch create update patch")
+    | _triples("", "configmaps", "get list watch create patch")
+    | _triples("coordination.k8s.io", "leases", "get list watch create update patch delete")
     | EVENTS
 )
 WORKER_STREAM_RULES = (
@@ -564,6 +651,11 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_handoffs_total",
         "camstream_handoff_duration_seconds",
         "camstream_operator_leader",
+        "camstream_ring_workers",
+        "camstream_streams_unlabelled",
+        "camstream_streams_labelled_total",
+        "camstream_event_loop_lag_seconds",
+        "camstream_event_loop_lag_max_seconds",
     }
 
 

@@ -1,4 +1,4 @@
-"""Path validation of the worker's HTTP server (camstream_worker.http_paths).
+"""Path validation of the worker's HTTP server (camstream_worker.servers.http.paths).
 
 Pure: no server, no files. The server-level counterpart (real requests, real
 symlinks) is tests/media/test_http_server.py.

@@ -22,13 +22,17 @@ def members(
     existing: set[str] | None = None,
     leaving: set[str] = frozenset(),
     confirmed: dict[str, set[tuple[int, int]]] | None = None,
+    silent: set[str] = frozenset(),
+    returning: set[str] = frozenset(),
 ) -> Membership:
     return Membership(
         existing=frozenset(existing if existing is not None else up),
         up=frozenset(up),
         leaving=frozenset(leaving),
-        addresses={w: "127.0.10.1" for w in up},
+        addresses={w: "127.0.10.1" for w in up | silent},
         confirmed={w: frozenset(v) for w, v in (confirmed or {}).items()},
+        silent=frozenset(silent),
+        returning=frozenset(returning),
     )
 
 
@@ -81,8 +85,10 @@ def test_crash_fails_over_and_hands_back_the_same_partitions() -> None:
     doc = settle(handoff.empty_doc(P), up, 1.0)
     home = doc.table.owners if doc.table else ()
     mine = {p for p, o in enumerate(home) if o == "w-1"}
-    # w-1 crashes: its pod exists (it will restart), its heartbeat is gone.
-    crashed = planner.plan_round(doc, members({"w-0", "w-2"}, existing=up), now=20.0).doc
+    # w-1 crashes: its pod exists and will restart (its kubelet says not Ready).
+    crashed = planner.plan_round(
+        doc, members({"w-0", "w-2"}, existing=up, returning={"w-1"}), now=20.0
+    ).doc
     assert crashed.table == doc.table  # home table unchanged: hinted handoff only
     assert all(crashed.serving[p] in {"w-0", "w-2"} for p in mine)
     assert crashed.handoffs == ()
@@ -115,3 +121,41 @@ def test_nobody_up_changes_nothing() -> None:
     r = planner.plan_round(doc, members(set(), existing={"w-0"}), now=5.0)
     assert r.warning and r.doc.serving == doc.serving and r.doc.table == doc.table
     assert r.doc.addresses == {}  # nobody to route playback to
+
+
+def test_rolling_restart_keeps_the_home_table_and_moves_each_partition_out_and_back() -> None:
+    """riak_core's claimant keeps a restarting node: no new homes, only hinted handoff."""
+    up = {"w-0", "w-1", "w-2"}
+    doc = settle(handoff.empty_doc(P), up, 1.0)
+    home = doc.table.owners if doc.table else ()
+    mine = {p for p, o in enumerate(home) if o == "w-2"}
+    # SIGTERM: w-2 is leaving but its ordinal stays: it comes back.
+    leaving = planner.plan_round(doc, members(up, leaving={"w-2"}, returning={"w-2"}), now=10.0).doc
+    assert leaving.table == doc.table
+    assert {h.partition for h in leaving.handoffs} == mine  # out, make before break
+    moved_out = settle(leaving, up, 11.0, leaving={"w-2"}, returning={"w-2"})
+    assert handoff.settled(moved_out, "w-2") and moved_out.table == doc.table
+    # Gone for a moment, then back with the same name: the same partitions return.
+    away = planner.plan_round(moved_out, members({"w-0", "w-1"}, returning={"w-2"}), now=20.0).doc
+    assert away.serving == moved_out.serving and away.table == doc.table
+    back = settle(away, up, 30.0)
+    assert back.serving == home and back.table == doc.table
+
+
+def test_silent_minority_fails_over() -> None:
+    up = {"w-0", "w-1", "w-2"}
+    doc = settle(handoff.empty_doc(P), up, 1.0)
+    r = planner.plan_round(doc, members({"w-0", "w-1"}, existing=up, silent={"w-2"}), now=9.0)
+    assert "w-2" not in r.doc.serving and not r.frozen
+    assert r.doc.table == doc.table  # home kept: a silent worker may be back soon
+
+
+def test_silent_majority_is_frozen_not_failed_over() -> None:
+    """Most workers silent at once: more likely our blindness than their deaths."""
+    up = {"w-0", "w-1", "w-2"}
+    doc = settle(handoff.empty_doc(P), up, 1.0)
+    r = planner.plan_round(doc, members({"w-0"}, existing=up, silent={"w-1", "w-2"}), now=9.0)
+    assert r.frozen == {"w-1", "w-2"} and "silent" in r.warning
+    assert r.doc.serving == doc.serving and r.doc.table == doc.table and not r.doc.handoffs
+    everyone = planner.plan_round(doc, members(set(), existing=up, silent=up), now=9.0)
+    assert everyone.doc.serving == doc.serving and everyone.frozen == up

@@ -16,7 +16,7 @@ def test_the_published_names() -> None:
         "CameraStream",
         "camerastreams",
     )
-    assert wire.PARTITION_LABEL == "camstream.io/partition"
+    assert wire.PARTITION_LABEL_PREFIX == "camstream.io/partition-"
     assert wire.PARTITIONS_ANNOTATION == "camstream.io/partitions"
     assert wire.heartbeat_lease_name("w-0") == "w-0-heartbeat"
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from camstream import ring
 from camstream.handoff import Handoff, RingDoc
 from camstream.spec import StreamKey
 from camstream_worker.cluster import desired
+from camstream_worker.cluster import status as status_writer
 from camstream_worker.cluster.locator import RingLocator
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
@@ -137,19 +135,52 @@ def test_empty_incoming_partition_confirms_at_once() -> None:
     assert out == {(1, 9)}
 
 
-def test_worker_status_fields() -> None:
-    k = StreamKey("ns", "a")
-    fields, conds = desired.worker_status(
-        StreamStatus(k, "rtsp", Phase.RECONNECTING, reason="SourceUnreachable"), "w-3"
-    )
-    assert fields == {
+def report(b: dict[str, Any], st_: StreamStatus | None) -> desired.Report | None:
+    return desired.stream_report(b, partitions=P, me="w-3", engine_status=st_)
+
+
+def test_the_serving_worker_writes_the_whole_status() -> None:
+    b = body("a")
+    b["metadata"]["generation"] = 7
+    r = report(b, StreamStatus(StreamKey("ns", "a"), "rtsp", Phase.RECONNECTING, reason="Gone"))
+    assert r is not None and r.notice is None
+    assert r.fields == {
         "phase": "Reconnecting",
-        "reason": "SourceUnreachable",
+        "reason": "Gone",
         "message": "",
         "worker": "w-3",
+        "playbackPath": "/streams/ns/a/index.m3u8",
+        "observedGeneration": 7,
     }
-    by_type = {c["type"]: c for c in conds}
+    assert r.lazy == {"partition": part("a")}
+    by_type = {c["type"]: c for c in r.conditions}
     assert by_type["Live"]["status"] == "False" and by_type["Degraded"]["status"] == "True"
+    assert by_type["Valid"]["status"] == "True"
+    assert report(b, None) is None  # not started here yet: nothing to say
+
+
+def test_a_grown_ring_writes_no_status_but_the_next_write_carries_the_partition() -> None:
+    b = body("a")
+    live = StreamStatus(StreamKey("ns", "a"), "rtsp", Phase.LIVE)
+    first = status_writer.wanted_patch(b, report(b, live))  # type: ignore[arg-type]
+    assert first is not None and first["partition"] == part("a")  # fills the gap
+    b["status"] = first
+    grown = desired.stream_report(b, partitions=P * 4, me="w-3", engine_status=live)
+    assert grown is not None and status_writer.wanted_patch(b, grown) is None  # growth: no write
+    moving = StreamStatus(StreamKey("ns", "a"), "rtsp", Phase.RECONNECTING, reason="Gone")
+    later = desired.stream_report(b, partitions=P * 4, me="w-3", engine_status=moving)
+    patch = status_writer.wanted_patch(b, later)  # type: ignore[arg-type]
+    assert patch is not None and patch["partition"] == ring.partition_of("ns/a", P * 4)
+
+
+def test_invalid_and_paused_streams_are_reported_without_running() -> None:
+    bad = body("bad", "rtsp")  # no url: refused beyond the schema
+    r = report(bad, None)
+    assert r is not None and r.fields["phase"] == "Invalid" and r.fields["reason"] == "InvalidSpec"
+    assert r.notice is not None and r.notice.reason == "InvalidSpec"
+    assert {c["type"]: c["status"] for c in r.conditions}["Valid"] == "False"
+    off = report(body("off", enabled=False), None)
+    assert off is not None and off.fields["phase"] == "Stopped" and off.notice is None
 
 
 def test_start_sequence_picks_the_rule_for_the_case() -> None:
@@ -163,10 +194,10 @@ def test_start_sequence_picks_the_rule_for_the_case() -> None:
 
 def test_the_serving_worker_records_its_lead_once_known() -> None:
     k = StreamKey("ns", "a")
-    fields, _ = desired.worker_status(StreamStatus(k, "rtsp", Phase.LIVE, sequence_lead=4), "w")
-    assert fields["hlsSequenceLead"] == 4
-    fields, _ = desired.worker_status(StreamStatus(k, "rtsp", Phase.CONNECTING), "w")
-    assert "hlsSequenceLead" not in fields
+    live = report(body("a"), StreamStatus(k, "rtsp", Phase.LIVE, sequence_lead=4))
+    assert live is not None and live.fields["hlsSequenceLead"] == 4
+    starting = report(body("a"), StreamStatus(k, "rtsp", Phase.CONNECTING))
+    assert starting is not None and "hlsSequenceLead" not in starting.fields
     assert desired.recorded_lead({"status": {"hlsSequenceLead": 4}}) == 4
     assert desired.recorded_lead({"status": {"hlsSequenceLead": "4"}}) is None
     assert desired.recorded_lead({}) is None
@@ -187,47 +218,3 @@ def test_locator_routes_to_the_serving_worker() -> None:
     assert RingLocator("w-0", 8080, lambda: None).owner_url(theirs) is None
     rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
     assert rtmp.owner_rtmp(theirs) == ("127.0.10.2", 1935) and rtmp.owner_rtmp(mine) is None
-
-
-@given(
-    bits=st.integers(1, 6),
-    grow_bits=st.integers(0, 2),
-    parts=st.sets(st.integers(0, 63)),
-    names=st.lists(st.text("abcdefgh", min_size=1, max_size=6), max_size=30),
-)
-def test_a_watch_listed_for_a_smaller_ring_covers_the_same_keys(
-    bits: int, grow_bits: int, parts: set[int], names: list[str]
-) -> None:
-    old, new = 1 << bits, 1 << (bits + grow_bits)
-    listed = frozenset(p for p in parts if p < old)
-    cover = desired.listed_cover(listed, old, new)
-    for name in names:
-        key = ring.stream_key("ns", name)
-        # Covered under the new size exactly when the listing saw the key's old label.
-        assert (ring.partition_of(key, new) in cover) == (ring.partition_of(key, old) in listed)
-    assert desired.listed_cover(cover, new, old) == listed  # and back, for a shrink
-
-
-def test_a_stream_relabelled_for_a_grown_ring_is_still_ours() -> None:
-    doc = RingDoc(partitions=P, version=1, table=None, serving=("me", "other") * (P // 2))
-    mine = next(n for n in "abcdefghijklmnop" if part(n) % 2 == 0)
-    theirs = next(n for n in "abcdefghijklmnop" if part(n) % 2 == 1)
-
-    def relabelled(name: str, bigger: int) -> dict[str, Any]:
-        b = body(name)
-        label = str(ring.partition_of(f"ns/{name}", bigger))
-        b["metadata"]["labels"] = {"camstream.io/partition": label}
-        return b
-
-    grown = [relabelled(n, P * 4) for n in (mine, theirs)]
-    big = [b for b in grown if int(b["metadata"]["labels"]["camstream.io/partition"]) >= P]
-    assert big
-    for b in big:  # those whose label left the old range
-        ours = b["metadata"]["name"] == mine
-        assert desired.relabelled_for_larger_ring(b, doc, "me") is ours
-    # A label that is not the key's partition under a bigger ring is not ours.
-    wrong = relabelled(mine, P * 4)
-    wrong["metadata"]["labels"]["camstream.io/partition"] = str(part(mine) + P + 1)
-    assert not desired.relabelled_for_larger_ring(wrong, doc, "me")
-    assert not desired.relabelled_for_larger_ring(relabelled(mine, P), doc, "me")  # same size
-    assert not desired.relabelled_for_larger_ring(grown[0], None, "me")

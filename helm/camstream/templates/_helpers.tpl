@@ -121,4 +121,11 @@ the value to change.
 {{- if and .Values.worker.podDisruptionBudget.enabled (not $w.autoscaling.enabled) (le (int $w.replicas) (int $w.podDisruptionBudget.maxUnavailable)) (gt (int $w.replicas) 1) -}}
 {{- fail (printf "worker.podDisruptionBudget.maxUnavailable (%d) must be below worker.replicas (%d), or every worker could be evicted at once" (int $w.podDisruptionBudget.maxUnavailable) (int $w.replicas)) -}}
 {{- end -}}
+{{- $hook := .Values.operator.webhook -}}
+{{- if and $hook.enabled $hook.certManager.enabled (not $hook.certManager.issuerRef) -}}
+{{- fail "operator.webhook.certManager.issuerRef is required when operator.webhook.certManager.enabled is true (e.g. {kind: ClusterIssuer, name: my-ca})" -}}
+{{- end -}}
+{{- if gt (int .Values.ring.partitions) 65536 -}}
+{{- fail (printf "ring.partitions (%d) must be at most 65536: streams carry partition labels for rings up to that size" (int .Values.ring.partitions)) -}}
+{{- end -}}
 {{- end -}}

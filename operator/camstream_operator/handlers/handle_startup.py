@@ -1,10 +1,12 @@
 """kopf settings for the operator, applied at startup.
 
-Who calls this: main.py's @kopf.on.startup. kopf is used only as the
-CameraStream watcher; leadership is our Lease (leader.py), so kopf's peering and
-its cluster-wide scanning of CRDs and namespaces (which the chart's RBAC does
-not grant) are off, and its own progress storage is never used (event
-handlers only).
+Who calls this: main.py's @kopf.on.startup. kopf serves the admission
+webhook and nothing else: leadership is our Lease (leader.py), so kopf's
+peering and its cluster-wide scanning of CRDs and namespaces (which the
+chart's RBAC does not grant) are off, and its own progress storage and
+event posting are never used. The webhook configuration is the chart's
+(a MutatingWebhookConfiguration with the CA of the mounted certificate),
+not kopf's: two replicas managing it themselves would fight over its CA.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import Any
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
-async def configure(*, settings: Any, logger: Logger) -> None:
+async def configure(*, settings: Any, webhook: Any | None, logger: Logger) -> None:
     settings.peering.standalone = True
     settings.scanning.disabled = True
     settings.posting.enabled = False  # our Events go through events.py, summarised
-    settings.watching.server_timeout = 240
-    settings.watching.client_timeout = 300
     settings.networking.request_timeout = 30
-    logger.debug("kopf configured: standalone, no scanning, no posting")
+    settings.admission.managed = None
+    settings.admission.server = webhook
+    logger.debug("kopf configured: standalone, no scanning, webhook %s", "on" if webhook else "off")

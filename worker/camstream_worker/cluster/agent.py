@@ -8,11 +8,15 @@ CameraStream, a stream's phase in the engine) does, in order:
 
 1. decode the ring document; the partitions to run are those served here plus
    those being handed over to here (camstream.handoff.partitions_for);
-2. keep the CameraStream watch's label selector equal to those partitions;
+2. keep the CameraStream watches' label selectors equal to those partitions
+   (camstream/partition_labels.py: the label of the ring's size, `in` lists
+   of at most 1,024 values, one watch per bucket of partitions, so gaining a
+   partition re-lists one bucket, and a grown ring only switches label);
 3. hand the engine the desired streams (engine.apply), with the media
    sequence each new stream starts at (continuing above the previous owner);
 4. announce on the heartbeat Lease which incoming handoffs are live here;
-5. write the status of the streams this worker serves, where it changed.
+5. write the status of the streams this worker serves, where it changed
+   (all of their status: the operator writes none).
 
 Graceful leave (`leave`, on SIGTERM): announce leaving, keep serving while the
 operator moves every partition away (make before break), and return once
@@ -31,24 +35,50 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from camstream import handoff, kubeapi
+from camstream import handoff, kubeapi, partition_labels
 from camstream.handoff import RingDoc
 from camstream.handoff_codec import CodecError, decode_doc
+from camstream.kubewatch import Informer, Key
 from camstream.spec import StreamKey, StreamSpec
-from camstream.wire import PARTITION_LABEL, playlist_path
+from camstream.wire import playlist_path
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import StreamStatus
 
 from . import desired as plan
 from . import status
 from .heartbeat import Heartbeat
-from .informer import Informer
 
 log = logging.getLogger("camstream.worker.cluster")
 
-# Past this many partitions, one "exists" selector and local filtering beat a
-# huge `in (...)` list in every watch URL.
-MAX_SELECTOR_VALUES = 256
+WatchKey = tuple[str | None, int]  # (namespace or None for all, bucket of partitions)
+
+
+@dataclass
+class _Watch:
+    """One stream watch and, while it lists for the first time, the watch it replaces.
+
+    Replacing a selector must not make streams vanish for the moment the new
+    list takes: the old watch's items stand in until the new one is synced
+    (make before break, for watches).
+    """
+
+    informer: Informer[dict[str, Any]]
+    task: asyncio.Task[None]
+    size: int  # ring size its selector was made for
+    partitions: frozenset[int]
+    # What the replaced watch held and had listed whole, until this one has.
+    previous: dict[Key, dict[str, Any]]
+    previous_size: int = 0
+    previous_partitions: frozenset[int] = frozenset()
+
+    def items(self) -> dict[Key, dict[str, Any]]:
+        return self.informer.items if self.informer.synced.is_set() else self.previous
+
+    def cover(self) -> tuple[int, frozenset[int]]:
+        """(ring size, partitions) whose streams `items()` holds whole."""
+        if self.informer.synced.is_set():
+            return self.size, self.partitions
+        return self.previous_size, self.previous_partitions
 
 
 class EngineLike(Protocol):
@@ -84,7 +114,7 @@ class Agent:
         ring_name: str,
         http_port: int,
         watch_namespaces: tuple[str, ...] = (),
-        heartbeat_seconds: float = 2.0,
+        heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._api = api
@@ -96,9 +126,8 @@ class Agent:
         self.doc: RingDoc | None = None
         self.leaving = False
         self._desired: dict[StreamKey, StreamSpec] = {}
-        # Selector -> (partitions it names, ring size they were numbered for).
-        self._selector_parts: dict[str, tuple[frozenset[int], int]] = {}
-        self._stream_tasks: dict[str | None, asyncio.Task[None]] = {}
+        self._namespaces: tuple[str | None, ...] = watch_namespaces or (None,)
+        self._watches: dict[WatchKey, _Watch] = {}
         self._session: aiohttp.ClientSession | None = None
         self.heartbeat = Heartbeat(
             api,
@@ -107,24 +136,13 @@ class Agent:
             ring_name=ring_name,
             period=heartbeat_seconds,
         )
-        self.ring = Informer(
+        self.ring: Informer[dict[str, Any]] = Informer(
             api,
             kubeapi.configmap_path(ring_namespace),
             field_selector=f"metadata.name={ring_name}",
-            on_change=self.kick,
+            on_change=lambda *_: self.kick(),
             name=f"ring {ring_namespace}/{ring_name}",
         )
-        # One watch per namespace this release serves, or one for the cluster.
-        self.streams: dict[str | None, Informer] = {
-            ns: Informer(
-                api,
-                kubeapi.stream_path(ns) if ns else kubeapi.stream_path(None),
-                on_change=self.kick,
-                name=f"camerastreams in {ns or 'all namespaces'}",
-                still_ours=self._still_ours,
-            )
-            for ns in (watch_namespaces or (None,))
-        }
         engine.on_change(self._stream_changed)
 
     # -- read side
@@ -163,7 +181,7 @@ class Agent:
                     self._kick.set()
                     await asyncio.sleep(1.0)
         finally:
-            for task in [*tasks, *self._stream_tasks.values()]:
+            for task in [*tasks, *(w.task for w in self._watches.values())]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -196,8 +214,7 @@ class Agent:
         covered = self._covered(mine, size)
         bodies = [
             b
-            for informer in self.streams.values()
-            for b in informer.items.values()
+            for b in self._bodies()
             if doc is not None and plan.partition_of(plan.key_of(b), doc.partitions) in covered
         ]
         wanted = plan.streams_to_run(doc, self.me, bodies)
@@ -226,54 +243,73 @@ class Agent:
                 return self.doc
         return None
 
-    def _watch(self, mine: frozenset[int], partitions: int) -> None:
-        """Keep the CameraStream watch on exactly our partitions."""
-        if not mine:
-            selector = None
-        elif len(mine) > MAX_SELECTOR_VALUES:
-            selector = PARTITION_LABEL
-        else:
-            selector = f"{PARTITION_LABEL} in ({','.join(map(str, sorted(mine)))})"
-        if selector is not None:
-            self._selector_parts[selector] = (mine, partitions)
-        for ns, informer in self.streams.items():
-            running = ns in self._stream_tasks
-            if selector == informer.label_selector and (selector is None or running):
-                continue
-            if running:
-                self._stream_tasks.pop(ns).cancel()
-            informer.label_selector = selector
-            if selector is None:
-                informer.items = {}
-                informer.listed_selector = None
-                continue
-            self._stream_tasks[ns] = asyncio.create_task(informer.run(), name=informer.name)
+    def _bodies(self) -> list[dict[str, Any]]:
+        seen: dict[Key, dict[str, Any]] = {}
+        for watch in self._watches.values():
+            seen.update(watch.items())
+        return list(seen.values())
 
-    async def _still_ours(self, gone: dict[str, Any]) -> dict[str, Any] | None:
-        """A stream the watch reports gone: is it only relabelled for a grown ring?
+    def _watch(self, mine: frozenset[int], size: int) -> None:
+        """Keep one stream watch per (namespace, bucket) on exactly our partitions."""
+        selectors = partition_labels.selectors(size, mine) if mine else {}
+        wanted: dict[WatchKey, str] = {
+            (ns, bucket): selector
+            for ns in self._namespaces
+            for bucket, selector in selectors.items()
+        }
+        for key in list(self._watches):
+            if key not in wanted:
+                self._watches.pop(key).task.cancel()  # no partition of ours left in it
+        for key, selector in wanted.items():
+            old = self._watches.get(key)
+            if old is not None and old.informer.label_selector == selector:
+                continue
+            ns, bucket = key
+            informer: Informer[dict[str, Any]] = Informer(
+                self._api,
+                kubeapi.stream_path(ns) if ns else kubeapi.stream_path(None),
+                name=f"camerastreams in {ns or 'all namespaces'}, bucket {bucket}",
+                label_selector=selector,
+                on_change=lambda *_: self.kick(),
+            )
+            previous: dict[Key, dict[str, Any]] = {}
+            previous_size, previous_partitions = 0, frozenset[int]()
+            if old is not None:
+                old.task.cancel()
+                previous = old.items()
+                previous_size, previous_partitions = old.cover()
+            self._watches[key] = _Watch(
+                informer=informer,
+                task=asyncio.create_task(informer.run(), name=informer.name),
+                size=size,
+                partitions=frozenset(
+                    p for p in mine if p // partition_labels.VALUES_PER_SELECTOR == bucket
+                ),
+                previous=previous,
+                previous_size=previous_size,
+                previous_partitions=previous_partitions,
+            )
 
-        The event carries the stream as it was, so ask for it as it is (a GET
-        per stream leaving our selector: rare, they are deleted or relabelled).
+    def _covered(self, mine: frozenset[int], size: int) -> frozenset[int]:
+        """Our partitions whose streams are held whole, in every watched namespace.
+
+        A watch being replaced (a partition gained or lost in its bucket, or
+        the ring grown) still counts for what the watch it replaces had
+        listed: replacing a selector must never stop a stream that stays.
+        A partition q of a grown ring holds the keys of partition q mod P of
+        the ring it grew from.
         """
-        if self.doc is None:
-            return None
-        key = plan.key_of(gone)
-        try:
-            current = await self._api.get(kubeapi.stream_path(key.namespace, key.name))
-        except kubeapi.NotFound:
-            return None
-        return current if plan.relabelled_for_larger_ring(current, self.doc, self.me) else None
-
-    def _covered(self, mine: frozenset[int], partitions: int) -> frozenset[int]:
-        covered = mine
-        for informer in self.streams.values():
-            listed = informer.listed_selector
-            if listed is None:
-                return frozenset()
-            if listed != PARTITION_LABEL:
-                parts, listed_size = self._selector_parts.get(listed, (frozenset(), partitions))
-                covered &= plan.listed_cover(parts, listed_size, partitions)
-        return covered
+        by_namespace: dict[str | None, set[int]] = {ns: set() for ns in self._namespaces}
+        for (ns, _bucket), watch in self._watches.items():
+            held_size, held = watch.cover()
+            if held_size == size:
+                by_namespace[ns] |= held & mine
+            elif held_size and size % held_size == 0:
+                by_namespace[ns] |= {q for q in mine if q % held_size in held}
+        covered = set(mine)
+        for listed in by_namespace.values():
+            covered &= listed
+        return frozenset(covered)
 
     async def _start_sequences(
         self,
@@ -322,18 +358,21 @@ class Agent:
             return
         for body in bodies:
             key = plan.key_of(body)
-            if key not in self._desired:
-                continue
             if doc.serving[plan.partition_of(key, doc.partitions)] != self.me:
                 continue  # taking over, not serving yet: the old owner still reports
-            current = self._engine.status(key)
-            if current is None:
+            wanted = plan.stream_report(
+                body,
+                partitions=doc.partitions,
+                me=self.me,
+                engine_status=self._engine.status(key) if key in self._desired else None,
+            )
+            if wanted is None:
                 continue
-            fields, conds = plan.worker_status(current, self.me)
-            updated = await status.report(self._api, body, fields, conds)
+            updated = await status.report(self._api, body, wanted)
             if updated is not None:
                 # Keep the cache ahead of the watch so the next pass sees our write.
-                informer = self.streams.get(key.namespace) or self.streams.get(None)
-                if informer is not None:
-                    informer.items[(key.namespace, key.name)] = updated
+                for watch in self._watches.values():
+                    if (key.namespace, key.name) in watch.informer.items:
+                        watch.informer.items[(key.namespace, key.name)] = updated
+                fields = wanted.fields
                 log.info("[%s] status %s (%s)", key, fields["phase"], fields["reason"] or "-")

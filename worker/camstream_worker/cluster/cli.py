@@ -63,7 +63,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         help="serve the CameraStreams of this namespace (repeatable; default: all namespaces)",
     )
-    parser.add_argument("--heartbeat-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=5.0,
+        help="renew the heartbeat Lease this often; it lasts three times as long",
+    )
     parser.add_argument(
         "--processes",
         type=int,

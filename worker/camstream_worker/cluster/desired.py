@@ -12,27 +12,50 @@ watched CameraStream or of a stream's state in the engine.
   camera moves), or a stream the current owner does not have live either
   (nothing to lose). Confirming needs the stream watch to cover the partition,
   so a partition with streams not listed yet is never confirmed empty.
-- `worker_status`: the status fields the serving worker owns.
+- `stream_report`: the status the serving worker writes (all of it: the
+  operator writes no status).
 - `start_sequence`: where a newly started stream's HLS media sequence begins
   (the rules and why are in camstream_worker/outputs/hls/sequence.py).
-- `listed_cover` and `relabelled_for_larger_ring`: keep the stream watch's
-  coverage right while the ring grows (handoff.grow) and the operator
-  relabels every stream; growth moves no stream, so none may stop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from camstream import ring
 from camstream.conditions import condition
 from camstream.handoff import RingDoc, handoffs_to, partitions_for
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
-from camstream.wire import PARTITION_LABEL
+from camstream.wire import playlist_path
 from camstream_worker.outputs.hls import sequence
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An Event to post on the CameraStream (never contains secrets)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The status fields and conditions the serving worker wants, and an Event if any.
+
+    `lazy` fields ride along with a write that happens anyway (or fill a gap)
+    but never cause one: status.partition changes for every stream when the
+    ring grows, and growth must cost no write per stream.
+    """
+
+    fields: dict[str, Any]
+    conditions: list[dict[str, Any]]
+    notice: Notice | None
+    lazy: dict[str, Any] = field(default_factory=dict)
 
 
 def key_of(body: Mapping[str, Any]) -> StreamKey:
@@ -102,62 +125,68 @@ def _settled(spec: StreamSpec, status: StreamStatus | None, reported: str | None
     return reported != Phase.LIVE.value
 
 
-def worker_status(status: StreamStatus, me: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(fields, conditions) the serving worker writes; no secrets in any of them."""
+def playback_path(key: StreamKey) -> str:
+    return playlist_path(key.namespace, key.name)
+
+
+def stream_report(
+    body: Mapping[str, Any],
+    *,
+    partitions: int,
+    me: str,
+    engine_status: StreamStatus | None,
+) -> Report | None:
+    """What the serving worker writes on one stream of its partitions; None: nothing yet.
+
+    The serving worker owns the whole status (the operator writes none: at
+    100k streams the API server affords about one write per stream, so the
+    one who knows the phase writes it, when it changes). A stream whose spec
+    the worker refuses is marked Invalid with the checker's message (which
+    never echoes a secret or a URL); a paused one Stopped; a running one gets
+    the engine's phase. No secrets in any of it.
+    """
+    key = key_of(body)
+    meta = body.get("metadata") or {}
+    lazy = {"partition": partition_of(key, partitions)}
     fields: dict[str, Any] = {
-        "phase": status.phase.value,
-        "reason": status.reason,
-        "message": status.message,
+        "playbackPath": playback_path(key),
+        "observedGeneration": int(meta.get("generation") or 0),
         "worker": me,
     }
-    if status.sequence_lead is not None:
-        fields["hlsSequenceLead"] = status.sequence_lead
-    live = status.phase is Phase.LIVE
-    degraded = status.phase in (Phase.RECONNECTING, Phase.FAILED)
-    conds = [
-        condition("Live", live, "SegmentsWritten" if live else (status.reason or "NotLive")),
-        condition("Degraded", degraded, status.reason or ("Healthy" if not degraded else "")),
-    ]
-    return fields, conds
-
-
-def listed_cover(parts: frozenset[int], listed_partitions: int, partitions: int) -> frozenset[int]:
-    """Which partitions of a ring of `partitions` a watch listed on `parts` has seen whole.
-
-    `parts` are partition labels of a ring of `listed_partitions`. Partition q
-    of a larger ring holds the keys of old partition q mod listed_partitions;
-    of a smaller one, those of every old partition congruent to q.
-    """
-    if partitions == listed_partitions:
-        return parts
-    if partitions > listed_partitions:
-        return frozenset(q for q in range(partitions) if q % listed_partitions in parts)
-    return frozenset(
-        q
-        for q in range(partitions)
-        if all(p in parts for p in range(q, listed_partitions, partitions))
-    )
-
-
-def relabelled_for_larger_ring(body: Mapping[str, Any], doc: RingDoc | None, me: str) -> bool:
-    """True when a stream left our label selector only because the ring grew.
-
-    The operator relabels every stream after growing the ring; a worker that
-    has not seen the grown ring yet watches the old labels, and the new label
-    makes the watch report the stream as gone. `body` is the stream as it is
-    now (read again: the watch event shows it as it was). Still ours: keep it.
-    """
-    if doc is None:
-        return False
-    label = ((body.get("metadata") or {}).get("labels") or {}).get(PARTITION_LABEL)
     try:
-        value = int(str(label))
-    except ValueError:
-        return False
-    old = partition_of(key_of(body), doc.partitions)
-    return (
-        value >= doc.partitions and value % doc.partitions == old and old in partitions_for(doc, me)
+        spec = parse_stream(body, default_namespace=key.namespace)
+    except SpecError as err:
+        message = str(err)
+        fields.update(phase="Invalid", reason="InvalidSpec", message=message)
+        conds = [
+            condition("Valid", False, "InvalidSpec", message),
+            condition("Live", False, "InvalidSpec"),
+            condition("Degraded", False, "InvalidSpec"),
+        ]
+        return Report(fields, conds, Notice("Warning", "InvalidSpec", message), lazy)
+    valid = condition("Valid", True, "SpecAccepted")
+    if not spec.enabled:
+        fields.update(phase="Stopped", reason="Disabled", message="spec.enabled is false")
+        paused = [condition("Live", False, "Disabled"), condition("Degraded", False, "Disabled")]
+        return Report(fields, [valid, *paused], None, lazy)
+    if engine_status is None:
+        return None  # not started here yet: nothing true to say
+    fields.update(
+        phase=engine_status.phase.value,
+        reason=engine_status.reason,
+        message=engine_status.message,
     )
+    if engine_status.sequence_lead is not None:
+        fields["hlsSequenceLead"] = engine_status.sequence_lead
+    live = engine_status.phase is Phase.LIVE
+    degraded = engine_status.phase in (Phase.RECONNECTING, Phase.FAILED)
+    reason = engine_status.reason
+    conds = [
+        valid,
+        condition("Live", live, "SegmentsWritten" if live else (reason or "NotLive")),
+        condition("Degraded", degraded, reason or ("Healthy" if not degraded else "")),
+    ]
+    return Report(fields, conds, None, lazy)
 
 
 def start_sequence(

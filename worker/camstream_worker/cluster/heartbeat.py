@@ -2,16 +2,19 @@
 
 Who calls this: agent.py sets what to announce (`announce`); `run` renews the
 Lease every couple of seconds and writes at once when the announcement
-changes. The operator reads all workers' Leases each round (membership.py):
-a stale Lease means a crashed worker (fast failover), the leaving annotation
-starts a graceful leave, the confirmed annotation completes handoffs. One
-write per worker every `period` seconds, never one per stream.
+changes. The operator watches all workers' Leases (membership.py): a Lease
+not seen renewed for its duration means a worker that is dead or cut off
+(a crash the kubelet sees is faster: the pod turns not Ready), the leaving
+annotation starts a graceful leave, the confirmed annotation completes
+handoffs. One write per worker every `period` seconds (5 by default, so 200
+workers cost the API server 40 writes a second), never one per stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import UTC, datetime
 
 from camstream import kubeapi
@@ -34,15 +37,16 @@ class Heartbeat:
         namespace: str,
         worker: str,
         ring_name: str,
-        duration: int = 6,
-        period: float = 2.0,
+        period: float = 5.0,
+        duration: int | None = None,
     ) -> None:
         self._api = api
         self._namespace = namespace
         self._worker = worker
         self._ring_name = ring_name
-        self._duration = duration
         self._period = period
+        # Three renewals per duration: one lost write is not a failover.
+        self._duration = duration if duration is not None else max(3, math.ceil(3 * period))
         self._confirmed = ""
         self._leaving = False
         self._wake = asyncio.Event()

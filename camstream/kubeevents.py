@@ -1,10 +1,11 @@
-"""Kubernetes Events for important transitions (assigned, invalid, handed off).
+"""Kubernetes Events for important transitions (ring changes, an invalid stream).
 
-Who calls this: streamsync.py (per CameraStream) and reconcile.py (per ring
-change, summarised: one Event per kind and pair of workers, not one per
-partition). Messages are built by the callers from names and partition
-numbers only, never from secrets; posting failures are logged and swallowed,
-because an Event is a courtesy, not part of the protocol.
+Who calls this: the operator's reconciler, per ring change and summarised
+(one Event per kind and pair of workers, never one per partition or stream),
+and the worker, once when it marks a stream it serves Invalid. Messages are
+built by the callers from names and partition numbers only, never from
+secrets; posting failures are logged and swallowed, because an Event is a
+courtesy, not part of the protocol.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 from camstream import kubeapi
 from camstream.conditions import now_rfc3339
 
-log = logging.getLogger("camstream.operator.events")
-COMPONENT = "camstream-operator"
+log = logging.getLogger("camstream.events")
 
 
 async def post(
@@ -29,6 +29,7 @@ async def post(
     type_: str,
     reason: str,
     message: str,
+    component: str = "camstream-operator",
 ) -> None:
     meta = involved.get("metadata") or {}
     namespace = str(meta.get("namespace") or "default")
@@ -54,9 +55,9 @@ async def post(
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
         "count": 1,
-        "source": {"component": COMPONENT, "host": os.environ.get("POD_NAME", "")},
-        "reportingComponent": COMPONENT,
-        "reportingInstance": os.environ.get("POD_NAME", COMPONENT),
+        "source": {"component": component, "host": os.environ.get("POD_NAME", "")},
+        "reportingComponent": component,
+        "reportingInstance": os.environ.get("POD_NAME", component),
     }
     try:
         await api.create(kubeapi.event_path(namespace), body)
