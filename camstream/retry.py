@@ -3,8 +3,8 @@
 Who calls this: the worker's supervisor between attempts of a source (with
 jitter: a thousand cameras behind one failed switch must not reconnect in the
 same instant), the shared API client's callers between failed requests
-(kubeapi.sleep_backoff), and the operator's leader elector and ring loop
-after a failed round.
+(kubeapi.sleep_backoff), the informers between failed lists (kubewatch), and
+the operator's leader elector, ring loop and labeller after a failure.
 """
 
 from __future__ import annotations
