@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
 
@@ -74,15 +75,34 @@ class Context:
     note: Callable[[str, str], None]
 
 
-async def resolve_credentials(
-    secrets: SecretResolver, namespace: str, credentials: Credentials | None
-) -> tuple[str | None, str | None]:
-    """User and password from the stream's Secret; (None, None) without one."""
+async def url_with_credentials(
+    url: str, credentials: Credentials | None, secrets: SecretResolver, namespace: str
+) -> str:
+    """`url` with the user and password of the stream's Secret in its userinfo.
+
+    For FFmpeg's eyes only: the result must never be logged nor put into an
+    error (errors.py writes its messages without the URL for that reason).
+    """
     if credentials is None:
-        return None, None
+        return url
     username = await secrets.get(namespace, credentials.username)
     password = await secrets.get(namespace, credentials.password)
-    return username, password
+    return with_credentials(url, username, password)
+
+
+def with_credentials(url: str, username: str | None, password: str | None) -> str:
+    """Put user and password into the URL's userinfo, escaped."""
+    if not username:
+        return url
+    parts = urlsplit(url)
+    userinfo = quote(username, safe="")
+    if password:
+        userinfo += ":" + quote(password, safe="")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 T = TypeVar("T")

@@ -19,11 +19,10 @@ from camstream.spec import StreamSpec
 from camstream_worker.sources.base import (
     Context,
     PacketSink,
-    resolve_credentials,
     run_in_own_thread,
+    url_with_credentials,
 )
 from camstream_worker.sources.demux import remux_input
-from camstream_worker.sources.rtsp import with_credentials
 
 
 class FileSource:
@@ -43,10 +42,10 @@ class FileSource:
             self._options["rw_timeout"] = str(int(source.stall_timeout_seconds * 1_000_000))
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
-        username, password = await resolve_credentials(
-            self._context.secrets, self._namespace, self._credentials
+        # Resolved for a local file too: a missing Secret is an error either way.
+        target = await url_with_credentials(
+            self._url, self._credentials, self._context.secrets, self._namespace
         )
-        target = with_credentials(self._url, username, password)
         if not self._remote:
             target = urlsplit(self._url).path
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import av
 
@@ -18,8 +17,8 @@ from camstream.spec import StreamSpec
 from camstream_worker.sources.base import (
     Context,
     PacketSink,
-    resolve_credentials,
     run_in_own_thread,
+    url_with_credentials,
 )
 from camstream_worker.sources.demux import remux_input
 
@@ -47,10 +46,9 @@ class RtspSource:
         }
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
-        username, password = await resolve_credentials(
-            self._context.secrets, self._namespace, self._credentials
+        url = await url_with_credentials(
+            self._url, self._credentials, self._context.secrets, self._namespace
         )
-        url = with_credentials(self._url, username, password)
 
         def open_input() -> av.container.InputContainer:
             return av.open(url, options=self._options)
@@ -60,18 +58,3 @@ class RtspSource:
             functools.partial(remux_input, open_input, sink, stopping, log_prefix=prefix),
             name=f"rtsp {prefix.strip()}",
         )
-
-
-def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """Put user and password into the URL's userinfo, escaped."""
-    if not username:
-        return url
-    parts = urlsplit(url)
-    userinfo = quote(username, safe="")
-    if password:
-        userinfo += ":" + quote(password, safe="")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
