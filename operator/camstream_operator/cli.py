@@ -156,7 +156,12 @@ async def serve(config: OperatorConfig) -> None:
         )
         await _certificate_ready(config)
         registry = kopf.OperatorRegistry()
-        main.register(registry, webhook=_webhook_server(config), ring_size=ring.ring_size)
+        main.register(
+            registry,
+            webhook=_webhook_server(config),
+            ring_size=ring.ring_size,
+            stepping_down=leader.release,
+        )
         log.info(
             "operator %s: ring %s/%s, %d partitions, workers %s, webhook %s",
             config.identity,

@@ -105,6 +105,7 @@ class LeaderElector:
         self._backoff = Backoff(initial=retry, cap=5.0, jitter=0.0)
         self._clock = clock
         self._sighting = Sighting()
+        self._stepped_down = False
         self._leading_until = 0.0  # monotonic deadline of our current term
         self._watchers: list[Callable[[bool], None]] = []
         self._was_leader = False
@@ -131,7 +132,11 @@ class LeaderElector:
             await asyncio.sleep(self._retry if attempt == 0 else self._backoff.delay(attempt))
 
     async def release(self) -> None:
-        """On shutdown: hand the Lease over at once instead of letting it expire."""
+        """On shutdown: hand the Lease over at once instead of letting it expire.
+
+        From then on this replica never takes the Lease again: it is stopping.
+        """
+        self._stepped_down = True
         if not self.is_leader:
             return
         self._leading_until = 0.0
@@ -147,6 +152,9 @@ class LeaderElector:
             log.warning("could not release leader lease %s: %s", self._name, exc)
 
     async def _round(self, started: float) -> None:
+        if self._stepped_down:
+            self._leading_until = 0.0
+            return
         path = kubeapi.lease_path(self._namespace, self._name)
         now = self._clock()
         try:

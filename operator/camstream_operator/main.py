@@ -10,7 +10,7 @@ state is kept here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -28,8 +28,14 @@ def register(
     *,
     webhook: Any | None,
     ring_size: Callable[[], int | None],
+    stepping_down: Callable[[], Awaitable[None]],
 ) -> None:
     """Put the handlers on `registry`; the mutating webhook only when it is served."""
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        """Stopping (SIGTERM): let the other replica lead now, not after kopf's own shutdown."""
+        await stepping_down()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
