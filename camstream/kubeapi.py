@@ -37,6 +37,8 @@ from typing import Any
 
 import aiohttp
 
+from camstream import retry, wire
+
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 # Metadata only (labels, names, versions; no spec or status): what a controller
@@ -395,10 +397,10 @@ def statefulset_path(namespace: str, name: str) -> str:
 
 
 def stream_path(namespace: str | None = None, name: str = "", *, status: bool = False) -> str:
-    base = "/apis/camstream.io/v1alpha1"
+    base = wire.API_VERSION_PATH
     if namespace is None:
-        return f"{base}/camerastreams"
-    path = _join(f"{base}/namespaces/{namespace}/camerastreams", name)
+        return f"{base}/{wire.PLURAL}"
+    path = _join(f"{base}/namespaces/{namespace}/{wire.PLURAL}", name)
     return f"{path}/status" if status else path
 
 
@@ -406,6 +408,10 @@ def _join(base: str, name: str) -> str:
     return f"{base}/{name}" if name else base
 
 
-async def sleep_backoff(attempt: int, cap: float = 10.0) -> None:
-    """Between retries of a failed request: 0.5, 1, 2, ... seconds up to `cap`."""
-    await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)))
+# Between retries of a failed request: 1, 2, 4, 8, then 10 seconds.
+REQUEST_RETRY = retry.Backoff(initial=1.0, cap=10.0, jitter=0.0)
+
+
+async def sleep_backoff(attempt: int) -> None:
+    """Wait before retry number `attempt` of a failed request."""
+    await asyncio.sleep(REQUEST_RETRY.delay(attempt))

@@ -31,9 +31,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from camstream import kubeapi
+from camstream import kubeapi, retry
 
 log = logging.getLogger("camstream.kubewatch")
+
+# After a failed list or watch: 0.5, 1, 2, 4, 8, then every 10 seconds.
+RELIST_RETRY = retry.Backoff(initial=0.5, cap=10.0, jitter=0.0)
 
 Key = tuple[str, str]  # (namespace, name)
 T = TypeVar("T")
@@ -97,7 +100,7 @@ class Informer(Generic[T]):
                 self.healthy_since = None
                 attempt += 1
                 log.warning("%s: %s (attempt %d)", self.name, exc, attempt)
-                await asyncio.sleep(min(10.0, 0.5 * 2 ** min(attempt - 1, 10)))
+                await asyncio.sleep(RELIST_RETRY.delay(attempt))
 
     async def _relist(self) -> str:
         fresh: dict[Key, T] = {}

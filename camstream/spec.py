@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
-API_GROUP = "camstream.io"
-API_VERSION = "v1alpha1"
-KIND = "CameraStream"
-PLURAL = "camerastreams"
+from camstream import wire
 
 Protocol = Literal["rtsp", "rtmp", "synthetic", "file", "http"]
 PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "synthetic", "file", "http")
@@ -144,8 +141,8 @@ DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
 
 def parse_stream(body: Mapping[str, Any], default_namespace: str = "default") -> StreamSpec:
     """Parse one CameraStream body; raise SpecError naming the bad field."""
-    if body.get("kind", KIND) != KIND:
-        raise SpecError("kind", f"expected {KIND}, got {body.get('kind')!r}")
+    if body.get("kind", wire.KIND) != wire.KIND:
+        raise SpecError("kind", f"expected {wire.KIND}, got {body.get('kind')!r}")
     metadata = _mapping(body.get("metadata"), "metadata")
     name = metadata.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 63:

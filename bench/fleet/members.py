@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from camstream import handoff, kubeapi
+from camstream.conditions import now_rfc3339
 from camstream.handoff_codec import CodecError, decode_doc
-from camstream.handoff_status import now_rfc3339
 from camstream_worker.cluster import cli as worker_cli
 from camstream_worker.cluster.heartbeat import Heartbeat
 from tests.cluster.kubeapi import KubeClient

@@ -3,7 +3,7 @@
 Who calls this: scenario.py starts one replica for creation, SIGKILLs it and
 starts another (a crash and a restart), runs two to SIGKILL the leader (a
 leader change), and restarts with --partitions 2P (ring growth). Each
-process is `python -m camstream.cli operator` from this checkout, with the
+process is `python -m camstream_cli operator` from this checkout, with the
 arguments the chart's Deployment gives it (chart.Release.operator_args), a
 kubeconfig carrying the operator ServiceAccount's token, and the pod
 environment a Deployment would set (POD_NAME is the replica's identity in
@@ -103,7 +103,7 @@ class Operators:
         # "{free_port}" in an extra argument (e.g. a webhook's port) is a fresh
         # port per replica: replicas on one host must not collide.
         extra = [a.replace("{free_port}", str(free_port())) for a in self._extra_args]
-        argv = [sys.executable, "-m", "camstream.cli", "operator", *args, *extra]
+        argv = [sys.executable, "-m", "camstream_cli", "operator", *args, *extra]
         proc = procs.spawn(argv, log, env=env, cwd=REPO)
         op = OperatorProcess(identity, partitions, proc, log, time.time(), webhook_port)
         self.running[identity] = op

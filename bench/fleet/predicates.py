@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from camstream import partition_labels, ring
+from camstream import partition_labels, ring, wire
 from camstream.handoff_codec import CodecError, decode_doc
 
 # The operator of 2026-12's label and its workers' cut-off for an `in` list,
@@ -78,7 +78,7 @@ def _legacy_selector(mine: frozenset[int], partitions: int) -> str:
 
 def _labels_extract(obj: Mapping[str, Any]) -> View:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    prefix = partition_labels.PREFIX
+    prefix = wire.PARTITION_LABEL_PREFIX
     return tuple(sorted((k, v) for k, v in labels.items() if k.startswith(prefix)))
 
 

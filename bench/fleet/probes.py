@@ -211,7 +211,7 @@ async def real_worker(
     log = work_dir / "logs" / f"worker-{pod_name}.log"
     started = time.time()
     proc = procs.spawn(
-        [sys.executable, "-m", "camstream.cli", "worker", *args], log, env=env, cwd=REPO
+        [sys.executable, "-m", "camstream_cli", "worker", *args], log, env=env, cwd=REPO
     )
     sampler.watch("worker", proc.pid, tree=True)  # with its engine processes
     base = f"http://{pod_ip}:{http_port}"

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from camstream import kubeapi
-from camstream.spec import API_GROUP, API_VERSION
+from camstream.wire import API_GROUP, API_VERSION
 from tests.cluster.kubeapi import ApiError, KubeClient
 
 from .api import BenchApi

@@ -1,6 +1,6 @@
 """`camstream operator`: run the operator (one of two replicas; the Lease decides who acts).
 
-Who calls this: camstream/cli.py wires `add_parser`/`run` into the `camstream`
+Who calls this: camstream_cli/main.py wires `add_parser`/`run` into the `camstream`
 command; the chart's operator Deployment runs it. The kubeconfig comes from
 KUBECONFIG, else the in-cluster ServiceAccount.
 

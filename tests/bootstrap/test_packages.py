@@ -26,7 +26,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DEPS = REPO / "scripts" / "deps"
-RTSP_CAMERA = REPO / "tests" / "harness" / "rtsp_camera.py"
+RTSP_CAMERA = REPO / "worker" / "camstream_worker" / "testcams" / "rtsp_camera.py"
 
 
 def read_list(path: Path) -> list[str]:
@@ -50,7 +50,7 @@ def gstreamer_elements_of(package: str) -> frozenset[str]:
 
 
 def harness_launch_lines() -> list[str]:
-    """Every pipeline tests/harness/rtsp_camera.py serves, one per mount kind.
+    """Every pipeline testcams/rtsp_camera.py serves, one per mount kind.
 
     The module imports GStreamer's bindings, which only /usr/bin/python3 has;
     its pipeline builders are plain string functions, so they are taken out of

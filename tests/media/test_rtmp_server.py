@@ -29,10 +29,10 @@ from pathlib import Path
 import av
 import pytest
 
-from camstream_worker.ingest import amf0
-from camstream_worker.ingest.flv import MediaPacket, TrackConfig
-from camstream_worker.ingest.rtmp_chunks import ChunkDecoder, RtmpMessage, encode_message
-from camstream_worker.ingest.rtmp_server import RtmpServer
+from camstream_worker.protocols.rtmp import amf0
+from camstream_worker.protocols.rtmp.chunks import ChunkDecoder, RtmpMessage, encode_message
+from camstream_worker.protocols.rtmp.flv import MediaPacket, TrackConfig
+from camstream_worker.servers.rtmp.listener import RtmpServer
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(120)]
 
@@ -347,7 +347,7 @@ async def test_gstreamer_publishers(element: str) -> None:
 async def test_wrong_key_is_refused_while_a_good_publisher_keeps_going(
     clip: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="camstream_worker.ingest")
+    caplog.set_level(logging.DEBUG, logger="camstream_worker.servers.rtmp")
     keys = Keys({GOOD_KEY: CollectingSink})
     async with rtmp_server(keys) as server, push_clip(clip, server.port, GOOD_KEY) as good:
         await until(
@@ -403,7 +403,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, within: float = 10.0) 
 async def test_garbage_and_half_handshakes_do_not_disturb_a_good_publisher(
     clip: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="camstream_worker.ingest")
+    caplog.set_level(logging.INFO, logger="camstream_worker.servers.rtmp")
     keys = Keys({GOOD_KEY: CollectingSink, OTHER_KEY: ExplodingSink})
     async with (
         rtmp_server(keys, handshake_timeout=1.5) as server,

@@ -212,7 +212,7 @@ def test_stalled_camera_is_detected_by_the_watchdog(start_worker) -> None:
 
 def test_a_crashed_engine_process_restarts_only_its_own_streams(start_worker) -> None:
     from camstream.spec import StreamKey
-    from camstream_worker.shards import shard_of
+    from camstream_worker.pool.sharded import shard_of
 
     names = [f"cam{i}" for i in range(6)]
     manifests = []

@@ -59,7 +59,7 @@ class WorkerProcess:
                 "-X",
                 "faulthandler",
                 "-m",
-                "camstream.cli",
+                "camstream_cli",
                 "run",
                 "-f",
                 str(self.manifest_path),

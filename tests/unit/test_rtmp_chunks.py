@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camstream_worker.ingest.rtmp_chunks import (
+from camstream_worker.protocols.rtmp.chunks import (
     ChunkDecoder,
     ChunkError,
     RtmpMessage,

@@ -1,6 +1,6 @@
 """`camstream worker`: one worker pod in cluster mode.
 
-Who calls this: camstream/cli.py wires `add_parser`/`run` into the `camstream`
+Who calls this: camstream_cli/main.py wires `add_parser`/`run` into the `camstream`
 command; the chart's worker StatefulSet runs it. Identity comes from the pod
 (POD_NAME, POD_NAMESPACE, POD_IP via the downward API); the kubeconfig from
 KUBECONFIG, else the in-cluster ServiceAccount.
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from camstream import settings
 from camstream.handoff import RingDoc
 
 log = logging.getLogger("camstream.worker.cluster")
@@ -38,7 +39,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--hls-dir",
         type=Path,
-        default=Path(os.environ.get("CAMSTREAM_HLS_DIR", "/var/lib/camstream/hls")),
+        default=settings.from_env(
+            "CAMSTREAM_HLS_DIR", settings.path, Path("/var/lib/camstream/hls"), flag="--hls-dir"
+        ),
     )
     parser.add_argument("--ring-configmap", default="camstream-ring")
     parser.add_argument(
@@ -49,7 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--leave-seconds",
         type=float,
-        default=float(os.environ.get("CAMSTREAM_LEAVE_SECONDS", "25")),
+        default=settings.from_env(
+            "CAMSTREAM_LEAVE_SECONDS", settings.seconds, 25.0, flag="--leave-seconds"
+        ),
         help="on SIGTERM, wait at most this long for handoffs (below the grace period)",
     )
     parser.add_argument(
@@ -67,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--processes",
         type=int,
-        default=int(os.environ.get("CAMSTREAM_PROCESSES", "1")),
+        default=settings.from_env("CAMSTREAM_PROCESSES", settings.count, 1, flag="--processes"),
         help="engine processes (more than 1 shards the streams over child processes)",
     )
     parser.set_defaults(run=run)
@@ -84,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     from camstream import kubeapi
-    from camstream_worker.http_server import make_app
-    from camstream_worker.http_server import serve as serve_http
-    from camstream_worker.shards import ShardedEngine
-    from camstream_worker.worker_metrics import worker_registry
+    from camstream_worker.metrics.worker import worker_registry
+    from camstream_worker.pool.sharded import ShardedEngine
+    from camstream_worker.servers.http.server import make_app
+    from camstream_worker.servers.http.server import serve as serve_http
 
     from .agent import Agent, Identity
     from .locator import RingLocator

@@ -18,7 +18,7 @@ import math
 from datetime import UTC, datetime
 
 from camstream import kubeapi
-from camstream.handoff_codec import (
+from camstream.wire import (
     CONFIRMED_ANNOTATION,
     HEARTBEAT_LABEL,
     LEAVING_ANNOTATION,

@@ -1,7 +1,7 @@
 """Camera credentials and RTMP stream keys from Kubernetes Secrets.
 
 Who calls this: the engine (through the SecretResolver protocol of
-camstream_worker/secrets.py) when it opens a source or checks a publisher's
+camstream_worker/secrets/base.py) when it opens a source or checks a publisher's
 key. Values are cached briefly so a reconnect storm does not hammer the API,
 and never logged: errors name the Secret and key, not the value.
 """

@@ -1,0 +1,97 @@
+"""Settings of `camstream run` and `camstream demo`, parsed once into typed values.
+
+Who calls this: app/cli.py adds the flags (`add_serving_args`) and turns the
+parsed command line and the environment into a `RunConfig` or `DemoConfig`;
+standalone.py and demo.py receive them and never read flags or the
+environment. Flags are checked by argparse; environment defaults by
+camstream.settings, so a bad value names its variable and flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from camstream import settings
+
+DEFAULT_HLS_DIR = Path("/tmp/camstream-hls")
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """Where a standalone worker listens and writes, and how many engine processes it runs."""
+
+    host: str
+    http_port: int
+    rtmp_port: int
+    processes: int
+    hls_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """`camstream run`: streams from manifest files."""
+
+    files: tuple[Path, ...]
+    secrets_dir: Path | None
+    serving: Serving
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """`camstream demo`: test cameras pushing into a local worker."""
+
+    cameras: int
+    seconds: float  # 0 = until Ctrl-C
+    serving: Serving
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def add_serving_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--rtmp-port", type=int, default=1935)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="engine processes, one per core by default (1 = everything in one process)",
+    )
+    parser.add_argument(
+        "--hls-dir",
+        type=Path,
+        default=None,
+        help=f"where HLS files are written (default: $CAMSTREAM_HLS_DIR, else {DEFAULT_HLS_DIR})",
+    )
+
+
+def serving(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Serving:
+    hls_dir = args.hls_dir
+    if hls_dir is None:
+        hls_dir = settings.from_env(
+            "CAMSTREAM_HLS_DIR", settings.path, DEFAULT_HLS_DIR, flag="--hls-dir", environ=environ
+        )
+    return Serving(
+        host=args.host,
+        http_port=args.http_port,
+        rtmp_port=args.rtmp_port,
+        processes=usable_cpus() if args.processes is None else args.processes,
+        hls_dir=hls_dir,
+    )
+
+
+def run_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RunConfig:
+    return RunConfig(
+        files=tuple(args.files), secrets_dir=args.secrets_dir, serving=serving(args, environ)
+    )
+
+
+def demo_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> DemoConfig:
+    return DemoConfig(cameras=args.cameras, seconds=args.seconds, serving=serving(args, environ))
