@@ -408,9 +408,7 @@ def secret_path(namespace: str, name: str) -> str:
 
 
 def lease_path(namespace: str, name: str = "") -> str:
-    return _join(
-        f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases", name
-    )
+    return _join(f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases", name)
 
 
 def statefulset_path(namespace: str, name: str) -> str:

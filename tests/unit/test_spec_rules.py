@@ -103,14 +103,26 @@ def test_reported_attacks_are_refused_with_the_crd_message(attack: str) -> None:
                 "spec": {"source": {"protocol": "rtmp", "streamKeySecretRef": {"name": attack}}},
             }
         )
-    assert caught.value.message == _rule(SOURCE["properties"]["streamKeySecretRef"]["properties"]["name"])[1]
+    assert (
+        caught.value.message
+        == _rule(SOURCE["properties"]["streamKeySecretRef"]["properties"]["name"])[1]
+    )
     assert caught.value.message == spec.SECRET_NAME_MESSAGE
 
 
 _URLS = st.builds(
     lambda scheme, rest: scheme + rest,
     st.sampled_from(
-        ["rtsp://", "rtsps://", "RTSPS://", "http://", "https://", "HtTpS://", " https://", "https:/"]
+        [
+            "rtsp://",
+            "rtsps://",
+            "RTSPS://",
+            "http://",
+            "https://",
+            "HtTpS://",
+            " https://",
+            "https:/",
+        ]
     ),
     st.sampled_from(["cam/x", "cam:554/x", "[::1]/x"]),
 )
