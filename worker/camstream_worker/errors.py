@@ -127,7 +127,10 @@ def from_ffmpeg(
     if opening and remote:
         return SourceUnreachable(_what_happened(exc))
     code = getattr(exc, "errno", None)
-    if isinstance(exc, av.error.InvalidDataError | av.error.DecoderNotFoundError):
+    # EINVAL while opening a file: FFmpeg's "format not on whitelist" (a
+    # playlist or a list of files, which a file source may not follow).
+    refused_format = opening and code == errno.EINVAL
+    if refused_format or isinstance(exc, av.error.InvalidDataError | av.error.DecoderNotFoundError):
         if opening:
             return UnsupportedMedia("the file is not a stream we can read")
         return SourceError("the source sent data that cannot be parsed")
