@@ -178,3 +178,17 @@ def test_local_files_are_refused_in_a_cluster_with_the_crd_message() -> None:
         parse_stream(body)
     assert (caught.value.field, caught.value.message) == ("spec.source.protocol", message)
     assert parse_stream(body, local_files=True).source.url == "/x.mp4"
+
+
+def test_the_examples_parse_and_their_secrets_opt_in() -> None:
+    from camstream import wire
+
+    docs = list(yaml.safe_load_all((CRD.parents[1] / "examples" / "streams.yaml").read_text()))
+    streams = [d for d in docs if d.get("kind") == "CameraStream"]
+    secrets = [d for d in docs if d.get("kind") == "Secret"]
+    assert streams and secrets
+    for doc in streams:
+        parse_stream(doc)  # as a cluster would: no local files, credentials checked
+    for doc in secrets:
+        labels = doc["metadata"].get("labels") or {}
+        assert labels.get(wire.SECRET_USAGE_LABEL) == wire.SECRET_USAGE_VALUE, doc["metadata"]
