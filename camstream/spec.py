@@ -7,12 +7,10 @@ CLI. Everything downstream works on `StreamSpec`, never on raw dicts.
 The defaults mirror crds/camerastream.yaml so that standalone mode, which has
 no API server to apply them, behaves exactly as a cluster does. The checks the
 CRD also makes with CEL rules (Secret reference names and keys, credentials
-only over TLS, no local files in a cluster) are written here with the same
-pattern and the same message, so a stream refused at admission and one refused
-by standalone mode (or stored before the rule existed) read alike;
-tests/unit/test_spec_rules.py holds the two against each other. The rest are
-the checks a schema cannot express (URL shape, credentials inline in a URL).
-Each error names the field it is about and never echoes a URL.
+only over TLS, no local files in a cluster) come from spec_rules.py, with the
+CRD's patterns and messages. The rest are the checks a schema cannot express
+(URL shape, credentials inline in a URL). Each error names the field it is
+about and never echoes a URL.
 """
 
 from __future__ import annotations
@@ -24,6 +22,13 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from camstream import wire
+from camstream.spec_rules import (
+    INSECURE_CREDENTIALS_MESSAGE,
+    LOCAL_FILES_MESSAGE,
+    TLS_URL_PATTERN,
+    secret_key_problem,
+    secret_name_problem,
+)
 
 Protocol = Literal["rtsp", "rtmp", "synthetic", "file", "http"]
 PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "synthetic", "file", "http")
@@ -33,38 +38,6 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "http": ("http", "https"),
     "file": ("", "file"),
 }
-# URLs whose scheme carries credentials inside TLS; any other sends them
-# readable on the wire. A pattern rather than urlsplit, so that the CRD's CEL
-# rule (RE2) and this check agree on every string.
-TLS_URL_PATTERN = r"^(?i:rtsps|https)://"
-
-# A Secret reference is a name in the stream's own namespace (a DNS subdomain,
-# as Kubernetes names Secrets) and a key of it (as Kubernetes keys Secret
-# data, minus what Kubernetes itself refuses: "." and a leading ".."). Nothing
-# else can reach an API path or a file name. The CRD's CEL rules use these
-# very patterns and messages (tests/unit/test_spec_rules.py).
-SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-SECRET_NAME_MAX = 253
-SECRET_NAME_MESSAGE = (
-    "must name a Secret in the stream's own namespace: lower-case letters, digits, "
-    "'-' and '.', at most 253 characters"
-)
-SECRET_KEY_PATTERN = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
-SECRET_KEY_MAX = 253
-SECRET_KEY_MESSAGE = (
-    "must be a key of the Secret: letters, digits, '-', '_' and '.', "
-    "not starting with '..', at most 253 characters"
-)
-INSECURE_CREDENTIALS_MESSAGE = (
-    "credentials would be sent without TLS: use an rtsps:// or https:// url, "
-    "or set spec.source.allowInsecureCredentials: true"
-)
-LOCAL_FILES_MESSAGE = (
-    "file reads the worker's own disk and is for standalone mode only "
-    "(camstream run); in a cluster use http or rtsp"
-)
-
-
 class SpecError(ValueError):
     """A CameraStream that cannot run; `field` names the offending setting."""
 
@@ -285,20 +258,6 @@ def _check_url(url: str | None, protocol: str) -> str:
     if protocol != "file" and not parts.hostname:
         raise SpecError("spec.source.url", "has no host")
     return url
-
-
-def secret_name_problem(name: object) -> str | None:
-    """Why `name` cannot be a Secret reference's name, or None when it can."""
-    if not isinstance(name, str) or len(name) > SECRET_NAME_MAX:
-        return SECRET_NAME_MESSAGE
-    return None if re.fullmatch(SECRET_NAME_PATTERN, name) else SECRET_NAME_MESSAGE
-
-
-def secret_key_problem(key: object) -> str | None:
-    """Why `key` cannot be a Secret reference's key, or None when it can."""
-    if not isinstance(key, str) or len(key) > SECRET_KEY_MAX:
-        return SECRET_KEY_MESSAGE
-    return None if re.fullmatch(SECRET_KEY_PATTERN, key) else SECRET_KEY_MESSAGE
 
 
 def _secret_name(ref: Mapping[str, Any], path: str) -> str:

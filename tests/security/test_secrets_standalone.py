@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from camstream import spec
+from camstream import spec_rules as spec
 from tests.harness.recorders import Recorder
 from tests.media.worker_process import WorkerProcess, camera_stream, secret
 

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camstream import spec
+from camstream import spec_rules as spec
 from camstream.spec import SpecError, parse_stream
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "camerastream.yaml"
