@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import http.server
 import socket
+import ssl
+import subprocess
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -90,9 +92,15 @@ class Recorder:
 
 
 class MediaSite:
-    """An HTTP server on 127.0.0.1 serving `folder`, plus `redirects` (path -> location)."""
+    """An HTTP server on 127.0.0.1 serving `folder`, plus `redirects` (path -> location).
 
-    def __init__(self, folder: Path, redirects: dict[str, str] | None = None) -> None:
+    With `tls` (a folder for a self-signed certificate, made here with
+    openssl), it serves HTTPS.
+    """
+
+    def __init__(
+        self, folder: Path, redirects: dict[str, str] | None = None, *, tls: Path | None = None
+    ) -> None:
         self.folder = folder
         self.redirects = redirects or {}
         self.requests: list[str] = []
@@ -119,6 +127,11 @@ class MediaSite:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self_signed(tls))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -129,3 +142,15 @@ class MediaSite:
     ) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def self_signed(folder: Path) -> tuple[str, str]:
+    """(certificate, key) files of a throwaway certificate for 127.0.0.1."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return str(cert), str(key)

@@ -5,8 +5,8 @@ network. Reproduced here, each against one worker process (`camstream run`)
 with `--source-deny-cidrs` adding 127.0.0.2 (standing for an internal host,
 a metadata service or a host of the author's) to the default deny-list:
 
-- a URL straight at a denied address, as a name, as an IPv4-mapped IPv6
-  literal, over RTSP; the cloud metadata address itself;
+- a URL straight at a denied address, as an IPv4-mapped IPv6 literal, over
+  HTTPS (the proxy's CONNECT), over RTSP; the cloud metadata address itself;
 - an allowed HTTP server that redirects to a denied address, or serves an HLS
   playlist whose segments are there (FFmpeg would follow both on its own);
 - a playlist naming a local file (`file:///...`, `subfile,,...:`): FFmpeg
@@ -15,14 +15,15 @@ a metadata service or a host of the author's) to the default deny-list:
 
 Asserted: the denied host gets no connection at all, no local file is read,
 every failing stream shows the same reason and message, the worker's log
-says what really happened, and a healthy synthetic and a healthy HTTP stream
-keep producing segments throughout. Controls show that the redirect and the
+says what really happened, and healthy streams (synthetic, HTTP, HLS over
+HTTP, HTTPS: the same guard and whitelists) play throughout. Controls show that the redirect and the
 playlist lure take FFmpeg alone to the denied host, so the assertions can fail.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,7 @@ ATTACKS = (
     "metadata",
     "denied",
     "denied-mapped",
+    "denied-https",
     "denied-rtsp",
     "redirect",
     "segments-elsewhere",
@@ -82,6 +84,13 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
     web.mkdir()
     shutil.copy(clip, web / "clip.ts")
     (web / "page.html").write_text("<html><body>an intranet page</body></html>\n" * 50)
+    hls = web / "hls"
+    hls.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(clip), "-c", "copy", "-f", "hls",
+         "-hls_time", "2", "-hls_list_size", "0", str(hls / "index.m3u8")],
+        check=True, timeout=60,
+    )  # fmt: skip
     (web / "local.m3u8").write_text(_playlist(f"file://{private}"))
     (web / "subfile.m3u8").write_text(_playlist(f"subfile,,start,0,end,0,,:{private}"))
     with (
@@ -90,11 +99,15 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
     ):
         (web / "elsewhere.m3u8").write_text(_playlist(f"http://127.0.0.2:{hole.port}/seg0.ts"))
         redirects = {"/redirect.ts": f"http://127.0.0.2:{hole.port}/clip.ts"}
-        with MediaSite(web, redirects) as site:
+        with (
+            MediaSite(web, redirects) as site,
+            MediaSite(web, tls=root / "tls") as secure,
+        ):
             urls = {
                 "metadata": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
                 "denied": f"http://127.0.0.2:{hole.port}/clip.ts",
                 "denied-mapped": f"http://[::ffff:127.0.0.2]:{hole.port}/clip.ts",
+                "denied-https": f"https://127.0.0.2:{hole.port}/clip.ts",
                 "redirect": f"{site.url}/redirect.ts",
                 "segments-elsewhere": f"{site.url}/elsewhere.m3u8",
                 "local-segment": f"{site.url}/local.m3u8",
@@ -114,6 +127,11 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
                 ),
                 camera_stream("pattern", {"protocol": "synthetic", "synthetic": SMALL}),
                 camera_stream("good-http", {"protocol": "http", "url": f"{site.url}/clip.ts"}),
+                # HLS and HTTPS go through the same guard and whitelists, and play.
+                camera_stream(
+                    "good-hls", {"protocol": "http", "url": f"{site.url}/hls/index.m3u8"}
+                ),
+                camera_stream("good-https", {"protocol": "http", "url": f"{secure.url}/clip.ts"}),
             ]
             deny = ",".join([*DEFAULT_DENIED_CIDRS, "127.0.0.2/32"])
             worker = WorkerProcess(
@@ -144,7 +162,8 @@ def _failing_twice(worker: WorkerProcess, names: tuple[str, ...], timeout: float
 def test_attacks_reach_nothing_and_read_alike_while_healthy_streams_go_on(attack: Attack) -> None:
     worker = attack.worker
     worker.wait_for("pattern", phase="Live", timeout=30)
-    worker.wait_for("good-http", phase="Live", timeout=30)
+    for good in ("good-http", "good-hls", "good-https"):
+        worker.wait_for(good, phase="Live", timeout=30)
     before = worker.stream("pattern")["segments"]
 
     streams = _failing_twice(worker, ATTACKS, timeout=60)
@@ -177,8 +196,8 @@ def test_attacks_reach_nothing_and_read_alike_while_healthy_streams_go_on(attack
     assert sum(later[n]["reconnects"] for n in ATTACKS) > sum(
         streams[n]["reconnects"] for n in ATTACKS
     )
-    assert later["pattern"]["phase"] == later["good-http"]["phase"] == "Live"
-    assert later["good-http"]["segments"] >= 1
+    for good in ("pattern", "good-http", "good-hls", "good-https"):
+        assert later[good]["phase"] == "Live" and later[good]["segments"] >= 1, later[good]
     assert attack.hole.connections == attack.rtsp_hole.connections == 0
     assert worker.alive
 
