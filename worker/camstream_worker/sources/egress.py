@@ -59,7 +59,11 @@ class Egress:
         Refused when any address the name resolves to is denied: a name that
         resolves both to a camera and to the metadata service is not a camera.
         """
-        addresses = await _resolve(host, port)
+        try:
+            addresses = await _resolve(host, port)
+        except SourceUnreachable as exc:
+            log.info("egress to %s:%d: %s", host, port, exc.detail)
+            raise
         denied = [a for a in addresses if self.policy.denies(a)]
         if denied:
             log.info("egress to %s:%d refused: %s is in the deny-list", host, port, denied[0])
