@@ -37,6 +37,7 @@ from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import Phase, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,22 @@ def shard_of(key: StreamKey, shards: int) -> int:
 
 
 class ShardedEngine:
-    def __init__(self, hls_root: Path, secrets: SecretResolver, processes: int) -> None:
+    def __init__(
+        self,
+        hls_root: Path,
+        secrets: SecretResolver,
+        processes: int,
+        *,
+        sources: SourcePolicy | None = None,
+    ) -> None:
+        """`sources`: where pulled sources may go (each engine process gets a copy)."""
         self.hls_root = hls_root
         self._secrets = secrets
         self._engines = [
             EngineProcess(
                 index,
                 hls_root,
+                sources=sources or SourcePolicy(),
                 on_status=self._reported,
                 resolve_secret=self._resolve,
                 closing=lambda: self._closing,
@@ -155,8 +165,8 @@ class ShardedEngine:
                 except Exception:
                     log.exception("status listener failed")
 
-    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str]:
+    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str | SecretError]:
         try:
             return True, await self._secrets.get(namespace, ref)
         except SecretError as exc:
-            return False, str(exc)
+            return False, exc  # the class travels too: SecretNotAllowed is not SecretMissing
