@@ -11,7 +11,9 @@ so the benchmark and the test cannot drift apart.
   created, all writes counted (labels, status, Events, Leases, pods);
 - steady: no operator write to a CameraStream in the steady window;
 - restart, leader change: none after the operator is SIGKILLed and another
-  takes over (checked when the phase ran), and someone does take over.
+  takes over (checked when the phase ran), and someone does take over;
+- event loop: no 50 ms probe of the operator's loop woke more than 100 ms
+  late through creation and the steady window (its own metric).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 ASSIGN_BOUND = 300.0
 MAX_WRITES_PER_STREAM = 2.0
+MAX_LOOP_LAG = 0.1  # seconds
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,23 @@ def check(result: dict[str, Any], *, assign_bound: float = ASSIGN_BOUND) -> list
         ),
         _no_stream_writes("steady", result["steady"]),
     ]
+    lags = [
+        lag
+        for phase in ("creation", "steady")
+        for lag in ((result.get(phase) or {}).get("operator_loop_lag") or {}).values()
+        if lag
+    ]
+    if lags:
+        worst = max(lag.get("max", 0.0) for lag in lags)
+        late = max(lag.get("over_100ms", 0.0) for lag in lags)
+        goals.append(
+            Goal(
+                "event loop",
+                late == 0 and worst <= MAX_LOOP_LAG,
+                f"worst lag {worst * 1000:.0f} ms, {late:.0f} probes over 100 ms late "
+                f"(goal: none over {MAX_LOOP_LAG * 1000:.0f} ms)",
+            )
+        )
     for key in ("restart", "leader_change"):
         if key in result:
             phase = result[key]
