@@ -12,8 +12,11 @@ so the benchmark and the test cannot drift apart.
 - steady: no operator write to a CameraStream in the steady window;
 - restart, leader change: none after the operator is SIGKILLed and another
   takes over (checked when the phase ran), and someone does take over;
-- event loop: no 50 ms probe of the operator's loop woke more than 100 ms
-  late through creation and the steady window (its own metric).
+- event loop: the operator's own code never held its event loop over 100 ms
+  through creation and the steady window (its stall metric: the probe's
+  lateness less the time the loop's thread waited for a CPU, so a machine
+  busy with other processes is not counted against the operator; the raw
+  lag is printed beside it).
 """
 
 from __future__ import annotations
@@ -63,14 +66,16 @@ def check(result: dict[str, Any], *, assign_bound: float = ASSIGN_BOUND) -> list
         if lag
     ]
     if lags:
-        worst = max(lag.get("max", 0.0) for lag in lags)
-        late = max(lag.get("over_100ms", 0.0) for lag in lags)
+        worst = max(lag.get("stall_max", lag.get("max", 0.0)) for lag in lags)
+        late = max(lag.get("stalls_over_100ms", lag.get("over_100ms", 0.0)) for lag in lags)
+        raw = max(lag.get("max", 0.0) for lag in lags)
         goals.append(
             Goal(
                 "event loop",
                 late == 0 and worst <= MAX_LOOP_LAG,
-                f"worst lag {worst * 1000:.0f} ms, {late:.0f} probes over 100 ms late "
-                f"(goal: none over {MAX_LOOP_LAG * 1000:.0f} ms)",
+                f"worst stall {worst * 1000:.0f} ms, {late:.0f} over 100 ms "
+                f"(goal: none over {MAX_LOOP_LAG * 1000:.0f} ms); raw lag, CPU waits "
+                f"included, {raw * 1000:.0f} ms",
             )
         )
     for key in ("restart", "leader_change"):

@@ -163,6 +163,12 @@ def loop_lag(op: OperatorProcess) -> dict[str, float] | None:
         for sample in family.samples:
             if sample.name == "camstream_event_loop_lag_max_seconds":
                 out["max"] = sample.value
+            elif sample.name == "camstream_event_loop_stall_max_seconds":
+                out["stall_max"] = sample.value
+            elif sample.name == "camstream_event_loop_stall_seconds_bucket" and sample.labels.get(
+                "le"
+            ) == "0.1":
+                out["stall_within_100ms"] = sample.value
             elif sample.name == "camstream_event_loop_lag_seconds_count":
                 out["probes"] = sample.value
             elif sample.name == "camstream_event_loop_lag_seconds_bucket" and sample.labels.get(
@@ -171,4 +177,6 @@ def loop_lag(op: OperatorProcess) -> dict[str, float] | None:
                 out["within_100ms"] = sample.value
     if "probes" in out and "within_100ms" in out:
         out["over_100ms"] = out["probes"] - out["within_100ms"]
+    if "probes" in out and "stall_within_100ms" in out:
+        out["stalls_over_100ms"] = out["probes"] - out["stall_within_100ms"]
     return out
