@@ -785,6 +785,8 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_streams_labelled_total",
         "camstream_event_loop_lag_seconds",
         "camstream_event_loop_lag_max_seconds",
+        "camstream_event_loop_stall_seconds",
+        "camstream_event_loop_stall_max_seconds",
     }
 
 
