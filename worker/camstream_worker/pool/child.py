@@ -23,6 +23,7 @@ from camstream.spec import SecretRef
 from camstream_worker.engine import Engine
 from camstream_worker.errors import SecretError
 from camstream_worker.pool import ipc
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.servers.rtmp.listener import RtmpServer
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def main(
     control: ipc.Pipe,
     connections: socket.socket,
     log_level: int,
+    rtmp_limits: Limits,
 ) -> None:
     logging.basicConfig(
         level=log_level,
@@ -45,7 +47,7 @@ def main(
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_Child(control, connections, Path(hls_root)).run())
+    asyncio.run(_Child(control, connections, Path(hls_root), rtmp_limits).run())
 
 
 class _ParentSecrets:
@@ -65,12 +67,14 @@ class _ParentSecrets:
 
 
 class _Child:
-    def __init__(self, control: ipc.Pipe, connections: socket.socket, hls_root: Path) -> None:
+    def __init__(
+        self, control: ipc.Pipe, connections: socket.socket, hls_root: Path, rtmp_limits: Limits
+    ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
         self._engine = Engine(hls_root, self._secrets)
-        self._rtmp = RtmpServer(self._engine.authorize_publish)
+        self._rtmp = RtmpServer(self._engine.authorize_publish, limits=rtmp_limits)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -127,6 +131,11 @@ class _Child:
         try:
             passed = ipc.receive_connection(self._connections)
         except (BlockingIOError, InterruptedError):
+            return
+        except ipc.DescriptorLost:
+            # Out of descriptors: the client is gone (the kernel closed it); the
+            # listener's cap (sized from the limit) keeps this rare.
+            self._rtmp.refusals.refuse("capacity", "rtmp ?", "a handed-over connection was lost")
             return
         if passed is None:
             self._done.set()  # the parent closed its end

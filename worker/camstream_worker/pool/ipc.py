@@ -12,8 +12,10 @@ answered with the same number (`Requests` keeps the futures):
                      | (SECRET, n, namespace, SecretRef) | (RTMP, {counter: value})
 
 The connection socket (a Unix SOCK_SEQPACKET pair) passes RTMP connections:
-the file descriptor itself (SCM_RIGHTS) and, in the same message, the bytes
-the parent read after the handshake.
+the file descriptor itself (SCM_RIGHTS) and, in the same message, a marker
+byte and the bytes the parent read after the handshake. The marker tells
+the parent's hang-up (an empty message) from a connection whose descriptor
+the kernel dropped because the child had none left (`DescriptorLost`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ SNAPSHOT = "snapshot"
 RTMP = "rtmp"
 
 MAX_RECEIVED = 1 << 17  # bytes read after the handshake; the front reads at most 64 KiB + a chunk
+_MARKER = b"\x01"
+
+
+class DescriptorLost(OSError):
+    """A connection arrived without its descriptor: this process is out of them."""
 
 Pipe = multiprocessing.connection.Connection
 T = TypeVar("T")
@@ -50,20 +57,27 @@ def channels(
 
 def pass_connection(channel: socket.socket, sock: socket.socket, received: bytes) -> None:
     """Send an RTMP connection (after its handshake) and the bytes read since."""
-    socket.send_fds(channel, [received], [sock.fileno()])
+    socket.send_fds(channel, [_MARKER + received], [sock.fileno()])
 
 
 def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes] | None:
     """The next passed connection; None when the parent closed its end.
 
-    Raises BlockingIOError when nothing is waiting (the channel is non-blocking).
+    Raises BlockingIOError when nothing is waiting (the channel is non-blocking),
+    DescriptorLost when a connection came without its descriptor.
     """
-    data, fds, _, _ = socket.recv_fds(channel, MAX_RECEIVED, 1)
-    if not fds:
+    data, fds, _, _ = socket.recv_fds(channel, len(_MARKER) + MAX_RECEIVED, 1)
+    if not data:
+        for fd in fds:
+            socket.close(fd)
         return None
+    if not fds:
+        raise DescriptorLost("a passed connection lost its descriptor (EMFILE?)")
+    for extra in fds[1:]:
+        socket.close(extra)
     connection = socket.socket(fileno=fds[0])
     connection.setblocking(False)
-    return connection, data
+    return connection, data[len(_MARKER) :]
 
 
 class Requests(Generic[T]):

@@ -22,6 +22,7 @@ from typing import Any
 from camstream.spec import SecretRef, StreamKey, StreamSpec
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool import child, ipc
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.state import StreamStatus
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class EngineProcess:
         index: int,
         hls_root: Path,
         *,
+        rtmp_limits: Limits,
         on_status: OnStatus,
         resolve_secret: ResolveSecret,
         closing: Callable[[], bool],
@@ -47,6 +49,7 @@ class EngineProcess:
         """`closing`: the pool is shutting down, so a process that exits stays down."""
         self.index = index
         self._hls_root = hls_root
+        self._rtmp_limits = rtmp_limits
         self._on_status = on_status
         self._resolve_secret = resolve_secret
         self._closing = closing
@@ -72,6 +75,7 @@ class EngineProcess:
                 child_control,
                 child_connections,
                 logging.getLogger().level,
+                self._rtmp_limits,
             ),
             name=f"camstream-engine-{self.index}",
             daemon=True,

@@ -35,8 +35,10 @@ from camstream_worker.metrics.worker import add_stats
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp.names import redact_app
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.state import Phase, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -48,13 +50,23 @@ def shard_of(key: StreamKey, shards: int) -> int:
 
 
 class ShardedEngine:
-    def __init__(self, hls_root: Path, secrets: SecretResolver, processes: int) -> None:
+    def __init__(
+        self,
+        hls_root: Path,
+        secrets: SecretResolver,
+        processes: int,
+        *,
+        rtmp_limits: Limits | None = None,
+    ) -> None:
+        """`rtmp_limits`: for the front and every engine process's listener."""
         self.hls_root = hls_root
         self._secrets = secrets
+        self._rtmp_limits = rtmp_limits or Limits()
         self._engines = [
             EngineProcess(
                 index,
                 hls_root,
+                rtmp_limits=self._rtmp_limits,
                 on_status=self._reported,
                 resolve_secret=self._resolve,
                 closing=lambda: self._closing,
@@ -122,7 +134,7 @@ class ShardedEngine:
     async def serve_rtmp(
         self, host: str, port: int, *, owner: RtmpOwner | None = None
     ) -> RtmpFront:
-        front = RtmpFront(self, host, port, owner=owner)
+        front = RtmpFront(self, host, port, owner=owner, limits=self._rtmp_limits)
         await front.start()
         return front
 
@@ -138,7 +150,10 @@ class ShardedEngine:
         else:
             # rtmp://host/<namespace>/<name>?key=… gives only the namespace here:
             # such publishers can reach only the streams of the first process.
-            log.info("rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>", app)
+            log.info(
+                "rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>",
+                redact_app(app),
+            )
             engine = self._engines[0]
         engine.hand_over(sock, received)
 
