@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from camstream import settings
+from camstream_worker.servers.rtmp.limits import Limits
 
 DEFAULT_HLS_DIR = Path("/tmp/camstream-hls")
 
@@ -29,6 +30,7 @@ class Serving:
     rtmp_port: int
     processes: int
     hls_dir: Path
+    rtmp: Limits = field(default_factory=Limits)  # CAMSTREAM_RTMP_* (limits.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ def serving(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         rtmp_port=args.rtmp_port,
         processes=usable_cpus() if args.processes is None else args.processes,
         hls_dir=hls_dir,
+        rtmp=Limits.from_env(environ),
     )
 
 

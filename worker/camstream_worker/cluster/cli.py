@@ -93,6 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.pool.sharded import ShardedEngine
     from camstream_worker.servers.http.server import make_app
     from camstream_worker.servers.http.server import serve as serve_http
+    from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
     from .agent import Agent, Identity
     from .locator import RingLocator
@@ -114,7 +115,13 @@ async def serve(args: argparse.Namespace) -> int:
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
-        engine = ShardedEngine(args.hls_dir, KubeSecrets(api), max(1, args.processes))
+        raise_fd_limit()  # before anything sizes its caps from it
+        engine = ShardedEngine(
+            args.hls_dir,
+            KubeSecrets(api),
+            max(1, args.processes),
+            rtmp_limits=Limits.from_env(),
+        )
         await engine.start()
         agent = Agent(
             api=api,
@@ -134,7 +141,8 @@ async def serve(args: argparse.Namespace) -> int:
             engine,
             args.hls_dir,
             owner=locator,
-            ready=agent.ready,
+            # Not ready while the RTMP port is out of descriptors either.
+            ready=lambda: agent.ready() and rtmp.accepting,
             worker_name=identity.pod_name,
             registry=worker_registry(
                 lambda: engine.rtmp_stats(rtmp),
