@@ -12,7 +12,9 @@ state machine is drawn in state.py).
 Each attempt runs the source as a task on a fresh session of the stream and
 waits for one of: the source raising, the watchdog firing, or a stop request.
 A source's thread is always awaited before the next attempt, so two sessions
-never feed one stream's outputs.
+never feed one stream's outputs. The watchdog measures silence on the
+event loop's working time: if the loop itself stalled (how late each watch
+woke up), that time is not held against the camera.
 
 What differs between a camera we pull and one that pushes to us is read from
 the source's one trait, `pushed`: a pushing camera decides when it comes (no
@@ -135,21 +137,38 @@ class Supervisor:
         # A pushing camera may take any time to come; a pulled one must start
         # sending soon after we connect (FFmpeg can sit in its probe forever).
         open_deadline = None if stream.source.pushed else time.monotonic() + 2 * stall
+        # The loop's own delays (how late each watch woke up) are not the
+        # camera's silence: after a stall of the whole process, the packets it
+        # sent meanwhile are still in the kernel, and a camera must not be
+        # blamed, dropped and marked Reconnecting for the server's stall.
+        overslept = 0.0  # since the last packet
+        overslept_total = 0.0  # since the attempt began
+        seen_packet_at = session.last_packet_at
         try:
             while not run.done():
                 if self._stop.is_set():
                     stopping.set()
                     break
                 now = time.monotonic()
-                if session.active and now - session.last_packet_at > stall:
+                if session.last_packet_at != seen_packet_at:
+                    seen_packet_at, overslept = session.last_packet_at, 0.0
+                if session.active and now - seen_packet_at - overslept > stall:
                     stopping.set()
                     await self._finish(run, session, grace=stall)
                     raise SourceStalled(f"no packet for {stall:.0f}s")
-                if not session.active and open_deadline is not None and now > open_deadline:
+                if (
+                    not session.active
+                    and open_deadline is not None
+                    and now - overslept_total > open_deadline
+                ):
                     stopping.set()
                     await self._finish(run, session, grace=stall)
                     raise SourceStalled(f"connected, but no stream within {2 * stall:.0f}s")
                 await asyncio.wait({run}, timeout=WATCH_INTERVAL)
+                if not run.done():
+                    late = max(0.0, time.monotonic() - now - WATCH_INTERVAL)
+                    overslept += late
+                    overslept_total += late
             await asyncio.shield(run)  # raises the source's error, or returns on stop
             if not self._stop.is_set():
                 raise SourceError("the source returned without an error")
