@@ -107,8 +107,12 @@ def worker_rss(pid: int) -> int:
 class Watch:
     """Samples a worker while an attack runs (use as a context manager)."""
 
-    def __init__(self, worker: WorkerProcess, stream: str = "healthy") -> None:
+    def __init__(
+        self, worker: WorkerProcess, stream: str = "healthy", *, health: bool = True
+    ) -> None:
+        """`health=False`: no /healthz probes (they need new connections)."""
         self._worker = worker
+        self._health_probes = health
         self._playlist = worker.hls_dir / "default" / stream / "index.m3u8"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -120,7 +124,8 @@ class Watch:
     def __enter__(self) -> Watch:
         self.rss_start = self.rss_peak = worker_rss(self._worker.pid)
         self.started = time.monotonic()
-        for target in (self._segments, self._rss, self._health):
+        probes = (self._segments, self._rss, *((self._health,) if self._health_probes else ()))
+        for target in probes:
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._threads.append(thread)
