@@ -415,7 +415,7 @@ def _next_sequence_on_disk(playlist: Path) -> int | None:
     """The sequence after the last segment of a playlist left by an earlier run."""
     try:
         text = playlist.read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # not there, or not ours: start afresh
         return None
     first = None
     count = 0
