@@ -38,10 +38,20 @@ class Closed(ConnectionError):
 
 
 class RtmpClient:
-    def __init__(self, port: int, *, source: str = LOOPBACK, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        source: str = LOOPBACK,
+        timeout: float = 10.0,
+        receive_buffer: int | None = None,
+    ) -> None:
+        """`receive_buffer`: SO_RCVBUF, set before connecting (a client that reads little)."""
         if not source.startswith("127."):
             raise ValueError("attack only from loopback")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.bind((source, 0))

@@ -247,6 +247,8 @@ class HlsWriter:
                         self._cut_at_cap(seconds, length)
                     elif full:
                         self.dropped_packets += 1
+                        # Still its timeline: a later packet is no jump for the gap.
+                        self._last_dts[index] = (packet.dts, None)
                         return
         self._held.append((index, packet))
         self._held_bytes += packet.size + PACKET_OVERHEAD
