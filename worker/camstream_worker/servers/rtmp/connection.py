@@ -1,13 +1,12 @@
 """One RTMP connection: the protocol state machine from handshake to unpublish.
 
 ``RtmpServer`` (``listener.py``) makes one ``RtmpConnection`` per TCP
-connection it accepts or adopts, and is its ``Host``: the small interface
-below is all a connection may use of the listener (its limits, counters and
-refusals, the admission caps, the key gate, the registry of who publishes
-what, the shared read-batch timer, its stall-discounting clock and the
-``Authorizer``). The connection asks the authorizer about each ``publish``
-and feeds the accepted stream to the ``PublishSink`` it answers with. The
-bytes (handshake, chunks, messages, AMF0, FLV) are protocols/rtmp's.
+connection it accepts or adopts, and is its ``Host`` (host.py): that small
+interface is all a connection may use of the listener. The connection asks
+the authorizer about each ``publish`` and feeds the accepted stream to the
+``PublishSink`` it answers with; it writes through its ``Outbox``
+(outbox.py, flow control). The bytes (handshake, chunks, messages, AMF0,
+FLV) are protocols/rtmp's.
 
 Connection life:
 
@@ -26,10 +25,11 @@ numbers are limits.py's; docs/threat-model-rtmp.md is the overview):
   are decoded per read before the connection yields (reads stay paused until
   the rest is done), and messages, empty ones included, are limited to
   ``messages_per_second``. Ping requests are answered within a budget.
-- Writes are flow-controlled: past the write high-water mark optional replies
-  (pings, acknowledgements) are skipped, and a client that lets more than
-  ``max_write_buffer`` bytes pile up is dropped as a slow reader. A closing
-  connection flushes its last words for ``close_grace`` seconds at most.
+- Writes are flow-controlled (outbox.py): past the write high-water mark
+  optional replies (pings, acknowledgements) are skipped, a client that lets
+  more than ``max_write_buffer`` bytes pile up is dropped as a slow reader,
+  and a closing connection flushes its last words for ``close_grace``
+  seconds at most.
 - A second publish for a stream already being published (same app and stream
   name, query stripped) *replaces* the old publisher: the newcomer has just
   proven the key, and a camera that reconnects after a network cut must not
@@ -56,9 +56,7 @@ import inspect
 import logging
 import termios
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
 
 from camstream_worker.protocols.rtmp import amf0, chunks, handshake, messages
 from camstream_worker.protocols.rtmp.flv import FlvError, FlvTagParser, MediaPacket
@@ -71,9 +69,9 @@ from camstream_worker.protocols.rtmp.names import (
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.servers.rtmp.admission import address_key
 from camstream_worker.servers.rtmp.clocks import TokenBucket
-from camstream_worker.servers.rtmp.keygate import KeyGate
+from camstream_worker.servers.rtmp.host import Authorizer, Counters, Host
 from camstream_worker.servers.rtmp.limits import Limits
-from camstream_worker.servers.rtmp.refusals import Refusals
+from camstream_worker.servers.rtmp.outbox import Outbox
 
 __all__ = ["Authorizer", "Counters", "Host", "Limits", "PublishSink", "RtmpConnection"]
 
@@ -83,69 +81,6 @@ WINDOW_ACK_SIZE = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8
 MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
-
-
-class Authorizer(Protocol):
-    """Decides whether a publish is allowed and where it goes."""
-
-    def __call__(
-        self, app: str, stream_name: str, peer: str
-    ) -> PublishSink | Awaitable[PublishSink | None] | None: ...
-
-
-@dataclass(slots=True)
-class Counters:
-    """Totals since the listener started; its connections count into them."""
-
-    connections_total: int = 0
-    publishes_total: int = 0
-    reads: int = 0
-    bytes_in: int = 0
-    pings_ignored: int = 0
-
-
-class Host(Protocol):
-    """What a connection may use of the listener that made it."""
-
-    loop: asyncio.AbstractEventLoop
-    limits: Limits
-    counters: Counters
-    refusals: Refusals
-    key_gate: KeyGate
-    authorize: Authorizer
-
-    def clock(self) -> float:
-        """Loop time without the loop's own stalls (clocks.StallClock)."""
-        ...
-
-    @property
-    def stalled(self) -> float:
-        """Seconds the loop has been stalled, in all."""
-        ...
-
-    def admit(self, connection: RtmpConnection) -> str | None:
-        """Count a new connection in; or the reason it is refused (too many open)."""
-        ...
-
-    def published(self, connection: RtmpConnection) -> None:
-        """The connection's publish was accepted: it is no longer a stranger."""
-        ...
-
-    def forget(self, connection: RtmpConnection) -> None:
-        """The connection is closed."""
-        ...
-
-    def claim(self, identity: tuple[str, str], connection: RtmpConnection) -> RtmpConnection | None:
-        """Record `connection` as the publisher of `identity`; return the one it replaces."""
-        ...
-
-    def release(self, identity: tuple[str, str], connection: RtmpConnection) -> None:
-        """`connection` no longer publishes `identity` (if it still was the publisher)."""
-        ...
-
-    def resume_later(self, connection: RtmpConnection) -> None:
-        """Call `connection.resume_batch()` after about one read batch."""
-        ...
 
 
 class _RtmpProtocolError(ValueError):
@@ -197,7 +132,7 @@ class RtmpConnection(asyncio.Protocol):
         self._batch_paused = False
         self._backlog_due = False  # decoding continues on the next turn of the loop
         self._reading_paused = False
-        self._write_paused = False
+        self._outbox = Outbox(limits, self._slow_reader)
         self._sink: PublishSink | None = None
         self._identity: tuple[str, str] | None = None
         self._parser: FlvTagParser | None = None
@@ -216,7 +151,7 @@ class RtmpConnection(asyncio.Protocol):
         else:
             self.peer = self.address = str(peer)
         self._prefix = f"rtmp {self.peer}"
-        transport.set_write_buffer_limits(high=self._limits.write_high_water)
+        self._outbox.attach(transport)
         refusal = self._host.admit(self)
         if refusal is not None:
             self._closed = True
@@ -255,10 +190,13 @@ class RtmpConnection(asyncio.Protocol):
             self.close(f"connection lost ({exc.__class__.__name__})")
 
     def pause_writing(self) -> None:
-        self._write_paused = True  # optional replies are skipped until the client reads
+        self._outbox.paused = True  # optional replies are skipped until the client reads
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self._outbox.paused = False
+
+    def _slow_reader(self, detail: str) -> None:
+        self.refuse("slow_reader", detail)
 
     # -- failure handling: nothing a peer does may escape this connection
 
@@ -308,12 +246,7 @@ class RtmpConnection(asyncio.Protocol):
             self._auth_task.cancel()
             self._auth_task = None
         self._end_publish(reason)
-        transport = self._transport
-        if transport is not None:
-            transport.close()  # flushes what is queued (e.g. a refusal) first...
-            if transport.get_write_buffer_size():
-                # ...but not forever: a peer that never reads must not keep the socket.
-                self._loop.call_later(self._limits.close_grace, transport.abort)
+        self._outbox.close(self._loop)  # a refusal is flushed, for close_grace at most
 
     def check_deadlines(self, now: float) -> None:
         """Called by the listener's housekeeping every fraction of a second (`now`: its clock)."""
@@ -654,24 +587,7 @@ class RtmpConnection(asyncio.Protocol):
     # -- sending
 
     def _write(self, data: bytes, *, optional: bool = False) -> bool:
-        """Queue `data` for the client; False if it was not (closing, or optional and paused).
-
-        A client that does not read what it is sent would make the queue grow
-        without end: past `max_write_buffer` it is dropped as a slow reader.
-        """
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return False
-        if optional and self._write_paused:
-            return False
-        if transport.get_write_buffer_size() + len(data) > self._limits.max_write_buffer:
-            self.refuse(
-                "slow_reader", f"more than {self._limits.max_write_buffer} bytes left unread"
-            )
-            transport.abort()
-            return False
-        transport.write(data)
-        return True
+        return self._outbox.write(data, optional=optional)
 
     def _send_command(self, stream_id: int, values: list[object]) -> None:
         self._write(messages.command(stream_id, values, self._out_chunk_size))
