@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,9 @@ class _Child:
         if passed is None:
             self._done.set()  # the parent closed its end
             return
-        connection, received = passed
-        self._spawn(self._rtmp.adopt(connection, received))
+        connection, received, connected_at = passed
+        age = max(0.0, time.monotonic() - connected_at)
+        self._spawn(self._rtmp.adopt(connection, received, age=age))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

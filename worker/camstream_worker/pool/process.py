@@ -107,10 +107,10 @@ class EngineProcess:
             process.kill()
         self._detach()
 
-    def hand_over(self, sock: socket.socket, received: bytes) -> None:
+    def hand_over(self, sock: socket.socket, received: bytes, connected_at: float) -> None:
         """Give an RTMP connection (after its handshake) to this process."""
         assert self._connections is not None
-        ipc.pass_connection(self._connections, sock, received)
+        ipc.pass_connection(self._connections, sock, received, connected_at)
 
     async def _request(self, verb: str, *args: Any) -> None:
         number, answered = self._requests.open()

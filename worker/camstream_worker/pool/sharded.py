@@ -143,7 +143,9 @@ class ShardedEngine:
         parts = [engine.rtmp_stats for engine in self._engines]
         return add_stats(*parts, *([front.stats()] if front is not None else []))
 
-    def hand_over(self, app: str, sock: socket.socket, received: bytes) -> None:
+    def hand_over(
+        self, app: str, sock: socket.socket, received: bytes, connected_at: float
+    ) -> None:
         key = paths.stream_of_app(app)
         if key is not None:
             engine = self._engines[shard_of(key, len(self._engines))]
@@ -155,7 +157,7 @@ class ShardedEngine:
                 redact_app(app),
             )
             engine = self._engines[0]
-        engine.hand_over(sock, received)
+        engine.hand_over(sock, received, connected_at)
 
     # -- from the engine processes
 

@@ -98,8 +98,9 @@ class _Refused(Exception):
 class RtmpConnection(asyncio.Protocol):
     """One TCP connection: handshake, chunk stream, commands, media."""
 
-    def __init__(self, host: Host, *, handshake_done: bool = False) -> None:
-        """`handshake_done`: another process did the handshake (see RtmpServer.adopt)."""
+    def __init__(self, host: Host, *, handshake_done: bool = False, age: float = 0.0) -> None:
+        """`handshake_done`: another process did the handshake (see RtmpServer.adopt),
+        `age` seconds ago counted from the client's connect."""
         self._host = host
         self._loop = host.loop
         self._limits = limits = host.limits
@@ -117,7 +118,7 @@ class RtmpConnection(asyncio.Protocol):
         self._pending: deque[chunks.RtmpMessage] = deque()
         self._closed = False
         now = host.clock()
-        self._started = now
+        self._started = now - age
         self._last_data = now
         self._stalled_seen = host.stalled
         self._messages = TokenBucket(limits.messages_per_second, limits.message_burst, now)

@@ -53,8 +53,14 @@ class Router(Protocol):
     @property
     def processes(self) -> int: ...
 
-    def hand_over(self, app: str, sock: socket.socket, received: bytes) -> None:
-        """Pass the socket, after its handshake, with the bytes read since, to its engine."""
+    def hand_over(
+        self, app: str, sock: socket.socket, received: bytes, connected_at: float
+    ) -> None:
+        """Pass the socket, after its handshake, with the bytes read since, to its engine.
+
+        `connected_at`: time.monotonic() of the TCP connect (the system's one
+        clock), so the engine's deadline to publish counts the time spent here.
+        """
         ...
 
 
@@ -126,11 +132,13 @@ class RtmpFront:
             client.close()
             self.refusals.refuse(refusal, f"rtmp {peer}", f"refused ({refusal})")
             return
-        task = asyncio.create_task(self._route(client, peer, address))
+        task = asyncio.create_task(self._route(client, peer, address, time.monotonic()))
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
 
-    async def _route(self, client: socket.socket, peer: str, address: str) -> None:
+    async def _route(
+        self, client: socket.socket, peer: str, address: str, connected_at: float
+    ) -> None:
         pending = True
         limits = self.limits
         try:
@@ -146,7 +154,7 @@ class RtmpFront:
                 pending = False
                 await relay.relay(client, received, remote)
                 return
-            self._router.hand_over(app, client, received)
+            self._router.hand_over(app, client, received, connected_at)
         except TimeoutError:
             self.refusals.refuse(
                 "timeout",

@@ -136,16 +136,17 @@ class RtmpServer:
         except OSError:
             sock.close()
 
-    async def adopt(self, sock: socket.socket, received: bytes) -> None:
+    async def adopt(self, sock: socket.socket, received: bytes, *, age: float = 0.0) -> None:
         """Take over a connection whose handshake another process completed.
 
         `received` is everything the client sent after its C2 (the chunk
         stream from its first byte), so the session continues as if this
         server had done the handshake itself. Used by the worker's RTMP front
         (servers/rtmp/front.py) to hand a publisher to the engine process that
-        owns its stream.
+        owns its stream. `age`: seconds since the client connected (its
+        deadline to publish counts them).
         """
-        connection = RtmpConnection(self, handshake_done=True)
+        connection = RtmpConnection(self, handshake_done=True, age=age)
         await self.loop.connect_accepted_socket(lambda: connection, sock)
         if received:
             connection.data_received(received)
