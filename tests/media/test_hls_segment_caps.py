@@ -1,9 +1,11 @@
-"""The HLS writer's segment caps, on real H.264 packets (issue 8, item 5).
+"""The HLS writer's segment caps and write failures, on real H.264 packets (issue 8).
 
 A publisher that never sends another keyframe (or a camera whose keyframe
 interval is longer than the cap) gets segments cut at the duration cap; one
 that sends too much too fast loses packets at the byte cap rather than grow a
-segment without bound. The wall clock is injected, so time is controlled.
+segment without bound. A segment that cannot be written (no descriptor left,
+disk full) is dropped and the stream goes on. The wall clock is injected, so
+time is controlled.
 """
 
 from __future__ import annotations
@@ -125,3 +127,30 @@ def test_same_timestamp_joins_are_capped(tmp_path: Path) -> None:
             piece.time_base, piece.dts, piece.pts = packets[0].time_base, 0, 0
             writer.write(0, piece)
     assert writer.dropped_packets == 2 * MAX_JOINED_PACKETS + 1
+
+
+def test_a_segment_that_cannot_be_written_is_dropped_and_the_stream_goes_on(
+    tmp_path: Path,
+) -> None:
+    clip = make_clip(seconds=12)
+    folder = tmp_path / "stream"
+    written: list[SegmentWritten] = []
+    writer = HlsWriter(folder, HlsOptions(segment_seconds=2), on_segment=written.append)
+    container, packets = packets_of(clip)
+    with container:
+        writer.begin([container.streams.video[0]])
+        for packet in packets:
+            seconds = float(packet.dts * packet.time_base)
+            if 4.5 < seconds < 7.5:
+                if folder.exists():  # the disk goes away for two segments' time
+                    for path in folder.iterdir():
+                        path.unlink()
+                    folder.rmdir()
+            elif not folder.exists():
+                folder.mkdir()
+            writer.write(0, packet)
+    assert writer.failed_writes >= 1
+    playlist = parse_media_playlist((folder / "index.m3u8").read_text())
+    assert [s.sequence for s in playlist.segments] == list(range(len(playlist.segments)))
+    assert playlist.segments[-1].discontinuity or playlist.discontinuity_positions
+    assert written[-1].sequence == len(written) - 1  # no number lost to the failure

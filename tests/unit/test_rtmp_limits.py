@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -70,6 +73,28 @@ def test_connection_cap_is_sized_from_the_descriptor_limit(
     nofile: int, configured: int | None, cap: int
 ) -> None:
     assert limits.connection_cap(configured, nofile) == cap
+
+
+def test_the_descriptor_limit_is_raised_to_the_hard_limit() -> None:
+    """In a child process started with soft 256 and hard 1024 (this one stays as it is)."""
+    script = (
+        "import logging, resource\n"
+        "from camstream_worker.servers.rtmp.limits import raise_fd_limit\n"
+        "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        preexec_fn=lower,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["1024", "1024"]
 
 
 def test_limits_from_the_environment() -> None:

@@ -154,6 +154,7 @@ class HlsWriter:
         self.dropped_packets = 0
         self.timeline_jumps = 0
         self.forced_cuts = 0
+        self.failed_writes = 0
         directory.mkdir(parents=True, exist_ok=True)
         resumed = _next_sequence_on_disk(directory / wire.PLAYLIST)
         if resumed is not None and resumed > self._next_sequence:
@@ -339,20 +340,25 @@ class HlsWriter:
             self._next_sequence = max(self._next_sequence, first)
             self._first_number = None
         sequence = self._next_sequence
-        if self._options.segment_type == "fmp4":
-            init, data = fmp4.mux_fragment(self._templates, self._held)
-            if self._init_uri is None:
-                self._init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
-                _write_atomically(self._dir / self._init_uri, init)
-            uri = f"seg{sequence}.m4s"
-        else:
-            data = self._mux(self._held)
-            uri = f"seg{sequence}.ts"
-        self._held = []
+        held, self._held = self._held, []
         self._held_bytes = 0
         self._joined = {}
         self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
-        _write_atomically(self._dir / uri, data)
+        try:
+            if self._options.segment_type == "fmp4":
+                init, data = fmp4.mux_fragment(self._templates, held)
+                if self._init_uri is None:
+                    init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
+                    _write_atomically(self._dir / init_uri, init)
+                    self._init_uri = init_uri
+                uri = f"seg{sequence}.m4s"
+            else:
+                data = self._mux(held)
+                uri = f"seg{sequence}.ts"
+            _write_atomically(self._dir / uri, data)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
         segment = Segment(
             sequence=sequence,
             uri=uri,
@@ -378,6 +384,23 @@ class HlsWriter:
                 )
             )
 
+    def _write_failed(self, exc: OSError, *, gap: bool = True) -> None:
+        """A segment (or the playlist) could not be written: out of descriptors, disk full.
+
+        The camera is not to blame and its connection must not die of it:
+        the segment is dropped and the next one written marks the gap as a
+        discontinuity (`gap`). A playlist not written is written with the next.
+        """
+        self.failed_writes += 1
+        self._pending_discontinuity = self._pending_discontinuity or gap
+        if self.failed_writes == 1 or self.failed_writes % 100 == 0:
+            log.warning(
+                "%s: cannot write a segment (%s); dropped (%d so far)",
+                self._dir.name,
+                os.strerror(exc.errno or 0) if exc.errno else type(exc).__name__,
+                self.failed_writes,
+            )
+
     def _publish(self, segment: Segment) -> None:
         listed, dropped, self._discontinuity_sequence = slide_window(
             (*self._listed, segment), self._options.window_segments, self._discontinuity_sequence
@@ -387,7 +410,10 @@ class HlsWriter:
         text = render_media_playlist(
             listed, target=self._target, discontinuity_sequence=self._discontinuity_sequence
         )
-        _write_atomically(self._dir / wire.PLAYLIST, text.encode())
+        try:
+            _write_atomically(self._dir / wire.PLAYLIST, text.encode())
+        except OSError as exc:  # the next segment's playlist lists this one too
+            self._write_failed(exc, gap=False)
         self._retired.extend(dropped)
         while len(self._retired) > self._retain_extra:
             old = self._retired.pop(0)
@@ -408,9 +434,13 @@ class HlsWriter:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a disk that filled up mid-write
+        raise
 
 
 def _next_sequence_on_disk(playlist: Path) -> int | None:
