@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 
 import pytest
@@ -94,3 +95,41 @@ async def test_messages_are_small_until_the_publish_is_accepted() -> None:
         await asyncio.to_thread(publisher)
         sink = keys.sink(GOOD_KEY)
         assert [len(p.data) for p in sink.packets] == [4 + (1 << 20)]
+
+
+async def test_a_closed_connection_does_not_linger_on_a_client_that_never_reads() -> None:
+    """A refusal with megabytes still queued: flushed for close_grace, then aborted."""
+    keys = Keys({GOOD_KEY: CollectingSink})
+    options = dict(
+        write_high_water=1 << 30,
+        max_write_buffer=1 << 30,  # never a slow reader: the close has to end it
+        pings_per_second=1e6,
+        ping_burst=1e6,
+        messages_per_second=1e6,
+        message_burst=1e6,
+        close_grace=0.5,
+    )
+    async with rtmp_server(keys, **options) as server:
+        baseline = len(os.listdir("/proc/self/fd"))
+
+        def flood_then_garbage() -> RtmpClient:
+            client = RtmpClient(server.port, receive_buffer=2048)
+            client.handshake()
+            assert client.publish("live", GOOD_KEY) == "NetStream.Publish.Start"
+            pings = b"".join(client_ping(n) for n in range(200))
+            for _ in range(1700):  # 6 MB of replies queued, none read
+                client.raw(pings)
+            client.raw(b"\xc9" + bytes(64))  # fmt 3 on a chunk stream never opened
+            return client
+
+        client = await asyncio.to_thread(flood_then_garbage)
+        try:
+            await until(lambda: server.stats()["refused_protocol"] == 1, within=20)
+            # The server's socket is gone (only the client's own is still open)...
+            await until(
+                lambda: len(os.listdir("/proc/self/fd")) <= baseline + 1,
+                within=5,
+                what="the server's socket to be aborted",
+            )
+        finally:
+            client.close()
