@@ -29,8 +29,10 @@ from tests.harness.rtmp_client import RtmpClient
 from tests.media.worker_process import WorkerProcess
 from tests.security.conftest import (
     HEALTHY,
+    HEALTHY_KEY,
     MAX_SEGMENT_GAP,
     Watch,
+    assert_no_secrets,
     healthy_camera,
     rejected_since,
 )
@@ -106,6 +108,7 @@ def test_idle_rtmp_connections_are_capped_below_the_descriptor_limit(start_worke
         # Once the idle ones are gone, a publisher gets in again.
         with RtmpClient(worker.rtmp_port, source="127.0.3.9") as client:
             client.handshake()
+        assert_no_secrets(worker, HEALTHY_KEY)
 
 
 @pytest.mark.parametrize("processes", [2, 1])
@@ -151,6 +154,7 @@ def test_out_of_descriptors_the_accept_loop_backs_off_and_is_not_ready(
 
     assert len(reply) == 1 + 2 * 1536 and reply[0] == 3
     assert b"camstream_rtmp_accepting 1.0" in metrics
+    assert_no_secrets(worker, HEALTHY_KEY)
     log = worker.log()
     name = "rtmp front" if processes > 1 else "rtmp"
     assert f"{name}: cannot accept connections" in log

@@ -90,8 +90,22 @@ async def test_messages_are_small_until_the_publish_is_accepted() -> None:
                 client.tag(VIDEO, 40, b"\x17\x01\x00\x00\x00" + nalu)
                 assert not client.closed_within(1)
 
+        def chatty_stranger() -> bool:
+            # Messages each under 64 KiB, and fewer than 64, but 300 kB in all.
+            with RtmpClient(server.port) as client:
+                client.handshake()
+                client.connect("live")
+                try:
+                    for _ in range(50):
+                        client.send(4, DATA, 0, 0, b"\x05" * 6000)
+                except Closed:
+                    return True
+                return client.closed_within(5)
+
         assert await asyncio.to_thread(stranger)
         assert server.stats()["refused_too_large"] == 1
+        assert await asyncio.to_thread(chatty_stranger)
+        assert server.stats()["refused_too_large"] == 2
         await asyncio.to_thread(publisher)
         sink = keys.sink(GOOD_KEY)
         assert [len(p.data) for p in sink.packets] == [4 + (1 << 20)]
