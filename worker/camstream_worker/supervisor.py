@@ -73,6 +73,32 @@ class Supervised(Protocol):
     def reconnecting(self, reason: str, message: str) -> None: ...
 
 
+class LoopDelays:
+    """How late the event loop ran, as spans of monotonic time, to leave out of silences.
+
+    `since(t)` is the part of those spans after `t`: a camera silent since
+    its last packet at `t` was silent for `now - t - since(t)` seconds of
+    the loop's working time. Spans that ended before the moment asked about
+    are forgotten (moments asked about only move forward), and so are spans
+    that ended more than `keep` seconds before the newest: a stream waiting
+    for its camera asks nothing for days.
+    """
+
+    def __init__(self, keep: float) -> None:
+        self._keep = keep
+        self._spans: list[tuple[float, float]] = []
+
+    def add(self, start: float, end: float) -> None:
+        if end > start:
+            self._spans.append((start, end))
+            if self._spans[0][1] < end - self._keep:
+                self._spans = [(a, b) for a, b in self._spans if b >= end - self._keep]
+
+    def since(self, moment: float) -> float:
+        self._spans = [(a, b) for a, b in self._spans if b > moment]
+        return sum(b - max(a, moment) for a, b in self._spans)
+
+
 class Supervisor:
     def __init__(self, stream: Supervised) -> None:
         self._stream = stream
@@ -141,34 +167,31 @@ class Supervisor:
         # camera's silence: after a stall of the whole process, the packets it
         # sent meanwhile are still in the kernel, and a camera must not be
         # blamed, dropped and marked Reconnecting for the server's stall.
-        overslept = 0.0  # since the last packet
-        overslept_total = 0.0  # since the attempt began
-        seen_packet_at = session.last_packet_at
+        delays = LoopDelays(keep=4 * stall + 60)
+        started = time.monotonic()
         try:
             while not run.done():
                 if self._stop.is_set():
                     stopping.set()
                     break
                 now = time.monotonic()
-                if session.last_packet_at != seen_packet_at:
-                    seen_packet_at, overslept = session.last_packet_at, 0.0
-                if session.active and now - seen_packet_at - overslept > stall:
+                last_packet = session.last_packet_at
+                if session.active and now - last_packet - delays.since(last_packet) > stall:
                     stopping.set()
                     await self._finish(run, session, grace=stall)
                     raise SourceStalled(f"no packet for {stall:.0f}s")
                 if (
                     not session.active
                     and open_deadline is not None
-                    and now - overslept_total > open_deadline
+                    and now - delays.since(started) > open_deadline
                 ):
                     stopping.set()
                     await self._finish(run, session, grace=stall)
                     raise SourceStalled(f"connected, but no stream within {2 * stall:.0f}s")
                 await asyncio.wait({run}, timeout=WATCH_INTERVAL)
                 if not run.done():
-                    late = max(0.0, time.monotonic() - now - WATCH_INTERVAL)
-                    overslept += late
-                    overslept_total += late
+                    woke = time.monotonic()
+                    delays.add(woke - max(0.0, woke - now - WATCH_INTERVAL), woke)
             await asyncio.shield(run)  # raises the source's error, or returns on stop
             if not self._stop.is_set():
                 raise SourceError("the source returned without an error")

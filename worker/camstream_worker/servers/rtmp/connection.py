@@ -330,6 +330,8 @@ class RtmpConnection(asyncio.Protocol):
 
     def _decode(self) -> None:
         """Decode one budget's worth of chunks, handle their messages, and yield if more remain."""
+        if self._closed:
+            return  # a continuation scheduled before the connection closed
         decoder = self._decoder
         before = decoder.messages
         self._pending.extend(decoder.decode(self._limits.work_budget))

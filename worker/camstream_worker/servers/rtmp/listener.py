@@ -52,7 +52,7 @@ __all__ = ["RtmpServer"]
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_PERIOD = 0.25  # deadlines checked, the loop's stalls measured
+HOUSEKEEPING_PERIOD = 1.0  # deadlines checked, the loop's stalls measured
 
 
 class RtmpServer:
@@ -239,6 +239,7 @@ class RtmpServer:
 
     async def _watch_deadlines(self) -> None:
         limits = self.limits
+        # Often enough for the shortest deadline; every connection is visited.
         period = min(
             HOUSEKEEPING_PERIOD, max(0.05, min(limits.handshake_timeout, limits.idle_timeout) / 4)
         )
