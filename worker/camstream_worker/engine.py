@@ -25,6 +25,8 @@ from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.sources.base import PushedSource
+from camstream_worker.sources.egress import Egress
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
 from camstream_worker.stream import Stream
 
@@ -32,9 +34,13 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, hls_root: Path, secrets: SecretResolver) -> None:
+    def __init__(
+        self, hls_root: Path, secrets: SecretResolver, *, sources: SourcePolicy | None = None
+    ) -> None:
+        """`sources`: where pulled sources may go; the default is a cluster's (no local files)."""
         self.hls_root = hls_root
         self._secrets = secrets
+        self._egress = Egress(sources or SourcePolicy())
         self._streams: dict[StreamKey, Stream] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
@@ -93,12 +99,14 @@ class Engine:
             streams = list(self._streams.values())
             self._streams.clear()
             await asyncio.gather(*(stream.stop() for stream in streams))
+            await self._egress.close()
 
     def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
         stream = Stream(
             spec,
             hls_root=self.hls_root,
             secrets=self._secrets,
+            egress=self._egress,
             start=start,
             discontinuity=discontinuity,
             on_change=self._notify,

@@ -64,7 +64,7 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                 secrets.append(doc)
             elif doc.get("kind") == KIND:
                 try:
-                    spec = parse_stream(doc)
+                    spec = parse_stream(doc, local_files=True)  # confined to the file roots
                 except SpecError as exc:
                     errors.append(f"{where}: {exc}")
                     continue
@@ -110,14 +110,18 @@ async def start_standalone(
     rtmp_stats: Callable[[], Mapping[str, int]]
     if serving.processes > 1:
         pool = ShardedEngine(
-            serving.hls_dir, secrets, serving.processes, rtmp_limits=serving.rtmp
+            serving.hls_dir,
+            secrets,
+            serving.processes,
+            sources=serving.sources,
+            rtmp_limits=serving.rtmp,
         )
         await pool.start()
         front = await pool.serve_rtmp(serving.host, serving.rtmp_port)
         engine, rtmp = pool, front
         rtmp_stats = lambda: pool.rtmp_stats(front)  # noqa: E731 - one line reads better here
     else:
-        single = Engine(serving.hls_dir, secrets)
+        single = Engine(serving.hls_dir, secrets, sources=serving.sources)
         listener = RtmpServer(
             single.authorize_publish, serving.host, serving.rtmp_port, limits=serving.rtmp
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 from camstream import settings
 from camstream.handoff import RingDoc
+from camstream_worker.sources import policy
 
 log = logging.getLogger("camstream.worker.cluster")
 
@@ -68,6 +69,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="renew the heartbeat Lease this often; it lasts three times as long",
+    )
+    parser.add_argument(
+        "--source-deny-cidrs",
+        type=policy.cidrs_argument,
+        default=None,
+        help=policy.DENY_FLAG_HELP,
     )
     parser.add_argument(
         "--processes",
@@ -116,10 +123,19 @@ async def serve(args: argparse.Namespace) -> int:
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
         raise_fd_limit()  # before anything sizes its caps from it
+        denied = args.source_deny_cidrs
+        if denied is None:
+            denied = settings.from_env(
+                policy.DENY_VARIABLE,
+                policy.parse_cidrs,
+                policy.DEFAULT_DENIED,
+                flag="--source-deny-cidrs",
+            )
         engine = ShardedEngine(
             args.hls_dir,
             KubeSecrets(api),
             max(1, args.processes),
+            sources=policy.SourcePolicy.build(denied=denied),  # no file roots: no local files
             rtmp_limits=Limits.from_env(),
         )
         await engine.start()

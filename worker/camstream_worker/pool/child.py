@@ -26,6 +26,7 @@ from camstream_worker.errors import SecretError
 from camstream_worker.pool import ipc
 from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.servers.rtmp.listener import RtmpServer
+from camstream_worker.sources.policy import SourcePolicy
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def main(
     control: ipc.Pipe,
     connections: socket.socket,
     log_level: int,
+    sources: SourcePolicy,
     rtmp_limits: Limits,
 ) -> None:
     logging.basicConfig(
@@ -48,7 +50,7 @@ def main(
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_Child(control, connections, Path(hls_root), rtmp_limits).run())
+    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits).run())
 
 
 class _ParentSecrets:
@@ -56,25 +58,32 @@ class _ParentSecrets:
 
     def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
         self._send = send
-        self.requests: ipc.Requests[tuple[bool, str]] = ipc.Requests()
+        self.requests: ipc.Requests[tuple[bool, str | SecretError]] = ipc.Requests()
 
     async def get(self, namespace: str, ref: SecretRef) -> str:
         number, answered = self.requests.open()
         self._send((ipc.SECRET, number, namespace, ref))
         ok, value = await answered
+        if isinstance(value, SecretError):
+            raise value
         if not ok:
-            raise SecretError(value)
-        return value
+            raise SecretError(str(value))
+        return str(value)
 
 
 class _Child:
     def __init__(
-        self, control: ipc.Pipe, connections: socket.socket, hls_root: Path, rtmp_limits: Limits
+        self,
+        control: ipc.Pipe,
+        connections: socket.socket,
+        hls_root: Path,
+        sources: SourcePolicy,
+        rtmp_limits: Limits,
     ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
-        self._engine = Engine(hls_root, self._secrets)
+        self._engine = Engine(hls_root, self._secrets, sources=sources)
         self._rtmp = RtmpServer(self._engine.authorize_publish, limits=rtmp_limits)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()

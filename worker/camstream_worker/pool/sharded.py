@@ -39,6 +39,7 @@ from camstream_worker.protocols.rtmp.names import redact_app
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
 from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import Phase, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ class ShardedEngine:
         secrets: SecretResolver,
         processes: int,
         *,
+        sources: SourcePolicy | None = None,
         rtmp_limits: Limits | None = None,
     ) -> None:
-        """`rtmp_limits`: for the front and every engine process's listener."""
+        """`sources`: where pulled sources may go (each engine process gets a copy);
+        `rtmp_limits`: for the front and every engine process's listener."""
         self.hls_root = hls_root
         self._secrets = secrets
         self._rtmp_limits = rtmp_limits or Limits()
@@ -66,6 +69,7 @@ class ShardedEngine:
             EngineProcess(
                 index,
                 hls_root,
+                sources=sources or SourcePolicy(),
                 rtmp_limits=self._rtmp_limits,
                 on_status=self._reported,
                 resolve_secret=self._resolve,
@@ -172,8 +176,8 @@ class ShardedEngine:
                 except Exception:
                     log.exception("status listener failed")
 
-    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str]:
+    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str | SecretError]:
         try:
             return True, await self._secrets.get(namespace, ref)
         except SecretError as exc:
-            return False, str(exc)
+            return False, exc  # the class travels too: SecretNotAllowed is not SecretMissing
