@@ -107,7 +107,6 @@ class RtmpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.peer = "?"
         self.address = "?"  # what per-address caps count by (admission.address_key)
-        self.admitted = False
         self.stranger = True  # no publish accepted yet
         self._prefix = "rtmp ?"
         self._handshake = None if handshake_done else handshake.ServerHandshake()
@@ -158,8 +157,6 @@ class RtmpConnection(asyncio.Protocol):
             self._closed = True
             self._host.refusals.refuse(refusal, self._prefix, _ADMISSION_REFUSALS[refusal])
             transport.abort()
-            return
-        self.admitted = True
 
     def data_received(self, data: bytes) -> None:
         counters = self._host.counters
