@@ -154,7 +154,12 @@ class RtmpFront:
                 pending = False
                 await relay.relay(client, received, remote)
                 return
-            self._router.hand_over(app, client, received, connected_at)
+            try:
+                self._router.hand_over(app, client, received, connected_at)
+            except OSError as exc:  # its engine process is restarting: not the client's fault
+                self.refusals.refuse(
+                    "capacity", f"rtmp {peer}", f"no engine process took it ({type(exc).__name__})"
+                )
         except TimeoutError:
             self.refusals.refuse(
                 "timeout",
