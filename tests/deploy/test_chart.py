@@ -775,6 +775,7 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_worker_partitions",
         "camstream_rtmp_connections",
         "camstream_rtmp_rejected_total",
+        "camstream_rtmp_accepting",
         "camstream_ring_version",
         "camstream_ring_members",
         "camstream_handoffs_total",

@@ -231,3 +231,13 @@ class Stream:
         if session_running and self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
             self._live_since = time.monotonic()
             self.set_phase(Phase.LIVE, "Streaming", "")
+        if segment.forced and self._status.phase is Phase.LIVE:
+            # Stays until the stream's phase changes: a long-GOP camera would
+            # otherwise flip its status (a write each time) every keyframe.
+            self.set_phase(
+                Phase.LIVE,
+                "KeyframeIntervalTooLong",
+                f"no keyframe within {self._writer.max_segment_seconds:.0f} s: segments are"
+                " cut without one, so new viewers may wait for a picture; set the camera's"
+                f" keyframe interval to at most {self.spec.hls.segment_seconds} s",
+            )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from camstream import settings
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.sources import policy
 from camstream_worker.sources.policy import SourcePolicy
 
@@ -32,6 +33,7 @@ class Serving:
     processes: int
     hls_dir: Path
     sources: SourcePolicy  # what pulled sources may reach, which files they may read
+    rtmp: Limits = field(default_factory=Limits)  # CAMSTREAM_RTMP_* (limits.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ def serving(
         processes=usable_cpus() if args.processes is None else args.processes,
         hls_dir=hls_dir,
         sources=SourcePolicy.build(denied=denied, file_roots=file_roots),
+        rtmp=Limits.from_env(environ),
     )
 
 

@@ -32,6 +32,7 @@ from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
 from camstream_worker.servers.http.server import bound_port, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
+from camstream_worker.servers.rtmp.limits import raise_fd_limit
 from camstream_worker.servers.rtmp.listener import RtmpServer
 
 log = logging.getLogger(__name__)
@@ -102,24 +103,37 @@ class Standalone:
 async def start_standalone(
     manifests: Manifests, serving: config.Serving, *, secrets_dir: Path | None = None
 ) -> Standalone:
+    raise_fd_limit()  # before anything sizes its caps from it
     secrets = StaticSecrets(manifests.secrets, secrets_dir=secrets_dir)
     engine: Engine | ShardedEngine
     rtmp: RtmpServer | RtmpFront
     rtmp_stats: Callable[[], Mapping[str, int]]
     if serving.processes > 1:
-        pool = ShardedEngine(serving.hls_dir, secrets, serving.processes, sources=serving.sources)
+        pool = ShardedEngine(
+            serving.hls_dir,
+            secrets,
+            serving.processes,
+            sources=serving.sources,
+            rtmp_limits=serving.rtmp,
+        )
         await pool.start()
         front = await pool.serve_rtmp(serving.host, serving.rtmp_port)
         engine, rtmp = pool, front
         rtmp_stats = lambda: pool.rtmp_stats(front)  # noqa: E731 - one line reads better here
     else:
         single = Engine(serving.hls_dir, secrets, sources=serving.sources)
-        listener = RtmpServer(single.authorize_publish, host=serving.host, port=serving.rtmp_port)
+        listener = RtmpServer(
+            single.authorize_publish, serving.host, serving.rtmp_port, limits=serving.rtmp
+        )
         await listener.start()
         engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
     app = make_app(
-        engine, serving.hls_dir, worker_name="standalone", registry=worker_registry(rtmp_stats)
+        engine,
+        serving.hls_dir,
+        worker_name="standalone",
+        registry=worker_registry(rtmp_stats),
+        ready=lambda: rtmp.accepting,  # not while the RTMP port is out of descriptors
     )
     http = await serve(app, serving.host, serving.http_port)
     return Standalone(engine, rtmp, http, bound_port(http))

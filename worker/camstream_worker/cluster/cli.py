@@ -100,6 +100,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.pool.sharded import ShardedEngine
     from camstream_worker.servers.http.server import make_app
     from camstream_worker.servers.http.server import serve as serve_http
+    from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
     from .agent import Agent, Identity
     from .locator import RingLocator
@@ -121,6 +122,7 @@ async def serve(args: argparse.Namespace) -> int:
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
+        raise_fd_limit()  # before anything sizes its caps from it
         denied = args.source_deny_cidrs
         if denied is None:
             denied = settings.from_env(
@@ -134,6 +136,7 @@ async def serve(args: argparse.Namespace) -> int:
             KubeSecrets(api),
             max(1, args.processes),
             sources=policy.SourcePolicy.build(denied=denied),  # no file roots: no local files
+            rtmp_limits=Limits.from_env(),
         )
         await engine.start()
         agent = Agent(
@@ -154,7 +157,8 @@ async def serve(args: argparse.Namespace) -> int:
             engine,
             args.hls_dir,
             owner=locator,
-            ready=agent.ready,
+            # Not ready while the RTMP port is out of descriptors either.
+            ready=lambda: agent.ready() and rtmp.accepting,
             worker_name=identity.pod_name,
             registry=worker_registry(
                 lambda: engine.rtmp_stats(rtmp),

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from camstream.spec import SecretRef
 from camstream_worker.engine import Engine
 from camstream_worker.errors import SecretError
 from camstream_worker.pool import ipc
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.servers.rtmp.listener import RtmpServer
 from camstream_worker.sources.policy import SourcePolicy
 
@@ -38,6 +40,7 @@ def main(
     connections: socket.socket,
     log_level: int,
     sources: SourcePolicy,
+    rtmp_limits: Limits,
 ) -> None:
     logging.basicConfig(
         level=log_level,
@@ -47,7 +50,7 @@ def main(
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_Child(control, connections, Path(hls_root), sources).run())
+    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits).run())
 
 
 class _ParentSecrets:
@@ -70,13 +73,18 @@ class _ParentSecrets:
 
 class _Child:
     def __init__(
-        self, control: ipc.Pipe, connections: socket.socket, hls_root: Path, sources: SourcePolicy
+        self,
+        control: ipc.Pipe,
+        connections: socket.socket,
+        hls_root: Path,
+        sources: SourcePolicy,
+        rtmp_limits: Limits,
     ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
         self._engine = Engine(hls_root, self._secrets, sources=sources)
-        self._rtmp = RtmpServer(self._engine.authorize_publish)
+        self._rtmp = RtmpServer(self._engine.authorize_publish, limits=rtmp_limits)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -134,11 +142,17 @@ class _Child:
             passed = ipc.receive_connection(self._connections)
         except (BlockingIOError, InterruptedError):
             return
+        except ipc.DescriptorLost:
+            # Out of descriptors: the client is gone (the kernel closed it); the
+            # listener's cap (sized from the limit) keeps this rare.
+            self._rtmp.refusals.refuse("capacity", "rtmp ?", "a handed-over connection was lost")
+            return
         if passed is None:
             self._done.set()  # the parent closed its end
             return
-        connection, received = passed
-        self._spawn(self._rtmp.adopt(connection, received))
+        connection, received, connected_at = passed
+        age = max(0.0, time.monotonic() - connected_at)
+        self._spawn(self._rtmp.adopt(connection, received, age=age))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

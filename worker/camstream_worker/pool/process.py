@@ -23,6 +23,7 @@ from camstream.spec import SecretRef, StreamKey, StreamSpec
 from camstream_worker.errors import SecretError
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool import child, ipc
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
 
@@ -43,6 +44,7 @@ class EngineProcess:
         hls_root: Path,
         *,
         sources: SourcePolicy,
+        rtmp_limits: Limits,
         on_status: OnStatus,
         resolve_secret: ResolveSecret,
         closing: Callable[[], bool],
@@ -51,6 +53,7 @@ class EngineProcess:
         self.index = index
         self._hls_root = hls_root
         self._sources = sources
+        self._rtmp_limits = rtmp_limits
         self._on_status = on_status
         self._resolve_secret = resolve_secret
         self._closing = closing
@@ -77,6 +80,7 @@ class EngineProcess:
                 child_connections,
                 logging.getLogger().level,
                 self._sources,
+                self._rtmp_limits,
             ),
             name=f"camstream-engine-{self.index}",
             daemon=True,
@@ -108,10 +112,10 @@ class EngineProcess:
             process.kill()
         self._detach()
 
-    def hand_over(self, sock: socket.socket, received: bytes) -> None:
+    def hand_over(self, sock: socket.socket, received: bytes, connected_at: float) -> None:
         """Give an RTMP connection (after its handshake) to this process."""
         assert self._connections is not None
-        ipc.pass_connection(self._connections, sock, received)
+        ipc.pass_connection(self._connections, sock, received, connected_at)
 
     async def _request(self, verb: str, *args: Any) -> None:
         number, answered = self._requests.open()

@@ -35,8 +35,10 @@ from camstream_worker.metrics.worker import add_stats
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp.names import redact_app
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import Phase, StreamStatus
 
@@ -56,15 +58,19 @@ class ShardedEngine:
         processes: int,
         *,
         sources: SourcePolicy | None = None,
+        rtmp_limits: Limits | None = None,
     ) -> None:
-        """`sources`: where pulled sources may go (each engine process gets a copy)."""
+        """`sources`: where pulled sources may go (each engine process gets a copy);
+        `rtmp_limits`: for the front and every engine process's listener."""
         self.hls_root = hls_root
         self._secrets = secrets
+        self._rtmp_limits = rtmp_limits or Limits()
         self._engines = [
             EngineProcess(
                 index,
                 hls_root,
                 sources=sources or SourcePolicy(),
+                rtmp_limits=self._rtmp_limits,
                 on_status=self._reported,
                 resolve_secret=self._resolve,
                 closing=lambda: self._closing,
@@ -132,7 +138,7 @@ class ShardedEngine:
     async def serve_rtmp(
         self, host: str, port: int, *, owner: RtmpOwner | None = None
     ) -> RtmpFront:
-        front = RtmpFront(self, host, port, owner=owner)
+        front = RtmpFront(self, host, port, owner=owner, limits=self._rtmp_limits)
         await front.start()
         return front
 
@@ -141,16 +147,21 @@ class ShardedEngine:
         parts = [engine.rtmp_stats for engine in self._engines]
         return add_stats(*parts, *([front.stats()] if front is not None else []))
 
-    def hand_over(self, app: str, sock: socket.socket, received: bytes) -> None:
+    def hand_over(
+        self, app: str, sock: socket.socket, received: bytes, connected_at: float
+    ) -> None:
         key = paths.stream_of_app(app)
         if key is not None:
             engine = self._engines[shard_of(key, len(self._engines))]
         else:
             # rtmp://host/<namespace>/<name>?key=… gives only the namespace here:
             # such publishers can reach only the streams of the first process.
-            log.info("rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>", app)
+            log.info(
+                "rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>",
+                redact_app(app),
+            )
             engine = self._engines[0]
-        engine.hand_over(sock, received)
+        engine.hand_over(sock, received, connected_at)
 
     # -- from the engine processes
 
