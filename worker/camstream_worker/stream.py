@@ -30,6 +30,7 @@ from camstream.spec import StreamSpec
 from camstream_worker.outputs.base import Output
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart, lead_of
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
+from camstream_worker.outputs.recording.recorder import Recorder
 from camstream_worker.outputs.thumbnail import Thumbnailer
 from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
 from camstream_worker.secrets.base import SecretResolver
@@ -50,9 +51,12 @@ class Stream:
         start: SequenceStart,
         discontinuity: bool,
         on_change: Callable[[StreamStatus], None],
+        recording_spool: Path | None = None,
     ) -> None:
         """`start`: where the media sequence begins; `discontinuity`: the first
-        segment continues an earlier life of the stream (a restart, a handoff)."""
+        segment continues an earlier life of the stream (a restart, a handoff);
+        `recording_spool`: where recorded groups wait for upload (None: this
+        worker does not record, whatever the spec says)."""
         self.spec = spec
         self.prefix = f"[{spec.key}] "
         self._on_change = on_change
@@ -64,10 +68,19 @@ class Stream:
         self._session: Session | None = None
         self._bytes_before = 0  # of the sessions before the current one
         self._live_since: float | None = None
+        recording = spec.recording
+        self._recorder = (
+            Recorder(spec.key, recording, recording_spool, log_prefix=self.prefix)
+            if recording is not None and recording.enabled and recording_spool is not None
+            else None
+        )
         self._writer, self._transcoder, self._thumbnailer = self._make_outputs(start, discontinuity)
         # The writer goes last: it holds packets and muxes them (in place) later.
+        # The recorder is fed by the writer's segments, and closed after it.
         self._outputs: tuple[Output, ...] = tuple(
-            o for o in (self._thumbnailer, self._transcoder, self._writer) if o is not None
+            o
+            for o in (self._thumbnailer, self._transcoder, self._writer, self._recorder)
+            if o is not None
         )
         self.source = kinds.make_source(
             spec, Context(secrets=secrets, log_prefix=self.prefix, note=self.note)
@@ -206,7 +219,11 @@ class Stream:
             self.set_phase(self._status.phase, reason, message)
 
     def _segment_from_any_thread(self, segment: SegmentWritten) -> None:
-        self._loop.call_soon_threadsafe(self._segment_written, segment)
+        if self._recorder is not None:
+            self._recorder.segment(segment)  # in the writer's thread: the bytes go to disk
+        self._loop.call_soon_threadsafe(
+            self._segment_written, dataclasses.replace(segment, data=b"")
+        )
 
     def _segment_written(self, segment: SegmentWritten) -> None:
         self._status = dataclasses.replace(

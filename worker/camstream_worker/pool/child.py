@@ -36,6 +36,7 @@ def main(
     control: ipc.Pipe,
     connections: socket.socket,
     log_level: int,
+    recording_spool: str | None = None,
 ) -> None:
     logging.basicConfig(
         level=log_level,
@@ -45,7 +46,8 @@ def main(
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_Child(control, connections, Path(hls_root)).run())
+    spool = Path(recording_spool) if recording_spool is not None else None
+    asyncio.run(_Child(control, connections, Path(hls_root), spool).run())
 
 
 class _ParentSecrets:
@@ -65,11 +67,17 @@ class _ParentSecrets:
 
 
 class _Child:
-    def __init__(self, control: ipc.Pipe, connections: socket.socket, hls_root: Path) -> None:
+    def __init__(
+        self,
+        control: ipc.Pipe,
+        connections: socket.socket,
+        hls_root: Path,
+        recording_spool: Path | None,
+    ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
-        self._engine = Engine(hls_root, self._secrets)
+        self._engine = Engine(hls_root, self._secrets, recording_spool=recording_spool)
         self._rtmp = RtmpServer(self._engine.authorize_publish)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()

@@ -40,6 +40,7 @@ class EngineProcess:
         index: int,
         hls_root: Path,
         *,
+        recording_spool: Path | None = None,
         on_status: OnStatus,
         resolve_secret: ResolveSecret,
         closing: Callable[[], bool],
@@ -47,6 +48,7 @@ class EngineProcess:
         """`closing`: the pool is shutting down, so a process that exits stays down."""
         self.index = index
         self._hls_root = hls_root
+        self._recording_spool = recording_spool
         self._on_status = on_status
         self._resolve_secret = resolve_secret
         self._closing = closing
@@ -72,6 +74,7 @@ class EngineProcess:
                 child_control,
                 child_connections,
                 logging.getLogger().level,
+                str(self._recording_spool) if self._recording_spool is not None else None,
             ),
             name=f"camstream-engine-{self.index}",
             daemon=True,

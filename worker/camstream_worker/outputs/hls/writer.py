@@ -66,6 +66,11 @@ class SegmentWritten:
     discontinuity: bool
     discontinuity_sequence: int
     written_at: float  # wall clock when the segment was cut
+    # For the recorder (outputs/recording/): the segment's own bytes, the wall
+    # clock of its first frame (its program date-time) and, for fMP4, its init.
+    data: bytes = b""
+    started_at: float = 0.0
+    init: bytes | None = None
 
 
 class HlsWriter:
@@ -243,6 +248,7 @@ class HlsWriter:
             self._next_sequence = max(self._next_sequence, first)
             self._first_number = None
         sequence = self._next_sequence
+        init: bytes | None = None
         if self._options.segment_type == "fmp4":
             init, data = fmp4.mux_fragment(self._templates, self._held)
             if self._init_uri is None:
@@ -275,6 +281,9 @@ class HlsWriter:
                     discontinuity=segment.discontinuity,
                     discontinuity_sequence=self._discontinuity_sequence,
                     written_at=cut_at,
+                    data=data,
+                    started_at=self._segment_wall if self._segment_wall is not None else cut_at,
+                    init=init,
                 )
             )
 
