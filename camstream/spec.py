@@ -209,9 +209,10 @@ def parse_recording(raw: Mapping[str, Any], path: str = "spec.recording") -> Rec
         match = _SIZE_RE.match(max_size) if isinstance(max_size, str) else None
         if match is None:
             raise SpecError(f"{path}.retention.maxSize", SIZE_MESSAGE)
-        max_bytes = int(max_size[: len(max_size) - len(match.group(1) or "")]) * _SIZE_UNITS[
-            match.group(1) or ""
-        ]
+        max_bytes = (
+            int(max_size[: len(max_size) - len(match.group(1) or "")])
+            * _SIZE_UNITS[match.group(1) or ""]
+        )
     return RecordingOptions(
         enabled=enabled,
         max_age_hours=_int(retention, "maxAgeHours", 168, 1, 87600, f"{path}.retention"),

@@ -10,10 +10,11 @@ timeline by program date-time:
   the result does not depend on the order objects were listed in);
 - a piece more than half of which lies in time already covered is a
   duplicate (the other owner recorded the same moment) and is left out;
-- a piece that does not directly follow the previous one in the same
-  object, or starts more than GAP_MS after it ended, or was marked as a new
-  source session, starts a discontinuity: a player must reset its decoder
-  there (timestamps and codec parameters may change between owners).
+- a piece that does not directly follow the previous one of the same
+  writer (the next media sequence number), or starts more than GAP_MS after
+  it ended, or was marked as a new source session, starts a discontinuity:
+  a player must reset its decoder there (timestamps and codec parameters may
+  change between owners).
 
 `ranges` joins what is recorded into (start, end) ranges, so gaps are what
 lies between them; `ranges_of_groups` does the same from the listing alone.
@@ -38,6 +39,7 @@ class Piece:
 
     object_key: str
     entry: Entry
+    writer: str = ""  # one recorder: its groups follow each other without a break
 
     @property
     def start_ms(self) -> int:
@@ -65,7 +67,7 @@ def merge(pieces: Iterable[Piece]) -> list[Chosen]:
             continue  # mostly recorded already, by this writer or another
         follows = (
             previous is not None
-            and previous.object_key == piece.object_key
+            and previous.writer == piece.writer
             and previous.entry.sequence + 1 == piece.entry.sequence
             and piece.start_ms - previous.end_ms <= GAP_MS
         )

@@ -31,9 +31,11 @@ class WorkerProcess:
         workdir: Path,
         processes: int = 2,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.processes = processes
         self.extra_args = extra_args
+        self.env = env or {}  # added to this process's environment (e.g. a recordings store)
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.hls_dir = workdir / "hls"
@@ -76,7 +78,7 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -86,7 +86,7 @@ class RecordingReader:
 
         indexes = await asyncio.gather(*(index_of(g) for g in groups))
         pieces = [
-            timeline.Piece(group.name.object_key, entry)
+            timeline.Piece(group.name.object_key, entry, group.name.writer)
             for group, index in zip(groups, indexes, strict=True)
             if index is not None
             for entry in index.entries
