@@ -118,10 +118,10 @@ def footer_length(tail: bytes) -> int:
     """From at least the last 16 bytes of an object: how many bytes the trailer takes."""
     if len(tail) < FOOTER_SIZE:
         raise RecordingFormatError("object too short for a recording footer")
-    magic, version, _, length, _ = FOOTER.unpack(tail[-FOOTER_SIZE:])
+    magic, version, flags, length, _ = FOOTER.unpack(tail[-FOOTER_SIZE:])
     if magic != MAGIC:
         raise RecordingFormatError("not a camstream recording (no footer)")
-    if version != VERSION:
+    if version != VERSION or flags != 0:  # no flags are defined in version 1
         raise RecordingFormatError(f"recording format version {version} not understood")
     if length > MAX_INDEX:
         raise RecordingFormatError("recording index too large")

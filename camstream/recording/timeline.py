@@ -6,10 +6,17 @@ record the stream for a while, each into its own objects; after a crash the
 new owner starts at some moment. The merge below turns all of that into one
 timeline by program date-time:
 
-- pieces are taken in order of start (ties: by object key, then offset, so
-  the result does not depend on the order objects were listed in);
-- a piece more than half of which lies in time already covered is a
-  duplicate (the other owner recorded the same moment) and is left out;
+- the timeline follows one writer for as long as it goes on (its next
+  segment, without a gap), so a handoff switches writers once, where the old
+  owner stopped; when it stops, the earliest piece that adds time comes next
+  (ties: by writer, object key, offset, so the result does not depend on the
+  order objects were listed in);
+- a piece that adds no more than min(GAP_MS, half its duration) of time not
+  covered yet is a duplicate (the other owner recorded the same moment) and
+  is left out; a piece that adds more is kept whole, since a player cannot
+  play part of a segment. So at a change of writer the timeline loses at
+  most that much and replays at most the rest of one segment; within one
+  writer neither;
 - a piece that does not directly follow the previous one of the same
   writer (the next media sequence number), or starts more than GAP_MS after
   it ended, or was marked as a new source session, starts a discontinuity:
@@ -22,6 +29,7 @@ lies between them; `ranges_of_groups` does the same from the listing alone.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -57,25 +65,56 @@ class Chosen:
 
 
 def merge(pieces: Iterable[Piece]) -> list[Chosen]:
-    ordered = sorted(pieces, key=lambda p: (p.start_ms, p.object_key, p.entry.offset))
+    ordered = sorted(pieces, key=lambda p: (p.start_ms, p.writer, p.object_key, p.entry.offset))
+    successor: dict[Piece, Piece] = {}
+    by_writer: dict[str, list[Piece]] = {}
+    for piece in ordered:
+        by_writer.setdefault(piece.writer, []).append(piece)
+    for own in by_writer.values():
+        own.sort(key=lambda p: (p.entry.sequence, p.start_ms))
+        successor.update(itertools.pairwise(own))
     chosen: list[Chosen] = []
     covered_until: int | None = None
     previous: Piece | None = None
-    for piece in ordered:
-        duration = piece.entry.duration_ms
-        if covered_until is not None and covered_until - piece.start_ms > duration / 2:
-            continue  # mostly recorded already, by this writer or another
-        follows = (
-            previous is not None
-            and previous.writer == piece.writer
-            and previous.entry.sequence + 1 == piece.entry.sequence
-            and piece.start_ms - previous.end_ms <= GAP_MS
+    at = 0  # ordered[:at] add nothing any more (covered time only grows)
+
+    def adds(piece: Piece) -> bool:
+        return covered_until is None or piece.end_ms - covered_until > _slack(piece)
+
+    while True:
+        candidate = successor.get(previous) if previous is not None else None
+        if candidate is None or not _follows(previous, candidate) or not adds(candidate):
+            while at < len(ordered) and not adds(ordered[at]):
+                at += 1  # recorded already, by this writer or another
+            if at == len(ordered):
+                return chosen
+            candidate = ordered[at]
+        discontinuity = bool(chosen) and (
+            candidate.entry.discontinuity or not _follows(previous, candidate)
         )
-        discontinuity = bool(chosen) and (piece.entry.discontinuity or not follows)
-        chosen.append(Chosen(piece, discontinuity))
-        covered_until = max(covered_until or piece.end_ms, piece.end_ms)
-        previous = piece
-    return chosen
+        chosen.append(Chosen(candidate, discontinuity))
+        covered_until = max(covered_until or candidate.end_ms, candidate.end_ms)
+        previous = candidate
+
+
+def _follows(previous: Piece | None, piece: Piece) -> bool:
+    """`piece` is the next segment of the same writer, without a gap."""
+    return (
+        previous is not None
+        and previous.writer == piece.writer
+        and previous.entry.sequence + 1 == piece.entry.sequence
+        and piece.start_ms - previous.end_ms <= GAP_MS
+    )
+
+
+def _slack(piece: Piece) -> float:
+    """New time a piece must add to be kept."""
+    return min(GAP_MS, piece.entry.duration_ms / 2)
+
+
+def replay_bound(piece: Piece) -> float:
+    """The most time a kept piece can repeat of what came before it."""
+    return piece.entry.duration_ms - _slack(piece)
 
 
 def within(chosen: Sequence[Chosen], start_ms: int, end_ms: int) -> list[Chosen]:

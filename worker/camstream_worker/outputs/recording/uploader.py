@@ -124,9 +124,10 @@ class Uploader:
         """One pass, until nothing is waiting; False when the store failed (back off)."""
         if close_abandoned:
             await asyncio.to_thread(self._close_abandoned)
+        # The bound holds whether or not the store answers.
+        ready = await self._keep_bound(await asyncio.to_thread(spool.ready_groups, self.root))
         ok = await self._put_retention()
         while ok:
-            ready = await self._keep_bound(await asyncio.to_thread(spool.ready_groups, self.root))
             heads: dict[StreamKey, spool.Ready] = {}
             for group in ready:  # oldest first: the first of each stream is its head
                 heads.setdefault(group.group.key, group)
@@ -137,6 +138,7 @@ class Uploader:
             ok = all(results)
             if len(ready) == len(heads):
                 break  # no stream had more than one waiting: all caught up
+            ready = await self._keep_bound(await asyncio.to_thread(spool.ready_groups, self.root))
         remaining = await asyncio.to_thread(spool.ready_groups, self.root)
         self.stats.pending_groups = len(remaining)
         self.stats.oldest_pending_ms = remaining[0].group.start_ms if remaining else None
