@@ -12,10 +12,12 @@ minutes). In file order, sharing that timeline:
 4. an outage of the store: recording goes on into the spool, everything is
    uploaded when the store is back, no gap; a worker whose spool bound is
    too small for the outage drops its oldest groups, counts them and says so;
-5. a handoff (two workers record the stream for a while, then the first
+5. the player page shows the recorded ranges as a timeline and plays a
+   moment of the past in hls.js (headless Chromium, screenshot kept);
+6. a handoff (two workers record the stream for a while, then the first
    stops): one timeline, one discontinuity, no duplicate, no gap, and a clip
    across the boundary decodes end to end;
-6. retention, by time control: a sweep deletes what is old and nothing else.
+7. retention, by time control: a sweep deletes what is old and nothing else.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from camstream.recording.janitor import policy_json
 from camstream.spec import StreamKey
 from camstream.storage.s3 import S3Store
 from tests.harness.objectstore import BUCKET, SeaweedS3
+from tests.harness.player import play
 from tests.media.worker_process import WorkerProcess, camera_stream
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(300)]
@@ -333,6 +336,39 @@ def test_an_outage_of_the_store_loses_nothing_and_catches_up_in_order(
     wait(lambda: metric(b, "camstream_recording_pending_groups") == 0, 60, "b catching up")
     other = ranges(b, StreamKey("default", "other"))
     assert other["gaps"], other
+
+
+PROBE = """JSON.stringify(Object.assign({}, window.camstream.recordings, {
+  bars: document.querySelectorAll(".timeline-ranges > div").length,
+  shown: !document.querySelector("section[data-recordings]").hidden,
+  clipHref: document.querySelector('[data-action="clip"]').getAttribute("href")}))"""
+
+
+def test_player_page_scrubs_the_recorded_timeline_in_chromium(
+    workers: dict[str, WorkerProcess],
+) -> None:
+    a = workers["a"]
+    spans = ranges(a)["ranges"]
+    at = spans[0]["start_ms"] + 4000
+    # The page opened at a moment of the past (#t=), as a click on the timeline does.
+    result = play(
+        f"{a.base_url}/streams/default/cam/#t={at / 1000}",
+        8,
+        name="recording-timeline",
+        probe=PROBE,
+    )
+    assert result.started and result.fatal_errors == (), result.errors
+    assert result.played >= 5, result
+    page = json.loads(result.probe)
+    assert page["shown"] and page["bars"] == len(ranges(a)["ranges"]) >= 1
+    assert page["mode"] == "vod"
+    # hls.js plays the recording's own program date-times: the moment asked for.
+    assert at - SEGMENT * 1000 <= page["playing"] <= at + 15_000, page
+    assert page["clipHref"].startswith("recordings/clip.mp4?from=")
+    assert result.screenshot_path is not None and result.screenshot_path.exists()
+    # The clip button's link downloads the minute around the playing moment.
+    with urllib.request.urlopen(f"{a.base_url}/streams/default/cam/{page['clipHref']}") as r:
+        assert r.headers["Content-Type"] == "video/mp4" and len(r.read()) > 10_000
 
 
 def test_a_handoff_records_one_timeline_and_a_clip_across_it_decodes(
