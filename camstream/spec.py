@@ -130,6 +130,7 @@ class RecordingOptions:
     max_age_hours: int = 168  # retention.maxAgeHours: a week
     max_bytes: int | None = None  # retention.maxSize, in bytes; None: no cap
     group_seconds: int = 60  # segments are grouped into objects of about this long
+    dvr_minutes: int = 5  # the live DVR playlist (dvr.m3u8) reaches this far back; 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,7 @@ def parse_recording(raw: Mapping[str, Any], path: str = "spec.recording") -> Rec
         max_age_hours=_int(retention, "maxAgeHours", 168, 1, 87600, f"{path}.retention"),
         max_bytes=max_bytes,
         group_seconds=_int(raw, "groupSeconds", 60, 10, 600, path),
+        dvr_minutes=_int(raw, "dvrMinutes", 5, 0, 120, path),
     )
 
 

@@ -8,7 +8,8 @@ minutes). In file order, sharing that timeline:
 1. groups reach the store as the live segments' own bytes, one PUT per group;
 2. the VOD playlist of a range plays in ffprobe, from a worker that does not
    run the stream;
-3. a clip of a range downloads as an MP4 that decodes end to end;
+3. the live stream has a DVR window (dvr.m3u8) reaching back past the
+   live playlist; a clip of a range downloads as an MP4 that decodes end to end;
 4. an outage of the store: recording goes on into the spool, everything is
    uploaded when the store is back, no gap; a worker whose spool bound is
    too small for the outage drops its oldest groups, counts them and says so;
@@ -268,6 +269,28 @@ def test_vod_playlist_of_a_range_plays_from_a_worker_without_the_stream(
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 206 and len(response.read()) == size
         assert response.headers["Content-Range"].startswith(f"bytes {offset}-")
+
+
+def test_the_live_stream_has_a_dvr_window_to_rewind(
+    s3: SeaweedS3, workers: dict[str, WorkerProcess]
+) -> None:
+    a = workers["a"]
+    live = a.playlist("cam")
+    text = a.get("/streams/default/cam/dvr.m3u8").decode()
+    assert "#EXT-X-ENDLIST" not in text and "#EXT-X-PLAYLIST-TYPE" not in text  # live
+    uris = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(uris) > len(live.segments)  # further back than the live window (6 segments)
+    assert text.count("#EXT-X-PROGRAM-DATE-TIME:") == len(uris)
+    # The same media sequence numbers as the live playlist: one timeline.
+    first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))  # type: ignore[union-attr]
+    newest_live = live.segments[-1].sequence
+    assert first + len(uris) - 1 >= newest_live - 1
+    # Its oldest segment is the recorded one, byte for byte.
+    oldest = a.get(f"/streams/default/cam/{uris[0]}")
+    index_bytes = [run(_get(s3, k, n)) for k, n in objects(s3, CAM)]
+    assert any(oldest in data for data in index_bytes)
+    probe = ffprobe(f"{a.base_url}/streams/default/cam/dvr.m3u8")
+    assert {s["codec_name"] for s in probe["streams"]} >= {"h264", "aac"}
 
 
 def test_clip_of_a_range_downloads_as_an_mp4_that_decodes(

@@ -41,6 +41,7 @@ def test_absent_means_the_site_default_and_present_means_the_stream_decides() ->
     retention = RECORDING["properties"]["retention"]["properties"]
     assert spec.recording.max_age_hours == retention["maxAgeHours"]["default"]
     assert spec.recording.group_seconds == RECORDING["properties"]["groupSeconds"]["default"]
+    assert spec.recording.dvr_minutes == RECORDING["properties"]["dvrMinutes"]["default"]
     assert RECORDING["required"] == ["enabled"]
 
 
@@ -60,6 +61,7 @@ def test_max_size_in_bytes(size: str, expected: int) -> None:
         ({"enabled": "yes"}, "spec.recording.enabled"),
         ({"enabled": True, "groupSeconds": 5}, "spec.recording.groupSeconds"),
         ({"enabled": True, "groupSeconds": 601}, "spec.recording.groupSeconds"),
+        ({"enabled": True, "dvrMinutes": 121}, "spec.recording.dvrMinutes"),
         (
             {"enabled": True, "retention": {"maxAgeHours": 0}},
             "spec.recording.retention.maxAgeHours",

@@ -30,6 +30,7 @@ from camstream.spec import StreamSpec
 from camstream_worker.outputs.base import Output
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart, lead_of
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
+from camstream_worker.outputs.recording.dvr import DvrWindow
 from camstream_worker.outputs.recording.recorder import Recorder
 from camstream_worker.outputs.thumbnail import Thumbnailer
 from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
@@ -68,12 +69,7 @@ class Stream:
         self._session: Session | None = None
         self._bytes_before = 0  # of the sessions before the current one
         self._live_since: float | None = None
-        recording = spec.recording
-        self._recorder = (
-            Recorder(spec.key, recording, recording_spool, log_prefix=self.prefix)
-            if recording is not None and recording.enabled and recording_spool is not None
-            else None
-        )
+        self._recorder = self._make_recorder(recording_spool)
         self._writer, self._transcoder, self._thumbnailer = self._make_outputs(start, discontinuity)
         # The writer goes last: it holds packets and muxes them (in place) later.
         # The recorder is fed by the writer's segments, and closed after it.
@@ -86,6 +82,18 @@ class Stream:
             spec, Context(secrets=secrets, log_prefix=self.prefix, note=self.note)
         )
         self._supervisor = Supervisor(self)
+
+    def _make_recorder(self, spool: Path | None) -> Recorder | None:
+        recording = self.spec.recording
+        if recording is None or not recording.enabled or spool is None:
+            return None
+        # The DVR lives beside the passthrough playlist (with a ladder, in its folder).
+        live = self._folder / SOURCE_FOLDER if self.spec.transcode.enabled else self._folder
+        dvr = None
+        if recording.dvr_minutes > 0:
+            live.mkdir(parents=True, exist_ok=True)
+            dvr = DvrWindow(live, recording.dvr_minutes, self.spec.hls.segment_seconds)
+        return Recorder(self.spec.key, recording, spool, log_prefix=self.prefix, dvr=dvr)
 
     def _make_outputs(
         self, start: SequenceStart, discontinuity: bool

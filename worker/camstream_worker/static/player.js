@@ -126,7 +126,10 @@
 
   function recordings(section, video, player) {
     var base = section.getAttribute("data-recordings");
-    var rec = { ranges: [], mode: "live", at: null, playing: null, from: 0, to: 0, clip: null };
+    var rec = {
+      ranges: [], mode: "live", at: null, playing: null, from: 0, to: 0, clip: null,
+      live: video.getAttribute("data-src"),
+    };
     window.camstream.recordings = rec;
     var bars = section.querySelector(".timeline-ranges");
     var cursor = section.querySelector(".timeline-cursor");
@@ -218,13 +221,22 @@
     section.querySelector('[data-action="live"]').addEventListener("click", function () {
       rec.mode = "live";
       rec.at = null;
-      play(video.getAttribute("data-src"));
+      play(rec.live);
     });
     var wanted = /#t=([0-9.]+)/.exec(window.location.hash);
     load().then(function () {
       if (wanted) {
         playAt(parseFloat(wanted[1]) * 1000);
+        return;
       }
+      // A recorded stream's live playlist with its DVR window: the same live
+      // edge, and minutes to rewind in the player's own controls.
+      return fetch("dvr.m3u8", { method: "HEAD", cache: "no-store" }).then(function (r) {
+        if (r.ok && rec.mode === "live") {
+          rec.live = "dvr.m3u8";
+          play(rec.live);
+        }
+      });
     });
     window.setInterval(tick, 1000);
     window.setInterval(load, 30000);

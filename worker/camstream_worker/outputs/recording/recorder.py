@@ -4,7 +4,8 @@ Who calls this: the stream (stream.py) makes one when the stream's
 spec.recording is enabled; its HLS writer hands it every finished segment
 (`segment`, from whichever thread cuts segments); the stream closes it when
 the stream stops here, for whatever reason. It never decodes or re-encodes:
-the bytes recorded are the bytes the live playlist serves.
+the bytes recorded are the bytes the live playlist serves. It also keeps the
+live DVR window (dvr.py) when the spec asks for one.
 
 A group opens with the first segment and closes once it spans
 `group_seconds` of program date-time (60 s by default: at most one PUT per
@@ -35,6 +36,7 @@ from camstream.recording.janitor import policy_json
 from camstream.spec import RecordingOptions, StreamKey
 from camstream_worker.outputs.hls.writer import SegmentWritten
 from camstream_worker.outputs.recording import spool
+from camstream_worker.outputs.recording.dvr import DvrWindow
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,9 @@ class Recorder:
         *,
         writer_name: str | None = None,
         log_prefix: str = "",
+        dvr: DvrWindow | None = None,
     ) -> None:
+        """`dvr`: the live DVR window to keep beside the live playlist, if any."""
         self.key = key
         self._options = options
         self._folder = spool.stream_folder(spool_root, key)
@@ -74,6 +78,7 @@ class Recorder:
         self._entries: list[Entry] = []
         self._size = 0
         self._said_fmp4 = False
+        self._dvr = dvr
         self.closed_groups = 0
         self._folder.mkdir(parents=True, exist_ok=True)
         for leftover, _ in spool.open_groups(self._folder.parent.parent):
@@ -108,7 +113,9 @@ class Recorder:
             self._close_group()
 
     def remove_files(self) -> None:
-        pass  # recorded groups outlive the stream's stay on this worker
+        # Recorded groups outlive the stream's stay on this worker; its DVR does not.
+        if self._dvr is not None:
+            self._dvr.remove()
 
     # -- segments, from the HLS writer
 
@@ -122,6 +129,11 @@ class Recorder:
             return
         if not written.data:
             return
+        if self._dvr is not None:
+            try:
+                self._dvr.add(written)
+            except OSError as exc:
+                log.warning("%sDVR playlist not written: %s", self._prefix, exc.strerror)
         with self._lock:
             try:
                 self._append(written)
