@@ -9,7 +9,8 @@ live DVR window (dvr.py) when the spec asks for one.
 
 A group opens with the first segment and closes once it spans
 `group_seconds` of program date-time (60 s by default: at most one PUT per
-camera per minute), or when the stream stops here; its segments go to disk
+camera per minute), when the source session ends, or when the stream stops
+here; its segments go to disk
 as they come (spool.py), so a worker killed outright loses at most the
 segment it was cutting. Closed groups are the uploader's (uploader.py).
 
@@ -105,7 +106,11 @@ class Recorder:
         pass
 
     def end(self, *, keep_last: bool = True) -> None:
-        pass
+        """The source session ended (a reconnect, a stall, the stream stopping): the
+        group closes, so a camera that stays away leaves nothing open for long.
+        Called after the HLS writer's own end, whose last segment is already in."""
+        with self._lock:
+            self._close_group()
 
     def close(self) -> None:
         """The stream stops here: the open group is closed for upload."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import math
 import re
 import time
 
@@ -39,6 +40,8 @@ from camstream_worker.servers.http import paths
 MAX_RANGES_SECONDS = 7 * 86400
 MAX_VOD_SECONDS = 6 * 3600
 MAX_CLIP_SECONDS = 3600
+LATEST_SECONDS = 32503680000  # 3000-01-01: keys have 13-digit milliseconds
+OBJECT_CHUNK = 4 << 20  # a group is sent in pieces of this size, never held whole
 DEFAULT_RANGES_SECONDS = 86400
 DEFAULT_VOD_SECONDS = 3600
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -91,16 +94,18 @@ def _key(request: web.Request) -> StreamKey:
 def parse_time(text: str, name: str) -> int:
     """ISO 8601 or Unix seconds, to milliseconds; ValueError naming the parameter."""
     try:
-        return round(float(text) * 1000)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name}: not an ISO 8601 time or Unix seconds") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return round(moment.timestamp() * 1000)
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name}: not an ISO 8601 time or Unix seconds") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        seconds = moment.timestamp()
+    if not (math.isfinite(seconds) and 0 <= seconds <= LATEST_SECONDS):
+        raise ValueError(f"{name}: not a time between 1970 and 2999")
+    return round(seconds * 1000)
 
 
 def time_window(
@@ -227,19 +232,33 @@ async def _object(request: web.Request) -> web.StreamResponse:
             if start >= end:
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
             status = 206
-        data = await reader.store.get_range(object_key, start, end)
+        first = await reader.store.get_range(object_key, start, min(end, start + OBJECT_CHUNK))
     except ObjectMissing:
         return _error(404, "no such recording")
     except StorageError as exc:
         return _unavailable(exc)
-    headers = {
-        "Content-Type": "video/mp2t",
-        "Cache-Control": OBJECT_CACHE,
-        "Accept-Ranges": "bytes",
-    }
+    response = web.StreamResponse(status=status)
+    response.headers.update(
+        {"Content-Type": "video/mp2t", "Cache-Control": OBJECT_CACHE, "Accept-Ranges": "bytes"}
+    )
     if status == 206:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    return web.Response(body=data, status=status, headers=headers)
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response.content_length = end - start
+    await response.prepare(request)
+    await response.write(first)
+    at = start + len(first)
+    while at < end:
+        try:
+            piece = await reader.store.get_range(object_key, at, min(end, at + OBJECT_CHUNK))
+        except StorageError:
+            # Headers are gone: cutting the body short is all that is left to say.
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write(piece)
+        at += len(piece)
+    await response.write_eof()
+    return response
 
 
 async def _size(store: ObjectStore, object_key: str) -> int | None:
