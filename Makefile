@@ -13,3 +13,4 @@ bench:
 	scripts/bootstrap.sh run
 	.venv/bin/python bench/ring_bench.py
 	.venv/bin/python bench/worker_bench.py
+	.venv/bin/python bench/recording_bench.py

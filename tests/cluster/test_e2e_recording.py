@@ -213,6 +213,27 @@ def _uploaded_until(proxy: PlaybackService, ns: str, moment: float, timeout: flo
         time.sleep(2)
 
 
+def test_kubectl_shows_recording_and_the_api_server_checks_it(
+    recorded: tuple[Cluster, str],
+) -> None:
+    cluster, ns = recorded
+    lines = cluster.kubectl("get", "streams", "-n", ns, "-o", "wide").stdout.splitlines()
+    header = lines[0]
+    assert "RECORDING" in header.split() and "KEEP-HOURS" in header.split()
+    # Cut at the header's column starts: a cell may be empty.
+    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    row = {header[a:b].strip(): lines[1][a:b].strip() for a, b in bounds}
+    assert (row["RECORDING"], row["KEEP-HOURS"]) == ("true", "168")
+    bad = _stream("bad-size", recording={"enabled": True, "retention": {"maxSize": "10GB"}})
+    result = cluster.kubectl(
+        "apply", "-n", ns, "-f", "-", input=json.dumps(bad), check=False
+    )  # fmt: skip
+    assert result.returncode != 0
+    # The same words as camstream/spec.py's, from the CRD's CEL rule.
+    assert "spec.recording.retention.maxSize: must be a size like 500Mi or 20Gi" in result.stderr
+
+
 def test_a_rolling_restart_leaves_one_recorded_timeline_per_stream(
     recorded: tuple[Cluster, str],
 ) -> None:

@@ -7,8 +7,9 @@ MediaMTX path, the stream ties one source to its readers:
 - the source slot: the stream's source (sources/kinds.py picks it once) and at
   most one `Session` of it, which the supervisor attaches for each attempt and
   detaches when the attempt ends (`attach`, `detach`);
-- its outputs (outputs/): the HLS writer always, the ABR ladder and the
-  thumbnail when the spec asks for them; each session is handed to all of them;
+- its outputs (outputs/): the HLS writer always, the ABR ladder, the
+  thumbnail and the recorder (fed the writer's finished segments) when the
+  spec asks for them; each session is handed to all of them;
 - its status (state.StreamStatus), whose phase the supervisor drives and
   whose figures come from the sessions and the writer's segments.
 
