@@ -229,6 +229,10 @@ def test_groups_reach_the_store_as_the_live_segments_own_bytes(
     assert starts == sorted(starts)
     assert objects(s3, StreamKey("default", "plain")) == []  # not recorded: nothing stored
     assert metric(a, "camstream_recording_uploads_total") >= 1
+    # The store's credentials stay in the worker's environment: no log, metric or answer has them.
+    seen = a.log() + a.get("/metrics").decode() + a.get("/api/streams").decode()
+    seen += a.get("/streams/default/cam/recordings/ranges.json").decode()
+    assert s3.secret_key not in seen and s3.access_key not in seen
 
 
 async def _get(s3: SeaweedS3, key: str, size: int) -> bytes:

@@ -150,3 +150,22 @@ def test_bad_recording_defaults_name_their_variable() -> None:
         {"CAMSTREAM_RECORDING_DEFAULTS": '{"default": {"enabled": true}}'}
     )
     assert defaults.default.enabled
+
+
+async def test_the_uploader_closes_what_a_dead_process_left_open_after_a_while(
+    tmp_path: Path,
+) -> None:
+    spool_root, store = tmp_path / "spool", FolderStore(tmp_path / "store")
+    recorder = Recorder(KEY, RecordingOptions(True, group_seconds=60), spool_root, writer_name="w")
+    for n in range(3):
+        recorder.segment(segment(n))
+    [(_, mtime)] = spool.open_groups(spool_root)  # its process is gone: nobody closes it
+    now = [mtime + 60]
+    uploader = Uploader(spool_root, store, clock=lambda: now[0])
+    assert await uploader.round() and spool.open_groups(spool_root)  # too young: left alone
+    now[0] = mtime + 121
+    assert await uploader.round()
+    assert spool.open_groups(spool_root) == []
+    [info] = [i async for i in store.objects("site-a/door/2")]
+    data = await store.get_range(info.key, 0, info.size)
+    assert len(groupfile.parse_trailer(data, len(data)).entries) == 3
