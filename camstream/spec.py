@@ -5,9 +5,12 @@ reads watched resources), the operator (validation beyond the schema) and the
 CLI. Everything downstream works on `StreamSpec`, never on raw dicts.
 
 The defaults mirror crds/camerastream.yaml so that standalone mode, which has
-no API server to apply them, behaves exactly as a cluster does. The checks here
-are the ones a structural schema cannot express (URL shape, credentials inline
-in a URL); each error names the field it is about.
+no API server to apply them, behaves exactly as a cluster does. The checks the
+CRD also makes with CEL rules (Secret reference names and keys, credentials
+only over TLS, no local files in a cluster) come from spec_rules.py, with the
+CRD's patterns and messages. The rest are the checks a schema cannot express
+(URL shape, credentials inline in a URL). Each error names the field it is
+about and never echoes a URL.
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 from camstream import wire
+from camstream.spec_rules import (
+    INSECURE_CREDENTIALS_MESSAGE,
+    LOCAL_FILES_MESSAGE,
+    TLS_URL_PATTERN,
+    secret_key_problem,
+    secret_name_problem,
+)
 
 Protocol = Literal["rtsp", "rtmp", "synthetic", "file", "http"]
 PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "synthetic", "file", "http")
@@ -90,6 +100,8 @@ class SourceSpec:
     url: str | None = None
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     credentials: Credentials | None = None
+    # The author accepts sending credentials readable on the wire (rtsp://, http://).
+    allow_insecure_credentials: bool = False
     stream_key: SecretRef | None = None
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
     stall_timeout_seconds: int = 10
@@ -163,8 +175,15 @@ DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
 )
 
 
-def parse_stream(body: Mapping[str, Any], default_namespace: str = "default") -> StreamSpec:
-    """Parse one CameraStream body; raise SpecError naming the bad field."""
+def parse_stream(
+    body: Mapping[str, Any], default_namespace: str = "default", *, local_files: bool = False
+) -> StreamSpec:
+    """Parse one CameraStream body; raise SpecError naming the bad field.
+
+    `local_files`: `protocol: file` may run here. Only standalone mode says so
+    (and confines it to its file roots); in a cluster a stream author must not
+    read the worker's disk, so the default refuses it.
+    """
     if body.get("kind", wire.KIND) != wire.KIND:
         raise SpecError("kind", f"expected {wire.KIND}, got {body.get('kind')!r}")
     metadata = _mapping(body.get("metadata"), "metadata")
@@ -177,7 +196,7 @@ def parse_stream(body: Mapping[str, Any], default_namespace: str = "default") ->
     spec = _mapping(body.get("spec"), "spec")
     return StreamSpec(
         key=StreamKey(namespace, name),
-        source=_parse_source(_mapping(spec.get("source"), "spec.source")),
+        source=_parse_source(_mapping(spec.get("source"), "spec.source"), local_files),
         enabled=_bool(spec, "enabled", True, "spec"),
         hls=_parse_hls(_mapping(spec.get("hls", {}), "spec.hls")),
         transcode=_parse_transcode(_mapping(spec.get("transcode", {}), "spec.transcode")),
@@ -247,10 +266,12 @@ def with_recording_default(spec: StreamSpec, defaults: RecordingDefaults) -> Str
     return replace(spec, recording=defaults.for_namespace(spec.key.namespace))
 
 
-def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
+def _parse_source(raw: Mapping[str, Any], local_files: bool) -> SourceSpec:
     protocol = raw.get("protocol")
     if protocol not in PROTOCOLS:
         raise SpecError("spec.source.protocol", f"must be one of {', '.join(PROTOCOLS)}")
+    if protocol == "file" and not local_files:
+        raise SpecError("spec.source.protocol", LOCAL_FILES_MESSAGE)
     url = raw.get("url")
     if url is not None and not isinstance(url, str):
         raise SpecError("spec.source.url", "must be a string")
@@ -261,23 +282,26 @@ def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
         raise SpecError("spec.source.rtspTransport", "must be tcp or udp")
     credentials = None
     if "credentialsSecretRef" in raw:
-        ref = _mapping(raw["credentialsSecretRef"], "spec.source.credentialsSecretRef")
-        secret = _str(ref, "name", None, "spec.source.credentialsSecretRef")
+        path = "spec.source.credentialsSecretRef"
+        ref = _mapping(raw["credentialsSecretRef"], path)
+        secret = _secret_name(ref, path)
         credentials = Credentials(
-            username=SecretRef(
-                secret, _str(ref, "usernameKey", "username", "…credentialsSecretRef")
-            ),
-            password=SecretRef(
-                secret, _str(ref, "passwordKey", "password", "…credentialsSecretRef")
-            ),
+            username=SecretRef(secret, _secret_key(ref, "usernameKey", "username", path)),
+            password=SecretRef(secret, _secret_key(ref, "passwordKey", "password", path)),
         )
+    allow_insecure = _bool(raw, "allowInsecureCredentials", False, "spec.source")
+    if (
+        credentials is not None
+        and protocol in ("rtsp", "http")
+        and not allow_insecure
+        and not re.match(TLS_URL_PATTERN, str(url))
+    ):
+        raise SpecError("spec.source", INSECURE_CREDENTIALS_MESSAGE)
     stream_key = None
     if "streamKeySecretRef" in raw:
-        ref = _mapping(raw["streamKeySecretRef"], "spec.source.streamKeySecretRef")
-        stream_key = SecretRef(
-            _str(ref, "name", None, "spec.source.streamKeySecretRef"),
-            _str(ref, "key", "streamKey", "spec.source.streamKeySecretRef"),
-        )
+        path = "spec.source.streamKeySecretRef"
+        ref = _mapping(raw["streamKeySecretRef"], path)
+        stream_key = SecretRef(_secret_name(ref, path), _secret_key(ref, "key", "streamKey", path))
     if protocol == "rtmp" and stream_key is None:
         raise SpecError(
             "spec.source.streamKeySecretRef",
@@ -298,6 +322,7 @@ def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
         url=url,
         rtsp_transport=transport,
         credentials=credentials,
+        allow_insecure_credentials=allow_insecure,
         stream_key=stream_key,
         synthetic=synthetic,
         stall_timeout_seconds=_int(raw, "stallTimeoutSeconds", 10, 2, 300, "spec.source"),
@@ -320,6 +345,24 @@ def _check_url(url: str | None, protocol: str) -> str:
     if protocol != "file" and not parts.hostname:
         raise SpecError("spec.source.url", "has no host")
     return url
+
+
+def _secret_name(ref: Mapping[str, Any], path: str) -> str:
+    name = ref.get("name")
+    if name is None:
+        raise SpecError(f"{path}.name", "is required")
+    problem = secret_name_problem(name)
+    if problem:
+        raise SpecError(f"{path}.name", problem)
+    return str(name)
+
+
+def _secret_key(ref: Mapping[str, Any], field_name: str, default: str, path: str) -> str:
+    key = ref.get(field_name, default)
+    problem = secret_key_problem(key)
+    if problem:
+        raise SpecError(f"{path}.{field_name}", problem)
+    return str(key)
 
 
 def _parse_hls(raw: Mapping[str, Any]) -> HlsOptions:

@@ -117,7 +117,8 @@ def fleet(
     cluster: Cluster = request.getfixturevalue("crd")
     ns: str = request.getfixturevalue("operator")
     _start_workers(cluster, ns, 3, tmp_path)
-    _apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": PUSH_KEY},
+    _apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": PUSH_KEY, "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                          "stringData": {"streamKey": "churn-k3y"}})  # fmt: skip
     rtsp = [f"rtsp-{i}" for i in range(RTSP_CAMERAS)]
     push = [f"push-{i}" for i in range(RTMP_CAMERAS)]

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from camstream_worker.sources.policy import DEFAULT_DENIED_CIDRS
+
 from .conftest import (
     CHART,
     EXAMPLES,
@@ -45,7 +47,7 @@ CLUSTER_SCOPED = {
 
 DEFAULT_KINDS = {
     "ServiceAccount": 2,
-    "ClusterRole": 2,
+    "ClusterRole": 3,  # operator, worker, and the worker's Secrets (bound nowhere by default)
     "ClusterRoleBinding": 2,
     "Role": 2,
     "RoleBinding": 2,
@@ -97,15 +99,17 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
     [
         (
             "small-site",
-            # watchNamespaces [cameras]: Roles there instead of ClusterRoles; no RTMP.
+            # watchNamespaces [cameras]: Roles there instead of ClusterRoles, the
+            # Secrets' ClusterRole bound there only; no RTMP; an egress policy.
             {
                 **DEFAULT_KINDS,
-                "ClusterRole": 0,
+                "ClusterRole": 1,
                 "ClusterRoleBinding": 0,
                 "Role": 4,
-                "RoleBinding": 4,
+                "RoleBinding": 5,
                 "Service": 4,
                 "Ingress": 1,
+                "NetworkPolicy": 1,
             },
         ),
         (
@@ -279,6 +283,8 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         "--operator-namespace": "$(POD_NAMESPACE)",
         "--leave-seconds": "50",
         "--processes": "2",
+        # The chart's default deny-list is the worker's own default.
+        "--source-deny-cidrs": ",".join(DEFAULT_DENIED_CIDRS),
     }
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
     assert env == {
@@ -494,9 +500,11 @@ OPERATOR_RELEASE_RULES = (
 WORKER_STREAM_RULES = (
     _triples("camstream.io", "camerastreams", "get list watch")
     | _triples("camstream.io", "camerastreams/status", "get patch")
-    | _triples("", "secrets", "get")
     | EVENTS
 )
+# Only in its own ClusterRole, bound per namespace (or nowhere): see rbac.yaml.
+WORKER_SECRET_RULES = _triples("", "secrets", "get")
+WORKER_SECRETS = f"{NAMESPACE}-{RELEASE}-worker-secrets"
 WORKER_RELEASE_RULES = (
     _triples("", "configmaps", "get list watch")
     | _triples("", "pods", "get patch")
@@ -528,6 +536,11 @@ def test_rbac_all_namespaces_least_privilege(helm: Helm) -> None:
     assert _rules(w_cr) == WORKER_STREAM_RULES
     assert _bound_subjects(objects, "ClusterRole", op_cr) == [{**sa, "name": OPERATOR}]
     assert _bound_subjects(objects, "ClusterRole", w_cr) == [{**sa, "name": WORKER}]
+    # Secrets: a ClusterRole that grants nothing until a namespace binds it.
+    secrets = cluster[WORKER_SECRETS]
+    assert _rules(secrets) == WORKER_SECRET_RULES
+    assert "resourceNames" not in secrets["rules"][0]
+    assert _secret_bindings(objects) == {}
 
     op_role = one(objects, "Role", OPERATOR)
     w_role = one(objects, "Role", WORKER)
@@ -562,6 +575,121 @@ def test_rbac_no_wildcards_no_secret_listing(helm: Helm) -> None:
             ), "only workers read Secrets"
 
 
+def _secret_bindings(objects: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Where the workers' Secrets ClusterRole is bound: namespace ("*" = all) -> subjects."""
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WORKER_SECRETS}
+    out: dict[str, list[Any]] = {}
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        for binding in by_kind(objects, kind):
+            if binding["roleRef"] == ref:
+                out[binding["metadata"].get("namespace", "*")] = binding["subjects"]
+    return out
+
+
+def test_rbac_worker_secrets_by_namespace_by_name_or_everywhere(helm: Helm) -> None:
+    subject = [{"kind": "ServiceAccount", "name": WORKER, "namespace": NAMESPACE}]
+    # Follows watchNamespaces unless told otherwise.
+    watched = helm.render(sets=["watchNamespaces={site-a,site-b}"])
+    assert _secret_bindings(watched) == {"site-a": subject, "site-b": subject}
+    listed = helm.render(
+        sets=[
+            "watchNamespaces={site-a,site-b}",
+            "rbac.workerSecrets.namespaces={site-b}",
+            "rbac.workerSecrets.names={door-key,gate-key}",
+        ]
+    )
+    assert _secret_bindings(listed) == {"site-b": subject}
+    (role,) = [r for r in by_kind(listed, "ClusterRole") if r["metadata"]["name"] == WORKER_SECRETS]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": ["door-key", "gate-key"],
+        }
+    ]
+    everywhere = helm.render(sets=["rbac.workerSecrets.allNamespaces=true"])
+    assert _secret_bindings(everywhere) == {"*": subject}
+    result = helm.template(
+        sets=["rbac.workerSecrets.allNamespaces=true", "rbac.workerSecrets.namespaces={a}"],
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "rbac.workerSecrets.allNamespaces and rbac.workerSecrets.namespaces" in clean_stderr(
+        result.stderr
+    )
+
+
+def test_worker_egress_network_policy(helm: Helm) -> None:
+    assert not by_kind(helm.render(), "NetworkPolicy")
+    objects = helm.render(
+        sets=[
+            "worker.networkPolicy.enabled=true",
+            "worker.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            "worker.networkPolicy.cameras[0].cidr=10.20.0.0/16",
+            "worker.networkPolicy.cameras[0].ports[0].port=554",
+            "worker.networkPolicy.cameras[0].ports[0].protocol=TCP",
+        ]
+    )
+    policy = one(objects, "NetworkPolicy", f"{WORKER}-egress")
+    sts = one(objects, "StatefulSet", WORKER)
+    workers = sts["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == workers
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    dns, api, peers, cameras = policy["spec"]["egress"]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert api == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+    }
+    assert peers == {
+        "to": [{"podSelector": {"matchLabels": workers}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}, {"port": 1935, "protocol": "TCP"}],
+    }
+    assert cameras == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"port": 554, "protocol": "TCP"}],
+    }
+    # The default camera rule: anywhere but the link-local and metadata addresses.
+    default = one(
+        helm.render(
+            sets=[
+                "worker.networkPolicy.enabled=true",
+                "worker.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            ]
+        ),
+        "NetworkPolicy",
+        f"{WORKER}-egress",
+    )
+    blocks = [rule["to"][0]["ipBlock"] for rule in default["spec"]["egress"][3:]]
+    assert blocks == [
+        {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "100.100.100.200/32"]},
+        {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128"]},
+    ]
+    assert all("ports" not in rule for rule in default["spec"]["egress"][3:])
+    result = helm.template(sets=["worker.networkPolicy.enabled=true"], check=False)
+    assert result.returncode != 0
+    assert "worker.networkPolicy.apiServer.cidrs is required" in clean_stderr(result.stderr)
+
+
+def test_worker_deny_list_by_value(helm: Helm) -> None:
+    args = container(
+        one(helm.render(sets=["worker.sources.denyCIDRs={10.96.0.0/12}"]), "StatefulSet", WORKER),
+        "worker",
+    )["args"]
+    assert args[args.index("--source-deny-cidrs") + 1] == "10.96.0.0/12"
+    args = container(
+        one(helm.render(sets=["worker.sources.denyCIDRs=null"]), "StatefulSet", WORKER), "worker"
+    )["args"]
+    assert args[args.index("--source-deny-cidrs") + 1] == ""
+
+
 def _watched(objects: list[dict[str, Any]]) -> list[list[str]]:
     """The --watch-namespace values each component is started with."""
     values = []
@@ -591,7 +719,8 @@ def test_worker_processes_value_reaches_the_worker(helm: Helm) -> None:
 
 def test_rbac_watch_namespaces_uses_roles(helm: Helm) -> None:
     objects = helm.render(sets=["watchNamespaces={site-a,site-b}"])
-    assert not by_kind(objects, "ClusterRole")
+    # The one ClusterRole left is the Secrets' one, bound in those namespaces only.
+    assert [r["metadata"]["name"] for r in by_kind(objects, "ClusterRole")] == [WORKER_SECRETS]
     assert not by_kind(objects, "ClusterRoleBinding")
     for ns in ("site-a", "site-b"):
         roles = [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] == ns]
@@ -669,6 +798,8 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_recording_retention_deleted_bytes_total",
         "camstream_recording_retention_failures_total",
         "camstream_recording_retention_last_sweep_timestamp_seconds",
+        "camstream_event_loop_stall_seconds",
+        "camstream_event_loop_stall_max_seconds",
     }
 
 
@@ -798,6 +929,9 @@ def test_packaged_chart_carries_the_crd_byte_for_byte(helm: Helm, tmp_path: Path
         (["watchNamespaces={Bad_NS}"], ["watchNamespaces/0"]),
         (["operator.replicas=0"], ["operator/replicas"]),
         (["metrics.serviceMonitor.interval=30"], ["metrics/serviceMonitor/interval"]),
+        (["worker.sources.denyCIDRs={metadata}"], ["worker/sources/denyCIDRs/0"]),
+        (["rbac.workerSecrets.names={../x}"], ["rbac/workerSecrets/names/0"]),
+        (["rbac.workerSecrets.namespaces={Kube_System}"], ["rbac/workerSecrets/namespaces/0"]),
     ],
     ids=lambda v: v[0] if isinstance(v, list) and isinstance(v[0], str) and "=" in v[0] else None,
 )

@@ -25,6 +25,8 @@ from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.sources.base import PushedSource
+from camstream_worker.sources.egress import Egress
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
 from camstream_worker.stream import Stream
 
@@ -37,15 +39,18 @@ class Engine:
         hls_root: Path,
         secrets: SecretResolver,
         *,
+        sources: SourcePolicy | None = None,
         recording_spool: Path | None = None,
         recording_defaults: RecordingDefaults | None = None,
     ) -> None:
-        """`recording_spool`: streams that record write their groups there for
+        """`sources`: where pulled sources may go; the default is a cluster's (no local files).
+        `recording_spool`: streams that record write their groups there for
         the worker's uploader (None: nothing is recorded here);
         `recording_defaults`: what streams without spec.recording get (None:
         the specs arrive with it filled in, as the pool's parent sends them)."""
         self.hls_root = hls_root
         self._secrets = secrets
+        self._egress = Egress(sources or SourcePolicy())
         self._recording_spool = recording_spool
         self._recording_defaults = recording_defaults
         self._streams: dict[StreamKey, Stream] = {}
@@ -109,12 +114,14 @@ class Engine:
             streams = list(self._streams.values())
             self._streams.clear()
             await asyncio.gather(*(stream.stop() for stream in streams))
+            await self._egress.close()
 
     def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
         stream = Stream(
             spec,
             hls_root=self.hls_root,
             secrets=self._secrets,
+            egress=self._egress,
             start=start,
             discontinuity=discontinuity,
             on_change=self._notify,

@@ -39,6 +39,7 @@ from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.session import Session
 from camstream_worker.sources import kinds
 from camstream_worker.sources.base import Context
+from camstream_worker.sources.egress import Egress
 from camstream_worker.state import Phase, StreamStatus, stream_dir
 from camstream_worker.supervisor import Supervisor
 
@@ -50,6 +51,7 @@ class Stream:
         *,
         hls_root: Path,
         secrets: SecretResolver,
+        egress: Egress,
         start: SequenceStart,
         discontinuity: bool,
         on_change: Callable[[StreamStatus], None],
@@ -80,7 +82,8 @@ class Stream:
             if o is not None
         )
         self.source = kinds.make_source(
-            spec, Context(secrets=secrets, log_prefix=self.prefix, note=self.note)
+            spec,
+            Context(secrets=secrets, log_prefix=self.prefix, note=self.note, egress=egress),
         )
         self._supervisor = Supervisor(self)
 

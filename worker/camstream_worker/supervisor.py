@@ -35,6 +35,7 @@ from camstream_worker.errors import (
     PermanentSourceError,
     SourceError,
     SourceStalled,
+    SourceUnreachable,
 )
 from camstream_worker.session import Session
 from camstream_worker.sources.base import Source
@@ -148,7 +149,8 @@ class Supervisor:
                 if not session.active and open_deadline is not None and now > open_deadline:
                     stopping.set()
                     await self._finish(run, session, grace=stall)
-                    raise SourceStalled(f"connected, but no stream within {2 * stall:.0f}s")
+                    # As any pulled source that does not open: the one uniform answer.
+                    raise _unreachable(stream, f"connected, but no stream within {2 * stall:.0f}s")
                 await asyncio.wait({run}, timeout=WATCH_INTERVAL)
             await asyncio.shield(run)  # raises the source's error, or returns on stop
             if not self._stop.is_set():
@@ -180,3 +182,9 @@ class Supervisor:
         self._abandoned.discard(run)
         if not run.cancelled():
             run.exception()  # retrieved: its error no longer matters
+
+
+def _unreachable(stream: Supervised, detail: str) -> SourceUnreachable:
+    """The uniform error (errors.py), with what happened in the log only."""
+    log.info("%scould not open the source: %s", stream.prefix, detail)
+    return SourceUnreachable(detail)

@@ -162,6 +162,14 @@ the value to change.
 {{- if and (eq $r.store "s3") (eq $w.hls.storage "memory") -}}
 {{- fail "recording.store s3 needs worker.hls.storage emptyDir or pvc: recordings wait for upload on that volume, and tmpfs would hold them in memory" -}}
 {{- end -}}
+{{- $secrets := .Values.rbac.workerSecrets -}}
+{{- if and $secrets.allNamespaces $secrets.namespaces -}}
+{{- fail "rbac.workerSecrets.allNamespaces and rbac.workerSecrets.namespaces exclude each other: list the namespaces, or allow all" -}}
+{{- end -}}
+{{- $net := .Values.worker.networkPolicy -}}
+{{- if and $net.enabled (not $net.apiServer.cidrs) -}}
+{{- fail "worker.networkPolicy.apiServer.cidrs is required when worker.networkPolicy.enabled is true (the API server's endpoint addresses, e.g. from kubectl get endpoints kubernetes)" -}}
+{{- end -}}
 {{- if gt (int .Values.ring.partitions) 65536 -}}
 {{- fail (printf "ring.partitions (%d) must be at most 65536: streams carry partition labels for rings up to that size" (int .Values.ring.partitions)) -}}
 {{- end -}}

@@ -71,7 +71,7 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                 secrets.append(doc)
             elif doc.get("kind") == KIND:
                 try:
-                    spec = parse_stream(doc)
+                    spec = parse_stream(doc, local_files=True)  # confined to the file roots
                 except SpecError as exc:
                     errors.append(f"{where}: {exc}")
                     continue
@@ -125,6 +125,7 @@ async def start_standalone(
             serving.hls_dir,
             secrets,
             serving.processes,
+            sources=serving.sources,
             recording_spool=kept.engine_spool,
             recording_defaults=kept.defaults,
         )
@@ -136,6 +137,7 @@ async def start_standalone(
         single = Engine(
             serving.hls_dir,
             secrets,
+            sources=serving.sources,
             recording_spool=kept.engine_spool,
             recording_defaults=kept.defaults,
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 from camstream import settings
 from camstream.handoff import RingDoc
+from camstream_worker.sources import policy
 
 log = logging.getLogger("camstream.worker.cluster")
 # Seconds of the shutdown spent uploading the last recorded groups; the rest
@@ -71,6 +72,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="renew the heartbeat Lease this often; it lasts three times as long",
+    )
+    parser.add_argument(
+        "--source-deny-cidrs",
+        type=policy.cidrs_argument,
+        default=None,
+        help=policy.DENY_FLAG_HELP,
     )
     parser.add_argument(
         "--processes",
@@ -126,10 +133,19 @@ async def serve(args: argparse.Namespace) -> int:
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
+        denied = args.source_deny_cidrs
+        if denied is None:
+            denied = settings.from_env(
+                policy.DENY_VARIABLE,
+                policy.parse_cidrs,
+                policy.DEFAULT_DENIED,
+                flag="--source-deny-cidrs",
+            )
         engine = ShardedEngine(
             args.hls_dir,
             KubeSecrets(api),
             max(1, args.processes),
+            sources=policy.SourcePolicy.build(denied=denied),  # no file roots: no local files
             recording_spool=kept.engine_spool,
             recording_defaults=kept.defaults,
         )

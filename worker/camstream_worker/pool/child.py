@@ -24,6 +24,7 @@ from camstream_worker.engine import Engine
 from camstream_worker.errors import SecretError
 from camstream_worker.pool import ipc
 from camstream_worker.servers.rtmp.listener import RtmpServer
+from camstream_worker.sources.policy import SourcePolicy
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def main(
     control: ipc.Pipe,
     connections: socket.socket,
     log_level: int,
+    sources: SourcePolicy,
     recording_spool: str | None = None,
 ) -> None:
     logging.basicConfig(
@@ -47,7 +49,7 @@ def main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     spool = Path(recording_spool) if recording_spool is not None else None
-    asyncio.run(_Child(control, connections, Path(hls_root), spool).run())
+    asyncio.run(_Child(control, connections, Path(hls_root), sources, spool).run())
 
 
 class _ParentSecrets:
@@ -55,15 +57,17 @@ class _ParentSecrets:
 
     def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
         self._send = send
-        self.requests: ipc.Requests[tuple[bool, str]] = ipc.Requests()
+        self.requests: ipc.Requests[tuple[bool, str | SecretError]] = ipc.Requests()
 
     async def get(self, namespace: str, ref: SecretRef) -> str:
         number, answered = self.requests.open()
         self._send((ipc.SECRET, number, namespace, ref))
         ok, value = await answered
+        if isinstance(value, SecretError):
+            raise value
         if not ok:
-            raise SecretError(value)
-        return value
+            raise SecretError(str(value))
+        return str(value)
 
 
 class _Child:
@@ -72,12 +76,15 @@ class _Child:
         control: ipc.Pipe,
         connections: socket.socket,
         hls_root: Path,
-        recording_spool: Path | None,
+        sources: SourcePolicy,
+        recording_spool: Path | None = None,
     ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
-        self._engine = Engine(hls_root, self._secrets, recording_spool=recording_spool)
+        self._engine = Engine(
+            hls_root, self._secrets, sources=sources, recording_spool=recording_spool
+        )
         self._rtmp = RtmpServer(self._engine.authorize_publish)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()

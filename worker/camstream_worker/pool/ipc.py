@@ -7,7 +7,8 @@ engine process itself (child.py). Both ends are made before the child starts
 The control pipe carries pickled tuples; a request carries a number and is
 answered with the same number (`Requests` keeps the futures):
 
-    parent → child   (APPLY, n, specs, start_sequences) | (CLOSE, n) | (SECRET, n, ok, value)
+    parent → child   (APPLY, n, specs, start_sequences) | (CLOSE, n)
+                     | (SECRET, n, ok, value or the SecretError, whose class is the reason)
     child → parent   (DONE, n) | (STATUS, StreamStatus) | (SNAPSHOT, [StreamStatus])
                      | (SECRET, n, namespace, SecretRef) | (RTMP, {counter: value})
 

@@ -43,6 +43,7 @@ from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import Phase, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,11 @@ class ShardedEngine:
         secrets: SecretResolver,
         processes: int,
         *,
+        sources: SourcePolicy | None = None,
         recording_spool: Path | None = None,
         recording_defaults: RecordingDefaults | None = None,
     ) -> None:
+        """`sources`: where pulled sources may go (each engine process gets a copy)."""
         self.hls_root = hls_root
         self._secrets = secrets
         self._recording_defaults = recording_defaults or RecordingDefaults()
@@ -70,6 +73,7 @@ class ShardedEngine:
             EngineProcess(
                 index,
                 hls_root,
+                sources=sources or SourcePolicy(),
                 recording_spool=recording_spool,
                 on_status=self._reported,
                 resolve_secret=self._resolve,
@@ -175,8 +179,8 @@ class ShardedEngine:
                 except Exception:
                     log.exception("status listener failed")
 
-    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str]:
+    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str | SecretError]:
         try:
             return True, await self._secrets.get(namespace, ref)
         except SecretError as exc:
-            return False, str(exc)
+            return False, exc  # the class travels too: SecretNotAllowed is not SecretMissing
