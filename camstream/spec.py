@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
@@ -38,6 +38,8 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "http": ("http", "https"),
     "file": ("", "file"),
 }
+
+
 class SpecError(ValueError):
     """A CameraStream that cannot run; `field` names the offending setting."""
 
@@ -133,6 +135,28 @@ class ThumbnailOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingOptions:
+    """spec.recording: keep the stream's past in object storage (see camstream/recording/)."""
+
+    enabled: bool = False
+    max_age_hours: int = 168  # retention.maxAgeHours: a week
+    max_bytes: int | None = None  # retention.maxSize, in bytes; None: no cap
+    group_seconds: int = 60  # segments are grouped into objects of about this long
+    dvr_minutes: int = 5  # the live DVR playlist (dvr.m3u8) reaches this far back; 0: none
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingDefaults:
+    """What a stream without spec.recording gets: the chart's default, or its namespace's."""
+
+    default: RecordingOptions = field(default_factory=RecordingOptions)
+    namespaces: tuple[tuple[str, RecordingOptions], ...] = ()
+
+    def for_namespace(self, namespace: str) -> RecordingOptions:
+        return dict(self.namespaces).get(namespace, self.default)
+
+
+@dataclass(frozen=True, slots=True)
 class StreamSpec:
     key: StreamKey
     source: SourceSpec
@@ -141,6 +165,8 @@ class StreamSpec:
     transcode: TranscodeOptions = field(default_factory=TranscodeOptions)
     thumbnail: ThumbnailOptions = field(default_factory=ThumbnailOptions)
     generation: int = 0
+    # None: the stream says nothing, so the site's default applies (with_recording_default).
+    recording: RecordingOptions | None = None
 
 
 DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
@@ -176,7 +202,68 @@ def parse_stream(
         transcode=_parse_transcode(_mapping(spec.get("transcode", {}), "spec.transcode")),
         thumbnail=_parse_thumbnail(_mapping(spec.get("thumbnail", {}), "spec.thumbnail")),
         generation=int(metadata.get("generation") or 0),
+        recording=(
+            parse_recording(_mapping(spec["recording"], "spec.recording"))
+            if spec.get("recording") is not None
+            else None
+        ),
     )
+
+
+# -- recording: the same rules as the CRD's schema and CEL rules, the same messages
+
+_SIZE_RE = re.compile(r"^[1-9][0-9]{0,15}(Ki|Mi|Gi|Ti)?$")
+_SIZE_UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+SIZE_MESSAGE = "must be a size like 500Mi or 20Gi (a whole number, optionally Ki, Mi, Gi or Ti)"
+
+
+def parse_recording(raw: Mapping[str, Any], path: str = "spec.recording") -> RecordingOptions:
+    """spec.recording (or a default of the same shape); SpecError naming the field."""
+    enabled = raw.get("enabled")
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.enabled", "is required: true or false")
+    retention = _mapping(raw.get("retention", {}), f"{path}.retention")
+    max_size = retention.get("maxSize")
+    max_bytes = None
+    if max_size is not None:
+        match = _SIZE_RE.match(max_size) if isinstance(max_size, str) else None
+        if match is None:
+            raise SpecError(f"{path}.retention.maxSize", SIZE_MESSAGE)
+        max_bytes = (
+            int(max_size[: len(max_size) - len(match.group(1) or "")])
+            * _SIZE_UNITS[match.group(1) or ""]
+        )
+    return RecordingOptions(
+        enabled=enabled,
+        max_age_hours=_int(retention, "maxAgeHours", 168, 1, 87600, f"{path}.retention"),
+        max_bytes=max_bytes,
+        group_seconds=_int(raw, "groupSeconds", 60, 10, 600, path),
+        dvr_minutes=_int(raw, "dvrMinutes", 5, 0, 120, path),
+    )
+
+
+def parse_recording_defaults(raw: Mapping[str, Any], path: str) -> RecordingDefaults:
+    """{"default": {...}, "namespaces": {"ns": {...}}}: each value shaped like spec.recording."""
+    default = raw.get("default")
+    namespaces = _mapping(raw.get("namespaces", {}), f"{path}.namespaces")
+    return RecordingDefaults(
+        default=(
+            parse_recording(_mapping(default, f"{path}.default"), f"{path}.default")
+            if default is not None
+            else RecordingOptions()
+        ),
+        namespaces=tuple(
+            (str(ns), parse_recording(_mapping(value, f"{path}.namespaces.{ns}"), f"{path}.{ns}"))
+            for ns, value in sorted(namespaces.items())
+        ),
+    )
+
+
+def with_recording_default(spec: StreamSpec, defaults: RecordingDefaults) -> StreamSpec:
+    """The spec with spec.recording filled in from the site's default when it says nothing."""
+    if spec.recording is not None:
+        return spec
+    return replace(spec, recording=defaults.for_namespace(spec.key.namespace))
 
 
 def _parse_source(raw: Mapping[str, Any], local_files: bool) -> SourceSpec:

@@ -92,8 +92,11 @@ def check(result: dict[str, Any], *, assign_bound: float = ASSIGN_BOUND) -> list
                     f"{key.replace('_', ' ')} leader",
                     phase["leader_after_seconds"] is not None,
                     "a new leader after "
-                    + (f"{phase['leader_after_seconds']:.1f} s" if phase["leader_after_seconds"]
-                       is not None else "none within 120 s"),
+                    + (
+                        f"{phase['leader_after_seconds']:.1f} s"
+                        if phase["leader_after_seconds"] is not None
+                        else "none within 120 s"
+                    ),
                 )
             )
     return goals

@@ -165,15 +165,17 @@ def loop_lag(op: OperatorProcess) -> dict[str, float] | None:
                 out["max"] = sample.value
             elif sample.name == "camstream_event_loop_stall_max_seconds":
                 out["stall_max"] = sample.value
-            elif sample.name == "camstream_event_loop_stall_seconds_bucket" and sample.labels.get(
-                "le"
-            ) == "0.1":
+            elif (
+                sample.name == "camstream_event_loop_stall_seconds_bucket"
+                and sample.labels.get("le") == "0.1"
+            ):
                 out["stall_within_100ms"] = sample.value
             elif sample.name == "camstream_event_loop_lag_seconds_count":
                 out["probes"] = sample.value
-            elif sample.name == "camstream_event_loop_lag_seconds_bucket" and sample.labels.get(
-                "le"
-            ) == "0.1":
+            elif (
+                sample.name == "camstream_event_loop_lag_seconds_bucket"
+                and sample.labels.get("le") == "0.1"
+            ):
                 out["within_100ms"] = sample.value
     if "probes" in out and "within_100ms" in out:
         out["over_100ms"] = out["probes"] - out["within_100ms"]

@@ -72,8 +72,9 @@ async def creation(run: Run) -> dict[str, Any]:
         never_assigned=len(run.keys) - tracker.assigned(),
         assign_latency=percentiles(latencies),
         first_create_to_last_assigned=(last - start) if last else None,
-        operator_loop_lag={op.identity: operators.loop_lag(op)
-                           for op in run.operators.running.values()},
+        operator_loop_lag={
+            op.identity: operators.loop_lag(op) for op in run.operators.running.values()
+        },
         operator_writes_per_stream=figures["operator_writes"] / cfg.streams,
         operator_stream_writes_per_stream=figures["operator_stream_writes"] / cfg.streams,
     )
@@ -170,8 +171,9 @@ async def growth(run: Run) -> dict[str, Any]:
         ring_grown_seconds=(tracker.ring_at - start) if tracker.ring_at else None,
         assigned=tracker.assigned(),
         all_assigned_seconds=(last - start) if last else None,
-        operator_loop_lag={op.identity: operators.loop_lag(op)
-                           for op in run.operators.running.values()},
+        operator_loop_lag={
+            op.identity: operators.loop_lag(op) for op in run.operators.running.values()
+        },
         operator_writes_per_stream=figures["operator_writes"] / cfg.streams,
     )
     run.say(f"ring growth: {tracker.assigned()} of {len(run.keys)} assigned for {grown}")

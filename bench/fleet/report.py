@@ -126,7 +126,8 @@ def _process_table(result: dict[str, Any], phases: list[tuple[str, str]], w: Any
             w(f"  {name + ' ' + label:<30}{cells}\n")
         cells = "".join(
             f"{result[k]['processes'][name]['cores']:>11.2f}c"
-            if name in result[k]["processes"] else f"{'-':>12}"
+            if name in result[k]["processes"]
+            else f"{'-':>12}"
             for k, _ in phases
         )
         w(f"  {name + ' CPU':<30}{cells}\n")

@@ -82,8 +82,8 @@ def test_lint_strict_each_example(helm: Helm, example: Path) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_three_documented_examples_exist() -> None:
-    assert {p.stem for p in EXAMPLES} == {"small-site", "large-fleet", "rtmp-edge"}
+def test_documented_examples_exist() -> None:
+    assert {p.stem for p in EXAMPLES} == {"small-site", "large-fleet", "rtmp-edge", "recording-s3"}
     readme = (CHART / "README.md").read_text()
     for example in EXAMPLES:
         assert f"examples/{example.name}" in readme, f"{example.name} not documented"
@@ -123,6 +123,7 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
             },
         ),
         ("rtmp-edge", {**DEFAULT_KINDS, "Ingress": 1}),
+        ("recording-s3", {**DEFAULT_KINDS, "ServiceMonitor": 2, "PrometheusRule": 1}),
     ],
 )
 def test_examples_render_expected_kinds(helm: Helm, example: str, expected: dict[str, int]) -> None:
@@ -786,6 +787,18 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_streams_labelled_total",
         "camstream_event_loop_lag_seconds",
         "camstream_event_loop_lag_max_seconds",
+        "camstream_recording_upload_lag_seconds",
+        "camstream_recording_spool_bytes",
+        "camstream_recording_pending_groups",
+        "camstream_recording_uploads_total",
+        "camstream_recording_uploaded_bytes_total",
+        "camstream_recording_upload_failures_total",
+        "camstream_recording_dropped_groups_total",
+        "camstream_recording_dropped_bytes_total",
+        "camstream_recording_retention_deleted_objects_total",
+        "camstream_recording_retention_deleted_bytes_total",
+        "camstream_recording_retention_failures_total",
+        "camstream_recording_retention_last_sweep_timestamp_seconds",
         "camstream_event_loop_stall_seconds",
         "camstream_event_loop_stall_max_seconds",
     }
@@ -800,7 +813,7 @@ def test_dashboard_configmap(helm: Helm) -> None:
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert exprs and _undocumented("\n".join(exprs)) == set()
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
-    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age"):
+    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age", "recording"):
         assert needed in titles, f"dashboard has no panel about {needed}"
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
@@ -968,3 +981,78 @@ def test_schema_accepts_every_documented_example_and_default(helm: Helm) -> None
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"]), "a top-level value missing from the schema"
+
+
+# -- recording ---------------------------------------------------------------
+
+
+def _env(pod_owner: dict[str, Any], name: str) -> dict[str, Any]:
+    return {e["name"]: e for e in container(pod_owner, name).get("env", [])}
+
+
+def test_recording_store_reaches_workers_and_operator_credentials_from_a_secret(
+    helm: Helm,
+) -> None:
+    objects = helm.render([CHART / "examples" / "recording-s3.yaml"])
+    worker = _env(one(objects, "StatefulSet", WORKER), "worker")
+    operator = _env(one(objects, "Deployment", OPERATOR), "operator")
+    for env in (worker, operator):
+        assert env["CAMSTREAM_RECORDING_STORE"]["value"] == "s3"
+        assert env["CAMSTREAM_RECORDING_S3_BUCKET"]["value"] == "camstream-recordings"
+        assert env["CAMSTREAM_RECORDING_S3_ENDPOINT"]["value"].startswith("http://minio.")
+        for variable, key in (
+            ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+            ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        ):
+            ref = env[variable]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "camstream-recordings-s3", "key": key}
+            assert "value" not in env[variable]  # never inline
+    defaults = json.loads(worker["CAMSTREAM_RECORDING_DEFAULTS"]["value"])
+    assert defaults["default"] == {"enabled": True, "retention": {"maxAgeHours": 168}}
+    assert defaults["namespaces"]["lobby"]["retention"]["maxAgeHours"] == 72
+    assert worker["CAMSTREAM_RECORDING_SPOOL_BYTES"]["value"] == "4294967296"
+    args = container(one(objects, "Deployment", OPERATOR), "operator")["args"]
+    assert args[args.index("--retention-interval") + 1] == "300"
+    # The defaults parse as the worker will parse them.
+    from camstream_worker.outputs.recording.service import defaults_from_env
+
+    parsed = defaults_from_env({"CAMSTREAM_RECORDING_DEFAULTS": json.dumps(defaults)})
+    assert parsed.for_namespace("lobby").max_age_hours == 72
+
+
+def test_recording_is_off_by_default(helm: Helm) -> None:
+    objects = helm.render()
+    worker = _env(one(objects, "StatefulSet", WORKER), "worker")
+    assert worker["CAMSTREAM_RECORDING_STORE"]["value"] == "off"
+    assert "AWS_SECRET_ACCESS_KEY" not in worker
+    args = container(one(objects, "Deployment", OPERATOR), "operator")["args"]
+    assert "--retention-interval" not in args
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["recording.store=s3"], "recording.s3.bucket is required"),
+        (
+            ["recording.store=s3", "recording.s3.bucket=b", "worker.hls.storage=memory"],
+            "recording.store s3 needs worker.hls.storage emptyDir or pvc",
+        ),
+    ],
+)
+def test_recording_cross_field_checks(helm: Helm, sets: list[str], expected: str) -> None:
+    result = helm.template(sets=sets, check=False)
+    assert result.returncode != 0 and expected in clean_stderr(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["recording.store=gcs"], "recording/store"),
+        (["recording.s3.endpoint=minio:9000"], "recording/s3/endpoint"),
+        (["recording.default.retention.maxSize=10GB"], "recording/default/retention/maxSize"),
+        (["recording.spoolBytes=1000"], "recording/spoolBytes"),
+    ],
+)
+def test_recording_values_are_checked(helm: Helm, sets: list[str], expected: str) -> None:
+    result = helm.template(sets=sets, check=False)
+    assert result.returncode != 0 and expected in clean_stderr(result.stderr)

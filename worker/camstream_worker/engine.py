@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from camstream.spec import StreamKey, StreamSpec
+from camstream.spec import RecordingDefaults, StreamKey, StreamSpec, with_recording_default
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
@@ -35,12 +35,24 @@ log = logging.getLogger(__name__)
 
 class Engine:
     def __init__(
-        self, hls_root: Path, secrets: SecretResolver, *, sources: SourcePolicy | None = None
+        self,
+        hls_root: Path,
+        secrets: SecretResolver,
+        *,
+        sources: SourcePolicy | None = None,
+        recording_spool: Path | None = None,
+        recording_defaults: RecordingDefaults | None = None,
     ) -> None:
-        """`sources`: where pulled sources may go; the default is a cluster's (no local files)."""
+        """`sources`: where pulled sources may go; the default is a cluster's (no local files).
+        `recording_spool`: streams that record write their groups there for
+        the worker's uploader (None: nothing is recorded here);
+        `recording_defaults`: what streams without spec.recording get (None:
+        the specs arrive with it filled in, as the pool's parent sends them)."""
         self.hls_root = hls_root
         self._secrets = secrets
         self._egress = Egress(sources or SourcePolicy())
+        self._recording_spool = recording_spool
+        self._recording_defaults = recording_defaults
         self._streams: dict[StreamKey, Stream] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
@@ -68,6 +80,9 @@ class Engine:
     ) -> None:
         """Run exactly the enabled streams of `desired`."""
         start_sequences = start_sequences or {}
+        if self._recording_defaults is not None:
+            defaults = self._recording_defaults
+            desired = {k: with_recording_default(s, defaults) for k, s in desired.items()}
         async with self._lock:
             wanted = {key: spec for key, spec in desired.items() if spec.enabled}
             stale = [
@@ -110,6 +125,7 @@ class Engine:
             start=start,
             discontinuity=discontinuity,
             on_change=self._notify,
+            recording_spool=self._recording_spool,
         )
         self._streams[spec.key] = stream
         stream.start()
@@ -140,9 +156,10 @@ class Engine:
 
 def _differs(old: StreamSpec, new: StreamSpec) -> bool:
     """A change that needs a restart (the generation alone does not)."""
-    return (old.source, old.hls, old.transcode, old.thumbnail) != (
+    return (old.source, old.hls, old.transcode, old.thumbnail, old.recording) != (
         new.source,
         new.hls,
         new.transcode,
         new.thumbnail,
+        new.recording,
     )

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +29,21 @@ from camstream.wire import KIND
 from camstream_worker.app import config
 from camstream_worker.engine import Engine
 from camstream_worker.metrics.worker import worker_registry
+from camstream_worker.outputs.recording import service as recording
+from camstream_worker.outputs.recording.uploader import RecordingCollector
 from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
+from camstream_worker.servers.http import recordings
 from camstream_worker.servers.http.server import bound_port, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
 from camstream_worker.servers.rtmp.limits import raise_fd_limit
 from camstream_worker.servers.rtmp.listener import RtmpServer
 
 log = logging.getLogger(__name__)
+
+# On exit, closed groups are uploaded for at most this long; the rest waits in
+# the spool for the next start on the same folder.
+UPLOAD_ON_EXIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +101,12 @@ class Standalone:
     rtmp: RtmpServer | RtmpFront
     http: Any
     http_port: int
+    recording: recording.Recording
 
     async def close(self) -> None:
         await self.rtmp.close()
-        await self.engine.close()
+        await self.engine.close()  # recorders close their groups
+        await self.recording.close(deadline=time.monotonic() + UPLOAD_ON_EXIT_SECONDS)
         await self.http.cleanup()
 
 
@@ -105,6 +115,10 @@ async def start_standalone(
 ) -> Standalone:
     raise_fd_limit()  # before anything sizes its caps from it
     secrets = StaticSecrets(manifests.secrets, secrets_dir=secrets_dir)
+    hls_dir = serving.hls_dir
+    kept = await recording.start(
+        hls_dir, default_folder=hls_dir.with_name(f"{hls_dir.name}-recordings")
+    )
     engine: Engine | ShardedEngine
     rtmp: RtmpServer | RtmpFront
     rtmp_stats: Callable[[], Mapping[str, int]]
@@ -115,28 +129,40 @@ async def start_standalone(
             serving.processes,
             sources=serving.sources,
             rtmp_limits=serving.rtmp,
+            recording_spool=kept.engine_spool,
+            recording_defaults=kept.defaults,
         )
         await pool.start()
         front = await pool.serve_rtmp(serving.host, serving.rtmp_port)
         engine, rtmp = pool, front
         rtmp_stats = lambda: pool.rtmp_stats(front)  # noqa: E731 - one line reads better here
     else:
-        single = Engine(serving.hls_dir, secrets, sources=serving.sources)
+        single = Engine(
+            serving.hls_dir,
+            secrets,
+            sources=serving.sources,
+            recording_spool=kept.engine_spool,
+            recording_defaults=kept.defaults,
+        )
         listener = RtmpServer(
             single.authorize_publish, serving.host, serving.rtmp_port, limits=serving.rtmp
         )
         await listener.start()
         engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
+    registry = worker_registry(rtmp_stats)
+    if kept.uploader is not None:
+        registry.register(RecordingCollector(kept.uploader.stats))
     app = make_app(
         engine,
         serving.hls_dir,
         worker_name="standalone",
-        registry=worker_registry(rtmp_stats),
+        registry=registry,
         ready=lambda: rtmp.accepting,  # not while the RTMP port is out of descriptors
     )
+    recordings.use_store(app, kept.store)
     http = await serve(app, serving.host, serving.http_port)
-    return Standalone(engine, rtmp, http, bound_port(http))
+    return Standalone(engine, rtmp, http, bound_port(http), kept)
 
 
 async def run_standalone(run: config.RunConfig) -> int:

@@ -41,6 +41,7 @@ def main(
     log_level: int,
     sources: SourcePolicy,
     rtmp_limits: Limits,
+    recording_spool: str | None = None,
 ) -> None:
     logging.basicConfig(
         level=log_level,
@@ -50,7 +51,8 @@ def main(
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits).run())
+    spool = Path(recording_spool) if recording_spool is not None else None
+    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits, spool).run())
 
 
 class _ParentSecrets:
@@ -79,11 +81,14 @@ class _Child:
         hls_root: Path,
         sources: SourcePolicy,
         rtmp_limits: Limits,
+        recording_spool: Path | None = None,
     ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
-        self._engine = Engine(hls_root, self._secrets, sources=sources)
+        self._engine = Engine(
+            hls_root, self._secrets, sources=sources, recording_spool=recording_spool
+        )
         self._rtmp = RtmpServer(self._engine.authorize_publish, limits=rtmp_limits)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()

@@ -45,6 +45,7 @@ class EngineProcess:
         *,
         sources: SourcePolicy,
         rtmp_limits: Limits,
+        recording_spool: Path | None = None,
         on_status: OnStatus,
         resolve_secret: ResolveSecret,
         closing: Callable[[], bool],
@@ -54,6 +55,7 @@ class EngineProcess:
         self._hls_root = hls_root
         self._sources = sources
         self._rtmp_limits = rtmp_limits
+        self._recording_spool = recording_spool
         self._on_status = on_status
         self._resolve_secret = resolve_secret
         self._closing = closing
@@ -81,6 +83,7 @@ class EngineProcess:
                 logging.getLogger().level,
                 self._sources,
                 self._rtmp_limits,
+                str(self._recording_spool) if self._recording_spool is not None else None,
             ),
             name=f"camstream-engine-{self.index}",
             daemon=True,

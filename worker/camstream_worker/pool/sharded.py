@@ -29,7 +29,13 @@ import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from camstream.spec import SecretRef, StreamKey, StreamSpec
+from camstream.spec import (
+    RecordingDefaults,
+    SecretRef,
+    StreamKey,
+    StreamSpec,
+    with_recording_default,
+)
 from camstream_worker.errors import SecretError
 from camstream_worker.metrics.worker import add_stats
 from camstream_worker.outputs.hls.sequence import SequenceStart
@@ -59,18 +65,22 @@ class ShardedEngine:
         *,
         sources: SourcePolicy | None = None,
         rtmp_limits: Limits | None = None,
+        recording_spool: Path | None = None,
+        recording_defaults: RecordingDefaults | None = None,
     ) -> None:
         """`sources`: where pulled sources may go (each engine process gets a copy);
         `rtmp_limits`: for the front and every engine process's listener."""
         self.hls_root = hls_root
         self._secrets = secrets
         self._rtmp_limits = rtmp_limits or Limits()
+        self._recording_defaults = recording_defaults or RecordingDefaults()
         self._engines = [
             EngineProcess(
                 index,
                 hls_root,
                 sources=sources or SourcePolicy(),
                 rtmp_limits=self._rtmp_limits,
+                recording_spool=recording_spool,
                 on_status=self._reported,
                 resolve_secret=self._resolve,
                 closing=lambda: self._closing,
@@ -114,6 +124,10 @@ class ShardedEngine:
         *,
         start_sequences: Mapping[StreamKey, SequenceStart] | None = None,
     ) -> None:
+        # The site's recording default is filled in here, once for every process.
+        desired = {
+            k: with_recording_default(s, self._recording_defaults) for k, s in desired.items()
+        }
         self._desired = dict(desired)
         sequences = dict(start_sequences or {})
         shares: list[dict[StreamKey, StreamSpec]] = [{} for _ in self._engines]

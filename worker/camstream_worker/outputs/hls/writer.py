@@ -93,6 +93,11 @@ class SegmentWritten:
     discontinuity_sequence: int
     written_at: float  # wall clock when the segment was cut
     forced: bool = False  # cut at a cap, not at a keyframe: the next one starts without one
+    # For the recorder (outputs/recording/): the segment's own bytes, the wall
+    # clock of its first frame (its program date-time) and, for fMP4, its init.
+    data: bytes = b""
+    started_at: float = 0.0
+    init: bytes | None = None
 
 
 class HlsWriter:
@@ -343,6 +348,7 @@ class HlsWriter:
         held, self._held = self._held, []
         self._held_bytes = 0
         self._joined = {}
+        init: bytes | None = None
         self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
         try:
             if self._options.segment_type == "fmp4":
@@ -381,6 +387,9 @@ class HlsWriter:
                     discontinuity_sequence=self._discontinuity_sequence,
                     written_at=cut_at,
                     forced=forced,
+                    data=data,
+                    started_at=self._segment_wall if self._segment_wall is not None else cut_at,
+                    init=init,
                 )
             )
 

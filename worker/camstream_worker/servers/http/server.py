@@ -40,7 +40,7 @@ from prometheus_client.process_collector import ProcessCollector
 from camstream import wire
 from camstream.spec import StreamKey
 from camstream_worker.metrics import streams as metrics
-from camstream_worker.servers.http import pages, paths, proxy
+from camstream_worker.servers.http import pages, paths, proxy, recordings
 from camstream_worker.state import OwnerLocator, StreamDirectory, stream_dir
 
 # The player's scripts and styles ship as package data of camstream_worker.
@@ -119,6 +119,7 @@ def make_app(
     app.router.add_get("/static/{tail:.*}", _static)
     app.router.add_get(wire.stream_path("{ns}", "{name}").rstrip("/"), _player_redirect)
     app.router.add_get(wire.stream_path("{ns}", "{name}"), _player)
+    recordings.add_routes(app)  # before the HLS files: recordings/... is not one of them
     app.router.add_get(wire.stream_path("{ns}", "{name}", "{tail:.+}"), _hls_file)
     return app
 
