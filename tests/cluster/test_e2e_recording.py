@@ -283,16 +283,21 @@ def test_a_sigkill_loses_at_most_the_failover(recorded: tuple[Cluster, str]) -> 
         killed_at = time.time()
         cluster.agent.kill(victim, ns)
 
+        # Each stream counts once seen Live on another worker (not all at one
+        # moment: the restarted pod may take the quick ones back first).
+        live_elsewhere_after: dict[str, float] = {}
+
         def moved() -> bool:
             items = {i["metadata"]["name"]: i.get("status") or {} for i in
                      cluster.kubectl_json("get", "streams", "-n", ns)["items"]}  # fmt: skip
-            return all(
-                items[n].get("worker") not in (None, victim) and items[n].get("phase") == "Live"
-                for n in on_victim
-            )
+            for n in on_victim:
+                status = items[n]
+                if status.get("worker") not in (None, victim) and status.get("phase") == "Live":
+                    live_elsewhere_after.setdefault(n, time.time() - killed_at)
+            return len(live_elsewhere_after) == len(on_victim)
 
         cluster.wait_for(moved, 60, 0.2, "the victim's streams live elsewhere")
-        failover = time.time() - killed_at
+        failover = max(live_elsewhere_after.values(), default=0.0)
         # The pod restarts in place; its partitions come back, and with them
         # the group it was writing when killed (closed from its journal).
         cluster.wait_for(
