@@ -36,6 +36,7 @@ class Engine:
         self.hls_root = hls_root
         self._secrets = secrets
         self._streams: dict[StreamKey, Stream] = {}
+        self._specs: dict[StreamKey, StreamSpec] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,11 @@ class Engine:
     def on_change(self, callback: Callable[[StreamStatus], None]) -> None:
         self._listeners.append(callback)
 
+    def spec(self, key: StreamKey) -> StreamSpec | None:
+        """The latest spec applied for `key` (the HTTP server reads its playback
+        policy; a change of that alone restarts nothing)."""
+        return self._specs.get(key)
+
     # -- desired state
 
     async def apply(
@@ -62,6 +68,7 @@ class Engine:
     ) -> None:
         """Run exactly the enabled streams of `desired`."""
         start_sequences = start_sequences or {}
+        self._specs = dict(desired)
         async with self._lock:
             wanted = {key: spec for key, spec in desired.items() if spec.enabled}
             stale = [

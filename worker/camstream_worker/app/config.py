@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from camstream import settings
+from camstream_worker.servers.http import settings as http_settings
 
 DEFAULT_HLS_DIR = Path("/tmp/camstream-hls")
 
@@ -29,6 +30,8 @@ class Serving:
     rtmp_port: int
     processes: int
     hls_dir: Path
+    # Viewer auth, CORS, the admin surface and connection limits of the HTTP port.
+    http: http_settings.HttpSettings = field(default_factory=http_settings.HttpSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"where HLS files are written (default: $CAMSTREAM_HLS_DIR, else {DEFAULT_HLS_DIR})",
     )
+    http_settings.add_arguments(parser)
 
 
 def serving(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Serving:
@@ -84,6 +88,7 @@ def serving(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         rtmp_port=args.rtmp_port,
         processes=usable_cpus() if args.processes is None else args.processes,
         hls_dir=hls_dir,
+        http=http_settings.from_args(args, environ),
     )
 
 

@@ -30,7 +30,7 @@ from camstream_worker.engine import Engine
 from camstream_worker.metrics.worker import worker_registry
 from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
-from camstream_worker.servers.http.server import bound_port, make_app, serve
+from camstream_worker.servers.http.server import bound_port, make_admin_app, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
 from camstream_worker.servers.rtmp.listener import RtmpServer
 
@@ -92,10 +92,14 @@ class Standalone:
     rtmp: RtmpServer | RtmpFront
     http: Any
     http_port: int
+    admin: Any = None  # the admin port's runner, when it has a port of its own
+    admin_port: int | None = None
 
     async def close(self) -> None:
         await self.rtmp.close()
         await self.engine.close()
+        if self.admin is not None:
+            await self.admin.cleanup()
         await self.http.cleanup()
 
 
@@ -119,10 +123,20 @@ async def start_standalone(
         engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
     app = make_app(
-        engine, serving.hls_dir, worker_name="standalone", registry=worker_registry(rtmp_stats)
+        engine,
+        serving.hls_dir,
+        worker_name="standalone",
+        registry=worker_registry(rtmp_stats),
+        settings=serving.http,
+        specs=engine,
+        secrets=secrets,
     )
     http = await serve(app, serving.host, serving.http_port)
-    return Standalone(engine, rtmp, http, bound_port(http))
+    worker = Standalone(engine, rtmp, http, bound_port(http))
+    if serving.http.admin_port is not None:
+        worker.admin = await serve(make_admin_app(app), serving.host, serving.http.admin_port)
+        worker.admin_port = bound_port(worker.admin)
+    return worker
 
 
 async def run_standalone(run: config.RunConfig) -> int:
@@ -134,9 +148,10 @@ async def run_standalone(run: config.RunConfig) -> int:
         return 2
     worker = await start_standalone(manifests, run.serving, secrets_dir=run.secrets_dir)
     host = run.serving.host
+    index_port = worker.admin_port if worker.admin_port is not None else worker.http_port
     print(
         f"camstream: {len(manifests.streams)} streams, "
-        f"index page http://{host}:{worker.http_port}/ , rtmp://{host}:{worker.rtmp.port}/",
+        f"index page http://{host}:{index_port}/ , rtmp://{host}:{worker.rtmp.port}/",
         flush=True,
     )
     await wait_for_signal()

@@ -25,6 +25,7 @@ from typing import Any
 
 from camstream import settings
 from camstream.handoff import RingDoc
+from camstream_worker.servers.http import settings as http_settings
 
 log = logging.getLogger("camstream.worker.cluster")
 
@@ -75,6 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=settings.from_env("CAMSTREAM_PROCESSES", settings.count, 1, flag="--processes"),
         help="engine processes (more than 1 shards the streams over child processes)",
     )
+    http_settings.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if not name:
         log.error("POD_NAME is not set: cluster mode needs the pod's identity")
         return 2
+    args.http = http_settings.from_args(args)  # a bad value ends here, naming its flag
     return asyncio.run(serve(args)) or 0
 
 
@@ -91,7 +94,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream import kubeapi
     from camstream_worker.metrics.worker import worker_registry
     from camstream_worker.pool.sharded import ShardedEngine
-    from camstream_worker.servers.http.server import make_app
+    from camstream_worker.servers.http.server import make_admin_app, make_app
     from camstream_worker.servers.http.server import serve as serve_http
 
     from .agent import Agent, Identity
@@ -114,7 +117,8 @@ async def serve(args: argparse.Namespace) -> int:
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
-        engine = ShardedEngine(args.hls_dir, KubeSecrets(api), max(1, args.processes))
+        secrets = KubeSecrets(api)
+        engine = ShardedEngine(args.hls_dir, secrets, max(1, args.processes))
         await engine.start()
         agent = Agent(
             api=api,
@@ -140,8 +144,14 @@ async def serve(args: argparse.Namespace) -> int:
                 lambda: engine.rtmp_stats(rtmp),
                 partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
             ),
+            settings=args.http,
+            specs=engine,
+            secrets=secrets,
         )
         http = await serve_http(app, host, args.http_port)
+        admin = None
+        if args.http.admin_port is not None:
+            admin = await serve_http(make_admin_app(app), host, args.http.admin_port)
         log.info(
             "worker %s on %s: http %d, rtmp %d, ring %s/%s",
             identity.pod_name,
@@ -168,6 +178,8 @@ async def serve(args: argparse.Namespace) -> int:
             await rtmp.close()
             await engine.apply({})  # stop every stream and remove its files
             await engine.close()
+            if admin is not None:
+                await admin.cleanup()
             await http.cleanup()
     return 0
 
