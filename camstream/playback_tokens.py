@@ -148,9 +148,14 @@ def _unb64(text: str) -> bytes:
     if not _B64_RE.fullmatch(text):
         raise TokenMalformed("not a camstream playback token")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise TokenMalformed("not a camstream playback token") from None
+    if _b64(data) != text:
+        # Only the canonical spelling: one token, one string (the unused low
+        # bits of the last character cannot vary).
+        raise TokenMalformed("not a camstream playback token")
+    return data
 
 
 def _parse_payload(payload: bytes) -> Grant:

@@ -9,6 +9,9 @@
  *   refreshed from the worker's JSON API every data-refresh milliseconds.
  * - window.camstream.players exposes each player's state for tests and for
  *   people debugging in the console.
+ * - A stream that asks viewers for a token gets it in the page's own URLs
+ *   (the worker writes ?token= into data-src); a 401/403 answer is shown as
+ *   such and not retried: a missing or expired token does not heal.
  */
 (function () {
   "use strict";
@@ -40,6 +43,15 @@
         }
         state.fatalErrors += 1;
         state.error = data.type + ": " + data.details;
+        var code = data.response && data.response.code;
+        if (code === 401 || code === 403) {
+          state.error = "not allowed (" + code + ")";
+          showError(video, code === 401
+            ? "Not allowed to watch: this link's token is missing or has expired."
+            : "Not allowed to watch: this link's token is for another stream.");
+          hls.destroy();
+          return;
+        }
         // A live stream that is reconnecting has no playlist for a while:
         // keep retrying network errors, recover media errors once in a while.
         if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
