@@ -74,8 +74,11 @@ async def _forward_or_none(
     url = context.owner.owner_url(key)
     if url is None:
         return None
+    # Set before forwarding: the owner's headers are sent (and _common_headers
+    # runs) inside proxy.forward, and the owner's CORS answer must stand.
+    request[FORWARDED] = True
     try:
-        response = await proxy.forward(
+        return await proxy.forward(
             request.app[proxy.SESSION],
             request,
             url,
@@ -83,11 +86,10 @@ async def _forward_or_none(
             forwarded_by=context.worker_name,
         )
     except proxy.ProxyFailed as exc:
+        request[FORWARDED] = False
         if context.directory.status(key) is not None:
             return None
         return json_error(502, "owner unreachable", stream=str(key), detail=str(exc))
-    request[FORWARDED] = True
-    return response
 
 
 async def player_redirect(request: web.Request) -> web.Response:
