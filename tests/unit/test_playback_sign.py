@@ -105,8 +105,9 @@ def test_refusals_are_clear_and_hold_no_key(tmp_path, capsys) -> None:
     assert code == 2 and "no CameraStream site-a/gate" in err
     code, out, err = run(capsys, "site-a/door", "-f", str(manifests(tmp_path, key="short-key")))
     assert code == 2 and "at least 32" in err and "short-key" not in err
-    code, out, err = run(capsys, "door", "-f", str(manifests(tmp_path)))
-    assert code == 2 and "NAMESPACE/NAME" in err
+    for bad in ("door", "site-a/../../kube-system/x", "Site-A/door"):
+        code, out, err = run(capsys, bad, "-f", str(manifests(tmp_path)))
+        assert code == 2 and "NAMESPACE/NAME" in err, bad
     # An unset mode follows the workers' default, which sign cannot see: allowed.
     code, url, _ = run(capsys, "site-a/door", "-f", str(manifests(tmp_path, mode=None)))
     assert code == 0 and "token=" in url

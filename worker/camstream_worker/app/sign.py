@@ -92,10 +92,14 @@ def duration(text: str) -> int:
 
 
 def stream_key(text: str) -> StreamKey:
+    """NAMESPACE/NAME as Kubernetes names (the URL's own rules, servers/http/paths.py)."""
+    from camstream_worker.servers.http.paths import PathRejected, parse_stream_key
+
     namespace, _, name = text.partition("/")
-    if not namespace or not name:
-        raise SignError(f"{text!r}: name the stream as NAMESPACE/NAME")
-    return StreamKey(namespace, name)
+    try:
+        return parse_stream_key(namespace, name)
+    except PathRejected:
+        raise SignError(f"{text!r}: name the stream as NAMESPACE/NAME (Kubernetes names)") from None
 
 
 def signed_url(
