@@ -14,7 +14,9 @@ servers/http/settings.py and checked in tests/unit/test_playback_access.py):
 A healthy viewer plays the public stream over HTTP the whole time (one
 keep-alive connection, a playlist every 0.5 s, every new segment) and must
 never see a failure: slowloris clients, idle sockets and a full connection
-table do not disturb it.
+table do not disturb it. A second, small worker runs with 128 file
+descriptors to show that running out of them pauses the HTTP accept loop
+rather than ending it.
 """
 
 from __future__ import annotations
@@ -279,3 +281,89 @@ def test_metrics_and_the_api_are_on_the_admin_port_behind_a_token(limits: Limits
     assert get(limits.url("/api/streams/default/open"))[0] == 200
     assert get(limits.url("/api/streams/default/locked"))[0] == 401
     assert ADMIN_TOKEN not in limits.worker.log()
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_and_recovers(
+    tmp_path: Path,
+) -> None:
+    """A worker whose descriptors run out (idle clients, here 300 against a
+    limit of 128) keeps its accept loop: it backs off, and serves again as
+    soon as descriptors are free. Before, an EMFILE ended the loop for good."""
+    import resource
+    import subprocess
+    import sys
+
+    import yaml
+
+    manifests = [
+        key_secret("k" * 32, name="door-key", field_="streamKey"),
+        {
+            "kind": "CameraStream",
+            "metadata": {"name": "door", "namespace": "default"},
+            "spec": {"source": {"protocol": "rtmp", "streamKeySecretRef": {"name": "door-key"}}},
+        },  # waits for a publisher: no encoding cost
+    ]
+    (tmp_path / "streams.yaml").write_text(yaml.safe_dump_all(manifests))
+    port = free_port()
+    command = [
+        sys.executable, "-m", "camstream_cli", "run", "-f", str(tmp_path / "streams.yaml"),
+        "--hls-dir", str(tmp_path / "hls"), "--http-port", str(port),
+        "--rtmp-port", str(free_port()), "--processes", "1", "--http-idle-timeout", "30",
+    ]  # fmt: skip
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=limit
+    )
+    sockets: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        while get_or_none(f"http://{LOOPBACK}:{port}/healthz") != 200:
+            assert process.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.2)
+        for _ in range(300):  # the kernel completes them; the worker cannot accept them all
+            sockets.append(socket.create_connection((LOOPBACK, port), timeout=5))
+        time.sleep(1.0)
+        assert get_or_none(f"http://{LOOPBACK}:{port}/healthz", timeout=1.0) is None
+        for sock in sockets:
+            sock.close()
+        sockets.clear()
+        deadline = time.monotonic() + 15
+        while get_or_none(f"http://{LOOPBACK}:{port}/healthz", timeout=1.0) != 200:
+            assert process.poll() is None, "the worker died"
+            assert time.monotonic() < deadline, "the port did not come back"
+            time.sleep(0.3)
+        metrics = urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5).read()
+        errors = [
+            line for line in metrics.decode().splitlines()
+            if line.startswith("camstream_http_accept_errors_total ")
+        ]  # fmt: skip
+        assert errors and float(errors[0].split()[1]) >= 1
+        text = (tmp_path / "worker.log").read_text()
+        # Summarised: one line for the whole burst, not one per failed accept.
+        assert 1 <= text.count("accepting HTTP connections failed (EMFILE)") <= 2, text[-2000:]
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def get_or_none(url: str, timeout: float = 5.0) -> int | None:
+    """The status of GET url, or None when no answer came."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return None
