@@ -180,3 +180,33 @@ segment = st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True)
 def test_the_streams_claim_grants_exactly_what_it_names(claim, namespace, name) -> None:
     expected = f"{namespace}/{name}" in claim or f"{namespace}/*" in claim
     assert viewer_jwt.grants(claim, namespace, name) == expected
+
+
+async def test_a_verified_signature_is_remembered_a_while_times_and_streams_never(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_bytes(jwks(("ec1", EC_KEY)))
+    file_keys = viewer_jwt.FileKeys(path)
+    lookups = []
+
+    class Counting:
+        async def keys(self, kid: str | None) -> Any:
+            lookups.append(kid)
+            return await file_keys.keys(kid)
+
+    clock = [0.0]
+    verifier = viewer_jwt.JwtVerifier(SETTINGS, Counting(), monotonic=lambda: clock[0])
+    text = token(exp=NOW + 100)
+    for _ in range(5):
+        assert await check(verifier, text)
+    assert len(lookups) == 1  # one signature check for five requests
+    with pytest.raises(viewer_jwt.JwtRejected) as caught:
+        await check(verifier, text, name="gate")  # remembered, still not for this stream
+    assert caught.value.status == 403
+    with pytest.raises(viewer_jwt.JwtRejected) as caught:
+        await verifier.verify(text, namespace="site-a", name="door", now=NOW + 200)
+    assert caught.value.code == "expired"  # remembered, and expired all the same
+    clock[0] += viewer_jwt.VERIFIED_TTL
+    assert await check(verifier, text)
+    assert len(lookups) == 2  # checked again after VERIFIED_TTL (a withdrawn key stops it)

@@ -18,6 +18,13 @@ JWKS_REFRESH, and at most once per JWKS_MIN_REFETCH when a token names an
 unknown key id (so a stream of made-up key ids cannot turn the worker into
 a flood against the issuer). When a refresh fails the last good keys are kept.
 
+A viewer's player sends the same token with every playlist and segment
+request (one or two a second), and an ECDSA or RSA verification costs a few
+hundred microseconds: a token whose signature verified is remembered (by its
+SHA-256, at most VERIFIED_CACHE of them, for at most VERIFIED_TTL so that a
+key withdrawn from the JWKS stops working within that time). Its times and
+its streams claim are still checked on every request.
+
 Errors never quote the token or the key material: `JwtRejected.code` is one
 of a few fixed words.
 """
@@ -25,10 +32,12 @@ of a few fixed words.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +60,8 @@ JWKS_TIMEOUT = 5.0
 JWKS_REFRESH = 300.0
 JWKS_MIN_REFETCH = 30.0
 FILE_RECHECK = 10.0
+VERIFIED_CACHE = 4096
+VERIFIED_TTL = 60.0
 # The key families each algorithm may be verified with.
 _FAMILY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
@@ -237,14 +248,39 @@ class JwksKeys:
 
 
 class JwtVerifier:
-    def __init__(self, settings: JwtSettings, keys: KeySource) -> None:
+    def __init__(
+        self,
+        settings: JwtSettings,
+        keys: KeySource,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
         self._keys = keys
+        self._monotonic = monotonic
+        # sha256(token) -> (verified until, claims)
+        self._verified: OrderedDict[bytes, tuple[float, dict[str, Any]]] = OrderedDict()
 
     async def verify(self, token: str, *, namespace: str, name: str, now: float) -> dict[str, Any]:
         """The token's claims if it lets its holder watch namespace/name at `now`."""
         if len(token) > MAX_TOKEN_CHARS:
             raise JwtRejected("malformed", "the token is too long")
+        claims = self._remembered(token)
+        if claims is None:
+            claims = await self._verify_signature(token)
+        _check_times(claims, now, self._settings.leeway)
+        if not grants(claims.get(STREAMS_CLAIM), namespace, name):
+            raise JwtRejected("wrong_stream", "the token does not grant this stream", status=403)
+        return claims
+
+    def _remembered(self, token: str) -> dict[str, Any] | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(digest)
+        if hit is None or hit[0] <= self._monotonic():
+            return None
+        return hit[1]
+
+    async def _verify_signature(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -255,9 +291,11 @@ class JwtVerifier:
         kid = header.get("kid")
         kid = kid if isinstance(kid, str) else None
         claims = self._decode(token, alg, kid, await self._keys.keys(kid))
-        _check_times(claims, now, self._settings.leeway)
-        if not grants(claims.get(STREAMS_CLAIM), namespace, name):
-            raise JwtRejected("wrong_stream", "the token does not grant this stream", status=403)
+        digest = hashlib.sha256(token.encode()).digest()
+        self._verified[digest] = (self._monotonic() + VERIFIED_TTL, claims)
+        self._verified.move_to_end(digest)
+        while len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
         return claims
 
     def _decode(
