@@ -190,7 +190,9 @@ class PlaybackAccess:
         hit = self._keys.get(cache_key)
         if hit is not None and self._monotonic() < hit[0]:
             if isinstance(hit[1], Refused):
-                raise hit[1]
+                # A fresh traceback each time: re-raising one instance would
+                # grow its traceback with every request.
+                raise hit[1].with_traceback(None)
             return hit[1]
         task = self._pending.get(cache_key)
         if task is None:
