@@ -46,39 +46,85 @@ from bench.fleet.config import FleetConfig, Phases  # noqa: E402
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--streams", type=int, nargs="+", default=[1000, 10000, 100000],
-                   help="N values, one fresh cluster each (default 1000 10000 100000)")
+    p.add_argument(
+        "--streams",
+        type=int,
+        nargs="+",
+        default=[1000, 10000, 100000],
+        help="N values, one fresh cluster each (default 1000 10000 100000)",
+    )
     p.add_argument("--workers", type=int, default=200, help="W fake worker pods")
     p.add_argument("--partitions", type=int, default=8192, help="P, the operator's --partitions")
-    p.add_argument("--assigned", choices=sorted(predicates.PREDICATES), default="legacy",
-                   help="what counts as assigned (see bench/fleet/predicates.py)")
-    p.add_argument("--deadline", type=float, default=600,
-                   help="seconds after the last create to wait for every stream to be assigned")
-    p.add_argument("--window", type=float, default=60,
-                   help="steady window, and the shortest window after a restart (seconds)")
-    p.add_argument("--settle-cap", type=float, default=900,
-                   help="the longest wait for the operator to go quiet after a phase")
+    p.add_argument(
+        "--assigned",
+        choices=sorted(predicates.PREDICATES),
+        default="legacy",
+        help="what counts as assigned (see bench/fleet/predicates.py)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=600,
+        help="seconds after the last create to wait for every stream to be assigned",
+    )
+    p.add_argument(
+        "--window",
+        type=float,
+        default=60,
+        help="steady window, and the shortest window after a restart (seconds)",
+    )
+    p.add_argument(
+        "--settle-cap",
+        type=float,
+        default=900,
+        help="the longest wait for the operator to go quiet after a phase",
+    )
     p.add_argument("--in-flight", type=int, default=64, help="concurrent creates")
     p.add_argument("--namespaces", type=int, default=10, help="stream namespaces")
-    p.add_argument("--heartbeat-seconds", type=float, default=None,
-                   help="fake workers' Lease renewal period (default: the worker CLI's)")
-    p.add_argument("--audit-mode", choices=("batch", "blocking", "none"), default="batch",
-                   help="kube-apiserver audit log mode; none: no request counts")
-    p.add_argument("--operator-arg", action="append", default=[],
-                   help="extra argument for `camstream operator` (repeatable); "
-                        "{free_port} in it becomes a free port per replica")
-    p.add_argument("--no-webhook", action="store_true",
-                   help="no admission webhook: the operator's fallback labeller labels all")
-    p.add_argument("--no-operator", action="store_true",
-                   help="only create the streams (measures the API server alone)")
+    p.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=None,
+        help="fake workers' Lease renewal period (default: the worker CLI's)",
+    )
+    p.add_argument(
+        "--audit-mode",
+        choices=("batch", "blocking", "none"),
+        default="batch",
+        help="kube-apiserver audit log mode; none: no request counts",
+    )
+    p.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="extra argument for `camstream operator` (repeatable); "
+        "{free_port} in it becomes a free port per replica",
+    )
+    p.add_argument(
+        "--no-webhook",
+        action="store_true",
+        help="no admission webhook: the operator's fallback labeller labels all",
+    )
+    p.add_argument(
+        "--no-operator",
+        action="store_true",
+        help="only create the streams (measures the API server alone)",
+    )
     p.add_argument("--skip-restart", action="store_true")
     p.add_argument("--skip-leader-change", action="store_true")
     p.add_argument("--skip-growth", action="store_true")
     p.add_argument("--skip-worker-list", action="store_true")
-    p.add_argument("--real-worker", action="store_true",
-                   help="also run one real `camstream worker` for a fake pod")
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="keep state and logs here (default: a temp dir, removed)")
+    p.add_argument(
+        "--real-worker",
+        action="store_true",
+        help="also run one real `camstream worker` for a fake pod",
+    )
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="keep state and logs here (default: a temp dir, removed)",
+    )
     p.add_argument("--json-dir", type=Path, default=ROOT / "artifacts")
     return p.parse_args(argv)  # fmt: skip
 

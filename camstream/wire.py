@@ -39,6 +39,11 @@ HEARTBEAT_LABEL = "camstream.io/heartbeat"  # on each worker's heartbeat Lease: 
 CONFIRMED_ANNOTATION = "camstream.io/confirmed"  # on the Lease: handoffs the worker has live
 LEAVING_ANNOTATION = "camstream.io/leaving"  # on the Lease: "true" once SIGTERM arrived
 PARTITIONS_ANNOTATION = "camstream.io/partitions"  # on each worker pod: what it serves
+# On a Secret: it may be used by the CameraStreams of its namespace (camera
+# credentials, RTMP stream keys). A Secret without it is never used, whatever
+# a CameraStream references, so a stream author cannot borrow another app's.
+SECRET_USAGE_LABEL = "camstream.io/usage"
+SECRET_USAGE_VALUE = "camera-credentials"
 
 
 def heartbeat_lease_name(worker: str) -> str:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what camstream needs on this machine, idempotently, then exits.
 #   scripts/bootstrap.sh run    the demo's needs: Python env, FFmpeg, GStreamer RTSP server, hls.js
-#   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm and the
-#                               Kubernetes control plane (built once from Go modules, cached),
-#                               and the two container images (buildah, cached)
+#   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm, promtool,
+#                               SeaweedFS (the recordings' S3 store) and the Kubernetes
+#                               control plane (built once from Go modules, cached), and the
+#                               two container images (buildah, cached)
 # Called by `make demo` and `make test`; safe to run again (each step checks first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,10 +47,13 @@ fi
 [ -s worker/camstream_worker/static/hls.min.js ] || scripts/fetch-hlsjs.sh
 
 if [ "$mode" = test ]; then
-    # 4. helm, promtool and the Kubernetes control plane, built from their Go
-    #    modules once and cached (about 25 minutes on a new 2-core machine).
+    # 4. helm, promtool, SeaweedFS and the Kubernetes control plane, built from
+    #    their Go modules once and cached (about 33 minutes on a new 2-core machine).
     scripts/install-helm.sh >/dev/null
     scripts/install-promtool.sh >/dev/null
+    # SeaweedFS's `weed`: a real S3-compatible store for the recording tests
+    # (about 8 minutes once on a shared 2-core machine).
+    scripts/install-seaweedfs.sh >/dev/null
     bin_dir="$(scripts/build-controlplane.sh)"
     # kubectl comes with the machine image; where it does not, build it from
     # the same Kubernetes module as the control plane (about 30 s once).

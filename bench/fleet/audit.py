@@ -124,7 +124,6 @@ class AuditLog:
                     out[request] += n
         return out
 
-
     def served_seconds(self, start: float, end: float, role: str) -> list[float]:
         """Time inside the API server of `role`'s requests received in [start, end)."""
         low, high = math.floor(start * 10), math.floor(end * 10)

@@ -37,6 +37,7 @@ class OperatorProcess:
     log: Path
     started: float  # wall clock
     webhook_port: int | None = None
+    metrics_port: int | None = None
 
     @property
     def pid(self) -> int:
@@ -85,7 +86,8 @@ class Operators:
     def start(self, identity: str, partitions: int) -> OperatorProcess:
         args = _set(self._chart_args, "--partitions", str(partitions))
         # Replicas share the host: each gets its own liveness/metrics port.
-        args = _set(args, "--liveness-port", str(free_port()))
+        metrics_port = free_port()
+        args = _set(args, "--liveness-port", str(metrics_port))
         webhook_port = None
         if self._webhook_certs is not None:
             webhook_port = free_port()
@@ -105,7 +107,9 @@ class Operators:
         extra = [a.replace("{free_port}", str(free_port())) for a in self._extra_args]
         argv = [sys.executable, "-m", "camstream_cli", "operator", *args, *extra]
         proc = procs.spawn(argv, log, env=env, cwd=REPO)
-        op = OperatorProcess(identity, partitions, proc, log, time.time(), webhook_port)
+        op = OperatorProcess(
+            identity, partitions, proc, log, time.time(), webhook_port, metrics_port
+        )
         self.running[identity] = op
         return op
 
@@ -135,3 +139,46 @@ def leader(admin: KubeClient, lease_name: str) -> str | None:
     except ApiError:
         return None
     return (lease.get("spec") or {}).get("holderIdentity") or None
+
+
+def loop_lag(op: OperatorProcess) -> dict[str, float] | None:
+    """The operator's own event-loop lag figures from its /metrics, None if unreadable.
+
+    `max` is the worst lag since the process started; `over_100ms` counts the
+    50 ms probes that woke more than 100 ms late (histogram buckets).
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if op.metrics_port is None or not op.alive:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "camstream_event_loop_lag_max_seconds":
+                out["max"] = sample.value
+            elif sample.name == "camstream_event_loop_stall_max_seconds":
+                out["stall_max"] = sample.value
+            elif (
+                sample.name == "camstream_event_loop_stall_seconds_bucket"
+                and sample.labels.get("le") == "0.1"
+            ):
+                out["stall_within_100ms"] = sample.value
+            elif sample.name == "camstream_event_loop_lag_seconds_count":
+                out["probes"] = sample.value
+            elif (
+                sample.name == "camstream_event_loop_lag_seconds_bucket"
+                and sample.labels.get("le") == "0.1"
+            ):
+                out["within_100ms"] = sample.value
+    if "probes" in out and "within_100ms" in out:
+        out["over_100ms"] = out["probes"] - out["within_100ms"]
+    if "probes" in out and "stall_within_100ms" in out:
+        out["stalls_over_100ms"] = out["probes"] - out["stall_within_100ms"]
+    return out

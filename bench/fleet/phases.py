@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Any
 
-from . import audit, measure, members, probes, streams, webhook
+from . import audit, measure, members, operators, probes, streams, webhook
 from .live import Run
 from .operators import OperatorProcess
 from .tracker import percentiles
@@ -72,6 +72,9 @@ async def creation(run: Run) -> dict[str, Any]:
         never_assigned=len(run.keys) - tracker.assigned(),
         assign_latency=percentiles(latencies),
         first_create_to_last_assigned=(last - start) if last else None,
+        operator_loop_lag={
+            op.identity: operators.loop_lag(op) for op in run.operators.running.values()
+        },
         operator_writes_per_stream=figures["operator_writes"] / cfg.streams,
         operator_stream_writes_per_stream=figures["operator_stream_writes"] / cfg.streams,
     )
@@ -101,6 +104,9 @@ async def steady(run: Run) -> dict[str, Any]:
     if watch is not None:
         figures["worker_watch"] = await watch.stop()
     figures["etcd"] = probes.etcd_size(run.plane)
+    figures["operator_loop_lag"] = {
+        op.identity: operators.loop_lag(op) for op in run.operators.running.values()
+    }
     return figures
 
 
@@ -165,6 +171,9 @@ async def growth(run: Run) -> dict[str, Any]:
         ring_grown_seconds=(tracker.ring_at - start) if tracker.ring_at else None,
         assigned=tracker.assigned(),
         all_assigned_seconds=(last - start) if last else None,
+        operator_loop_lag={
+            op.identity: operators.loop_lag(op) for op in run.operators.running.values()
+        },
         operator_writes_per_stream=figures["operator_writes"] / cfg.streams,
     )
     run.say(f"ring growth: {tracker.assigned()} of {len(run.keys)} assigned for {grown}")

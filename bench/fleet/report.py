@@ -126,7 +126,8 @@ def _process_table(result: dict[str, Any], phases: list[tuple[str, str]], w: Any
             w(f"  {name + ' ' + label:<30}{cells}\n")
         cells = "".join(
             f"{result[k]['processes'][name]['cores']:>11.2f}c"
-            if name in result[k]["processes"] else f"{'-':>12}"
+            if name in result[k]["processes"]
+            else f"{'-':>12}"
             for k, _ in phases
         )
         w(f"  {name + ' CPU':<30}{cells}\n")
@@ -172,6 +173,14 @@ def _probes(result: dict[str, Any], w: Any) -> None:
     if watch:
         w(f"one worker's WATCH in the steady window: {watch['events']} events, "
           f"{watch['bytes']:,} bytes ({watch['bookmarks']} bookmarks)\n")  # fmt: skip
+    for phase in ("creation", "steady"):
+        for identity, lag in ((result.get(phase) or {}).get("operator_loop_lag") or {}).items():
+            if lag:
+                w(f"operator {identity} event loop by the end of {phase}: worst lag "
+                  f"{lag.get('max', 0) * 1000:.0f} ms ({lag.get('over_100ms', 0):.0f} of "
+                  f"{lag.get('probes', 0):,.0f} 50 ms probes over 100 ms late); worst stall, "
+                  f"less the wait for a CPU, {lag.get('stall_max', 0) * 1000:.0f} ms "
+                  f"({lag.get('stalls_over_100ms', 0):.0f} over 100 ms)\n")  # fmt: skip
     etcd = result.get("etcd") or {}
     peaks = result.get("processes_peak") or {}
     w(f"etcd database {_mb(etcd.get('db_bytes'))} ({_mb(etcd.get('db_in_use_bytes'))} in use); "

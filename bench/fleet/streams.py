@@ -55,7 +55,9 @@ def prepare_namespaces(admin: KubeClient, names: list[str]) -> None:
             ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                     "metadata": {"name": ns}}),
             (f"/api/v1/namespaces/{ns}/secrets", {
-                "apiVersion": "v1", "kind": "Secret", "metadata": {"name": KEY_SECRET},
+                "apiVersion": "v1", "kind": "Secret", "metadata": {
+                    "name": KEY_SECRET,
+                    "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                 "stringData": {"streamKey": f"{ns}-k3y"}}),
         ):  # fmt: skip
             try:

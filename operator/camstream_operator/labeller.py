@@ -198,9 +198,7 @@ class Labeller:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = PATCH_RETRY.delay(failures)
-                log.warning(
-                    "labelling %s/%s failed (%s); again in %.1f s", *key, exc, delay
-                )
+                log.warning("labelling %s/%s failed (%s); again in %.1f s", *key, exc, delay)
                 asyncio.get_running_loop().call_later(delay, self._enqueue, key)
             finally:
                 self._busy.discard(key)

@@ -165,9 +165,7 @@ class LeaderElector:
         unchanged = self._sighting.observe(
             version, time.monotonic(), blind_after=self._duration / 2
         )
-        decision = decide(
-            lease, self.identity, unchanged_for=unchanged, duration=self._duration
-        )
+        decision = decide(lease, self.identity, unchanged_for=unchanged, duration=self._duration)
         if not decision.acquire:
             self._leading_until = 0.0
             return

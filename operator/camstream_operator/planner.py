@@ -93,6 +93,4 @@ def plan_round(
     changed = new != doc
     if changed:
         new = replace(new, version=doc.version + 1)
-    return Round(
-        doc=new, events=outcome.events, changed=changed, warning=warning, frozen=frozen
-    )
+    return Round(doc=new, events=outcome.events, changed=changed, warning=warning, frozen=frozen)

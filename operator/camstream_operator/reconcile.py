@@ -268,7 +268,7 @@ class RingReconciler:
         )
         for name in members.up - members.leaving:
             self._present_since[name] = now_mono
-        for name in (frozenset(stored.table.owners) if stored.table else frozenset()):
+        for name in frozenset(stored.table.owners) if stored.table else frozenset():
             self._present_since.setdefault(name, now_mono)  # first seen: grace from now
         result = planner.plan_round(stored, members, now=self._clock(), policy=cfg.policy)
         if result.warning != self._last_warning:
@@ -418,4 +418,3 @@ class RingReconciler:
 def _summary(happened: tuple[Event, ...]) -> str:
     counts = Counter(e.kind.value for e in happened)
     return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-

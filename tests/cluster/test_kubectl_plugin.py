@@ -63,10 +63,10 @@ def test_ring_why_and_open(crd: Cluster, operator: str, tmp_path: Path) -> None:
     assert "Live=True" in why
 
     crd.wait_for(
-        lambda: (crd.kubectl_json("get", "stream", "broken", "-n", ns).get("status") or {}).get(
-            "phase"
-        )
-        == "Invalid",
+        lambda: (
+            (crd.kubectl_json("get", "stream", "broken", "-n", ns).get("status") or {}).get("phase")
+            == "Invalid"
+        ),
         60,
         what="broken marked Invalid",
     )

@@ -490,7 +490,8 @@ def test_rtmp_push_to_a_worker_that_does_not_own_the_stream_reaches_the_owner(
 
     ns = operator
     _start_workers(crd, ns, 2, tmp_path)
-    _apply(crd, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "door-key"},
+    _apply(crd, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "door-key", "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                      "stringData": {"streamKey": "door-k3y"}})  # fmt: skip
     _apply(crd, ns, _stream("door", source={
         "protocol": "rtmp", "streamKeySecretRef": {"name": "door-key"}}))  # fmt: skip

@@ -19,12 +19,14 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from camstream.spec import StreamKey, StreamSpec
+from camstream.spec import RecordingDefaults, StreamKey, StreamSpec, with_recording_default
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.sources.base import PushedSource
+from camstream_worker.sources.egress import Egress
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
 from camstream_worker.stream import Stream
 
@@ -32,9 +34,25 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, hls_root: Path, secrets: SecretResolver) -> None:
+    def __init__(
+        self,
+        hls_root: Path,
+        secrets: SecretResolver,
+        *,
+        sources: SourcePolicy | None = None,
+        recording_spool: Path | None = None,
+        recording_defaults: RecordingDefaults | None = None,
+    ) -> None:
+        """`sources`: where pulled sources may go; the default is a cluster's (no local files).
+        `recording_spool`: streams that record write their groups there for
+        the worker's uploader (None: nothing is recorded here);
+        `recording_defaults`: what streams without spec.recording get (None:
+        the specs arrive with it filled in, as the pool's parent sends them)."""
         self.hls_root = hls_root
         self._secrets = secrets
+        self._egress = Egress(sources or SourcePolicy())
+        self._recording_spool = recording_spool
+        self._recording_defaults = recording_defaults
         self._streams: dict[StreamKey, Stream] = {}
         self._specs: dict[StreamKey, StreamSpec] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
@@ -68,6 +86,9 @@ class Engine:
     ) -> None:
         """Run exactly the enabled streams of `desired`."""
         start_sequences = start_sequences or {}
+        if self._recording_defaults is not None:
+            defaults = self._recording_defaults
+            desired = {k: with_recording_default(s, defaults) for k, s in desired.items()}
         self._specs = dict(desired)
         async with self._lock:
             wanted = {key: spec for key, spec in desired.items() if spec.enabled}
@@ -100,15 +121,18 @@ class Engine:
             streams = list(self._streams.values())
             self._streams.clear()
             await asyncio.gather(*(stream.stop() for stream in streams))
+            await self._egress.close()
 
     def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
         stream = Stream(
             spec,
             hls_root=self.hls_root,
             secrets=self._secrets,
+            egress=self._egress,
             start=start,
             discontinuity=discontinuity,
             on_change=self._notify,
+            recording_spool=self._recording_spool,
         )
         self._streams[spec.key] = stream
         stream.start()
@@ -139,9 +163,10 @@ class Engine:
 
 def _differs(old: StreamSpec, new: StreamSpec) -> bool:
     """A change that needs a restart (the generation alone does not)."""
-    return (old.source, old.hls, old.transcode, old.thumbnail) != (
+    return (old.source, old.hls, old.transcode, old.thumbnail, old.recording) != (
         new.source,
         new.hls,
         new.transcode,
         new.thumbnail,
+        new.recording,
     )

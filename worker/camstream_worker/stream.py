@@ -7,8 +7,9 @@ MediaMTX path, the stream ties one source to its readers:
 - the source slot: the stream's source (sources/kinds.py picks it once) and at
   most one `Session` of it, which the supervisor attaches for each attempt and
   detaches when the attempt ends (`attach`, `detach`);
-- its outputs (outputs/): the HLS writer always, the ABR ladder and the
-  thumbnail when the spec asks for them; each session is handed to all of them;
+- its outputs (outputs/): the HLS writer always, the ABR ladder, the
+  thumbnail and the recorder (fed the writer's finished segments) when the
+  spec asks for them; each session is handed to all of them;
 - its status (state.StreamStatus), whose phase the supervisor drives and
   whose figures come from the sessions and the writer's segments.
 
@@ -30,12 +31,15 @@ from camstream.spec import StreamSpec
 from camstream_worker.outputs.base import Output
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart, lead_of
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
+from camstream_worker.outputs.recording.dvr import DvrWindow
+from camstream_worker.outputs.recording.recorder import Recorder
 from camstream_worker.outputs.thumbnail import Thumbnailer
 from camstream_worker.outputs.transcode import SOURCE_FOLDER, Transcoder
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.session import Session
 from camstream_worker.sources import kinds
 from camstream_worker.sources.base import Context
+from camstream_worker.sources.egress import Egress
 from camstream_worker.state import Phase, StreamStatus, stream_dir
 from camstream_worker.supervisor import Supervisor
 
@@ -47,12 +51,16 @@ class Stream:
         *,
         hls_root: Path,
         secrets: SecretResolver,
+        egress: Egress,
         start: SequenceStart,
         discontinuity: bool,
         on_change: Callable[[StreamStatus], None],
+        recording_spool: Path | None = None,
     ) -> None:
         """`start`: where the media sequence begins; `discontinuity`: the first
-        segment continues an earlier life of the stream (a restart, a handoff)."""
+        segment continues an earlier life of the stream (a restart, a handoff);
+        `recording_spool`: where recorded groups wait for upload (None: this
+        worker does not record, whatever the spec says)."""
         self.spec = spec
         self.prefix = f"[{spec.key}] "
         self._on_change = on_change
@@ -64,15 +72,32 @@ class Stream:
         self._session: Session | None = None
         self._bytes_before = 0  # of the sessions before the current one
         self._live_since: float | None = None
+        self._recorder = self._make_recorder(recording_spool)
         self._writer, self._transcoder, self._thumbnailer = self._make_outputs(start, discontinuity)
         # The writer goes last: it holds packets and muxes them (in place) later.
+        # The recorder is fed by the writer's segments, and closed after it.
         self._outputs: tuple[Output, ...] = tuple(
-            o for o in (self._thumbnailer, self._transcoder, self._writer) if o is not None
+            o
+            for o in (self._thumbnailer, self._transcoder, self._writer, self._recorder)
+            if o is not None
         )
         self.source = kinds.make_source(
-            spec, Context(secrets=secrets, log_prefix=self.prefix, note=self.note)
+            spec,
+            Context(secrets=secrets, log_prefix=self.prefix, note=self.note, egress=egress),
         )
         self._supervisor = Supervisor(self)
+
+    def _make_recorder(self, spool: Path | None) -> Recorder | None:
+        recording = self.spec.recording
+        if recording is None or not recording.enabled or spool is None:
+            return None
+        # The DVR lives beside the passthrough playlist (with a ladder, in its folder).
+        live = self._folder / SOURCE_FOLDER if self.spec.transcode.enabled else self._folder
+        dvr = None
+        if recording.dvr_minutes > 0:
+            live.mkdir(parents=True, exist_ok=True)
+            dvr = DvrWindow(live, recording.dvr_minutes, self.spec.hls.segment_seconds)
+        return Recorder(self.spec.key, recording, spool, log_prefix=self.prefix, dvr=dvr)
 
     def _make_outputs(
         self, start: SequenceStart, discontinuity: bool
@@ -206,7 +231,11 @@ class Stream:
             self.set_phase(self._status.phase, reason, message)
 
     def _segment_from_any_thread(self, segment: SegmentWritten) -> None:
-        self._loop.call_soon_threadsafe(self._segment_written, segment)
+        if self._recorder is not None:
+            self._recorder.segment(segment)  # in the writer's thread: the bytes go to disk
+        self._loop.call_soon_threadsafe(
+            self._segment_written, dataclasses.replace(segment, data=b"")
+        )
 
     def _segment_written(self, segment: SegmentWritten) -> None:
         self._status = dataclasses.replace(
@@ -228,3 +257,13 @@ class Stream:
         if session_running and self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
             self._live_since = time.monotonic()
             self.set_phase(Phase.LIVE, "Streaming", "")
+        if segment.forced and self._status.phase is Phase.LIVE:
+            # Stays until the stream's phase changes: a long-GOP camera would
+            # otherwise flip its status (a write each time) every keyframe.
+            self.set_phase(
+                Phase.LIVE,
+                "KeyframeIntervalTooLong",
+                f"no keyframe within {self._writer.max_segment_seconds:.0f} s: segments are"
+                " cut without one, so new viewers may wait for a picture; set the camera's"
+                f" keyframe interval to at most {self.spec.hls.segment_seconds} s",
+            )

@@ -12,7 +12,9 @@ state machine is drawn in state.py).
 Each attempt runs the source as a task on a fresh session of the stream and
 waits for one of: the source raising, the watchdog firing, or a stop request.
 A source's thread is always awaited before the next attempt, so two sessions
-never feed one stream's outputs.
+never feed one stream's outputs. The watchdog measures silence on the
+event loop's working time: if the loop itself stalled (how late each watch
+woke up), that time is not held against the camera.
 
 What differs between a camera we pull and one that pushes to us is read from
 the source's one trait, `pushed`: a pushing camera decides when it comes (no
@@ -35,6 +37,7 @@ from camstream_worker.errors import (
     PermanentSourceError,
     SourceError,
     SourceStalled,
+    SourceUnreachable,
 )
 from camstream_worker.session import Session
 from camstream_worker.sources.base import Source
@@ -69,6 +72,32 @@ class Supervised(Protocol):
     def set_phase(self, phase: Phase, reason: str, message: str) -> None: ...
 
     def reconnecting(self, reason: str, message: str) -> None: ...
+
+
+class LoopDelays:
+    """How late the event loop ran, as spans of monotonic time, to leave out of silences.
+
+    `since(t)` is the part of those spans after `t`: a camera silent since
+    its last packet at `t` was silent for `now - t - since(t)` seconds of
+    the loop's working time. Spans that ended before the moment asked about
+    are forgotten (moments asked about only move forward), and so are spans
+    that ended more than `keep` seconds before the newest: a stream waiting
+    for its camera asks nothing for days.
+    """
+
+    def __init__(self, keep: float) -> None:
+        self._keep = keep
+        self._spans: list[tuple[float, float]] = []
+
+    def add(self, start: float, end: float) -> None:
+        if end > start:
+            self._spans.append((start, end))
+            if self._spans[0][1] < end - self._keep:
+                self._spans = [(a, b) for a, b in self._spans if b >= end - self._keep]
+
+    def since(self, moment: float) -> float:
+        self._spans = [(a, b) for a, b in self._spans if b > moment]
+        return sum(b - max(a, moment) for a, b in self._spans)
 
 
 class Supervisor:
@@ -135,21 +164,36 @@ class Supervisor:
         # A pushing camera may take any time to come; a pulled one must start
         # sending soon after we connect (FFmpeg can sit in its probe forever).
         open_deadline = None if stream.source.pushed else time.monotonic() + 2 * stall
+        # The loop's own delays (how late each watch woke up) are not the
+        # camera's silence: after a stall of the whole process, the packets it
+        # sent meanwhile are still in the kernel, and a camera must not be
+        # blamed, dropped and marked Reconnecting for the server's stall.
+        delays = LoopDelays(keep=4 * stall + 60)
+        started = time.monotonic()
         try:
             while not run.done():
                 if self._stop.is_set():
                     stopping.set()
                     break
                 now = time.monotonic()
-                if session.active and now - session.last_packet_at > stall:
+                last_packet = session.last_packet_at
+                if session.active and now - last_packet - delays.since(last_packet) > stall:
                     stopping.set()
                     await self._finish(run, session, grace=stall)
                     raise SourceStalled(f"no packet for {stall:.0f}s")
-                if not session.active and open_deadline is not None and now > open_deadline:
+                if (
+                    not session.active
+                    and open_deadline is not None
+                    and now - delays.since(started) > open_deadline
+                ):
                     stopping.set()
                     await self._finish(run, session, grace=stall)
-                    raise SourceStalled(f"connected, but no stream within {2 * stall:.0f}s")
+                    # As any pulled source that does not open: the one uniform answer.
+                    raise _unreachable(stream, f"connected, but no stream within {2 * stall:.0f}s")
                 await asyncio.wait({run}, timeout=WATCH_INTERVAL)
+                if not run.done():
+                    woke = time.monotonic()
+                    delays.add(woke - max(0.0, woke - now - WATCH_INTERVAL), woke)
             await asyncio.shield(run)  # raises the source's error, or returns on stop
             if not self._stop.is_set():
                 raise SourceError("the source returned without an error")
@@ -180,3 +224,9 @@ class Supervisor:
         self._abandoned.discard(run)
         if not run.cancelled():
             run.exception()  # retrieved: its error no longer matters
+
+
+def _unreachable(stream: Supervised, detail: str) -> SourceUnreachable:
+    """The uniform error (errors.py), with what happened in the log only."""
+    log.info("%scould not open the source: %s", stream.prefix, detail)
+    return SourceUnreachable(detail)

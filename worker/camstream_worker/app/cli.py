@@ -34,6 +34,7 @@ def add_parsers(subparsers: Any) -> None:
         help="folder of Secrets as files: <dir>/<namespace>/<secret>/<key>",
     )
     config.add_serving_args(run)
+    config.add_file_root_arg(run)
     run.set_defaults(run=_run)
 
     demo = subparsers.add_parser("demo", help="synthetic cameras pushing into a local worker")

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from camstream import settings
 from camstream_worker.servers.http import settings as http_settings
+from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.sources import policy
+from camstream_worker.sources.policy import SourcePolicy
 
 DEFAULT_HLS_DIR = Path("/tmp/camstream-hls")
 
@@ -30,6 +33,8 @@ class Serving:
     rtmp_port: int
     processes: int
     hls_dir: Path
+    sources: SourcePolicy  # what pulled sources may reach, which files they may read
+    rtmp: Limits = field(default_factory=Limits)  # CAMSTREAM_RTMP_* (limits.py)
     # Viewer auth, CORS, the admin surface and connection limits of the HTTP port.
     http: http_settings.HttpSettings = field(default_factory=http_settings.HttpSettings)
 
@@ -74,13 +79,45 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
         help=f"where HLS files are written (default: $CAMSTREAM_HLS_DIR, else {DEFAULT_HLS_DIR})",
     )
     http_settings.add_arguments(parser)
+    parser.add_argument(
+        "--source-deny-cidrs",
+        type=policy.cidrs_argument,
+        default=None,
+        help=policy.DENY_FLAG_HELP,
+    )
 
 
-def serving(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Serving:
+def add_file_root_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--file-root",
+        dest="file_roots",
+        action="append",
+        type=Path,
+        default=[],
+        help="folder that `protocol: file` streams may read (repeatable; "
+        "default: the folders of the -f manifests)",
+    )
+
+
+def serving(
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    *,
+    file_roots: tuple[Path, ...] = (),
+) -> Serving:
     hls_dir = args.hls_dir
     if hls_dir is None:
         hls_dir = settings.from_env(
             "CAMSTREAM_HLS_DIR", settings.path, DEFAULT_HLS_DIR, flag="--hls-dir", environ=environ
+        )
+    denied = args.source_deny_cidrs
+    if denied is None:
+        denied = settings.from_env(
+            policy.DENY_VARIABLE,
+            policy.parse_cidrs,
+            policy.DEFAULT_DENIED,
+            flag="--source-deny-cidrs",
+            environ=environ,
         )
     return Serving(
         host=args.host,
@@ -88,13 +125,18 @@ def serving(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         rtmp_port=args.rtmp_port,
         processes=usable_cpus() if args.processes is None else args.processes,
         hls_dir=hls_dir,
+        sources=SourcePolicy.build(denied=denied, file_roots=file_roots),
+        rtmp=Limits.from_env(environ),
         http=http_settings.from_args(args, environ),
     )
 
 
 def run_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> RunConfig:
+    files = tuple(args.files)
+    # `protocol: file` reads what the manifests' author put beside them, unless told otherwise.
+    roots = tuple(args.file_roots) or tuple(p if p.is_dir() else p.parent for p in files)
     return RunConfig(
-        files=tuple(args.files), secrets_dir=args.secrets_dir, serving=serving(args, environ)
+        files=files, secrets_dir=args.secrets_dir, serving=serving(args, environ, file_roots=roots)
     )
 
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,21 @@ from camstream.wire import KIND
 from camstream_worker.app import config
 from camstream_worker.engine import Engine
 from camstream_worker.metrics.worker import worker_registry
+from camstream_worker.outputs.recording import service as recording
+from camstream_worker.outputs.recording.uploader import RecordingCollector
 from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
+from camstream_worker.servers.http import recordings
 from camstream_worker.servers.http.server import bound_port, make_admin_app, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
+from camstream_worker.servers.rtmp.limits import raise_fd_limit
 from camstream_worker.servers.rtmp.listener import RtmpServer
 
 log = logging.getLogger(__name__)
+
+# On exit, closed groups are uploaded for at most this long; the rest waits in
+# the spool for the next start on the same folder.
+UPLOAD_ON_EXIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +72,7 @@ def load_manifests(paths: Iterable[Path]) -> Manifests:
                 secrets.append(doc)
             elif doc.get("kind") == KIND:
                 try:
-                    spec = parse_stream(doc)
+                    spec = parse_stream(doc, local_files=True)  # confined to the file roots
                 except SpecError as exc:
                     errors.append(f"{where}: {exc}")
                     continue
@@ -92,12 +101,14 @@ class Standalone:
     rtmp: RtmpServer | RtmpFront
     http: Any
     http_port: int
+    recording: recording.Recording
     admin: Any = None  # the admin port's runner, when it has a port of its own
     admin_port: int | None = None
 
     async def close(self) -> None:
         await self.rtmp.close()
-        await self.engine.close()
+        await self.engine.close()  # recorders close their groups
+        await self.recording.close(deadline=time.monotonic() + UPLOAD_ON_EXIT_SECONDS)
         if self.admin is not None:
             await self.admin.cleanup()
         await self.http.cleanup()
@@ -106,33 +117,59 @@ class Standalone:
 async def start_standalone(
     manifests: Manifests, serving: config.Serving, *, secrets_dir: Path | None = None
 ) -> Standalone:
+    raise_fd_limit()  # before anything sizes its caps from it
     secrets = StaticSecrets(manifests.secrets, secrets_dir=secrets_dir)
+    hls_dir = serving.hls_dir
+    kept = await recording.start(
+        hls_dir, default_folder=hls_dir.with_name(f"{hls_dir.name}-recordings")
+    )
     engine: Engine | ShardedEngine
     rtmp: RtmpServer | RtmpFront
     rtmp_stats: Callable[[], Mapping[str, int]]
     if serving.processes > 1:
-        pool = ShardedEngine(serving.hls_dir, secrets, serving.processes)
+        pool = ShardedEngine(
+            serving.hls_dir,
+            secrets,
+            serving.processes,
+            sources=serving.sources,
+            rtmp_limits=serving.rtmp,
+            recording_spool=kept.engine_spool,
+            recording_defaults=kept.defaults,
+        )
         await pool.start()
         front = await pool.serve_rtmp(serving.host, serving.rtmp_port)
         engine, rtmp = pool, front
         rtmp_stats = lambda: pool.rtmp_stats(front)  # noqa: E731 - one line reads better here
     else:
-        single = Engine(serving.hls_dir, secrets)
-        listener = RtmpServer(single.authorize_publish, host=serving.host, port=serving.rtmp_port)
+        single = Engine(
+            serving.hls_dir,
+            secrets,
+            sources=serving.sources,
+            recording_spool=kept.engine_spool,
+            recording_defaults=kept.defaults,
+        )
+        listener = RtmpServer(
+            single.authorize_publish, serving.host, serving.rtmp_port, limits=serving.rtmp
+        )
         await listener.start()
         engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
+    registry = worker_registry(rtmp_stats)
+    if kept.uploader is not None:
+        registry.register(RecordingCollector(kept.uploader.stats))
     app = make_app(
         engine,
         serving.hls_dir,
         worker_name="standalone",
-        registry=worker_registry(rtmp_stats),
+        registry=registry,
+        ready=lambda: rtmp.accepting,  # not while the RTMP port is out of descriptors
         settings=serving.http,
         specs=engine,
         secrets=secrets,
     )
+    recordings.use_store(app, kept.store)
     http = await serve(app, serving.host, serving.http_port)
-    worker = Standalone(engine, rtmp, http, bound_port(http))
+    worker = Standalone(engine, rtmp, http, bound_port(http), kept)
     if serving.http.admin_port is not None:
         worker.admin = await serve(make_admin_app(app), serving.host, serving.http.admin_port)
         worker.admin_port = bound_port(worker.admin)

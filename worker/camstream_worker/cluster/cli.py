@@ -26,8 +26,12 @@ from typing import Any
 from camstream import settings
 from camstream.handoff import RingDoc
 from camstream_worker.servers.http import settings as http_settings
+from camstream_worker.sources import policy
 
 log = logging.getLogger("camstream.worker.cluster")
+# Seconds of the shutdown spent uploading the last recorded groups; the rest
+# waits in the spool on the pod's volume for its next start.
+RECORDING_UPLOAD_ON_EXIT = 5.0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -71,6 +75,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="renew the heartbeat Lease this often; it lasts three times as long",
     )
     parser.add_argument(
+        "--source-deny-cidrs",
+        type=policy.cidrs_argument,
+        default=None,
+        help=policy.DENY_FLAG_HELP,
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=settings.from_env("CAMSTREAM_PROCESSES", settings.count, 1, flag="--processes"),
@@ -93,9 +103,13 @@ def run(args: argparse.Namespace) -> int:
 async def serve(args: argparse.Namespace) -> int:
     from camstream import kubeapi
     from camstream_worker.metrics.worker import worker_registry
+    from camstream_worker.outputs.recording import service as recording
+    from camstream_worker.outputs.recording.uploader import RecordingCollector
     from camstream_worker.pool.sharded import ShardedEngine
+    from camstream_worker.servers.http import recordings
     from camstream_worker.servers.http.server import make_admin_app, make_app
     from camstream_worker.servers.http.server import serve as serve_http
+    from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
     from .agent import Agent, Identity
     from .locator import RingLocator
@@ -114,11 +128,34 @@ async def serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
 
     async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
+        # In a cluster recordings go where the chart says (an S3 store); none: off.
+        kept = await recording.start(
+            args.hls_dir,
+            default_folder=None,
+            on_loss=recording.LossReports(lambda loss: _report_loss(api, loss)),
+        )
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
-        secrets = KubeSecrets(api)
-        engine = ShardedEngine(args.hls_dir, secrets, max(1, args.processes))
+        raise_fd_limit()  # before anything sizes its caps from it
+        secrets = KubeSecrets(api)  # stream credentials and playback signing keys
+        denied = args.source_deny_cidrs
+        if denied is None:
+            denied = settings.from_env(
+                policy.DENY_VARIABLE,
+                policy.parse_cidrs,
+                policy.DEFAULT_DENIED,
+                flag="--source-deny-cidrs",
+            )
+        engine = ShardedEngine(
+            args.hls_dir,
+            secrets,
+            max(1, args.processes),
+            sources=policy.SourcePolicy.build(denied=denied),  # no file roots: no local files
+            rtmp_limits=Limits.from_env(),
+            recording_spool=kept.engine_spool,
+            recording_defaults=kept.defaults,
+        )
         await engine.start()
         agent = Agent(
             api=api,
@@ -134,20 +171,25 @@ async def serve(args: argparse.Namespace) -> int:
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
         )
         rtmp = await engine.serve_rtmp(host, args.rtmp_port, owner=locator.owner_rtmp)
+        registry = worker_registry(
+            lambda: engine.rtmp_stats(rtmp),
+            partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
+        )
+        if kept.uploader is not None:
+            registry.register(RecordingCollector(kept.uploader.stats))
         app = make_app(
             engine,
             args.hls_dir,
             owner=locator,
-            ready=agent.ready,
+            # Not ready while the RTMP port is out of descriptors either.
+            ready=lambda: agent.ready() and rtmp.accepting,
             worker_name=identity.pod_name,
-            registry=worker_registry(
-                lambda: engine.rtmp_stats(rtmp),
-                partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
-            ),
+            registry=registry,
             settings=args.http,
             specs=engine,
             secrets=secrets,
         )
+        recordings.use_store(app, kept.store)
         http = await serve_http(app, host, args.http_port)
         admin = None
         if args.http.admin_port is not None:
@@ -178,10 +220,36 @@ async def serve(args: argparse.Namespace) -> int:
             await rtmp.close()
             await engine.apply({})  # stop every stream and remove its files
             await engine.close()
+            # What the recorders closed last goes up within the grace period left.
+            await kept.close(deadline=time.monotonic() + RECORDING_UPLOAD_ON_EXIT)
             if admin is not None:
                 await admin.cleanup()
             await http.cleanup()
     return 0
+
+
+async def _report_loss(api: Any, loss: Any) -> None:
+    """One Warning Event on the stream whose recording lost groups (summarised by LossReports)."""
+    from camstream import kubeevents
+    from camstream.wire import API_GROUP, API_VERSION, KIND
+
+    involved = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"namespace": loss.key.namespace, "name": loss.key.name},
+    }
+    message = (
+        f"{loss.groups} recorded groups ({loss.seconds:.0f} s, {loss.bytes} bytes) were dropped: "
+        "the recording spool was full while the object store could not take them"
+    )
+    await kubeevents.post(
+        api,
+        involved,
+        type_="Warning",
+        reason="RecordingDropped",
+        message=message,
+        component="camstream-worker",
+    )
 
 
 def _owned_partitions(doc: RingDoc | None, worker: str) -> int:

@@ -6,11 +6,15 @@ with `add_stats`. Like the stream metrics, these are read at scrape
 time from counters the RTMP server and the cluster agent keep anyway:
 
     camstream_rtmp_connections            gauge, RTMP connections open now
-    camstream_rtmp_rejected_total{reason} counter, connections refused or dropped:
-                                          unauthorized (unknown stream, wrong key),
-                                          protocol (not RTMP, malformed), timeout
+    camstream_rtmp_rejected_total{reason} counter, connections refused or dropped,
+                                          reason one of RTMP_REFUSAL_REASONS below
+    camstream_rtmp_accepting              gauge, 1 while the RTMP port accepts
+                                          connections (0: out of file descriptors)
     camstream_worker_partitions           gauge, ring partitions this worker owns
                                           (cluster mode only)
+
+The RTMP servers report each refusal reason as the counter
+``refused_<reason>`` of their stats (servers/rtmp/refusals.py).
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 RtmpStats = Callable[[], Mapping[str, int]]
-_REJECTION_COUNTERS = (
-    ("unauthorized", "rejected"),
-    ("protocol", "protocol_errors"),
-    ("timeout", "timeouts"),
-)
+
+# The label values of camstream_rtmp_rejected_total: a fixed set, whatever a
+# client sends (docs/threat-model-rtmp.md says what triggers each).
+RTMP_REFUSAL_REASONS: Mapping[str, str] = {
+    "unauthorized": "unknown stream or wrong stream key",
+    "protocol": "not RTMP, or RTMP the server does not allow",
+    "timeout": "not publishing in time, or a publisher gone silent",
+    "capacity": "the worker's connection cap (sized from its file descriptors) is reached",
+    "per_address": "too many connections not publishing yet from one address",
+    "too_large": "a message, or the bytes sent before publishing, over their cap",
+    "flood": "too many messages (empty, tiny or pings) for the time",
+    "slow_reader": "the client does not read what the server sends",
+}
 
 
 class WorkerCollector(Collector):
@@ -44,9 +56,15 @@ class WorkerCollector(Collector):
         rejected = CounterMetricFamily(
             "camstream_rtmp_rejected", "RTMP connections refused or dropped", labels=["reason"]
         )
-        for reason, counter in _REJECTION_COUNTERS:
-            rejected.add_metric([reason], stats.get(counter, 0))
+        for reason in RTMP_REFUSAL_REASONS:
+            rejected.add_metric([reason], stats.get(f"refused_{reason}", 0))
         yield rejected
+        if "accepting" in stats:
+            yield GaugeMetricFamily(
+                "camstream_rtmp_accepting",
+                "1 while the RTMP port accepts connections",
+                value=stats["accepting"],
+            )
         if self._partitions is not None:
             yield GaugeMetricFamily(
                 "camstream_worker_partitions",

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from camstream.spec import SecretRef
 from camstream_worker.engine import Engine
 from camstream_worker.errors import SecretError
 from camstream_worker.pool import ipc
+from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.servers.rtmp.listener import RtmpServer
+from camstream_worker.sources.policy import SourcePolicy
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ def main(
     control: ipc.Pipe,
     connections: socket.socket,
     log_level: int,
+    sources: SourcePolicy,
+    rtmp_limits: Limits,
+    recording_spool: str | None = None,
 ) -> None:
     logging.basicConfig(
         level=log_level,
@@ -45,7 +51,8 @@ def main(
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_Child(control, connections, Path(hls_root)).run())
+    spool = Path(recording_spool) if recording_spool is not None else None
+    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits, spool).run())
 
 
 class _ParentSecrets:
@@ -53,24 +60,36 @@ class _ParentSecrets:
 
     def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
         self._send = send
-        self.requests: ipc.Requests[tuple[bool, str]] = ipc.Requests()
+        self.requests: ipc.Requests[tuple[bool, str | SecretError]] = ipc.Requests()
 
     async def get(self, namespace: str, ref: SecretRef) -> str:
         number, answered = self.requests.open()
         self._send((ipc.SECRET, number, namespace, ref))
         ok, value = await answered
+        if isinstance(value, SecretError):
+            raise value
         if not ok:
-            raise SecretError(value)
-        return value
+            raise SecretError(str(value))
+        return str(value)
 
 
 class _Child:
-    def __init__(self, control: ipc.Pipe, connections: socket.socket, hls_root: Path) -> None:
+    def __init__(
+        self,
+        control: ipc.Pipe,
+        connections: socket.socket,
+        hls_root: Path,
+        sources: SourcePolicy,
+        rtmp_limits: Limits,
+        recording_spool: Path | None = None,
+    ) -> None:
         self._control = control
         self._connections = connections
         self._secrets = _ParentSecrets(self._send)
-        self._engine = Engine(hls_root, self._secrets)
-        self._rtmp = RtmpServer(self._engine.authorize_publish)
+        self._engine = Engine(
+            hls_root, self._secrets, sources=sources, recording_spool=recording_spool
+        )
+        self._rtmp = RtmpServer(self._engine.authorize_publish, limits=rtmp_limits)
         self._done = asyncio.Event()
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -128,11 +147,17 @@ class _Child:
             passed = ipc.receive_connection(self._connections)
         except (BlockingIOError, InterruptedError):
             return
+        except ipc.DescriptorLost:
+            # Out of descriptors: the client is gone (the kernel closed it); the
+            # listener's cap (sized from the limit) keeps this rare.
+            self._rtmp.refusals.refuse("capacity", "rtmp ?", "a handed-over connection was lost")
+            return
         if passed is None:
             self._done.set()  # the parent closed its end
             return
-        connection, received = passed
-        self._spawn(self._rtmp.adopt(connection, received))
+        connection, received, connected_at = passed
+        age = max(0.0, time.monotonic() - connected_at)
+        self._spawn(self._rtmp.adopt(connection, received, age=age))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -7,13 +7,18 @@ engine process itself (child.py). Both ends are made before the child starts
 The control pipe carries pickled tuples; a request carries a number and is
 answered with the same number (`Requests` keeps the futures):
 
-    parent → child   (APPLY, n, specs, start_sequences) | (CLOSE, n) | (SECRET, n, ok, value)
+    parent → child   (APPLY, n, specs, start_sequences) | (CLOSE, n)
+                     | (SECRET, n, ok, value or the SecretError, whose class is the reason)
     child → parent   (DONE, n) | (STATUS, StreamStatus) | (SNAPSHOT, [StreamStatus])
                      | (SECRET, n, namespace, SecretRef) | (RTMP, {counter: value})
 
 The connection socket (a Unix SOCK_SEQPACKET pair) passes RTMP connections:
-the file descriptor itself (SCM_RIGHTS) and, in the same message, the bytes
-the parent read after the handshake.
+the file descriptor itself (SCM_RIGHTS) and, in the same message, the time
+the client connected (time.monotonic(), one clock for the whole system) and
+the bytes the parent read after the handshake. A message is never empty, so
+the parent's hang-up (an empty message) is told from a connection whose
+descriptor the kernel dropped because the child had none left
+(`DescriptorLost`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import itertools
 import multiprocessing.connection
 import socket
+import struct
 from multiprocessing.context import SpawnContext
 from typing import Generic, TypeVar
 
@@ -34,6 +40,12 @@ SNAPSHOT = "snapshot"
 RTMP = "rtmp"
 
 MAX_RECEIVED = 1 << 17  # bytes read after the handshake; the front reads at most 64 KiB + a chunk
+_CONNECTED_AT = struct.Struct(">d")
+
+
+class DescriptorLost(OSError):
+    """A connection arrived without its descriptor: this process is out of them."""
+
 
 Pipe = multiprocessing.connection.Connection
 T = TypeVar("T")
@@ -48,22 +60,32 @@ def channels(
     return (parent_pipe, parent_sock), (child_pipe, child_sock)
 
 
-def pass_connection(channel: socket.socket, sock: socket.socket, received: bytes) -> None:
-    """Send an RTMP connection (after its handshake) and the bytes read since."""
-    socket.send_fds(channel, [received], [sock.fileno()])
+def pass_connection(
+    channel: socket.socket, sock: socket.socket, received: bytes, connected_at: float
+) -> None:
+    """Send an RTMP connection (after its handshake), when it connected and the bytes read since."""
+    socket.send_fds(channel, [_CONNECTED_AT.pack(connected_at) + received], [sock.fileno()])
 
 
-def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes] | None:
-    """The next passed connection; None when the parent closed its end.
+def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes, float] | None:
+    """The next passed connection, its bytes and when it connected; None when the parent left.
 
-    Raises BlockingIOError when nothing is waiting (the channel is non-blocking).
+    Raises BlockingIOError when nothing is waiting (the channel is non-blocking),
+    DescriptorLost when a connection came without its descriptor.
     """
-    data, fds, _, _ = socket.recv_fds(channel, MAX_RECEIVED, 1)
-    if not fds:
+    data, fds, _, _ = socket.recv_fds(channel, _CONNECTED_AT.size + MAX_RECEIVED, 1)
+    if not data:
+        for fd in fds:
+            socket.close(fd)
         return None
+    if not fds:
+        raise DescriptorLost("a passed connection lost its descriptor (EMFILE?)")
+    for extra in fds[1:]:
+        socket.close(extra)
     connection = socket.socket(fileno=fds[0])
     connection.setblocking(False)
-    return connection, data
+    (connected_at,) = _CONNECTED_AT.unpack_from(data)
+    return connection, data[_CONNECTED_AT.size :], connected_at
 
 
 class Requests(Generic[T]):

@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from camstream.spec import SecretRef, StreamKey, StreamSpec
+from camstream_worker.errors import SecretError
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool import child, ipc
+from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
 
 log = logging.getLogger(__name__)
@@ -30,8 +33,8 @@ RESTART_DELAY = 1.0
 
 # (status, changed): changed=False for the periodic snapshots of counters.
 OnStatus = Callable[[StreamStatus, bool], None]
-# (namespace, ref) -> (found, value or the reason it was not)
-ResolveSecret = Callable[[str, SecretRef], Awaitable[tuple[bool, str]]]
+# (namespace, ref) -> (found, the value or the SecretError saying why not)
+ResolveSecret = Callable[[str, SecretRef], Awaitable[tuple[bool, "str | SecretError"]]]
 
 
 class EngineProcess:
@@ -40,6 +43,9 @@ class EngineProcess:
         index: int,
         hls_root: Path,
         *,
+        sources: SourcePolicy,
+        rtmp_limits: Limits,
+        recording_spool: Path | None = None,
         on_status: OnStatus,
         resolve_secret: ResolveSecret,
         closing: Callable[[], bool],
@@ -47,6 +53,9 @@ class EngineProcess:
         """`closing`: the pool is shutting down, so a process that exits stays down."""
         self.index = index
         self._hls_root = hls_root
+        self._sources = sources
+        self._rtmp_limits = rtmp_limits
+        self._recording_spool = recording_spool
         self._on_status = on_status
         self._resolve_secret = resolve_secret
         self._closing = closing
@@ -72,6 +81,9 @@ class EngineProcess:
                 child_control,
                 child_connections,
                 logging.getLogger().level,
+                self._sources,
+                self._rtmp_limits,
+                str(self._recording_spool) if self._recording_spool is not None else None,
             ),
             name=f"camstream-engine-{self.index}",
             daemon=True,
@@ -103,10 +115,10 @@ class EngineProcess:
             process.kill()
         self._detach()
 
-    def hand_over(self, sock: socket.socket, received: bytes) -> None:
+    def hand_over(self, sock: socket.socket, received: bytes, connected_at: float) -> None:
         """Give an RTMP connection (after its handshake) to this process."""
         assert self._connections is not None
-        ipc.pass_connection(self._connections, sock, received)
+        ipc.pass_connection(self._connections, sock, received, connected_at)
 
     async def _request(self, verb: str, *args: Any) -> None:
         number, answered = self._requests.open()

@@ -29,14 +29,23 @@ import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from camstream.spec import SecretRef, StreamKey, StreamSpec
+from camstream.spec import (
+    RecordingDefaults,
+    SecretRef,
+    StreamKey,
+    StreamSpec,
+    with_recording_default,
+)
 from camstream_worker.errors import SecretError
 from camstream_worker.metrics.worker import add_stats
 from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp.names import redact_app
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.rtmp.front import RtmpFront, RtmpOwner
+from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import Phase, StreamStatus
 
 log = logging.getLogger(__name__)
@@ -48,13 +57,30 @@ def shard_of(key: StreamKey, shards: int) -> int:
 
 
 class ShardedEngine:
-    def __init__(self, hls_root: Path, secrets: SecretResolver, processes: int) -> None:
+    def __init__(
+        self,
+        hls_root: Path,
+        secrets: SecretResolver,
+        processes: int,
+        *,
+        sources: SourcePolicy | None = None,
+        rtmp_limits: Limits | None = None,
+        recording_spool: Path | None = None,
+        recording_defaults: RecordingDefaults | None = None,
+    ) -> None:
+        """`sources`: where pulled sources may go (each engine process gets a copy);
+        `rtmp_limits`: for the front and every engine process's listener."""
         self.hls_root = hls_root
         self._secrets = secrets
+        self._rtmp_limits = rtmp_limits or Limits()
+        self._recording_defaults = recording_defaults or RecordingDefaults()
         self._engines = [
             EngineProcess(
                 index,
                 hls_root,
+                sources=sources or SourcePolicy(),
+                rtmp_limits=self._rtmp_limits,
+                recording_spool=recording_spool,
                 on_status=self._reported,
                 resolve_secret=self._resolve,
                 closing=lambda: self._closing,
@@ -102,6 +128,10 @@ class ShardedEngine:
         *,
         start_sequences: Mapping[StreamKey, SequenceStart] | None = None,
     ) -> None:
+        # The site's recording default is filled in here, once for every process.
+        desired = {
+            k: with_recording_default(s, self._recording_defaults) for k, s in desired.items()
+        }
         self._desired = dict(desired)
         sequences = dict(start_sequences or {})
         shares: list[dict[StreamKey, StreamSpec]] = [{} for _ in self._engines]
@@ -126,7 +156,7 @@ class ShardedEngine:
     async def serve_rtmp(
         self, host: str, port: int, *, owner: RtmpOwner | None = None
     ) -> RtmpFront:
-        front = RtmpFront(self, host, port, owner=owner)
+        front = RtmpFront(self, host, port, owner=owner, limits=self._rtmp_limits)
         await front.start()
         return front
 
@@ -135,16 +165,21 @@ class ShardedEngine:
         parts = [engine.rtmp_stats for engine in self._engines]
         return add_stats(*parts, *([front.stats()] if front is not None else []))
 
-    def hand_over(self, app: str, sock: socket.socket, received: bytes) -> None:
+    def hand_over(
+        self, app: str, sock: socket.socket, received: bytes, connected_at: float
+    ) -> None:
         key = paths.stream_of_app(app)
         if key is not None:
             engine = self._engines[shard_of(key, len(self._engines))]
         else:
             # rtmp://host/<namespace>/<name>?key=… gives only the namespace here:
             # such publishers can reach only the streams of the first process.
-            log.info("rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>", app)
+            log.info(
+                "rtmp: app %r names no stream; publish to /<namespace>/<name>/<key>",
+                redact_app(app),
+            )
             engine = self._engines[0]
-        engine.hand_over(sock, received)
+        engine.hand_over(sock, received, connected_at)
 
     # -- from the engine processes
 
@@ -159,8 +194,8 @@ class ShardedEngine:
                 except Exception:
                     log.exception("status listener failed")
 
-    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str]:
+    async def _resolve(self, namespace: str, ref: SecretRef) -> tuple[bool, str | SecretError]:
         try:
             return True, await self._secrets.get(namespace, ref)
         except SecretError as exc:
-            return False, str(exc)
+            return False, exc  # the class travels too: SecretNotAllowed is not SecretMissing

@@ -29,6 +29,7 @@ import av
 from camstream.spec import Credentials
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
+from camstream_worker.sources.egress import Egress
 
 # PyAV codec names we can carry in MPEG-TS without decoding.
 VIDEO_CODECS = frozenset({"h264", "hevc"})
@@ -73,6 +74,8 @@ class Context:
     log_prefix: str  # "[namespace/name] ": every log line names its stream
     # Shows why a stream that is not live yet is still waiting (a refused publisher).
     note: Callable[[str, str], None]
+    # The engine process's one way out: the deny-list, the egress proxy, the file roots.
+    egress: Egress
 
 
 async def url_with_credentials(

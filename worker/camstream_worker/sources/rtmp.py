@@ -5,6 +5,11 @@ stream; the engine, as the RTMP listener's authorizer, calls `admit()` for a
 publisher of the stream (the source checks the stream key), and the
 supervisor calls `run()` for each session, as for any source.
 
+Refused publishers are summarized: a stranger knocking with wrong keys gets
+one log line and one status note per `REFUSAL_NOTE_INTERVAL`, however often
+it knocks (the RTMP server already spaces its tries, servers/rtmp/keygate.py;
+in a cluster each note is a status write).
+
 Publishers hand us FLV tags (the RTMP connection and protocols/rtmp/flv.py
 parse them). PyAV needs codec parameters to mux, and builds them best from the
 codec's own sequence headers: `templates_from_configs` wraps the sequence
@@ -20,6 +25,7 @@ import hmac
 import io
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -37,6 +43,8 @@ _FLV_VIDEO_CODEC_IDS = {"h264": 7, "hevc": 12}
 # Between two sessions the supervisor briefly runs no session: a camera that
 # reconnects then waits this long for the next one instead of being refused.
 ATTACH_WAIT = 3.0
+# At most one log line and one status note per stream this often about refused publishers.
+REFUSAL_NOTE_INTERVAL = 30.0
 
 
 class RtmpPushSource:
@@ -52,27 +60,45 @@ class RtmpPushSource:
         self._ended: asyncio.Future[str | None] | None = None
         self._session: _PublishSession | None = None
         self._listening = asyncio.Event()
+        self._refused = 0  # publishers refused since the last note
+        self._last_note = -REFUSAL_NOTE_INTERVAL
 
     async def admit(self, offered_key: str, peer: str) -> _PublishSession | None:
         """A publisher from `peer` offering `offered_key`: a session, or None to refuse it."""
-        prefix = self._log_prefix
         if self._stream_key is None:  # spec.py requires one; refuse rather than trust
             return None
         try:
             expected = await self._context.secrets.get(self._namespace, self._stream_key)
         except SecretError as exc:
-            log.warning("%srtmp publish from %s rejected: %s", prefix, peer, exc)
+            self._refuse(peer, str(exc), reason=None)
             return None
         if not hmac.compare_digest(expected.encode(), offered_key.encode()):
-            log.warning("%srtmp publish from %s rejected: wrong stream key", prefix, peer)
-            self._context.note(
-                "WrongStreamKey", f"refused a publisher from {peer}: wrong stream key"
-            )
+            self._refuse(peer, "wrong stream key", reason="WrongStreamKey")
             return None
         session = await self.attach_when_ready(wait_seconds=ATTACH_WAIT)
         if session is None:
-            log.warning("%srtmp publish from %s rejected: already publishing", prefix, peer)
+            log.warning(
+                "%srtmp publish from %s rejected: already publishing", self._log_prefix, peer
+            )
         return session
+
+    def _refuse(self, peer: str, why: str, *, reason: str | None) -> None:
+        """Log and note a refused publisher, at most once per REFUSAL_NOTE_INTERVAL."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._last_note < REFUSAL_NOTE_INTERVAL:
+            return
+        count, self._refused, self._last_note = self._refused, 0, now
+        host = peer.rpartition(":")[0] or peer  # the port changes with every try
+        log.warning(
+            "%srtmp publish refused: %s (%d refused since this was last logged; last from %s)",
+            self._log_prefix,
+            why,
+            count,
+            host,
+        )
+        if reason is not None:
+            self._context.note(reason, f"refused a publisher: {why} (last from {host})")
 
     async def attach_when_ready(self, wait_seconds: float) -> _PublishSession | None:
         """attach(), waiting up to `wait_seconds` for the source to listen again.

@@ -1,9 +1,12 @@
 """RTSP pull: the worker opens the camera (TCP interleaved unless told UDP).
 
 Who calls this: kinds.py makes one `RtspSource` per `protocol: rtsp` stream;
-the supervisor runs it once per session. Credentials are resolved from the
-stream's Secret at each session and go into the URL handed to FFmpeg only; the
-URL with credentials is never logged nor put into an error.
+the supervisor runs it once per session. At each session the camera's host
+is resolved and checked against the worker's deny-list (egress.py) and
+FFmpeg is given the checked address, confined to RTSP's protocols
+(whitelists.py). Credentials are resolved from the stream's Secret at each
+session and go into the URL handed to FFmpeg only; the URL with credentials
+is never logged nor put into an error.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 import av
 
 from camstream.spec import StreamSpec
+from camstream_worker.sources import whitelists
 from camstream_worker.sources.base import (
     Context,
     PacketSink,
@@ -43,11 +47,13 @@ class RtspSource:
             # The SDP already describes the tracks; probing 1 s instead of the
             # default 5 s cuts a stream's start (and each handoff) by ~2 s.
             "analyzeduration": "1000000",
+            **whitelists.options_for("rtsp"),
         }
 
     async def run(self, sink: PacketSink, stopping: threading.Event) -> None:
+        pinned = await self._context.egress.pinned_url(self._url)
         url = await url_with_credentials(
-            self._url, self._credentials, self._context.secrets, self._namespace
+            pinned, self._credentials, self._context.secrets, self._namespace
         )
 
         def open_input() -> av.container.InputContainer:
@@ -55,6 +61,13 @@ class RtspSource:
 
         prefix = self._context.log_prefix
         await run_in_own_thread(
-            functools.partial(remux_input, open_input, sink, stopping, log_prefix=prefix),
+            functools.partial(
+                remux_input,
+                open_input,
+                sink,
+                stopping,
+                credentials=self._credentials is not None,
+                log_prefix=prefix,
+            ),
             name=f"rtsp {prefix.strip()}",
         )

@@ -11,6 +11,8 @@ Rules kept here:
   the window, so a player can match segments across reloads.
 - EXT-X-TARGETDURATION is at least every listed EXTINF rounded to the nearest
   integer (RFC 8216 4.3.3.1); the caller keeps it from shrinking.
+- EXT-X-INDEPENDENT-SEGMENTS only while every listed segment starts with a
+  keyframe (the writer cuts without one at its segment caps).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Segment:
     discontinuity: bool = False
     program_date_time: float | None = None  # wall-clock seconds of the first frame
     init_uri: str | None = None  # fMP4: the EXT-X-MAP init segment it needs
+    independent: bool = True  # starts with a keyframe (decodable without the one before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +65,9 @@ def render_media_playlist(
         f"#EXT-X-TARGETDURATION:{target}",
         f"#EXT-X-MEDIA-SEQUENCE:{first_sequence}",
         f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
     ]
+    if all(s.independent for s in segments):
+        lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
     current_init = None
     for segment in segments:
         if segment.discontinuity:

@@ -14,6 +14,19 @@ reader therefore never sees a half-written segment or playlist.
 A new source session (`begin` after `end`, e.g. a camera reconnect or a
 handoff) continues the media sequence and marks its first segment with
 EXT-X-DISCONTINUITY, because timestamps and codec parameters may change.
+
+Segment caps. Waiting for a keyframe holds the segment in memory; a camera
+with a very long keyframe interval (some "smart codec" modes send one every
+20 s or more), or a publisher that never sends another, would grow one
+segment without bound (240 MB in memory, then a 258 MB file, were seen). A
+segment is therefore cut when it reaches `max_segment_seconds` of media or
+`max_segment_bytes` (as MediaMTX's hlsSegmentMaxSize), keyframe or not.
+Cut, rather than the publisher dropped: a long-GOP camera is no attacker,
+and its viewers keep playing (a player that has the previous segment decodes
+on); a viewer who joins at a segment cut without a keyframe waits for the
+next keyframe. Such a segment is reported (`SegmentWritten.forced`, which the
+stream shows as its reason), and the playlist stops claiming
+EXT-X-INDEPENDENT-SEGMENTS while one is listed.
 Segments that leave the window stay on disk for `retain_extra` more segments,
 so a player that fetched an older playlist can still load them, then go.
 """
@@ -54,6 +67,19 @@ CUT_SLACK = 0.001
 # timestamps to catch up would stall the stream for as long as it had run.
 JUMP_BACK_SECONDS = 1.0
 JUMP_AHEAD_SECONDS = 10.0
+# Segment caps: a segment is cut at this much media even without a keyframe
+# (at least MAX_SEGMENT_TARGETS segment durations, for long-segment streams)...
+MAX_SEGMENT_SECONDS = 15.0
+MAX_SEGMENT_TARGETS = 3
+# ...or when its packets reach this size (a 4K camera at 16 Mbit/s fills it in
+# 16 s, past the duration cap; MediaMTX's hlsSegmentMaxSize defaults to 50M).
+MAX_SEGMENT_BYTES = 32 * 1024 * 1024
+# What a held packet costs besides its payload (the AVPacket and Python objects).
+PACKET_OVERHEAD = 200
+# Packets of one timestamp are joined (one access unit split by RTP: SPS,
+# PPS, slices) up to this many; each join copies the whole, so a flood of
+# them must not cost quadratic time.
+MAX_JOINED_PACKETS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +92,12 @@ class SegmentWritten:
     discontinuity: bool
     discontinuity_sequence: int
     written_at: float  # wall clock when the segment was cut
+    forced: bool = False  # cut at a cap, not at a keyframe: the next one starts without one
+    # For the recorder (outputs/recording/): the segment's own bytes, the wall
+    # clock of its first frame (its program date-time) and, for fMP4, its init.
+    data: bytes = b""
+    started_at: float = 0.0
+    init: bytes | None = None
 
 
 class HlsWriter:
@@ -81,7 +113,11 @@ class HlsWriter:
         retain_extra: int = 3,
         on_segment: Callable[[SegmentWritten], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        max_segment_seconds: float | None = None,
+        max_segment_bytes: int = MAX_SEGMENT_BYTES,
     ) -> None:
+        """`max_segment_seconds`: None for the default cap (the larger of
+        MAX_SEGMENT_SECONDS and MAX_SEGMENT_TARGETS segment durations)."""
         self._dir = directory
         self._options = options
         if isinstance(start_sequence, FirstNumber):
@@ -105,6 +141,15 @@ class HlsWriter:
         self._init_uri: str | None = None
         self._video_index: int | None = None
         self._held: list[tuple[int, av.Packet]] = []
+        self._held_bytes = 0
+        self._joined: dict[int, int] = {}  # position in _held: packets joined into it
+        self._max_seconds = (
+            max_segment_seconds
+            if max_segment_seconds is not None
+            else max(MAX_SEGMENT_SECONDS, MAX_SEGMENT_TARGETS * options.segment_seconds)
+        )
+        self._max_bytes = max_segment_bytes
+        self._starts_on_keyframe = True  # of the segment held now
         self._segment_start: float | None = None  # media seconds of the held segment's first packet
         self._segment_wall: float | None = None
         self._last_time: float | None = None
@@ -113,6 +158,8 @@ class HlsWriter:
         self._last_dts: dict[int, tuple[int, int | None]] = {}
         self.dropped_packets = 0
         self.timeline_jumps = 0
+        self.forced_cuts = 0
+        self.failed_writes = 0
         directory.mkdir(parents=True, exist_ok=True)
         resumed = _next_sequence_on_disk(directory / wire.PLAYLIST)
         if resumed is not None and resumed > self._next_sequence:
@@ -124,6 +171,11 @@ class HlsWriter:
         # other owner an older sequence (a worker restarted after a crash gets
         # its pushed streams back before their cameras reconnect).
         (directory / wire.PLAYLIST).unlink(missing_ok=True)
+
+    @property
+    def max_segment_seconds(self) -> float:
+        """The duration cap: a segment is cut here even without a keyframe."""
+        return self._max_seconds
 
     def continuation(self) -> SequenceStart:
         """Where a writer replacing this one (same stream, same worker) starts."""
@@ -148,7 +200,10 @@ class HlsWriter:
             (i for i, s in enumerate(self._templates) if s.type == "video"), None
         )
         self._held = []
+        self._held_bytes = 0
+        self._joined = {}
         self._segment_start = None
+        self._starts_on_keyframe = True
         self._last_time = None
         self._last_dts = {}
         self._init_uri = None
@@ -164,7 +219,11 @@ class HlsWriter:
             self.begin(self._source_templates)  # ends this session's segment, marks a discontinuity
             previous = None
         if previous is not None and packet.dts <= previous[0]:
-            if packet.dts == previous[0] and previous[1] is not None:
+            if (
+                packet.dts == previous[0]
+                and previous[1] is not None
+                and self._held_bytes + packet.size <= self._max_bytes
+            ):
                 # RTP depacketizers may split one access unit (SPS/PPS, then
                 # the slice) into packets with one timestamp: join them.
                 self._join(previous[1], packet)
@@ -173,21 +232,56 @@ class HlsWriter:
             return
         seconds = float(packet.dts * packet.time_base)
         is_video = index == self._video_index
+        keyframe = (is_video and packet.is_keyframe) or self._video_index is None
         if self._segment_start is None:
-            if self._video_index is not None and not (is_video and packet.is_keyframe):
+            if not keyframe:
                 return  # a segment must start on a keyframe to be playable alone
-            self._segment_start = seconds
-            self._segment_wall = self._clock()
-        elif (
-            (is_video and packet.is_keyframe) or self._video_index is None
-        ) and seconds - self._segment_start >= self._options.segment_seconds - CUT_SLACK:
-            self._flush(seconds)
-            self._segment_start = seconds
-            self._segment_wall = self._clock()
+            self._start_segment(seconds, on_keyframe=True)
+        else:
+            length = seconds - self._segment_start
+            if keyframe and length >= self._options.segment_seconds - CUT_SLACK:
+                self._flush(seconds)
+                self._start_segment(seconds, on_keyframe=True)
+            else:
+                full = self._held_bytes + packet.size + PACKET_OVERHEAD > self._max_bytes
+                if full or length >= self._max_seconds:
+                    # At most one segment per segment duration of wall time
+                    # (sequence.py relies on it): a publisher faster than that
+                    # loses packets at the byte cap instead.
+                    wall = self._clock() - (self._segment_wall or 0.0)
+                    if wall >= self._options.segment_seconds - CUT_SLACK:
+                        self._cut_at_cap(seconds, length)
+                    elif full:
+                        self.dropped_packets += 1
+                        # Still its timeline: a later packet is no jump for the gap.
+                        self._last_dts[index] = (packet.dts, None)
+                        return
         self._held.append((index, packet))
+        self._held_bytes += packet.size + PACKET_OVERHEAD
         self._last_dts[index] = (packet.dts, len(self._held) - 1)
         if is_video or self._video_index is None:
             self._last_time = seconds
+
+    def _start_segment(self, seconds: float, *, on_keyframe: bool) -> None:
+        self._segment_start = seconds
+        self._segment_wall = self._clock()
+        self._starts_on_keyframe = on_keyframe
+
+    def _cut_at_cap(self, seconds: float, length: float) -> None:
+        """The held segment reached a cap without a keyframe: cut it here anyway."""
+        self.forced_cuts += 1
+        if self.forced_cuts == 1 or self.forced_cuts % 100 == 0:
+            log.warning(
+                "%s: no keyframe for %.1f s (%d KiB held): cutting the segment without one"
+                " (%d such cuts); set the camera's keyframe interval to at most %d s",
+                self._dir.name,
+                length,
+                self._held_bytes // 1024,
+                self.forced_cuts,
+                self._options.segment_seconds,
+            )
+        self._flush(seconds, forced=True)
+        self._start_segment(seconds, on_keyframe=False)
 
     @staticmethod
     def _timeline_jumped(previous_dts: int, packet: av.Packet) -> bool:
@@ -211,6 +305,8 @@ class HlsWriter:
             frame = 1 / 25
             self._flush(self._last_time + frame)
         self._held = []
+        self._held_bytes = 0
+        self._joined = {}
         self._segment_start = None
 
     def close(self) -> None:
@@ -228,13 +324,19 @@ class HlsWriter:
 
     def _join(self, position: int, packet: av.Packet) -> None:
         index, first = self._held[position]
+        parts = self._joined.get(position, 1)
+        if parts >= MAX_JOINED_PACKETS:
+            self.dropped_packets += 1  # a flood of one timestamp, not an access unit
+            return
+        self._joined[position] = parts + 1
+        self._held_bytes += packet.size
         joined = av.Packet(bytes(first) + bytes(packet))
         joined.time_base = first.time_base
         joined.pts, joined.dts = first.pts, first.dts
         joined.is_keyframe = first.is_keyframe or packet.is_keyframe
         self._held[position] = (index, joined)
 
-    def _flush(self, end_seconds: float) -> None:
+    def _flush(self, end_seconds: float, *, forced: bool = False) -> None:
         assert self._segment_start is not None
         duration = max(end_seconds - self._segment_start, 0.001)
         cut_at = self._clock()  # the next segment needs a full duration from here
@@ -243,18 +345,26 @@ class HlsWriter:
             self._next_sequence = max(self._next_sequence, first)
             self._first_number = None
         sequence = self._next_sequence
-        if self._options.segment_type == "fmp4":
-            init, data = fmp4.mux_fragment(self._templates, self._held)
-            if self._init_uri is None:
-                self._init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
-                _write_atomically(self._dir / self._init_uri, init)
-            uri = f"seg{sequence}.m4s"
-        else:
-            data = self._mux(self._held)
-            uri = f"seg{sequence}.ts"
-        self._held = []
+        held, self._held = self._held, []
+        self._held_bytes = 0
+        self._joined = {}
+        init: bytes | None = None
         self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
-        _write_atomically(self._dir / uri, data)
+        try:
+            if self._options.segment_type == "fmp4":
+                init, data = fmp4.mux_fragment(self._templates, held)
+                if self._init_uri is None:
+                    init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
+                    _write_atomically(self._dir / init_uri, init)
+                    self._init_uri = init_uri
+                uri = f"seg{sequence}.m4s"
+            else:
+                data = self._mux(held)
+                uri = f"seg{sequence}.ts"
+            _write_atomically(self._dir / uri, data)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
         segment = Segment(
             sequence=sequence,
             uri=uri,
@@ -262,6 +372,7 @@ class HlsWriter:
             discontinuity=self._pending_discontinuity,
             program_date_time=self._segment_wall if self._options.program_date_time else None,
             init_uri=self._init_uri,
+            independent=self._starts_on_keyframe,
         )
         self._pending_discontinuity = False
         self._next_sequence += 1
@@ -275,7 +386,28 @@ class HlsWriter:
                     discontinuity=segment.discontinuity,
                     discontinuity_sequence=self._discontinuity_sequence,
                     written_at=cut_at,
+                    forced=forced,
+                    data=data,
+                    started_at=self._segment_wall if self._segment_wall is not None else cut_at,
+                    init=init,
                 )
+            )
+
+    def _write_failed(self, exc: OSError, *, gap: bool = True) -> None:
+        """A segment (or the playlist) could not be written: out of descriptors, disk full.
+
+        The camera is not to blame and its connection must not die of it:
+        the segment is dropped and the next one written marks the gap as a
+        discontinuity (`gap`). A playlist not written is written with the next.
+        """
+        self.failed_writes += 1
+        self._pending_discontinuity = self._pending_discontinuity or gap
+        if self.failed_writes == 1 or self.failed_writes % 100 == 0:
+            log.warning(
+                "%s: cannot write a segment (%s); dropped (%d so far)",
+                self._dir.name,
+                os.strerror(exc.errno or 0) if exc.errno else type(exc).__name__,
+                self.failed_writes,
             )
 
     def _publish(self, segment: Segment) -> None:
@@ -287,7 +419,10 @@ class HlsWriter:
         text = render_media_playlist(
             listed, target=self._target, discontinuity_sequence=self._discontinuity_sequence
         )
-        _write_atomically(self._dir / wire.PLAYLIST, text.encode())
+        try:
+            _write_atomically(self._dir / wire.PLAYLIST, text.encode())
+        except OSError as exc:  # the next segment's playlist lists this one too
+            self._write_failed(exc, gap=False)
         self._retired.extend(dropped)
         while len(self._retired) > self._retain_extra:
             old = self._retired.pop(0)
@@ -308,16 +443,20 @@ class HlsWriter:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a disk that filled up mid-write
+        raise
 
 
 def _next_sequence_on_disk(playlist: Path) -> int | None:
     """The sequence after the last segment of a playlist left by an earlier run."""
     try:
         text = playlist.read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # not there, or not ours: start afresh
         return None
     first = None
     count = 0

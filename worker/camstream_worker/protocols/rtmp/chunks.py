@@ -26,9 +26,22 @@ The rules (RTMP 1.0 spec, section 5.3, as FFmpeg and librtmp implement them):
   still returns them, so the server can log them).
 
 Timestamps are returned modulo 2**32, as on the wire; the FLV layer unwraps them.
-The decoder is hardened against hostile peers: message lengths are capped, the
-number of chunk streams is capped, and the bytes held in half-assembled
-messages are bounded, so a peer cannot make it allocate without limit.
+
+The decoder is hardened against hostile peers (docs/threat-model-rtmp.md):
+
+- Memory: message lengths are capped, the number of chunk streams is capped,
+  and the bytes held in half-assembled messages are bounded; the connection
+  lowers these caps until a publish is accepted (``set_limits``).
+- Time: decoding is linear in the bytes fed. A chunk size below 128 (SRS's
+  minimum) is refused, so every chunk but a message's last carries at least
+  128 payload bytes; the run of continuation chunks a publisher sends back to
+  back is checked with a doubling window, so an interleaved stream costs one
+  step per chunk, never a scan of the rest of the buffer.
+- Fairness: ``decode(budget=N)`` stops after N chunks and says so
+  (``backlog``); the connection continues on the next turn of the event
+  loop, so one peer's read cannot hold the loop. Empty messages carry
+  nothing and are not returned, but count in ``messages`` (the connection
+  rate-limits them with everything else).
 """
 
 from __future__ import annotations
@@ -40,14 +53,19 @@ __all__ = [
     "ABORT",
     "DEFAULT_CHUNK_SIZE",
     "MAX_MESSAGE_SIZE",
+    "MIN_CHUNK_SIZE",
     "SET_CHUNK_SIZE",
     "ChunkDecoder",
     "ChunkError",
+    "ChunkTooLarge",
     "RtmpMessage",
     "encode_message",
 ]
 
 DEFAULT_CHUNK_SIZE = 128
+# SRS refuses smaller chunks too: at chunk size 1 every payload byte costs a
+# header and a step of the decoder, which is how a peer made decoding slow.
+MIN_CHUNK_SIZE = 128
 MAX_MESSAGE_SIZE = 8 * 1024 * 1024  # a keyframe of a 4K camera fits easily
 MAX_CHUNK_STREAMS = 64  # real publishers use about five
 MAX_CHUNK_SIZE = 0xFFFFFF  # the spec's limit (message lengths are 24-bit)
@@ -67,6 +85,10 @@ class ChunkError(ValueError):
     """The peer broke the chunk stream rules; the connection cannot continue."""
 
 
+class ChunkTooLarge(ChunkError):
+    """A message, or the bytes held in unfinished messages, over the decoder's caps."""
+
+
 @dataclass(frozen=True, slots=True)
 class RtmpMessage:
     """One reassembled RTMP message."""
@@ -82,10 +104,10 @@ class _ChunkStream:
     """Header state carried from chunk to chunk on one chunk stream id."""
 
     __slots__ = (
+        "body",
         "delta",
         "extended",
         "length",
-        "parts",
         "received",
         "stream_id",
         "timestamp",
@@ -99,7 +121,7 @@ class _ChunkStream:
         self.length = 0
         self.type_id = 0
         self.stream_id = 0
-        self.parts: list[bytes] = []  # payload of the message in progress
+        self.body = bytearray()  # payload of the message in progress (grows as it comes)
         self.received = 0  # bytes of it so far; 0 = no message in progress
 
 
@@ -114,32 +136,61 @@ class ChunkDecoder:
         max_pending_bytes: int | None = None,
     ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
-        self._max_message_size = max_message_size
         self._max_chunk_streams = max_chunk_streams
+        self.set_limits(max_message_size=max_message_size, max_pending_bytes=max_pending_bytes)
+        self._pending = 0
+        self._buf = bytearray()
+        self._streams: dict[int, _ChunkStream] = {}
+        self.messages = 0  # messages completed, empty ones included
+        self.backlog = False  # the last decode() stopped at its budget: whole chunks may remain
+
+    def set_limits(self, *, max_message_size: int, max_pending_bytes: int | None = None) -> None:
+        """Change the caps (the connection raises them once a publish is accepted)."""
+        self._max_message_size = max_message_size
         # Several chunk streams may each hold a half message; bound their sum.
         self._max_pending = (
             max_pending_bytes if max_pending_bytes is not None else 2 * max_message_size
         )
-        self._pending = 0
-        self._buf = bytearray()
-        self._streams: dict[int, _ChunkStream] = {}
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete chunk."""
         return len(self._buf)
 
+    @property
+    def pending(self) -> int:
+        """Bytes held in messages not complete yet."""
+        return self._pending
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[RtmpMessage]:
-        """Take the next bytes of the connection; return the messages they complete."""
+        """Take the next bytes of the connection; return every message they complete."""
+        self.push(data)
+        return self.decode()
+
+    def push(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next bytes of the connection without decoding them yet."""
+        self._buf += data
+
+    def decode(self, budget: int | None = None) -> list[RtmpMessage]:
+        """The messages completed by the bytes pushed so far, after at most `budget` chunks.
+
+        A run of back-to-back continuation chunks counts as one. When the
+        budget ran out, ``backlog`` is True and the caller calls again later.
+        """
         buf = self._buf
-        buf += data
         out: list[RtmpMessage] = []
         end = len(buf)
         pos = 0
+        steps = 0
+        self.backlog = False
         streams = self._streams
         view = memoryview(buf)
         try:
             while pos < end:
+                if budget is not None and steps >= budget:
+                    self.backlog = True
+                    break
+                steps += 1
                 # -- basic header
                 b0 = buf[pos]
                 fmt = b0 >> 6
@@ -193,7 +244,7 @@ class ChunkDecoder:
                         field = _U32.unpack_from(buf, p)[0]
                     p += 4
                 if length > self._max_message_size:
-                    raise ChunkError(
+                    raise ChunkTooLarge(
                         f"message length {length} exceeds the {self._max_message_size} byte cap"
                     )
                 received = st.received if continuing else 0
@@ -206,7 +257,7 @@ class ChunkDecoder:
                         # A new header in the middle of a message: the sender dropped
                         # the old one (as Abort would); do the same.
                         self._pending -= st.received
-                        st.parts = []
+                        st.body = bytearray()
                         st.received = 0
                     if fmt == 0:
                         st.timestamp = field
@@ -219,27 +270,33 @@ class ChunkDecoder:
                     st.stream_id = stream_id
                 pos = p + take
                 if received == 0 and take == length:
+                    self.messages += 1
+                    if not length:
+                        continue  # an empty message carries nothing (but was counted)
                     payload = bytes(view[p:pos])  # whole message in one chunk
                 else:
-                    parts = st.parts
-                    parts.append(bytes(view[p:pos]))
+                    body = st.body
+                    body += view[p:pos]
                     received += take
                     if received < length and csid < 64:
                         pos, missing = _continuations(
                             buf, view, pos, end, 0xC0 | csid, 5 if extended else 1,
-                            self.chunk_size, length - received, parts,
+                            self.chunk_size, length - received, body,
                         )  # fmt: skip
                         received = length - missing
                     self._pending += received - st.received
                     st.received = received
                     if self._pending > self._max_pending:
-                        raise ChunkError("too many bytes held in unfinished messages")
+                        raise ChunkTooLarge(
+                            f"more than {self._max_pending} bytes held in unfinished messages"
+                        )
                     if received < length:
                         continue
-                    payload = b"".join(st.parts)
-                    st.parts = []
+                    payload = bytes(body)
+                    st.body = bytearray()
                     st.received = 0
                     self._pending -= length
+                    self.messages += 1
                 out.append(RtmpMessage(csid, type_id, stream_id, st.timestamp, payload))
                 if type_id == SET_CHUNK_SIZE or type_id == ABORT:
                     self._control(type_id, payload)
@@ -255,14 +312,16 @@ class ChunkDecoder:
         (value,) = _U32.unpack_from(payload, 0)
         if type_id == SET_CHUNK_SIZE:
             value &= 0x7FFFFFFF  # the top bit is reserved
-            if not 1 <= value <= MAX_CHUNK_SIZE:
-                raise ChunkError(f"invalid chunk size {value}")
+            if not MIN_CHUNK_SIZE <= value <= MAX_CHUNK_SIZE:
+                raise ChunkError(
+                    f"chunk size {value} outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}"
+                )
             self.chunk_size = value
         else:
             st = self._streams.get(value)
             if st is not None and st.received:
                 self._pending -= st.received
-                st.parts = []
+                st.body = bytearray()
                 st.received = 0
 
 
@@ -275,7 +334,7 @@ def _continuations(
     skip: int,
     size: int,
     need: int,
-    parts: list[bytes],
+    body: bytearray,
 ) -> tuple[int, int]:
     """Take a message's continuation chunks that sit back to back at ``pos``.
 
@@ -284,28 +343,38 @@ def _continuations(
     and ``size`` payload bytes. Those runs are checked and unpacked with
     slice operations in C instead of a Python step per chunk, which would be
     most of the decoding time for publishers that keep the default 128-byte
-    chunks (FFmpeg raises its chunk size to 4096, librtmp may not). Anything
-    irregular (another chunk stream interleaved, data not here yet) stops the
-    run and is left to the general path. Returns the new position and the
-    bytes still needed.
+    chunks (FFmpeg raises its chunk size to 4096, librtmp may not).
+
+    The run's length is found with a doubling window (1, 2, 4, ... chunks'
+    header bytes compared at a time), so finding a run of n chunks costs
+    O(n) however long the buffer behind it is: a peer that interleaves
+    chunk streams gets one cheap look per chunk, not a scan of the rest.
+    Anything irregular (another chunk stream, data not here yet) ends the run
+    and is left to the general path. Returns the new position and the bytes
+    still needed.
     """
     stride = skip + size
     full = min(need // size, (end - pos) // stride)
-    if full:
-        region = buf[pos : pos + full * stride]
-        if region[::stride] == bytes((marker,)) * full:
-            for k in range(skip):  # drop each chunk's header bytes
-                del region[:: stride - k]
-            parts.append(bytes(region))
-            pos += full * stride
-            need -= full * size
-        else:  # irregular somewhere: go chunk by chunk, as far as the run is regular
-            while need >= size and pos + stride <= end and buf[pos] == marker:
-                parts.append(bytes(view[pos + skip : pos + stride]))
-                pos += stride
-                need -= size
+    mark = bytes((marker,))
+    taken = 0
+    window = 1
+    while taken < full:
+        count = min(window, full - taken)
+        start = pos + taken * stride
+        regular = count - len(buf[start : start + count * stride : stride].lstrip(mark))
+        taken += regular
+        if regular < count:
+            break
+        window *= 2
+    if taken:
+        region = buf[pos : pos + taken * stride]
+        for k in range(skip):  # drop each chunk's header bytes
+            del region[:: stride - k]
+        body += region
+        pos += taken * stride
+        need -= taken * size
     if 0 < need < size and pos + skip + need <= end and buf[pos] == marker:
-        parts.append(bytes(view[pos + skip : pos + skip + need]))
+        body += view[pos + skip : pos + skip + need]
         pos += skip + need
         need = 0
     return pos, need

@@ -47,9 +47,23 @@ def redact_name(stream_name: str) -> str:
 
 
 def redact_app(app: str) -> str:
-    """The app name for logs (query parameter values hidden)."""
+    """The app name for logs: what follows ``<namespace>/<name>`` is a key, and so hidden.
+
+    Clients cut ``rtmp://host/<namespace>/<name>/<key>`` into app and stream
+    name where they like; one may send the whole path as its app and an
+    empty name: ``default/gate/KEY`` → ``default/gate/***``. Query parameter
+    values are hidden too: ``default/gate?key=KEY`` → ``default/gate?key=***``.
+    """
     base, sep, query = app.partition("?")
-    return printable(base) + (f"?{_redact_query(query)}" if sep else "")
+    seen = 0
+    segments = []
+    for segment in base.split("/"):
+        if segment:
+            seen += 1
+            if seen > 2:
+                segment = "***"
+        segments.append(segment)
+    return printable("/".join(segments)) + (f"?{_redact_query(query)}" if sep else "")
 
 
 def stream_identity(app: str, stream_name: str) -> tuple[str, str]:

@@ -135,6 +135,7 @@ def player_page(status: StreamStatus, now: float | None = None, token: str | Non
 <main class="player" data-key="{escape(str(key))}">
 <video class="live" data-src="{tokened(wire.PLAYLIST)}"
  controls muted autoplay playsinline{poster}></video>
+{_recordings_section()}
 <p class="state">{_phase_badge(status)}
 <span data-field="reason">{escape(status.reason)}</span>
 <span data-field="message">{escape(status.message)}</span></p>
@@ -148,6 +149,24 @@ def player_page(status: StreamStatus, now: float | None = None, token: str | Non
 </main>"""
     attrs = f' data-api="{tokened(api)}" data-refresh="{REFRESH_MS}"'
     return _page(title, "../../../static/", body, attrs)
+
+
+def _recordings_section() -> str:
+    """The recorded past under the player: a timeline to scrub, a clip button (player.js).
+
+    Hidden until the worker says it keeps recordings (recordings/ranges.json);
+    a link ending in #t=<Unix seconds> opens the page playing that moment.
+    """
+    return """<section class="recordings" data-recordings="recordings/" hidden>
+<h2>Recorded <small data-field="recorded"></small></h2>
+<div class="timeline" title="click to play the recording from there">
+<div class="timeline-ranges"></div><div class="timeline-cursor" hidden></div></div>
+<p class="timeline-scale"><span data-field="timeline-from"></span>
+<span data-field="timeline-to"></span></p>
+<p class="recording-actions"><button type="button" data-action="live">Live</button>
+<a class="button" data-action="clip" download>Download clip</a>
+<span data-field="playing-at"></span></p>
+</section>"""
 
 
 def index_page(

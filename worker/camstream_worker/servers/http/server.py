@@ -8,8 +8,10 @@ tests do the same on 127.0.0.1:0.
 Routes:
     GET  /streams/{ns}/{name}/           player page of one stream        } viewer: each
     GET  /streams/{ns}/{name}/{file}     HLS files (playlists, segments,  } stream's own
-                                         init, thumbnail)                 } auth (access.py),
-    GET  /api/streams/{ns}/{name}        one stream's JSON status         } streams.py
+                                         init, thumbnail, dvr.m3u8)       } auth (access.py),
+    GET  /streams/{ns}/{name}/recordings/...  recorded past               } streams.py,
+                                         (recordings.py)                  } recordings.py
+    GET  /api/streams/{ns}/{name}        one stream's JSON status         }
     GET  /                               index page of all streams        } admin: --admin-port
     GET  /api/streams                    JSON statuses                    } and/or
     GET  /metrics                        Prometheus text format           } --admin-token-file
@@ -47,7 +49,15 @@ from prometheus_client.process_collector import ProcessCollector
 from camstream import wire
 from camstream_worker.metrics import streams as metrics
 from camstream_worker.secrets.base import SecretResolver
-from camstream_worker.servers.http import access, pages, paths, proxy, streams, viewer_jwt
+from camstream_worker.servers.http import (
+    access,
+    pages,
+    paths,
+    proxy,
+    recordings,
+    streams,
+    viewer_jwt,
+)
 from camstream_worker.servers.http.context import (
     CONTEXT,
     FORWARDED,
@@ -173,6 +183,7 @@ def _application(context: HttpContext, *, admin: bool) -> web.Application:
     app.router.add_get("/static/{tail:.*}", _static)
     app.router.add_get(wire.stream_path("{ns}", "{name}").rstrip("/"), streams.player_redirect)
     app.router.add_get(wire.stream_path("{ns}", "{name}"), streams.player)
+    recordings.add_routes(app)  # before the HLS files: recordings/... is not one of them
     app.router.add_get(wire.stream_path("{ns}", "{name}", "{tail:.+}"), streams.hls_file)
     return app
 

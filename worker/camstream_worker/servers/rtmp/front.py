@@ -13,6 +13,13 @@ nothing per packet.
 A publisher may reach any worker in a cluster (one Service in front of all of
 them). Relaying works because nobody answered the client's connect before the
 owner did: both sides' chunk streams stay consistent.
+
+Until the hand-over a client is a stranger here as in the engine (limits.py):
+the same global and per-address caps (admission.py, sized from this
+process's descriptors), `handshake_timeout` to get through its connect,
+small messages; refusals are counted and logged alike (refusals.py). The
+accept loop survives running out of descriptors (acceptor.py) and says so
+through `accepting`, which the worker's /readyz reports.
 """
 
 from __future__ import annotations
@@ -20,17 +27,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from camstream.spec import StreamKey
 from camstream_worker.protocols.rtmp import chunks, handshake, messages, paths
 from camstream_worker.servers.rtmp import relay
+from camstream_worker.servers.rtmp.acceptor import Acceptor
+from camstream_worker.servers.rtmp.admission import Admission, address_key
+from camstream_worker.servers.rtmp.limits import Limits, connection_cap
+from camstream_worker.servers.rtmp.refusals import Refusals
 
 log = logging.getLogger(__name__)
 
-FRONT_TIMEOUT = 10.0
-MAX_CONNECT_BYTES = 64 * 1024
+MAX_CONNECT_BYTES = 64 * 1024  # a connect is ~200 bytes
 
 # Where another worker serves a stream's publishers (host, port); None: here.
 RtmpOwner = Callable[[StreamKey], "tuple[str, int] | None"]
@@ -42,32 +53,53 @@ class Router(Protocol):
     @property
     def processes(self) -> int: ...
 
-    def hand_over(self, app: str, sock: socket.socket, received: bytes) -> None:
-        """Pass the socket, after its handshake, with the bytes read since, to its engine."""
+    def hand_over(
+        self, app: str, sock: socket.socket, received: bytes, connected_at: float
+    ) -> None:
+        """Pass the socket, after its handshake, with the bytes read since, to its engine.
+
+        `connected_at`: time.monotonic() of the TCP connect (the system's one
+        clock), so the engine's deadline to publish counts the time spent here.
+        """
         ...
 
 
 class RtmpFront:
     def __init__(
-        self, router: Router, host: str, port: int, *, owner: RtmpOwner | None = None
+        self,
+        router: Router,
+        host: str,
+        port: int,
+        *,
+        owner: RtmpOwner | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._router = router
         self._owner = owner
+        self.limits = limits or Limits()
         self.relayed = 0
         self.host = host
         self.port = port
         self._listener: socket.socket | None = None
+        self._acceptor: Acceptor | None = None
         self._task: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        self._protocol_errors = 0
-        self._timeouts = 0
+        self.admission = Admission(
+            connection_cap(self.limits.max_connections), self.limits.max_pending_per_address
+        )
+        self.refusals = Refusals(time.monotonic, log)
+
+    @property
+    def accepting(self) -> bool:
+        """False while the port cannot accept (out of descriptors): the worker is not ready."""
+        return self._acceptor is None or self._acceptor.accepting
 
     def stats(self) -> dict[str, int]:
-        """The front's share: connections still in their handshake, and its refusals."""
+        """The front's share: connections still in their handshake (or relayed), its refusals."""
         return {
             "connections": len(self._connections),
-            "protocol_errors": self._protocol_errors,
-            "timeouts": self._timeouts,
+            "accepting": int(self.accepting),
+            **self.refusals.stats(),
         }
 
     async def start(self) -> None:
@@ -75,12 +107,14 @@ class RtmpFront:
         listener.setblocking(False)
         self._listener = listener
         self.port = listener.getsockname()[1]
-        self._task = asyncio.create_task(self._accept_forever())
+        self._acceptor = Acceptor(listener, self._accepted, name="rtmp front")
+        self._task = asyncio.create_task(self._acceptor.run())
         log.info(
-            "rtmp: listening on %s:%d (front of %d engine processes)",
+            "rtmp: listening on %s:%d (front of %d engine processes, at most %d connections)",
             self.host,
             self.port,
             self._router.processes,
+            self.admission.max_connections,
         )
 
     async def close(self) -> None:
@@ -91,37 +125,56 @@ class RtmpFront:
         if self._listener is not None:
             self._listener.close()
 
-    async def _accept_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._listener is not None
-        while True:
-            client, address = await loop.sock_accept(self._listener)
-            task = asyncio.create_task(self._route(client, f"{address[0]}:{address[1]}"))
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+    def _accepted(self, client: socket.socket, peer: str) -> None:
+        address = address_key(peer.rpartition(":")[0].strip("[]"))
+        refusal = self.admission.admit(address)
+        if refusal is not None:
+            client.close()
+            self.refusals.refuse(refusal, f"rtmp {peer}", f"refused ({refusal})")
+            return
+        task = asyncio.create_task(self._route(client, peer, address, time.monotonic()))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
 
-    async def _route(self, client: socket.socket, peer: str) -> None:
+    async def _route(
+        self, client: socket.socket, peer: str, address: str, connected_at: float
+    ) -> None:
+        pending = True
+        limits = self.limits
         try:
-            async with asyncio.timeout(FRONT_TIMEOUT):
-                app, received = await _handshake_and_connect(client)
+            async with asyncio.timeout(limits.handshake_timeout):
+                app, received = await _handshake_and_connect(client, limits)
             remote = self._remote_owner(app)
             if remote is not None:
                 self.relayed += 1
                 stream = paths.stream_of_app(app)
                 log.info("rtmp %s: relaying %s to its owner %s", peer, stream, remote[0])
+                # The owner judges it from here on; here it only holds two sockets.
+                self.admission.published(address)
+                pending = False
                 await relay.relay(client, received, remote)
                 return
-            self._router.hand_over(app, client, received)
+            try:
+                self._router.hand_over(app, client, received, connected_at)
+            except OSError as exc:  # its engine process is restarting: not the client's fault
+                self.refusals.refuse(
+                    "capacity", f"rtmp {peer}", f"no engine process took it ({type(exc).__name__})"
+                )
         except TimeoutError:
-            self._timeouts += 1
-            log.info(
-                "rtmp %s: closed before publishing: no connect within %.0fs", peer, FRONT_TIMEOUT
+            self.refusals.refuse(
+                "timeout",
+                f"rtmp {peer}",
+                f"closed before publishing: no connect within {limits.handshake_timeout:g} s",
             )
+        except chunks.ChunkTooLarge as exc:
+            self.refusals.refuse("too_large", f"rtmp {peer}", f"closed before publishing: {exc}")
         except (OSError, ValueError, AssertionError) as exc:
-            self._protocol_errors += 1
-            log.info("rtmp %s: closed before publishing: %s", peer, type(exc).__name__)
+            self.refusals.refuse(
+                "protocol", f"rtmp {peer}", f"closed before publishing: {type(exc).__name__}"
+            )
         finally:
             client.close()  # the engine process holds its own descriptor now
+            self.admission.release(address, pending=pending)
 
     def _remote_owner(self, app: str) -> tuple[str, int] | None:
         key = paths.stream_of_app(app)
@@ -130,7 +183,7 @@ class RtmpFront:
         return self._owner(key)
 
 
-async def _handshake_and_connect(client: socket.socket) -> tuple[str, bytes]:
+async def _handshake_and_connect(client: socket.socket, limits: Limits) -> tuple[str, bytes]:
     """Do the plain RTMP handshake and read up to the client's connect command.
 
     Returns the connect's app and every byte received after C2.
@@ -145,7 +198,10 @@ async def _handshake_and_connect(client: socket.socket) -> tuple[str, bytes]:
         if reply:
             await loop.sock_sendall(client, reply)
     received = bytearray(shake.rest)
-    decoder = chunks.ChunkDecoder()
+    decoder = chunks.ChunkDecoder(
+        max_message_size=limits.pre_publish_max_message,
+        max_pending_bytes=limits.pre_publish_max_pending,
+    )
     pending = decoder.feed(bytes(received))
     while True:
         for message in pending:
