@@ -17,7 +17,9 @@
  *   plays the recording from there (a VOD playlist of the next hour), "Live"
  *   goes back, "Download clip" saves the minute around what is playing. A
  *   page opened with #t=<Unix seconds> starts in the recording at that
- *   moment. window.camstream.recordings has its state.
+ *   moment. window.camstream.recordings has its state. With a viewer
+ *   token (data-token), every recordings URL carries it as the live one
+ *   does: a stream's past is guarded like its present.
  */
 (function () {
   "use strict";
@@ -138,6 +140,13 @@
 
   function recordings(section, video, player) {
     var base = section.getAttribute("data-recordings");
+    var token = section.getAttribute("data-token");
+    function tokened(url) {
+      if (!token) {
+        return url;
+      }
+      return url + (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(token);
+    }
     var rec = {
       ranges: [], mode: "live", at: null, playing: null, from: 0, to: 0, clip: null,
       live: video.getAttribute("data-src"),
@@ -150,7 +159,7 @@
     function load() {
       var to = Date.now();
       var from = to - TIMELINE;
-      return fetch(base + "ranges.json?from=" + from / 1000 + "&to=" + to / 1000, { cache: "no-store" })
+      return fetch(tokened(base + "ranges.json?from=" + from / 1000 + "&to=" + to / 1000), { cache: "no-store" })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (data) {
           if (!data) {
@@ -201,7 +210,7 @@
       var end = Math.min(ms + VOD_SPAN, Date.now());
       rec.mode = "vod";
       rec.at = ms;
-      play(base + "index.m3u8?from=" + ms / 1000 + "&to=" + end / 1000);
+      play(tokened(base + "index.m3u8?from=" + ms / 1000 + "&to=" + end / 1000));
     }
 
     function tick() {
@@ -212,7 +221,7 @@
       if (middle === null) {
         clip.setAttribute("aria-disabled", "true");
       } else {
-        rec.clip = base + "clip.mp4?from=" + (middle - CLIP_HALF) / 1000 + "&to=" + (middle + CLIP_HALF) / 1000;
+        rec.clip = tokened(base + "clip.mp4?from=" + (middle - CLIP_HALF) / 1000 + "&to=" + (middle + CLIP_HALF) / 1000);
         clip.href = rec.clip;
         clip.removeAttribute("aria-disabled");
       }
@@ -243,9 +252,9 @@
       }
       // A recorded stream's live playlist with its DVR window: the same live
       // edge, and minutes to rewind in the player's own controls.
-      return fetch("dvr.m3u8", { method: "HEAD", cache: "no-store" }).then(function (r) {
+      return fetch(tokened("dvr.m3u8"), { method: "HEAD", cache: "no-store" }).then(function (r) {
         if (r.ok && rec.mode === "live") {
-          rec.live = "dvr.m3u8";
+          rec.live = tokened("dvr.m3u8");
           play(rec.live);
         }
       });

@@ -14,6 +14,12 @@ A stream's mode is its `spec.playback.auth.mode`, else the worker's default
 so with a protected default an unknown name answers 401 like a real one and
 names cannot be probed without a token.
 
+Recordings (a stream's past: ranges, VOD playlists, byte ranges, clips) obey
+the same mode as the live stream. They outlive the stream, so a request for
+the past of a stream this worker does not know (deleted, or not yet applied
+here) never falls open: with a public default it is `signed`, answered only
+to a token made with the namespace's default key.
+
     none     anyone who reaches the worker (refused with --require-playback-auth)
     signed   a token made by camstream.playback_tokens.sign with the stream's key: a Secret
              in the stream's own namespace (spec.playback.auth.signingKeySecretRef,
@@ -117,25 +123,34 @@ class PlaybackAccess:
         # Refusals by reason word, for /metrics (a bounded set of labels).
         self.refused: Counter[str] = Counter()
 
-    def mode_of(self, key: StreamKey) -> PlaybackMode:
+    def mode_of(self, key: StreamKey, *, past: bool = False) -> PlaybackMode:
         spec = self._specs.spec(key) if self._specs is not None else None
         mode = spec.playback.auth.mode if spec is not None else None
+        if spec is None and past and self._settings.default_mode == "none":
+            # The recordings of a stream nobody here knows: perhaps a
+            # protected stream since deleted. Never public by default.
+            return "signed"
         return mode or self._settings.default_mode
 
     async def check(
-        self, key: StreamKey, *, query_token: str | None, authorization: str | None
+        self,
+        key: StreamKey,
+        *,
+        query_token: str | None,
+        authorization: str | None,
+        past: bool = False,
     ) -> Access:
-        """An Access for a request of stream `key`, or Refused."""
+        """An Access for a request of stream `key` (`past`: of its recordings), or Refused."""
         try:
-            return await self._check(key, query_token, authorization)
+            return await self._check(key, query_token, authorization, past)
         except Refused as refused:
             self.refused[refused.reason] += 1
             raise
 
     async def _check(
-        self, key: StreamKey, query_token: str | None, authorization: str | None
+        self, key: StreamKey, query_token: str | None, authorization: str | None, past: bool
     ) -> Access:
-        mode = self.mode_of(key)
+        mode = self.mode_of(key, past=past)
         if mode == "none":
             if self._settings.require_auth:
                 raise Refused(

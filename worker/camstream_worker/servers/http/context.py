@@ -51,13 +51,15 @@ def context_of(request: web.Request) -> HttpContext:
     return request.app[CONTEXT]
 
 
-async def check_viewer(request: web.Request, key: StreamKey) -> Access:
-    """The viewer's Access to stream `key`, or raises the refusal as a response."""
+async def check_viewer(request: web.Request, key: StreamKey, *, past: bool = False) -> Access:
+    """The viewer's Access to stream `key`, or raises the refusal as a response.
+    `past`: the request reads the stream's recordings (see PlaybackAccess.mode_of)."""
     try:
         access = await context_of(request).access.check(
             key,
             query_token=request.query.get(wire.TOKEN_PARAM),
             authorization=request.headers.get("Authorization"),
+            past=past,
         )
     except Refused as refused:
         request[PROTECTED] = True

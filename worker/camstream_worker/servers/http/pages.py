@@ -135,7 +135,7 @@ def player_page(status: StreamStatus, now: float | None = None, token: str | Non
 <main class="player" data-key="{escape(str(key))}">
 <video class="live" data-src="{tokened(wire.PLAYLIST)}"
  controls muted autoplay playsinline{poster}></video>
-{_recordings_section()}
+{_recordings_section(token)}
 <p class="state">{_phase_badge(status)}
 <span data-field="reason">{escape(status.reason)}</span>
 <span data-field="message">{escape(status.message)}</span></p>
@@ -151,13 +151,17 @@ def player_page(status: StreamStatus, now: float | None = None, token: str | Non
     return _page(title, "../../../static/", body, attrs)
 
 
-def _recordings_section() -> str:
+def _recordings_section(token: str | None) -> str:
     """The recorded past under the player: a timeline to scrub, a clip button (player.js).
 
     Hidden until the worker says it keeps recordings (recordings/ranges.json);
     a link ending in #t=<Unix seconds> opens the page playing that moment.
+    `token`: the viewer's token, which player.js adds to every recordings
+    URL (ranges, VOD playlists, clips, dvr.m3u8): the past of a stream is
+    guarded as its live playlist is.
     """
-    return """<section class="recordings" data-recordings="recordings/" hidden>
+    carried = f' data-token="{escape(token)}"' if token else ""
+    return f"""<section class="recordings" data-recordings="recordings/"{carried} hidden>
 <h2>Recorded <small data-field="recorded"></small></h2>
 <div class="timeline" title="click to play the recording from there">
 <div class="timeline-ranges"></div><div class="timeline-cursor" hidden></div></div>

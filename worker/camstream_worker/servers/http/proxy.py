@@ -60,6 +60,7 @@ _RESPONSE_HEADERS = (
     "Last-Modified",
     "Location",
     "Content-Security-Policy",
+    "Content-Disposition",  # a recorded clip's file name
     "WWW-Authenticate",
     "Access-Control-Allow-Origin",
     "Access-Control-Expose-Headers",

@@ -148,6 +148,7 @@ def make_admin_app(app: web.Application) -> web.Application:
     """The admin port's application, sharing `app`'s streams, metrics and settings."""
     admin = _application(dataclasses.replace(app[CONTEXT], owner=None), admin=True)
     admin[_PORT] = "admin"
+    recordings.share_store(app, admin)
     return admin
 
 

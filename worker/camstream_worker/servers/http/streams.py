@@ -60,7 +60,7 @@ def key_of(request: web.Request) -> StreamKey:
         ) from None
 
 
-async def _forward_or_none(
+async def forward_or_none(
     request: web.Request, key: StreamKey, path: str
 ) -> web.StreamResponse | None:
     """Forward to the owner if another worker owns `key`; None means serve locally.
@@ -104,7 +104,7 @@ async def player_redirect(request: web.Request) -> web.Response:
 
 async def player(request: web.Request) -> web.StreamResponse:
     key = key_of(request)
-    forwarded = await _forward_or_none(request, key, wire.stream_path(key.namespace, key.name))
+    forwarded = await forward_or_none(request, key, wire.stream_path(key.namespace, key.name))
     if forwarded is not None:
         return forwarded
     access = await check_viewer(request, key)
@@ -116,7 +116,7 @@ async def player(request: web.Request) -> web.StreamResponse:
 
 async def api_one(request: web.Request) -> web.StreamResponse:
     key = key_of(request)
-    forwarded = await _forward_or_none(request, key, wire.api_stream_path(key.namespace, key.name))
+    forwarded = await forward_or_none(request, key, wire.api_stream_path(key.namespace, key.name))
     if forwarded is not None:
         return forwarded
     await check_viewer(request, key)
@@ -134,7 +134,7 @@ async def hls_file(request: web.Request) -> web.StreamResponse:
     except paths.PathRejected as exc:
         return json_error(400, str(exc))
     path = wire.stream_path(wanted.key.namespace, wanted.key.name, wanted.relative.as_posix())
-    forwarded = await _forward_or_none(request, wanted.key, path)
+    forwarded = await forward_or_none(request, wanted.key, path)
     if forwarded is not None:
         return forwarded
     access = await check_viewer(request, wanted.key)
@@ -157,11 +157,15 @@ async def hls_file(request: web.Request) -> web.StreamResponse:
 
 
 def _cache_control(kind: paths.FileKind, access: Access) -> str:
+    return cache_control(kind.cache_control, access)
+
+
+def cache_control(cache: str, access: Access) -> str:
     """A protected stream's files are never for shared caches: a CDN or proxy
     that kept one would hand it to viewers without a token."""
     if not access.protected:
-        return kind.cache_control
-    cache = kind.cache_control.replace("public", "private")
+        return cache
+    cache = cache.replace("public", "private")
     return cache if "private" in cache else f"private, {cache}"
 
 
