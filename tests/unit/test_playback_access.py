@@ -128,6 +128,25 @@ async def test_the_default_mode_and_the_floor() -> None:
     assert (caught.value.status, caught.value.reason) == (403, "auth_required")
 
 
+async def test_the_past_of_a_stream_nobody_here_knows_is_never_public() -> None:
+    """Recordings outlive their spec: a deleted stream's past needs the namespace's key."""
+    open_default = access()
+    gone, public, inherits = (StreamKey("site-a", n) for n in ("gone", "public", "inherits"))
+    assert open_default.mode_of(gone) == "none"  # live: nothing to hide (a 404 follows)
+    assert open_default.mode_of(gone, past=True) == "signed"
+    # A stream this worker knows keeps its own mode, or the default, for its past too.
+    assert open_default.mode_of(public, past=True) == "none"
+    assert open_default.mode_of(inherits, past=True) == "none"
+    assert access(default_mode="jwt").mode_of(gone, past=True) == "jwt"
+    with pytest.raises(Refused) as caught:
+        await open_default.check(gone, query_token=None, authorization=None, past=True)
+    assert (caught.value.status, caught.value.reason) == (401, "token_missing")
+    allowed = await open_default.check(
+        gone, query_token=signed(NS_KEY, "gone"), authorization=None, past=True
+    )
+    assert allowed.protected
+
+
 async def test_a_missing_key_is_looked_up_once_per_interval() -> None:
     calls = []
 
