@@ -158,11 +158,13 @@ async def serve(config: OperatorConfig) -> None:
             asyncio.create_task(labeller.run(), name="labeller"),
             asyncio.create_task(lag.run(), name="loop-lag"),
         ]
+        # Registered with no store too (all zero), so every install exports one shape.
+        janitor_metrics = JanitorMetrics(metrics.registry)
         if store is not None:
             janitor = RetentionJanitor(
                 store,
                 leading=lambda: leader.is_leader,
-                metrics=JanitorMetrics(metrics.registry),
+                metrics=janitor_metrics,
                 interval=config.retention_interval,
             )
             loops.append(asyncio.create_task(janitor.run(), name="retention"))

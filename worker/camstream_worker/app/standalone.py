@@ -30,7 +30,7 @@ from camstream_worker.app import config
 from camstream_worker.engine import Engine
 from camstream_worker.metrics.worker import worker_registry
 from camstream_worker.outputs.recording import service as recording
-from camstream_worker.outputs.recording.uploader import RecordingCollector
+from camstream_worker.outputs.recording.uploader import RecordingCollector, UploadStats
 from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
 from camstream_worker.servers.http import recordings
@@ -155,8 +155,9 @@ async def start_standalone(
         engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
     registry = worker_registry(rtmp_stats)
-    if kept.uploader is not None:
-        registry.register(RecordingCollector(kept.uploader.stats))
+    # Exported with recording off too (all zero), so dashboards and alerts see one shape.
+    stats = kept.uploader.stats if kept.uploader is not None else UploadStats()
+    registry.register(RecordingCollector(stats))
     app = make_app(
         engine,
         serving.hls_dir,

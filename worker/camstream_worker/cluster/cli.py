@@ -104,7 +104,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream import kubeapi
     from camstream_worker.metrics.worker import worker_registry
     from camstream_worker.outputs.recording import service as recording
-    from camstream_worker.outputs.recording.uploader import RecordingCollector
+    from camstream_worker.outputs.recording.uploader import RecordingCollector, UploadStats
     from camstream_worker.pool.sharded import ShardedEngine
     from camstream_worker.servers.http import recordings
     from camstream_worker.servers.http.server import make_admin_app, make_app
@@ -175,8 +175,9 @@ async def serve(args: argparse.Namespace) -> int:
             lambda: engine.rtmp_stats(rtmp),
             partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
         )
-        if kept.uploader is not None:
-            registry.register(RecordingCollector(kept.uploader.stats))
+        # Exported with recording off too (all zero), so dashboards and alerts see one shape.
+        stats = kept.uploader.stats if kept.uploader is not None else UploadStats()
+        registry.register(RecordingCollector(stats))
         app = make_app(
             engine,
             args.hls_dir,
