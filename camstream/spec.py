@@ -134,6 +134,44 @@ class ThumbnailOptions:
     interval_seconds: int = 10
 
 
+# -- spec.playback: who may watch (servers/http/access.py enforces it)
+
+PlaybackMode = Literal["none", "signed", "jwt"]
+PLAYBACK_MODES: tuple[str, ...] = ("none", "signed", "jwt")
+# The namespace's playback signing key, when a stream names none: one Secret
+# per namespace serves every stream in it (per-namespace viewer auth).
+DEFAULT_SIGNING_SECRET = "camstream-playback"
+DEFAULT_SIGNING_KEY = "signingKey"
+# The same words as the CRD's x-kubernetes-validations messages, so a bad
+# value reads alike from kubectl and from `camstream run`.
+PLAYBACK_SECRET_NAME_MESSAGE = (
+    "must be the name of a Secret in the stream's namespace "
+    "(lower-case letters, digits, '-' and '.', at most 253)"
+)
+PLAYBACK_SECRET_KEY_MESSAGE = (
+    "must be a key of a Secret (letters, digits, '-', '_' and '.', at most 253)"
+)
+# As in the CRD's CEL rules ("[.]" rather than an escaped dot, so the YAML reads alike).
+_SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackAuth:
+    """How viewers of one stream prove they may watch it.
+
+    `mode` None: the worker's default (its --playback-auth setting).
+    `signing_key`: for `signed`, the key in the stream's own namespace."""
+
+    mode: PlaybackMode | None = None
+    signing_key: SecretRef = SecretRef(DEFAULT_SIGNING_SECRET, DEFAULT_SIGNING_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackOptions:
+    auth: PlaybackAuth = field(default_factory=PlaybackAuth)
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingOptions:
     """spec.recording: keep the stream's past in object storage (see camstream/recording/)."""
@@ -164,6 +202,7 @@ class StreamSpec:
     hls: HlsOptions = field(default_factory=HlsOptions)
     transcode: TranscodeOptions = field(default_factory=TranscodeOptions)
     thumbnail: ThumbnailOptions = field(default_factory=ThumbnailOptions)
+    playback: PlaybackOptions = field(default_factory=PlaybackOptions)
     generation: int = 0
     # None: the stream says nothing, so the site's default applies (with_recording_default).
     recording: RecordingOptions | None = None
@@ -201,6 +240,7 @@ def parse_stream(
         hls=_parse_hls(_mapping(spec.get("hls", {}), "spec.hls")),
         transcode=_parse_transcode(_mapping(spec.get("transcode", {}), "spec.transcode")),
         thumbnail=_parse_thumbnail(_mapping(spec.get("thumbnail", {}), "spec.thumbnail")),
+        playback=_parse_playback(_mapping(spec.get("playback", {}), "spec.playback")),
         generation=int(metadata.get("generation") or 0),
         recording=(
             parse_recording(_mapping(spec["recording"], "spec.recording"))
@@ -407,6 +447,23 @@ def _parse_thumbnail(raw: Mapping[str, Any]) -> ThumbnailOptions:
         enabled=_bool(raw, "enabled", False, path),
         interval_seconds=_int(raw, "intervalSeconds", 10, 1, 3600, path),
     )
+
+
+def _parse_playback(raw: Mapping[str, Any]) -> PlaybackOptions:
+    auth = _mapping(raw.get("auth", {}), "spec.playback.auth")
+    path = "spec.playback.auth"
+    mode = auth.get("mode")
+    if mode is not None and mode not in PLAYBACK_MODES:
+        raise SpecError(f"{path}.mode", f"must be one of {', '.join(PLAYBACK_MODES)}")
+    ref = _mapping(auth.get("signingKeySecretRef", {}), f"{path}.signingKeySecretRef")
+    ref_path = f"{path}.signingKeySecretRef"
+    name = ref.get("name", DEFAULT_SIGNING_SECRET)
+    if not isinstance(name, str) or len(name) > 253 or not _SECRET_NAME_RE.match(name):
+        raise SpecError(f"{ref_path}.name", PLAYBACK_SECRET_NAME_MESSAGE)
+    key = ref.get("key", DEFAULT_SIGNING_KEY)
+    if not isinstance(key, str) or len(key) > 253 or not _SECRET_KEY_RE.match(key):
+        raise SpecError(f"{ref_path}.key", PLAYBACK_SECRET_KEY_MESSAGE)
+    return PlaybackOptions(PlaybackAuth(mode=mode, signing_key=SecretRef(name, key)))
 
 
 def _mapping(value: Any, path: str) -> Mapping[str, Any]:

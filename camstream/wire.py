@@ -15,6 +15,8 @@ clusters, dashboards and players alike. Pure: strings in, strings out.
       /streams/<namespace>/<name>/index.m3u8     HLS playlist (and its segments beside it)
       /streams/<namespace>/<name>/thumbnail.jpg  still, when enabled
       /api/streams/<namespace>/<name>            JSON status
+  Any of them may carry ?token=<viewer token> (TOKEN_PARAM) when the stream
+  asks viewers who they are (spec.playback.auth).
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ STREAMS_PREFIX = "/streams"
 API_STREAMS = "/api/streams"
 PLAYLIST = "index.m3u8"  # a stream's playlist (the master playlist when transcoded)
 THUMBNAIL = "thumbnail.jpg"
+# The query parameter that carries a viewer's token (a signed playback token or
+# a JWT) on any of a stream's URLs; served playlists repeat it on every URI.
+TOKEN_PARAM = "token"
 
 
 def stream_path(namespace: str, name: str, relative: str = "") -> str:

@@ -1,7 +1,7 @@
 """`kubectl camstream`: the ring, a stream's playback URL, and why a stream is in its phase.
 
     kubectl camstream ring [-n RELEASE_NS] [--ring NAME]
-    kubectl camstream open NS/NAME
+    kubectl camstream open NS/NAME [--for 1h] [--playlist]
     kubectl camstream why NS/NAME
 
 Who calls this: kubectl, which runs any executable named `kubectl-camstream`
@@ -10,6 +10,14 @@ installs). It reads, never writes, with the `kubernetes` client: a
 synchronous one-shot CLI is what that library is made for (the components'
 long-running loops use camstream/kubeapi.py instead). Credentials come from
 KUBECONFIG (as kubectl's own), --kubeconfig, or the in-cluster account.
+
+`open` prints where a stream plays. A stream that asks its viewers for a
+signed URL (spec.playback.auth.mode `signed`, or unset on workers whose
+default is `--playback-auth signed`) gets one, made by `camstream sign`'s
+signer with the key in the stream's namespace: the plugin reads that
+Secret with the caller's own credentials, so exactly who may read the key
+may print a URL, and anyone else gets one line naming the Secret they may
+not read. No key material is ever printed or put in an error.
 
 The release is found by its ring ConfigMap (label
 app.kubernetes.io/part-of=camstream, a `partitions` key) in the release
@@ -21,15 +29,20 @@ objects are named after it the way the chart names them (<release>-ring,
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from camstream import wire
+from camstream import playback_tokens, wire
 from camstream.handoff import RingDoc
 from camstream.handoff_codec import CodecError, decode_doc
+from camstream.spec import SecretRef, SpecError, StreamKey, parse_stream
+from camstream_worker.app import sign
 
 from . import plugin_views
 
@@ -38,6 +51,10 @@ PART_OF = "app.kubernetes.io/part-of=camstream"
 
 class PluginError(Exception):
     """Something the user can act on; printed as one line, exit code 1."""
+
+
+class Forbidden(PluginError):
+    """RBAC said no to a read."""
 
 
 @dataclass
@@ -79,6 +96,8 @@ class Cluster:
         except ApiException as exc:
             if exc.status == 404:
                 raise LookupError(what) from exc
+            if exc.status == 403:
+                raise Forbidden(f"reading {what}: forbidden (RBAC)") from None
             raise PluginError(f"reading {what}: {exc.status} {exc.reason}") from exc
         return dict(self._client.sanitize_for_serialization(result))
 
@@ -106,6 +125,10 @@ class Cluster:
 
     def ingress(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call(f"ingress {namespace}/{name}", self._net.read_namespaced_ingress,
+                          name, namespace)  # fmt: skip
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._call(f"Secret {namespace}/{name}", self._core.read_namespaced_secret,
                           name, namespace)  # fmt: skip
 
     def stream(self, namespace: str, name: str) -> dict[str, Any]:
@@ -183,8 +206,16 @@ def cmd_why(cluster: Cluster, args: argparse.Namespace) -> list[str]:
 
 def cmd_open(cluster: Cluster, args: argparse.Namespace) -> list[str]:
     namespace, name = _stream_ref(args.stream)
-    _read_stream(cluster, namespace, name)  # a typo is an error, not a dead URL
+    body = _read_stream(cluster, namespace, name)  # a typo is an error, not a dead URL
     release = find_release(cluster, args.namespace, args.ring)
+    try:
+        spec = parse_stream(body)
+    except SpecError as exc:
+        raise PluginError(f"CameraStream {namespace}/{name}: {exc}") from None
+    mode = spec.playback.auth.mode or _workers_default_mode(cluster, release)
+    token = None
+    if mode == "signed":
+        token = _signed_token(cluster, spec.key, spec.playback.auth.signing_key, args.validity)
     playback = f"{release.fullname}-playback"
     host, tls = None, False
     try:
@@ -209,7 +240,62 @@ def cmd_open(cluster: Cluster, args: argparse.Namespace) -> list[str]:
         ingress_tls=tls,
         service=service,
         service_port=port,
+        mode=mode,
+        token=token,
+        valid_for=args.validity,
     )
+
+
+def _workers_default_mode(cluster: Cluster, release: Release) -> str:
+    """The workers' --playback-auth (or CAMSTREAM_PLAYBACK_AUTH), for a stream
+    whose spec leaves its mode unset; `none` if the pods say nothing."""
+    try:
+        pods = worker_pods(cluster, release)
+    except PluginError:
+        return "none"  # may not list pods: the spec is all there is to go by
+    for pod in pods:
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            words = [*(container.get("command") or []), *(container.get("args") or [])]
+            for i, word in enumerate(words):
+                if word == "--playback-auth" and i + 1 < len(words):
+                    return str(words[i + 1])
+                if word.startswith("--playback-auth="):
+                    return word.split("=", 1)[1]
+            for env in container.get("env") or []:
+                if env.get("name") == "CAMSTREAM_PLAYBACK_AUTH" and env.get("value"):
+                    return str(env["value"])
+    return "none"
+
+
+def _signed_token(cluster: Cluster, stream: StreamKey, ref: SecretRef, validity: int) -> str:
+    """A token for `stream` made with its namespace's key, read with the caller's RBAC."""
+    where = f"Secret {stream.namespace}/{ref.name} (key {ref.key})"
+    try:
+        secret = cluster.secret(stream.namespace, ref.name)
+    except Forbidden:
+        raise PluginError(
+            f"{stream} asks its viewers for a signed URL, and you may not read its key: "
+            f"`get` on {where} is forbidden (RBAC). Ask for that access, or have "
+            f"someone who has it run `camstream sign {stream}`"
+        ) from None
+    except LookupError:
+        raise PluginError(
+            f"{stream} asks its viewers for a signed URL; its key is missing: {where} not found"
+        ) from None
+    raw = (secret.get("data") or {}).get(ref.key)
+    if raw is None:
+        raise PluginError(f"{stream} asks for a signed URL: {where} has no such key")
+    try:
+        key = playback_tokens.signing_key(base64.b64decode(raw).decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError):
+        raise PluginError(f"{where}: not valid UTF-8 text") from None
+    except playback_tokens.KeyTooShort as exc:
+        raise PluginError(f"{where}: {exc}") from None
+    try:
+        _, token = sign.signed_url(key, stream, expires=int(time.time()) + validity)
+    except sign.SignError as exc:
+        raise PluginError(f"{stream}: {exc}") from None
+    return token
 
 
 COMMANDS = {"ring": cmd_ring, "why": cmd_why, "open": cmd_open}
@@ -231,8 +317,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("ring", help="the partition table, each worker's share, handoffs in flight")
     why = sub.add_parser("why", help="explain a stream's phase")
     why.add_argument("stream", metavar="NS/NAME")
-    opened = sub.add_parser("open", help="where a stream plays")
+    opened = sub.add_parser(
+        "open", help="where a stream plays (a signed URL if the stream asks for one)"
+    )
     opened.add_argument("stream", metavar="NS/NAME")
+    opened.add_argument(
+        "--for",
+        dest="validity",
+        type=sign.duration,
+        default=3600,
+        help="how long a signed URL plays: 90s, 15m, 1h, 2d (default 1h, at most 30d)",
+    )
     return p
 
 

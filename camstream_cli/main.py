@@ -2,6 +2,7 @@
 
     camstream run -f streams.yaml   standalone worker fed by manifest files
     camstream demo                  standalone worker + synthetic cameras, prints the page URL
+    camstream sign NS/NAME --for 1h a signed playback URL for a stream (spec.playback.auth)
     camstream worker                a worker pod (cluster mode)
     camstream operator              the kopf operator
 
@@ -48,6 +49,7 @@ def _operator(commands: Any) -> None:
 COMMANDS: dict[str, AddParsers] = {
     "run": _standalone,
     "demo": _standalone,
+    "sign": _standalone,
     "worker": _worker,
     "operator": _operator,
 }

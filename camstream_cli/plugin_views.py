@@ -173,17 +173,42 @@ def open_view(
     ingress_tls: bool,
     service: str | None,
     service_port: int = 80,
+    mode: str = "none",
+    token: str | None = None,
+    valid_for: int = 0,
 ) -> list[str]:
-    """Where a stream plays: its player page and its playlist."""
-    page = wire.stream_path(namespace, name)
-    playlist = wire.playlist_path(namespace, name)
+    """Where a stream plays: its player page and its playlist.
+
+    `token`: a signed playback token (mode `signed`), put on both URLs;
+    `mode` `jwt`: the URLs need the viewer's own JWT, which a line says.
+    """
+    query = f"?{wire.TOKEN_PARAM}={token}" if token else ""
+    page = wire.stream_path(namespace, name) + query
+    playlist = wire.playlist_path(namespace, name) + query
+    notes: list[str] = []
+    if token:
+        notes.append(f"signed URLs, valid for {_duration(valid_for)}")
+    elif mode == "jwt":
+        notes.append(
+            f"{namespace}/{name} asks its viewers for a JWT: add ?{wire.TOKEN_PARAM}=<JWT> "
+            "or send Authorization: Bearer <JWT>"
+        )
     if ingress_host:
         scheme = "https" if ingress_tls else "http"
-        return [f"{scheme}://{ingress_host}{page}", f"{scheme}://{ingress_host}{playlist}"]
+        return [f"{scheme}://{ingress_host}{page}", f"{scheme}://{ingress_host}{playlist}", *notes]
     if service:
         return [
             f"kubectl -n {release_namespace} port-forward svc/{service} 8080:{service_port}",
             f"http://127.0.0.1:8080{page}",
             f"http://127.0.0.1:8080{playlist}",
+            *notes,
         ]
-    return [f"no playback Service or Ingress found in {release_namespace}; path: {playlist}"]
+    missing = f"no playback Service or Ingress found in {release_namespace}; path: {playlist}"
+    return [missing, *notes]
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

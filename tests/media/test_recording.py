@@ -31,6 +31,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import Any
 import av
 import pytest
 
+from camstream import playback_tokens as tokens
 from camstream.recording import groupfile, layout
 from camstream.recording.groupfile import Entry
 from camstream.recording.janitor import policy_json
@@ -57,6 +59,20 @@ SYNTHETIC = {
     "synthetic": {"width": 320, "height": 180, "fps": 15, "bitrateKbps": 200},
 }
 CAM = StreamKey("default", "cam")
+# Worker b's copy of namespace default's playback key: b does not know cam's
+# spec, so it serves cam's past only to a token signed with it (access.py).
+NS_KEY = "recording-tests-namespace-key-0123456789ab"
+NS_KEY_SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "camstream-playback", "namespace": "default"},
+    "stringData": {"signingKey": NS_KEY},
+}
+
+
+def viewer_token(key: StreamKey = CAM) -> str:
+    grant = tokens.Grant(key.namespace, key.name, int(time.time()) + 600)
+    return tokens.sign(NS_KEY.encode(), grant)
 
 
 def recorded(name: str, **recording: Any) -> dict[str, Any]:
@@ -116,15 +132,19 @@ def metric(worker: WorkerProcess, name: str) -> float:
     return float(match.group(1))
 
 
-def ranges(worker: WorkerProcess, key: StreamKey = CAM, **query: float) -> dict[str, Any]:
+def ranges(worker: WorkerProcess, key: StreamKey = CAM, **query: float | str) -> dict[str, Any]:
     suffix = "&".join(f"{k}={v}" for k, v in query.items())
     return get_json(worker, f"/streams/{key.namespace}/{key.name}/recordings/ranges.json?{suffix}")
 
 
-def vod(worker: WorkerProcess, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+def vod(
+    worker: WorkerProcess, start_ms: int, end_ms: int, token: str | None = None
+) -> list[dict[str, Any]]:
     """The VOD playlist of a range, as (pdt, duration, byterange, uri, discontinuity) dicts."""
+    carried = f"&token={token}" if token else ""
     text = worker.get(
         f"/streams/default/cam/recordings/index.m3u8?from={start_ms / 1000}&to={end_ms / 1000}"
+        + carried
     ).decode()
     assert text.startswith("#EXTM3U") and "#EXT-X-PLAYLIST-TYPE:VOD" in text
     assert text.rstrip().endswith("#EXT-X-ENDLIST")
@@ -198,7 +218,9 @@ def workers(
             [recorded("cam"), camera_stream("plain", SYNTHETIC)], base / "a", 1, env=s3.env()
         ).start()
         small = {**s3.env(), "CAMSTREAM_RECORDING_SPOOL_BYTES": str(700_000)}
-        started["b"] = WorkerProcess([recorded("other")], base / "b", 1, env=small).start()
+        started["b"] = WorkerProcess(
+            [recorded("other"), NS_KEY_SECRET], base / "b", 1, env=small
+        ).start()
         started["a"].wait_for("cam", phase="Live")
         yield started
     finally:
@@ -248,18 +270,25 @@ def test_vod_playlist_of_a_range_plays_from_a_worker_without_the_stream(
 ) -> None:
     a, b = workers["a"], workers["b"]
     wait(lambda: len(objects(s3, CAM)) >= 2, 40, "two groups of cam")
-    spans = ranges(b)["ranges"]  # b does not run cam: the store is shared
+    # b does not run cam, so it has no spec saying who may watch cam: a
+    # deleted stream's past is never public, so b asks for the namespace's key.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        ranges(b)
+    assert refused.value.code == 401
+    token = viewer_token()
+    spans = ranges(b, token=token)["ranges"]  # the store is shared
     assert len(spans) == 1 and spans[0]["end_ms"] - spans[0]["start_ms"] >= 19_000
     start, end = spans[0]["start_ms"], spans[0]["end_ms"]
-    entries = vod(b, start, end)
-    assert entries == vod(a, start, end)
+    entries = vod(b, start, end, token)
+    assert all(e["uri"].endswith(f"?token={token}") for e in entries)  # carried on
+    assert [{**e, "uri": e["uri"].split("?")[0]} for e in entries] == vod(a, start, end)
     assert len(entries) >= 2 * GROUP // SEGMENT - 1
     assert not any(e["discontinuity"] for e in entries)
     pdts = [e["pdt"] for e in entries]
     assert pdts == sorted(pdts) and abs(pdts[0] - start / 1000) < 0.01
     for before, after in itertools.pairwise(entries):
         assert abs(after["pdt"] - (before["pdt"] + before["duration"])) < 0.5  # contiguous
-    window = f"from={start / 1000}&to={end / 1000}"
+    window = f"from={start / 1000}&to={end / 1000}&token={token}"
     probe = ffprobe(f"{b.base_url}/streams/default/cam/recordings/index.m3u8?{window}")
     assert {s["codec_name"] for s in probe["streams"]} >= {"h264", "aac"}
     assert abs(float(probe["format"]["duration"]) - (end - start) / 1000) < 2 * SEGMENT

@@ -119,7 +119,7 @@ def test_out_of_descriptors_the_accept_loop_backs_off_and_is_not_ready(
 
     Only with two does the healthy stream go on untouched: with one, the
     idle HTTP connections take the descriptors its segment files need too
-    (the HTTP server's own limits are threat-model.md's), so its segments are
+    (the HTTP server's own limits are threat-model-playback.md's), so its segments are
     dropped meanwhile; its camera must stay connected all the same.
     """
     worker = start_worker(HEALTHY, processes=processes, nofile=NOFILE)

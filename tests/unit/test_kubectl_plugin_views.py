@@ -96,3 +96,21 @@ def test_open_prefers_the_ingress_then_a_port_forward() -> None:
     )  # fmt: skip
     assert forward[0] == "kubectl -n cams port-forward svc/cams-playback 8080:80"
     assert forward[1] == "http://127.0.0.1:8080/streams/site/gate/"
+
+
+def test_open_puts_a_signed_token_on_both_urls_and_says_how_long_it_plays() -> None:
+    signed = plugin_views.open_view(
+        "site", "gate", release_namespace="cams", ingress_host="video.example.com",
+        ingress_tls=True, service=None, mode="signed", token="abc.def", valid_for=7200,
+    )  # fmt: skip
+    assert signed == [
+        "https://video.example.com/streams/site/gate/?token=abc.def",
+        "https://video.example.com/streams/site/gate/index.m3u8?token=abc.def",
+        "signed URLs, valid for 2h",
+    ]
+    jwt = plugin_views.open_view(
+        "site", "gate", release_namespace="cams", ingress_host=None, ingress_tls=False,
+        service="cams-playback", mode="jwt",
+    )  # fmt: skip
+    assert jwt[1] == "http://127.0.0.1:8080/streams/site/gate/"  # no token of ours to give
+    assert "asks its viewers for a JWT" in jwt[-1]

@@ -54,6 +54,7 @@ class Engine:
         self._recording_spool = recording_spool
         self._recording_defaults = recording_defaults
         self._streams: dict[StreamKey, Stream] = {}
+        self._specs: dict[StreamKey, StreamSpec] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
@@ -70,6 +71,11 @@ class Engine:
     def on_change(self, callback: Callable[[StreamStatus], None]) -> None:
         self._listeners.append(callback)
 
+    def spec(self, key: StreamKey) -> StreamSpec | None:
+        """The latest spec applied for `key` (the HTTP server reads its playback
+        policy; a change of that alone restarts nothing)."""
+        return self._specs.get(key)
+
     # -- desired state
 
     async def apply(
@@ -83,6 +89,7 @@ class Engine:
         if self._recording_defaults is not None:
             defaults = self._recording_defaults
             desired = {k: with_recording_default(s, defaults) for k, s in desired.items()}
+        self._specs = dict(desired)
         async with self._lock:
             wanted = {key: spec for key, spec in desired.items() if spec.enabled}
             stale = [

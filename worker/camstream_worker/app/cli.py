@@ -1,4 +1,4 @@
-"""`camstream run` and `camstream demo`: the standalone worker's commands.
+"""`camstream run`, `camstream demo` and `camstream sign`: the standalone worker's commands.
 
 Who calls this: the `camstream` command (camstream_cli) adds these parsers
 with `add_parsers` and runs the chosen one through `run`. Nothing heavy is
@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from camstream_worker.app import config
+from camstream_worker.app import config, sign
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -44,6 +44,8 @@ def add_parsers(subparsers: Any) -> None:
     )
     config.add_serving_args(demo)
     demo.set_defaults(run=_demo)
+
+    sign.add_parser(subparsers)
 
 
 def _run(args: argparse.Namespace) -> int:

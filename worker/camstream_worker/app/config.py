@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from camstream import settings
+from camstream_worker.servers.http import settings as http_settings
 from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.sources import policy
 from camstream_worker.sources.policy import SourcePolicy
@@ -34,6 +35,8 @@ class Serving:
     hls_dir: Path
     sources: SourcePolicy  # what pulled sources may reach, which files they may read
     rtmp: Limits = field(default_factory=Limits)  # CAMSTREAM_RTMP_* (limits.py)
+    # Viewer auth, CORS, the admin surface and connection limits of the HTTP port.
+    http: http_settings.HttpSettings = field(default_factory=http_settings.HttpSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"where HLS files are written (default: $CAMSTREAM_HLS_DIR, else {DEFAULT_HLS_DIR})",
     )
+    http_settings.add_arguments(parser)
     parser.add_argument(
         "--source-deny-cidrs",
         type=policy.cidrs_argument,
@@ -123,6 +127,7 @@ def serving(
         hls_dir=hls_dir,
         sources=SourcePolicy.build(denied=denied, file_roots=file_roots),
         rtmp=Limits.from_env(environ),
+        http=http_settings.from_args(args, environ),
     )
 
 

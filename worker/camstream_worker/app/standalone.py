@@ -34,7 +34,7 @@ from camstream_worker.outputs.recording.uploader import RecordingCollector, Uplo
 from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
 from camstream_worker.servers.http import recordings
-from camstream_worker.servers.http.server import bound_port, make_app, serve
+from camstream_worker.servers.http.server import bound_port, make_admin_app, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
 from camstream_worker.servers.rtmp.limits import raise_fd_limit
 from camstream_worker.servers.rtmp.listener import RtmpServer
@@ -102,11 +102,15 @@ class Standalone:
     http: Any
     http_port: int
     recording: recording.Recording
+    admin: Any = None  # the admin port's runner, when it has a port of its own
+    admin_port: int | None = None
 
     async def close(self) -> None:
         await self.rtmp.close()
         await self.engine.close()  # recorders close their groups
         await self.recording.close(deadline=time.monotonic() + UPLOAD_ON_EXIT_SECONDS)
+        if self.admin is not None:
+            await self.admin.cleanup()
         await self.http.cleanup()
 
 
@@ -160,10 +164,17 @@ async def start_standalone(
         worker_name="standalone",
         registry=registry,
         ready=lambda: rtmp.accepting,  # not while the RTMP port is out of descriptors
+        settings=serving.http,
+        specs=engine,
+        secrets=secrets,
     )
     recordings.use_store(app, kept.store)
     http = await serve(app, serving.host, serving.http_port)
-    return Standalone(engine, rtmp, http, bound_port(http), kept)
+    worker = Standalone(engine, rtmp, http, bound_port(http), kept)
+    if serving.http.admin_port is not None:
+        worker.admin = await serve(make_admin_app(app), serving.host, serving.http.admin_port)
+        worker.admin_port = bound_port(worker.admin)
+    return worker
 
 
 async def run_standalone(run: config.RunConfig) -> int:
@@ -175,9 +186,10 @@ async def run_standalone(run: config.RunConfig) -> int:
         return 2
     worker = await start_standalone(manifests, run.serving, secrets_dir=run.secrets_dir)
     host = run.serving.host
+    index_port = worker.admin_port if worker.admin_port is not None else worker.http_port
     print(
         f"camstream: {len(manifests.streams)} streams, "
-        f"index page http://{host}:{worker.http_port}/ , rtmp://{host}:{worker.rtmp.port}/",
+        f"index page http://{host}:{index_port}/ , rtmp://{host}:{worker.rtmp.port}/",
         flush=True,
     )
     await wait_for_signal()

@@ -25,6 +25,7 @@ from typing import Any
 
 from camstream import settings
 from camstream.handoff import RingDoc
+from camstream_worker.servers.http import settings as http_settings
 from camstream_worker.sources import policy
 
 log = logging.getLogger("camstream.worker.cluster")
@@ -85,6 +86,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=settings.from_env("CAMSTREAM_PROCESSES", settings.count, 1, flag="--processes"),
         help="engine processes (more than 1 shards the streams over child processes)",
     )
+    http_settings.add_arguments(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if not name:
         log.error("POD_NAME is not set: cluster mode needs the pod's identity")
         return 2
+    args.http = http_settings.from_args(args)  # a bad value ends here, naming its flag
     return asyncio.run(serve(args)) or 0
 
 
@@ -104,7 +107,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.outputs.recording.uploader import RecordingCollector, UploadStats
     from camstream_worker.pool.sharded import ShardedEngine
     from camstream_worker.servers.http import recordings
-    from camstream_worker.servers.http.server import make_app
+    from camstream_worker.servers.http.server import make_admin_app, make_app
     from camstream_worker.servers.http.server import serve as serve_http
     from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
@@ -135,6 +138,7 @@ async def serve(args: argparse.Namespace) -> int:
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
         raise_fd_limit()  # before anything sizes its caps from it
+        secrets = KubeSecrets(api)  # stream credentials and playback signing keys
         denied = args.source_deny_cidrs
         if denied is None:
             denied = settings.from_env(
@@ -145,7 +149,7 @@ async def serve(args: argparse.Namespace) -> int:
             )
         engine = ShardedEngine(
             args.hls_dir,
-            KubeSecrets(api),
+            secrets,
             max(1, args.processes),
             sources=policy.SourcePolicy.build(denied=denied),  # no file roots: no local files
             rtmp_limits=Limits.from_env(),
@@ -182,9 +186,15 @@ async def serve(args: argparse.Namespace) -> int:
             ready=lambda: agent.ready() and rtmp.accepting,
             worker_name=identity.pod_name,
             registry=registry,
+            settings=args.http,
+            specs=engine,
+            secrets=secrets,
         )
         recordings.use_store(app, kept.store)
         http = await serve_http(app, host, args.http_port)
+        admin = None
+        if args.http.admin_port is not None:
+            admin = await serve_http(make_admin_app(app), host, args.http.admin_port)
         log.info(
             "worker %s on %s: http %d, rtmp %d, ring %s/%s",
             identity.pod_name,
@@ -213,6 +223,8 @@ async def serve(args: argparse.Namespace) -> int:
             await engine.close()
             # What the recorders closed last goes up within the grace period left.
             await kept.close(deadline=time.monotonic() + RECORDING_UPLOAD_ON_EXIT)
+            if admin is not None:
+                await admin.cleanup()
             await http.cleanup()
     return 0
 

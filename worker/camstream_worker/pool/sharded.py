@@ -108,6 +108,10 @@ class ShardedEngine:
         spec = self._desired.get(key)
         return None if spec is None else self._status_of(key, spec)
 
+    def spec(self, key: StreamKey) -> StreamSpec | None:
+        """The latest spec applied for `key` (the HTTP server reads its playback policy)."""
+        return self._desired.get(key)
+
     def _status_of(self, key: StreamKey, spec: StreamSpec) -> StreamStatus:
         known = self._statuses.get(key)
         if known is not None:

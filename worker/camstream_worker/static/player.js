@@ -9,12 +9,17 @@
  *   refreshed from the worker's JSON API every data-refresh milliseconds.
  * - window.camstream.players exposes each player's state for tests and for
  *   people debugging in the console.
+ * - A stream that asks viewers for a token gets it in the page's own URLs
+ *   (the worker writes ?token= into data-src); a 401/403 answer is shown as
+ *   such and not retried: a missing or expired token does not heal.
  * - A player page's <section data-recordings> (shown when the worker keeps
  *   recordings) draws the last day's recorded ranges as a timeline: a click
  *   plays the recording from there (a VOD playlist of the next hour), "Live"
  *   goes back, "Download clip" saves the minute around what is playing. A
  *   page opened with #t=<Unix seconds> starts in the recording at that
- *   moment. window.camstream.recordings has its state.
+ *   moment. window.camstream.recordings has its state. With a viewer
+ *   token (data-token), every recordings URL carries it as the live one
+ *   does: a stream's past is guarded like its present.
  */
 (function () {
   "use strict";
@@ -46,6 +51,15 @@
         }
         state.fatalErrors += 1;
         state.error = data.type + ": " + data.details;
+        var code = data.response && data.response.code;
+        if (code === 401 || code === 403) {
+          state.error = "not allowed (" + code + ")";
+          showError(video, code === 401
+            ? "Not allowed to watch: this link's token is missing or has expired."
+            : "Not allowed to watch: this link's token is for another stream.");
+          hls.destroy();
+          return;
+        }
         // A live stream that is reconnecting has no playlist for a while:
         // keep retrying network errors, recover media errors once in a while.
         if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
@@ -126,6 +140,13 @@
 
   function recordings(section, video, player) {
     var base = section.getAttribute("data-recordings");
+    var token = section.getAttribute("data-token");
+    function tokened(url) {
+      if (!token) {
+        return url;
+      }
+      return url + (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(token);
+    }
     var rec = {
       ranges: [], mode: "live", at: null, playing: null, from: 0, to: 0, clip: null,
       live: video.getAttribute("data-src"),
@@ -138,7 +159,7 @@
     function load() {
       var to = Date.now();
       var from = to - TIMELINE;
-      return fetch(base + "ranges.json?from=" + from / 1000 + "&to=" + to / 1000, { cache: "no-store" })
+      return fetch(tokened(base + "ranges.json?from=" + from / 1000 + "&to=" + to / 1000), { cache: "no-store" })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (data) {
           if (!data) {
@@ -189,7 +210,7 @@
       var end = Math.min(ms + VOD_SPAN, Date.now());
       rec.mode = "vod";
       rec.at = ms;
-      play(base + "index.m3u8?from=" + ms / 1000 + "&to=" + end / 1000);
+      play(tokened(base + "index.m3u8?from=" + ms / 1000 + "&to=" + end / 1000));
     }
 
     function tick() {
@@ -200,7 +221,7 @@
       if (middle === null) {
         clip.setAttribute("aria-disabled", "true");
       } else {
-        rec.clip = base + "clip.mp4?from=" + (middle - CLIP_HALF) / 1000 + "&to=" + (middle + CLIP_HALF) / 1000;
+        rec.clip = tokened(base + "clip.mp4?from=" + (middle - CLIP_HALF) / 1000 + "&to=" + (middle + CLIP_HALF) / 1000);
         clip.href = rec.clip;
         clip.removeAttribute("aria-disabled");
       }
@@ -231,9 +252,9 @@
       }
       // A recorded stream's live playlist with its DVR window: the same live
       // edge, and minutes to rewind in the player's own controls.
-      return fetch("dvr.m3u8", { method: "HEAD", cache: "no-store" }).then(function (r) {
+      return fetch(tokened("dvr.m3u8"), { method: "HEAD", cache: "no-store" }).then(function (r) {
         if (r.ok && rec.mode === "live") {
-          rec.live = "dvr.m3u8";
+          rec.live = tokened("dvr.m3u8");
           play(rec.live);
         }
       });

@@ -18,11 +18,13 @@ sent; they are escaped like every other value.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
 from camstream import wire
 from camstream.spec import StreamKey
+from camstream_worker.servers.http.playlist_tokens import with_query
 from camstream_worker.state import Phase, StreamStatus
 
 # hls.js turns segments into blob: URLs for Media Source Extensions and may run
@@ -113,18 +115,27 @@ def _phase_badge(status: StreamStatus) -> str:
     return f'<span class="phase phase-{phase.lower()}" data-field="phase">{phase}</span>'
 
 
-def player_page(status: StreamStatus, now: float | None = None) -> str:
-    """The page at /streams/{ns}/{name}/: one large player and the stream's state."""
+def player_page(status: StreamStatus, now: float | None = None, token: str | None = None) -> str:
+    """The page at /streams/{ns}/{name}/: one large player and the stream's state.
+
+    `token`: the viewer token the page was opened with (?token=), repeated on
+    the page's own requests (playlist, thumbnail, status) so the player plays.
+    """
     now = time.time() if now is None else now
     key = status.key
+
+    def tokened(url: str) -> str:
+        return escape(with_query(url, wire.TOKEN_PARAM, token) if token else url)
+
     title = f"{key} - camstream"
     # Relative, from the player's folder /streams/<ns>/<name>/ up to the root.
     api = "../../.." + wire.api_stream_path(key.namespace, key.name)
-    poster = f' poster="{wire.THUMBNAIL}"' if status.thumbnail else ""
+    poster = f' poster="{tokened(wire.THUMBNAIL)}"' if status.thumbnail else ""
     body = f"""<header><a href="../../../">camstream</a> / {escape(str(key))}</header>
 <main class="player" data-key="{escape(str(key))}">
-<video class="live" data-src="{wire.PLAYLIST}" controls muted autoplay playsinline{poster}></video>
-{_recordings_section()}
+<video class="live" data-src="{tokened(wire.PLAYLIST)}"
+ controls muted autoplay playsinline{poster}></video>
+{_recordings_section(token)}
 <p class="state">{_phase_badge(status)}
 <span data-field="reason">{escape(status.reason)}</span>
 <span data-field="message">{escape(status.message)}</span></p>
@@ -133,20 +144,24 @@ def player_page(status: StreamStatus, now: float | None = None) -> str:
 <dt>protocol</dt><dd>{escape(status.protocol)}</dd>
 <dt>codecs</dt><dd data-field="codecs">{escape(_codecs(status))}</dd>
 <dt>segment age</dt><dd data-field="age">{_age(status, now)}</dd>
-<dt>playlist</dt><dd><a href="{wire.PLAYLIST}">{wire.PLAYLIST}</a></dd>
+<dt>playlist</dt><dd><a href="{tokened(wire.PLAYLIST)}">{wire.PLAYLIST}</a></dd>
 </dl>
 </main>"""
-    attrs = f' data-api="{escape(api)}" data-refresh="{REFRESH_MS}"'
+    attrs = f' data-api="{tokened(api)}" data-refresh="{REFRESH_MS}"'
     return _page(title, "../../../static/", body, attrs)
 
 
-def _recordings_section() -> str:
+def _recordings_section(token: str | None) -> str:
     """The recorded past under the player: a timeline to scrub, a clip button (player.js).
 
     Hidden until the worker says it keeps recordings (recordings/ranges.json);
     a link ending in #t=<Unix seconds> opens the page playing that moment.
+    `token`: the viewer's token, which player.js adds to every recordings
+    URL (ranges, VOD playlists, clips, dvr.m3u8): the past of a stream is
+    guarded as its live playlist is.
     """
-    return """<section class="recordings" data-recordings="recordings/" hidden>
+    carried = f' data-token="{escape(token)}"' if token else ""
+    return f"""<section class="recordings" data-recordings="recordings/"{carried} hidden>
 <h2>Recorded <small data-field="recorded"></small></h2>
 <div class="timeline" title="click to play the recording from there">
 <div class="timeline-ranges"></div><div class="timeline-cursor" hidden></div></div>
@@ -158,8 +173,16 @@ def _recordings_section() -> str:
 </section>"""
 
 
-def index_page(statuses: list[StreamStatus], now: float | None = None) -> str:
-    """The page at /: small live players for the first Live streams, a table of all."""
+def index_page(
+    statuses: list[StreamStatus],
+    now: float | None = None,
+    protected: Callable[[StreamKey], bool] = lambda key: False,
+) -> str:
+    """The page at /: small live players for the first Live streams, a table of all.
+
+    Streams that ask their viewers for a token get no player here (the page
+    has no token to give them); the table still lists them.
+    """
     now = time.time() if now is None else now
     ordered = sorted(statuses, key=lambda s: (s.key.namespace, s.key.name))
     counts = {phase: 0 for phase in Phase}
@@ -168,7 +191,8 @@ def index_page(statuses: list[StreamStatus], now: float | None = None) -> str:
     summary = ", ".join(f"{n} {phase.value}" for phase, n in counts.items() if n) or "no streams"
 
     cards = []
-    for status in [s for s in ordered if s.phase is Phase.LIVE][:INDEX_PLAYERS]:
+    playable = [s for s in ordered if s.phase is Phase.LIVE and not protected(s.key)]
+    for status in playable[:INDEX_PLAYERS]:
         folder = _folder(status.key)
         cards.append(
             f'<figure data-key="{escape(str(status.key))}">'

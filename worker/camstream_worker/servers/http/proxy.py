@@ -12,7 +12,13 @@ Rules:
 - the body is streamed through, not buffered, with the headers that matter
   for playback (type, length, caching, ranges, validators);
 - short timeouts: a stuck owner must not pin the viewer's connection;
-- errors name no address: the owner's URL stays out of responses and logs.
+- errors name no address: the owner's URL stays out of responses and logs;
+- the owner decides who may watch (access.py): the viewer's token goes with
+  the request, in its query or its Authorization header, and the owner's
+  refusal (401/403 with WWW-Authenticate) and CORS answer come back as they
+  are. The token goes to one place only: the owner the ring names, a worker
+  of this same deployment, the audience the token was made for. Redirects
+  are never followed, so an owner's answer cannot send it anywhere else.
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ FORWARDED_BY_HEADER = "X-Camstream-Forwarded-By"
 SERVED_BY_HEADER = "X-Camstream-Served-By"
 
 # Request headers a player's request needs at the owner; everything else
-# (cookies, authorization for the front worker, hop-by-hop headers) stays.
+# (cookies, hop-by-hop headers) stays. Authorization and Origin go: the owner
+# checks the viewer's token and answers CORS for its stream.
 _REQUEST_HEADERS = (
     "Accept",
+    "Authorization",
+    "Origin",
     "Accept-Encoding",
     "Range",
     "If-Range",
@@ -38,8 +47,8 @@ _REQUEST_HEADERS = (
     "If-Modified-Since",
     "User-Agent",
 )
-# Response headers passed back. CORS headers are not among them: the front
-# worker sets its own, the same on every response.
+# Response headers passed back, CORS included: whether another origin may read
+# a stream depends on the stream's viewer auth, which only the owner knows.
 _RESPONSE_HEADERS = (
     "Content-Type",
     "Content-Length",
@@ -51,9 +60,17 @@ _RESPONSE_HEADERS = (
     "Last-Modified",
     "Location",
     "Content-Security-Policy",
+    "Content-Disposition",  # a recorded clip's file name
+    "WWW-Authenticate",
+    "Access-Control-Allow-Origin",
+    "Access-Control-Expose-Headers",
+    "Vary",
+    "Referrer-Policy",
     SERVED_BY_HEADER,
 )
 CHUNK = 64 * 1024
+# Where an application keeps its one pooled client (server.py creates it).
+SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
 
 
 class ProxyFailed(Exception):

@@ -7,6 +7,15 @@ the stream or not, and even for a stream deleted since (its recordings
 expire by their retention). Viewers only ever see these URLs, never the
 store's; the worker fetches the byte ranges.
 
+A stream's past is stream data: every route here asks the viewer what the
+live playlist asks (access.py), in the same order as streams.py: validate
+the URL, forward to the owner when the ring names another worker (only the
+owner has the stream's spec, hence its playback policy), check the viewer,
+then serve. A VOD playlist answered to a ?token= request repeats the token
+on its object URIs (playlist_tokens.py); a protected stream's answers are
+`private`, never for a shared cache. The recordings of a stream the worker
+does not know are never public by default (access.py, `past`).
+
     GET /streams/{ns}/{name}/recordings/ranges.json?from=&to=   recorded ranges (gaps between)
     GET /streams/{ns}/{name}/recordings/index.m3u8?from=&to=    VOD playlist (byte ranges, PDT)
     GET /streams/{ns}/{name}/recordings/clip.mp4?from=&to=      MP4 download, streamed
@@ -35,7 +44,9 @@ from camstream.storage import ObjectMissing, StorageError
 from camstream.storage.base import ObjectStore
 from camstream_worker.outputs.recording import clip, vod
 from camstream_worker.outputs.recording.reader import RecordingReader
-from camstream_worker.servers.http import paths
+from camstream_worker.servers.http import paths, playlist_tokens, streams
+from camstream_worker.servers.http.access import Access
+from camstream_worker.servers.http.context import check_viewer
 
 MAX_RANGES_SECONDS = 7 * 86400
 MAX_VOD_SECONDS = 6 * 3600
@@ -66,6 +77,25 @@ def use_store(app: web.Application, store: ObjectStore | None) -> None:
     """Serve recordings from `store` (None: this worker keeps none, the routes say so)."""
     if store is not None:
         app[_READER] = RecordingReader(store)
+
+
+def share_store(app: web.Application, other: web.Application) -> None:
+    """Let `other` (the admin port's application) serve `app`'s recordings too."""
+    if _READER in app:
+        other[_READER] = app[_READER]
+
+
+async def _guard(request: web.Request, tail: str) -> tuple[StreamKey, Access | web.StreamResponse]:
+    """The stream, and either the viewer's Access or the owner's forwarded answer.
+
+    `tail` is rebuilt from validated parts (below the stream's recordings/),
+    never copied from the raw request line."""
+    key = _key(request)
+    path = wire.stream_path(key.namespace, key.name, _PREFIX + tail)
+    forwarded = await streams.forward_or_none(request, key, path)
+    if forwarded is not None:
+        return key, forwarded
+    return key, await check_viewer(request, key, past=True)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -146,8 +176,11 @@ def _unavailable(exc: StorageError) -> web.Response:
     return _error(503, f"the recordings store is unavailable: {exc}")
 
 
-async def _ranges(request: web.Request) -> web.Response:
-    key, reader = _key(request), _reader(request)
+async def _ranges(request: web.Request) -> web.StreamResponse:
+    key, access = await _guard(request, "ranges.json")
+    if not isinstance(access, Access):
+        return access
+    reader = _reader(request)
     start, end = _window(request, DEFAULT_RANGES_SECONDS, MAX_RANGES_SECONDS)
     try:
         spans = await reader.ranges(key, start, end)
@@ -163,7 +196,7 @@ async def _ranges(request: web.Request) -> web.Response:
             "gaps": [_span(a, b) for a, b in gaps],
             "recorded_seconds": round(sum(b - a for a, b in spans) / 1000, 3),
         },
-        headers={"Cache-Control": "no-cache"},
+        headers={"Cache-Control": streams.cache_control("no-cache", access)},
     )
 
 
@@ -171,8 +204,11 @@ def _span(start: int, end: int) -> dict[str, object]:
     return {"start": vod.iso(start), "end": vod.iso(end), "start_ms": start, "end_ms": end}
 
 
-async def _playlist(request: web.Request) -> web.Response:
-    key, reader = _key(request), _reader(request)
+async def _playlist(request: web.Request) -> web.StreamResponse:
+    key, access = await _guard(request, "index.m3u8")
+    if not isinstance(access, Access):
+        return access
+    reader = _reader(request)
     start, end = _window(request, DEFAULT_VOD_SECONDS, MAX_VOD_SECONDS)
     try:
         chosen = await reader.timeline(key, start, end)
@@ -180,14 +216,23 @@ async def _playlist(request: web.Request) -> web.Response:
         return _unavailable(exc)
     if not chosen:
         return _error(404, "nothing recorded in this range")
-    return web.Response(
-        text=vod.render(chosen),
-        headers={"Content-Type": PLAYLIST_TYPE, "Cache-Control": "no-cache"},
-    )
+    text = vod.render(chosen)
+    headers = {
+        "Content-Type": PLAYLIST_TYPE,
+        "Cache-Control": streams.cache_control("no-cache", access),
+    }
+    if access.carry is not None:
+        # The object URIs get the viewer's token, as a live playlist's segments do.
+        text = playlist_tokens.carry(text, wire.TOKEN_PARAM, access.carry)
+        headers["Referrer-Policy"] = "no-referrer"
+    return web.Response(text=text, headers=headers)
 
 
 async def _clip(request: web.Request) -> web.StreamResponse:
-    key, reader = _key(request), _reader(request)
+    key, access = await _guard(request, "clip.mp4")
+    if not isinstance(access, Access):
+        return access
+    reader = _reader(request)
     start, end = _window(request, None, MAX_CLIP_SECONDS)
     try:
         chosen = await reader.timeline(key, start, end)
@@ -214,11 +259,16 @@ def _stamp(ms: int) -> str:
 
 
 async def _object(request: web.Request) -> web.StreamResponse:
-    key, reader = _key(request), _reader(request)
+    key = _key(request)
     hour, name = request.match_info["hour"], request.match_info["object"]
     group = layout.parse_object_name(key, name)
     if not _HOUR_RE.fullmatch(hour) or group is None or layout.hour_of(group.start_ms) != hour:
         return _error(400, "not a recorded object")
+    # Validated above: only then may hour and name go into a forwarded path.
+    _, access = await _guard(request, f"objects/{hour}/{name}")
+    if not isinstance(access, Access):
+        return access
+    reader = _reader(request)
     object_key = group.object_key
     wanted = _RANGE_RE.fullmatch(request.headers.get("Range", ""))
     try:
@@ -239,7 +289,11 @@ async def _object(request: web.Request) -> web.StreamResponse:
         return _unavailable(exc)
     response = web.StreamResponse(status=status)
     response.headers.update(
-        {"Content-Type": "video/mp2t", "Cache-Control": OBJECT_CACHE, "Accept-Ranges": "bytes"}
+        {
+            "Content-Type": "video/mp2t",
+            "Cache-Control": streams.cache_control(OBJECT_CACHE, access),
+            "Accept-Ranges": "bytes",
+        }
     )
     if status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
@@ -268,4 +322,4 @@ async def _size(store: ObjectStore, object_key: str) -> int | None:
     return None
 
 
-__all__ = ["add_routes", "parse_time", "time_window", "use_store"]
+__all__ = ["add_routes", "parse_time", "share_store", "time_window", "use_store"]
