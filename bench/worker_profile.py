@@ -1,0 +1,421 @@
+"""Where camstream's time and memory go with N passthrough streams (issue 12, part 2).
+
+Starts a standalone camstream worker with N RTMP push streams and the worker
+benchmark's senders (bench/worker_bench.py: the same clip, ten outputs per
+FFmpeg process), waits for every stream to be live, and then, one phase after
+the other so that no tool slows what another measures:
+
+1. CPU (user + system) of the front and each engine process over `--window`
+   seconds, and syscalls per packet (`perf stat` on the syscall tracepoints,
+   counted in the kernel: it does not stop the process as strace would);
+2. py-spy (`--native`, 97 Hz) on every process at once: samples per stage of
+   the passthrough path (bench/profiles.py) and per library at the leaf;
+3. py-spy `--gil`: the share of time some thread held the GIL, per process;
+4. `perf record` by shared object (the kernel included, which py-spy cannot
+   see);
+5. allocations per packet: uprobes on libc's `malloc`, CPython's
+   `PyObject_Malloc` and FFmpeg's `av_malloc`, counted by `perf stat` (the
+   probes are added for this phase and removed after it, also on failure);
+6. memory: PSS and private memory per kind of mapping (/proc/PID/smaps).
+
+Packets per stream and second are counted from the clip (ffprobe), so "per
+packet" means per FLV audio or video frame received.
+
+    flock /tmp/cs/heavy.lock .venv/bin/python bench/worker_profile.py --streams 200
+
+Needs py-spy (`pip install -e .[bench]`) and perf (Debian's linux-perf), and
+root for perf's tracepoints and uprobes. Prints a report; `--keep DIR` keeps
+the raw profiles (collapsed stacks, perf output) for a closer look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import profiles  # noqa: E402
+from bench.worker_bench import (  # noqa: E402
+    SENDERS_PER_PROCESS,
+    _cpu_seconds,
+    _fetch_all,
+    _send,
+    _stop,
+    camstream_receiver,
+)
+from tests.harness.cameras import make_clip  # noqa: E402
+
+SYSCALLS = (
+    "read",
+    "recvfrom",
+    "recvmsg",
+    "write",
+    "writev",
+    "sendto",
+    "sendmsg",
+    "epoll_wait",
+    "openat",
+    "close",
+    "rename",
+    "unlink",
+    "newfstat",
+    "lseek",
+    "ioctl",
+    "futex",
+    "getpid",
+    "mmap",
+    "munmap",
+    "brk",
+    "madvise",
+)
+PROBES = (  # (event name, library, function)
+    ("libc_malloc", "libc.so.6", "malloc"),
+    ("pyobject_malloc", "libpython3", "PyObject_Malloc"),
+    ("av_malloc", "libavutil", "av_malloc"),
+)
+PROBE_GROUP = "camstream_bench"
+SAMPLE_RATE = 97
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--processes", type=int, default=0, help="engines (0 = one per core)")
+    parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument("--window", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--keep", type=Path, help="keep the raw profiles in this folder")
+    args = parser.parse_args()
+    for tool in ("perf", "ffprobe"):
+        if shutil.which(tool) is None:
+            parser.error(f"needs {tool}")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.access(spy, os.X_OK):
+        parser.error("needs py-spy: pip install -e '.[bench]'")
+
+    clip = make_clip(seconds=10, bitrate_kbps=1000, gop_seconds=2, fps=25, container="flv")
+    rate = _packets_per_second(clip)
+    keep = args.keep or Path(tempfile.mkdtemp(prefix="camstream-profile-"))
+    keep.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    report: dict[str, object] = {"streams": args.streams, "packets_per_stream_second": rate}
+    with camstream_receiver(args.streams, processes=args.processes) as (worker, urls, lists):
+        senders = [
+            _send(urls[i : i + SENDERS_PER_PROCESS], clip)
+            for i in range(0, len(urls), SENDERS_PER_PROCESS)
+        ]
+        try:
+            time.sleep(args.warmup)
+            front = psutil.Process(worker.pid)
+            engines = front.children(recursive=True)
+            roles = {front.pid: "front"} | {p.pid: f"engine{i}" for i, p in enumerate(engines)}
+            positions = _fetch_all(lists)
+            before = positions()
+            report["cpu"] = _cpu_phase(roles, args.window)
+            report["syscalls"] = _syscall_phase(roles, args.window, keep)
+            report["stages"], report["libraries"] = _spy_phase(spy, roles, args.window, keep)
+            report["gil"] = _gil_phase(spy, roles, args.window, keep)
+            report["dso"] = _perf_record_phase(roles, args.window, keep)
+            report["allocations"] = _allocation_phase(roles, args.window, keep)
+            report["memory"] = {
+                roles[pid]: profiles.smaps_by_kind(Path(f"/proc/{pid}/smaps").read_text())
+                for pid in roles
+            }
+            after = positions()
+            report["live"] = sum(1 for k, n in after.items() if n > before.get(k, 0))
+        finally:
+            _stop(senders)
+    report["load_average_before_after"] = [load_before, os.getloadavg()]
+    (keep / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    _print(report, args)
+    print(f"\nraw profiles and report.json in {keep}")
+    return 0
+
+
+def _packets_per_second(clip: Path) -> float:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "json",
+            str(clip),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    packets = sum(int(s["nb_read_packets"]) for s in info["streams"])
+    return packets / float(info["format"]["duration"])
+
+
+# -- phases -----------------------------------------------------------------------
+
+
+def _cpu_phase(roles: dict[int, str], window: float) -> dict[str, float]:
+    procs = {pid: psutil.Process(pid) for pid in roles}
+    start = {pid: _cpu_seconds([p]) for pid, p in procs.items()}
+    begun = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - begun
+    return {
+        roles[pid]: (_cpu_seconds([p]) - start[pid]) / elapsed * 100 for pid, p in procs.items()
+    }
+
+
+def _syscall_phase(roles: dict[int, str], window: float, keep: Path) -> dict[str, dict[str, int]]:
+    events = ",".join(["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{s}" for s in SYSCALLS])
+    runs = {
+        pid: subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", events, "-p", str(pid), "--", "sleep", str(window)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in roles
+    }
+    counted = {}
+    for pid, run in runs.items():
+        _, err = run.communicate()
+        (keep / f"syscalls-{roles[pid]}.csv").write_text(err)
+        counted[roles[pid]] = {
+            name.replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "all"): n
+            for name, n in profiles.parse_perf_stat_csv(err).items()
+        }
+    return counted
+
+
+def _spy_phase(
+    spy: str, roles: dict[int, str], window: float, keep: Path
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    files = _spy(spy, roles, window, keep, "native", ["--native"])
+    stages, libraries = {}, {}
+    for role, file in files.items():
+        lines = file.read_text().splitlines() if file.exists() else []
+        stages[role] = dict(profiles.breakdown(lines, key="stage"))
+        libraries[role] = dict(profiles.breakdown(lines, key="library"))
+    return stages, libraries
+
+
+def _gil_phase(spy: str, roles: dict[int, str], window: float, keep: Path) -> dict[str, float]:
+    files = _spy(spy, roles, window, keep, "gil", ["--gil"])
+    held = {}
+    for role, file in files.items():
+        lines = file.read_text().splitlines() if file.exists() else []
+        samples = sum(int(line.rpartition(" ")[2]) for line in lines if line.strip())
+        held[role] = samples / (SAMPLE_RATE * window) * 100
+    return held
+
+
+def _spy(
+    spy: str, roles: dict[int, str], window: float, keep: Path, tag: str, extra: list[str]
+) -> dict[str, Path]:
+    files = {role: keep / f"pyspy-{tag}-{role}.txt" for role in roles.values()}
+    runs = [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-r",
+                str(SAMPLE_RATE),
+                "-d",
+                str(int(window)),
+                "-f",
+                "raw",
+                *extra,
+                "-o",
+                str(files[role]),
+                "-p",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, role in roles.items()
+    ]
+    for run in runs:
+        run.wait()
+    return files
+
+
+def _perf_record_phase(roles: dict[int, str], window: float, keep: Path) -> dict[str, str]:
+    shares = {}
+    for pid, role in roles.items():
+        data = keep / f"perf-{role}.data"
+        subprocess.run(
+            [
+                "perf",
+                "record",
+                "-q",
+                "-F",
+                "499",
+                "-o",
+                str(data),
+                "-p",
+                str(pid),
+                "--",
+                "sleep",
+                str(window / max(len(roles), 1)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        out = subprocess.run(
+            [
+                "perf",
+                "report",
+                "-i",
+                str(data),
+                "--sort",
+                "dso",
+                "--stdio",
+                "-q",
+                "--percent-limit",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        shares[role] = out.stdout
+        (keep / f"perf-{role}.txt").write_text(out.stdout)
+    return shares
+
+
+def _allocation_phase(
+    roles: dict[int, str], window: float, keep: Path
+) -> dict[str, dict[str, int]]:
+    engine = next(pid for pid, role in roles.items() if role != "front")
+    maps = Path(f"/proc/{engine}/maps").read_text()
+    events = []
+    try:
+        for name, library, function in PROBES:
+            path = next((line.split()[-1] for line in maps.splitlines() if library in line), None)
+            if path is None:
+                continue
+            added = subprocess.run(
+                ["perf", "probe", "-q", "-x", path, "-a", f"{PROBE_GROUP}:{name}={function}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if added.returncode == 0:
+                events.append(f"{PROBE_GROUP}:{name}")
+        counted = {}
+        for pid, role in roles.items():
+            if role == "front" or not events:
+                continue
+            run = subprocess.run(
+                [
+                    "perf",
+                    "stat",
+                    "-x,",
+                    "-e",
+                    ",".join(events),
+                    "-p",
+                    str(pid),
+                    "--",
+                    "sleep",
+                    str(window),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            (keep / f"allocations-{role}.csv").write_text(run.stderr)
+            counted[role] = {
+                name.split(":")[-1]: n
+                for name, n in profiles.parse_perf_stat_csv(run.stderr).items()
+            }
+        return counted
+    finally:
+        with contextlib.suppress(OSError):
+            subprocess.run(
+                ["perf", "probe", "-q", "-d", f"{PROBE_GROUP}:*"],
+                capture_output=True,
+                check=False,
+            )
+
+
+# -- report -----------------------------------------------------------------------
+
+
+def _print(report: dict[str, object], args: argparse.Namespace) -> None:
+    live = int(report["live"])  # type: ignore[call-overload]
+    rate = float(report["packets_per_stream_second"])  # type: ignore[arg-type]
+    cpu: dict[str, float] = report["cpu"]  # type: ignore[assignment]
+    loads: list[tuple[float, float, float]] = report["load_average_before_after"]  # type: ignore[assignment]
+    before, after = loads
+    print(f"N = {args.streams}, live {live}; {rate:.1f} packets per stream and second")
+    print(f"load average before {before[0]:.2f}, after {after[0]:.2f}")
+    engines = [role for role in cpu if role != "front"]
+    share = {role: live / max(len(engines), 1) for role in engines}  # streams per engine
+    print("\nCPU (% of a core): " + ", ".join(f"{r} {v:.1f}" for r, v in cpu.items()))
+    print(f"per stream: {sum(cpu.values()) / max(live, 1):.3f} %")
+
+    print("\nTime by stage (py-spy --native, share of each process's samples):")
+    stages: dict[str, dict[str, int]] = report["stages"]  # type: ignore[assignment]
+    _print_shares(stages)
+    print("\nTime by library at the leaf (py-spy --native):")
+    _print_shares(report["libraries"])  # type: ignore[arg-type]
+    gil: dict[str, float] = report["gil"]  # type: ignore[assignment]
+    print("\nGIL held (% of wall time, py-spy --gil) vs CPU (%):")
+    for role, held in gil.items():
+        print(f"  {role:<8} GIL {held:5.1f}   CPU {cpu.get(role, 0.0):5.1f}")
+    print("\nperf record, share by shared object (kernel included):")
+    for role, text in report["dso"].items():  # type: ignore[attr-defined]
+        print(f"  {role}:")
+        for line in text.strip().splitlines()[:8]:
+            print(f"    {line.strip()}")
+
+    syscalls: dict[str, dict[str, int]] = report["syscalls"]  # type: ignore[assignment]
+    print(f"\nSyscalls per packet (perf stat over {args.window:.0f} s):")
+    for role, counts in syscalls.items():
+        packets = rate * share.get(role, live) * args.window
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+        print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.2f}" for k, v in top))
+    allocations: dict[str, dict[str, int]] = report["allocations"]  # type: ignore[assignment]
+    print(f"\nAllocations per packet (uprobes, {args.window:.0f} s):")
+    for role, counts in allocations.items():
+        packets = rate * share.get(role, live) * args.window
+        print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.1f}" for k, v in counts.items()))
+
+    print("\nMemory by kind of mapping (MB PSS / MB private):")
+    memory: dict[str, dict[str, dict[str, int]]] = report["memory"]  # type: ignore[assignment]
+    for role, kinds in memory.items():
+        total = sum(k["pss_kb"] for k in kinds.values()) / 1024
+        print(f"  {role}: {total:.1f} MB PSS")
+        for kind, sizes in sorted(kinds.items(), key=lambda kv: -kv[1]["pss_kb"]):
+            print(f"    {kind:<48} {sizes['pss_kb'] / 1024:7.1f} {sizes['private_kb'] / 1024:7.1f}")
+
+
+def _print_shares(table: dict[str, dict[str, int]]) -> None:
+    for role, counts in table.items():
+        total = sum(counts.values()) or 1
+        print(f"  {role} ({total} samples):")
+        for name, n in Counter(counts).most_common():
+            print(f"    {name:<48} {n / total * 100:5.1f} %")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
