@@ -80,6 +80,27 @@ SYSCALLS = (
     "munmap",
     "brk",
     "madvise",
+    "epoll_ctl",
+    "fcntl",
+    "getrandom",
+    "clock_nanosleep",
+    "poll",
+    "select",
+    "sched_yield",
+    "newfstatat",
+    "statx",
+    "unlinkat",
+    "renameat2",
+    "mprotect",
+    "rt_sigprocmask",
+    "pread64",
+    "pwrite64",
+    "clock_gettime",
+    "gettid",
+    "setsockopt",
+    "getsockopt",
+    "getsockname",
+    "ftruncate",
 )
 PROBES = (  # (event name, library, function)
     ("libc_malloc", "libc.so.6", "malloc"),
@@ -119,8 +140,7 @@ def main() -> int:
         try:
             time.sleep(args.warmup)
             front = psutil.Process(worker.pid)
-            engines = front.children(recursive=True)
-            roles = {front.pid: "front"} | {p.pid: f"engine{i}" for i, p in enumerate(engines)}
+            roles = {front.pid: "front"} | _child_roles(front)
             positions = _fetch_all(lists)
             before = positions()
             report["cpu"] = _cpu_phase(roles, args.window)
@@ -142,6 +162,19 @@ def main() -> int:
     _print(report, args)
     print(f"\nraw profiles and report.json in {keep}")
     return 0
+
+
+def _child_roles(front: psutil.Process) -> dict[int, str]:
+    """The front's children: engine processes, and multiprocessing's resource tracker."""
+    roles = {}
+    engines = 0
+    for child in front.children(recursive=True):
+        if any("resource_tracker" in part for part in child.cmdline()):
+            roles[child.pid] = "tracker"
+        else:
+            roles[child.pid] = f"engine{engines}"
+            engines += 1
+    return roles
 
 
 def _packets_per_second(clip: Path) -> float:
@@ -305,7 +338,7 @@ def _perf_record_phase(roles: dict[int, str], window: float, keep: Path) -> dict
 def _allocation_phase(
     roles: dict[int, str], window: float, keep: Path
 ) -> dict[str, dict[str, int]]:
-    engine = next(pid for pid, role in roles.items() if role != "front")
+    engine = next(pid for pid, role in roles.items() if role.startswith("engine"))
     maps = Path(f"/proc/{engine}/maps").read_text()
     events = []
     try:
@@ -323,7 +356,7 @@ def _allocation_phase(
                 events.append(f"{PROBE_GROUP}:{name}")
         counted = {}
         for pid, role in roles.items():
-            if role == "front" or not events:
+            if not role.startswith("engine") or not events:
                 continue
             run = subprocess.run(
                 [
@@ -368,7 +401,7 @@ def _print(report: dict[str, object], args: argparse.Namespace) -> None:
     before, after = loads
     print(f"N = {args.streams}, live {live}; {rate:.1f} packets per stream and second")
     print(f"load average before {before[0]:.2f}, after {after[0]:.2f}")
-    engines = [role for role in cpu if role != "front"]
+    engines = [role for role in cpu if role.startswith("engine")]
     share = {role: live / max(len(engines), 1) for role in engines}  # streams per engine
     print("\nCPU (% of a core): " + ", ".join(f"{r} {v:.1f}" for r, v in cpu.items()))
     print(f"per stream: {sum(cpu.values()) / max(live, 1):.3f} %")
@@ -390,13 +423,14 @@ def _print(report: dict[str, object], args: argparse.Namespace) -> None:
 
     syscalls: dict[str, dict[str, int]] = report["syscalls"]  # type: ignore[assignment]
     print(f"\nSyscalls per packet (perf stat over {args.window:.0f} s):")
-    for role, counts in syscalls.items():
+    # Per engine, streams are taken as split evenly; "engines" sums them, exactly.
+    for role, counts in {**syscalls, "engines": _sum_engines(syscalls)}.items():
         packets = rate * share.get(role, live) * args.window
-        top = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
         print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.2f}" for k, v in top))
     allocations: dict[str, dict[str, int]] = report["allocations"]  # type: ignore[assignment]
     print(f"\nAllocations per packet (uprobes, {args.window:.0f} s):")
-    for role, counts in allocations.items():
+    for role, counts in {**allocations, "engines": _sum_engines(allocations)}.items():
         packets = rate * share.get(role, live) * args.window
         print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.1f}" for k, v in counts.items()))
 
@@ -407,6 +441,14 @@ def _print(report: dict[str, object], args: argparse.Namespace) -> None:
         print(f"  {role}: {total:.1f} MB PSS")
         for kind, sizes in sorted(kinds.items(), key=lambda kv: -kv[1]["pss_kb"]):
             print(f"    {kind:<48} {sizes['pss_kb'] / 1024:7.1f} {sizes['private_kb'] / 1024:7.1f}")
+
+
+def _sum_engines(table: dict[str, dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for role, counts in table.items():
+        if role.startswith("engine"):
+            total.update(counts)
+    return dict(total)
 
 
 def _print_shares(table: dict[str, dict[str, int]]) -> None:
