@@ -41,12 +41,16 @@ STAGES: tuple[tuple[str, str | None, frozenset[str] | None], ...] = (
     ("RTMP chunk decode and messages", "protocols/rtmp/", None),
     ("RTMP chunk decode and messages", "servers/rtmp/connection.py", None),
     ("front: relay to another worker", "servers/rtmp/relay.py", None),
-    ("front: accept, handshake, hand-over", "servers/rtmp/", None),
-    ("IPC with the pool (control pipe, fd passing)", "camstream_worker/pool/", None),
+    ("RTMP server: accept, handshake, hand-over, timers", "servers/rtmp/", None),
+    ("IPC with the pool (control pipe, fd passing)", "camstream_worker/pool/ipc.py", None),
+    ("IPC with the pool (control pipe, fd passing)", "multiprocessing/connection.py", None),
     ("HTTP server", "servers/http/", None),
     ("RTMP read (event loop, socket recv)", "asyncio/selector_events.py", None),
+    ("event loop: waiting in epoll", "selectors.py", frozenset({"select"})),
     ("event loop, other", "asyncio/", None),
 )
+# Every process's event loop runs under pool/child.py's `main` (engines) or the
+# CLI's (the front): those frames are on every stack and name no stage.
 OTHER = "other"
 
 

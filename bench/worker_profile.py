@@ -118,7 +118,15 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--window", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--keep", type=Path, help="keep the raw profiles in this folder")
+    parser.add_argument(
+        "--analyse",
+        type=Path,
+        metavar="DIR",
+        help="only print the report of an earlier run's --keep folder (stages re-read)",
+    )
     args = parser.parse_args()
+    if args.analyse:
+        return _analyse(args.analyse, args)
     for tool in ("perf", "ffprobe"):
         if shutil.which(tool) is None:
             parser.error(f"needs {tool}")
@@ -131,7 +139,11 @@ def main() -> int:
     keep = args.keep or Path(tempfile.mkdtemp(prefix="camstream-profile-"))
     keep.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    report: dict[str, object] = {"streams": args.streams, "packets_per_stream_second": rate}
+    report: dict[str, object] = {
+        "streams": args.streams,
+        "window": args.window,
+        "packets_per_stream_second": rate,
+    }
     with camstream_receiver(args.streams, processes=args.processes) as (worker, urls, lists):
         senders = [
             _send(urls[i : i + SENDERS_PER_PROCESS], clip)
@@ -161,6 +173,21 @@ def main() -> int:
     (keep / "report.json").write_text(json.dumps(report, indent=1, default=str))
     _print(report, args)
     print(f"\nraw profiles and report.json in {keep}")
+    return 0
+
+
+def _analyse(folder: Path, args: argparse.Namespace) -> int:
+    """Print an earlier run's report, the py-spy stacks charged by today's rules."""
+    report = json.loads((folder / "report.json").read_text())
+    stages, libraries = {}, {}
+    for role in report["stages"]:
+        lines = (folder / f"pyspy-native-{role}.txt").read_text().splitlines()
+        stages[role] = dict(profiles.breakdown(lines, key="stage"))
+        libraries[role] = dict(profiles.breakdown(lines, key="library"))
+    report["stages"], report["libraries"] = stages, libraries
+    args.streams = report["streams"]
+    args.window = report.get("window", args.window)
+    _print(report, args)
     return 0
 
 

@@ -65,7 +65,16 @@ SINK = (
             ";0x7f02 (libc.so.6)",
             "RTMP read (event loop, socket recv)",
         ),
-        ("_run_once (asyncio/base_events.py:1900);select (selectors.py:468)", "event loop, other"),
+        (
+            "main (camstream_worker/pool/child.py:55);_run_once (asyncio/base_events.py:1884)"
+            ";EpollSelector.select (selectors.py:468);select_epoll_poll (selectmodule.c.h:841)",
+            "event loop: waiting in epoll",
+        ),
+        (
+            "main (camstream_worker/pool/child.py:55);_run_once (asyncio/base_events.py:1922)"
+            ";Handle._run (asyncio/events.py:80)",
+            "event loop, other",
+        ),
         (
             "main (camstream_worker/pool/child.py:40)"
             ";Requests.read (camstream_worker/pool/ipc.py:90)",
