@@ -131,7 +131,7 @@ class Row:
 
 def measure_ffmpeg(count: int, clip: Path, args: argparse.Namespace) -> Sample:
     with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-ffmpeg-") as out:
-        ports = [free_port() for _ in range(count)]
+        ports = _distinct_ports(count)
         receivers = []
         for index, port in enumerate(ports):
             folder = Path(out) / f"s{index}"
@@ -174,7 +174,7 @@ def measure_ffmpeg(count: int, clip: Path, args: argparse.Namespace) -> Sample:
 
 def measure_mediamtx(count: int, clip: Path, args: argparse.Namespace) -> Sample:
     with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-mediamtx-") as out:
-        rtmp_port, hls_port = free_port(), free_port()
+        rtmp_port, hls_port = _distinct_ports(2)
         config = Path(out) / "mediamtx.yml"
         config.write_text(
             mediamtx.render_config(
@@ -244,7 +244,7 @@ def camstream_receiver(
             )
         manifest_path = Path(out) / "streams.yaml"
         manifest_path.write_text(yaml.safe_dump_all(manifests))
-        rtmp_port, http_port = free_port(), free_port()
+        rtmp_port, http_port = _distinct_ports(2)
         command = [
             sys.executable,
             "-m",
@@ -360,6 +360,21 @@ def _memory_mb(procs: list[psutil.Process]) -> tuple[float, float]:
             rss += info.rss
             pss += info.pss
     return rss / 2**20, pss / 2**20
+
+
+def _distinct_ports(count: int) -> list[int]:
+    """`count` different free ports.
+
+    free_port() releases the port it found, so two calls can return the same
+    one: two FFmpeg receivers then race for it, one fails, and the sender
+    process that feeds it exits with all ten of its streams (seen at N = 50).
+    """
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _read_all(files: list[Path]) -> Positions:
