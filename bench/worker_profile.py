@@ -102,11 +102,17 @@ SYSCALLS = (
     "getsockname",
     "ftruncate",
 )
+MUXED = "packets_muxed"
 PROBES = (  # (event name, library, function)
     ("libc_malloc", "libc.so.6", "malloc"),
     ("pyobject_malloc", "libpython3", "PyObject_Malloc"),
     ("av_malloc", "libavutil", "av_malloc"),
+    # Once per packet muxed (PyAV's mux), counted with the allocations: the
+    # probes slow the engine down, so a packet count from the clip's rate
+    # would overstate the packets handled in the window.
+    (MUXED, "libavformat", "av_interleaved_write_frame"),
 )
+PHASES = ("syscalls", "spy", "gil", "perf", "allocations")
 PROBE_GROUP = "camstream_bench"
 SAMPLE_RATE = 97
 
@@ -118,6 +124,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--window", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--keep", type=Path, help="keep the raw profiles in this folder")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"which phases after the CPU window, comma-separated (default: {','.join(PHASES)})",
+    )
     parser.add_argument(
         "--analyse",
         type=Path,
@@ -155,12 +166,18 @@ def main() -> int:
             roles = {front.pid: "front"} | _child_roles(front)
             positions = _fetch_all(lists)
             before = positions()
-            report["cpu"] = _cpu_phase(roles, args.window)
-            report["syscalls"] = _syscall_phase(roles, args.window, keep)
-            report["stages"], report["libraries"] = _spy_phase(spy, roles, args.window, keep)
-            report["gil"] = _gil_phase(spy, roles, args.window, keep)
-            report["dso"] = _perf_record_phase(roles, args.window, keep)
-            report["allocations"] = _allocation_phase(roles, args.window, keep)
+            phases = set(args.phases.split(","))
+            report["cpu"] = _cpu_phase(roles, args.window)  # always: the others need it
+            if "syscalls" in phases:
+                report["syscalls"] = _syscall_phase(roles, args.window, keep)
+            if "spy" in phases:
+                report["stages"], report["libraries"] = _spy_phase(spy, roles, args.window, keep)
+            if "gil" in phases:
+                report["gil"] = _gil_phase(spy, roles, args.window, keep)
+            if "perf" in phases:
+                report["dso"] = _perf_record_phase(roles, args.window, keep)
+            if "allocations" in phases:
+                report["allocations"] = _allocation_phase(roles, args.window, keep)
             report["memory"] = {
                 roles[pid]: profiles.smaps_by_kind(Path(f"/proc/{pid}/smaps").read_text())
                 for pid in roles
@@ -180,7 +197,7 @@ def _analyse(folder: Path, args: argparse.Namespace) -> int:
     """Print an earlier run's report, the py-spy stacks charged by today's rules."""
     report = json.loads((folder / "report.json").read_text())
     stages, libraries = {}, {}
-    for role in report["stages"]:
+    for role in report.get("stages", {}):
         lines = (folder / f"pyspy-native-{role}.txt").read_text().splitlines()
         stages[role] = dict(profiles.breakdown(lines, key="stage"))
         libraries[role] = dict(profiles.breakdown(lines, key="library"))
@@ -434,32 +451,35 @@ def _print(report: dict[str, object], args: argparse.Namespace) -> None:
     print(f"per stream: {sum(cpu.values()) / max(live, 1):.3f} %")
 
     print("\nTime by stage (py-spy --native, share of each process's samples):")
-    stages: dict[str, dict[str, int]] = report["stages"]  # type: ignore[assignment]
-    _print_shares(stages)
+    _print_shares(report.get("stages", {}))  # type: ignore[arg-type]
     print("\nTime by library at the leaf (py-spy --native):")
-    _print_shares(report["libraries"])  # type: ignore[arg-type]
-    gil: dict[str, float] = report["gil"]  # type: ignore[assignment]
+    _print_shares(report.get("libraries", {}))  # type: ignore[arg-type]
+    gil: dict[str, float] = report.get("gil", {})  # type: ignore[assignment]
     print("\nGIL held (% of wall time, py-spy --gil) vs CPU (%):")
     for role, held in gil.items():
         print(f"  {role:<8} GIL {held:5.1f}   CPU {cpu.get(role, 0.0):5.1f}")
     print("\nperf record, share by shared object (kernel included):")
-    for role, text in report["dso"].items():  # type: ignore[attr-defined]
+    for role, text in report.get("dso", {}).items():  # type: ignore[attr-defined]
         print(f"  {role}:")
         for line in text.strip().splitlines()[:8]:
             print(f"    {line.strip()}")
 
-    syscalls: dict[str, dict[str, int]] = report["syscalls"]  # type: ignore[assignment]
+    syscalls: dict[str, dict[str, int]] = report.get("syscalls", {})  # type: ignore[assignment]
     print(f"\nSyscalls per packet (perf stat over {args.window:.0f} s):")
     # Per engine, streams are taken as split evenly; "engines" sums them, exactly.
     for role, counts in {**syscalls, "engines": _sum_engines(syscalls)}.items():
         packets = rate * share.get(role, live) * args.window
         top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
         print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.2f}" for k, v in top))
-    allocations: dict[str, dict[str, int]] = report["allocations"]  # type: ignore[assignment]
-    print(f"\nAllocations per packet (uprobes, {args.window:.0f} s):")
+    allocations: dict[str, dict[str, int]] = report.get("allocations", {})  # type: ignore[assignment]
+    print(f"\nAllocations per packet muxed (uprobes, {args.window:.0f} s):")
     for role, counts in {**allocations, "engines": _sum_engines(allocations)}.items():
-        packets = rate * share.get(role, live) * args.window
-        print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.1f}" for k, v in counts.items()))
+        packets = counts.get(MUXED) or rate * share.get(role, live) * args.window
+        print(
+            f"  {role:<8} "
+            + ", ".join(f"{k} {v / packets:.1f}" for k, v in counts.items() if k != MUXED)
+            + f" ({counts.get(MUXED, 0)} packets muxed)"
+        )
 
     print("\nMemory by kind of mapping (MB PSS / MB private):")
     memory: dict[str, dict[str, dict[str, int]]] = report["memory"]  # type: ignore[assignment]
