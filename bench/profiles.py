@@ -52,6 +52,8 @@ STAGES: tuple[tuple[str, str | None, frozenset[str] | None], ...] = (
 # Every process's event loop runs under pool/child.py's `main` (engines) or the
 # CLI's (the front): those frames are on every stack and name no stage.
 OTHER = "other"
+# The perf event worker_profile.py counts once per packet PyAV muxes.
+MUXED = "packets_muxed"
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def _mapping_kind(path: str) -> str:
 
 
 __all__ = [
+    "MUXED",
     "OTHER",
     "STAGES",
     "Frame",

@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -47,7 +46,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import profiles  # noqa: E402
+from bench import profile_report, profiles  # noqa: E402
 from bench.worker_bench import (  # noqa: E402
     SENDERS_PER_PROCESS,
     _cpu_seconds,
@@ -102,7 +101,7 @@ SYSCALLS = (
     "getsockname",
     "ftruncate",
 )
-MUXED = "packets_muxed"
+MUXED = profiles.MUXED
 PROBES = (  # (event name, library, function)
     ("libc_malloc", "libc.so.6", "malloc"),
     ("pyobject_malloc", "libpython3", "PyObject_Malloc"),
@@ -137,7 +136,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.analyse:
-        return _analyse(args.analyse, args)
+        return profile_report.analyse(args.analyse, window=args.window)
     for tool in ("perf", "ffprobe"):
         if shutil.which(tool) is None:
             parser.error(f"needs {tool}")
@@ -188,23 +187,8 @@ def main() -> int:
             _stop(senders)
     report["load_average_before_after"] = [load_before, os.getloadavg()]
     (keep / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    _print(report, args)
+    profile_report.print_report(report, streams=args.streams, window=args.window)
     print(f"\nraw profiles and report.json in {keep}")
-    return 0
-
-
-def _analyse(folder: Path, args: argparse.Namespace) -> int:
-    """Print an earlier run's report, the py-spy stacks charged by today's rules."""
-    report = json.loads((folder / "report.json").read_text())
-    stages, libraries = {}, {}
-    for role in report.get("stages", {}):
-        lines = (folder / f"pyspy-native-{role}.txt").read_text().splitlines()
-        stages[role] = dict(profiles.breakdown(lines, key="stage"))
-        libraries[role] = dict(profiles.breakdown(lines, key="library"))
-    report["stages"], report["libraries"] = stages, libraries
-    args.streams = report["streams"]
-    args.window = report.get("window", args.window)
-    _print(report, args)
     return 0
 
 
@@ -432,78 +416,6 @@ def _allocation_phase(
                 capture_output=True,
                 check=False,
             )
-
-
-# -- report -----------------------------------------------------------------------
-
-
-def _print(report: dict[str, object], args: argparse.Namespace) -> None:
-    live = int(report["live"])  # type: ignore[call-overload]
-    rate = float(report["packets_per_stream_second"])  # type: ignore[arg-type]
-    cpu: dict[str, float] = report["cpu"]  # type: ignore[assignment]
-    loads: list[tuple[float, float, float]] = report["load_average_before_after"]  # type: ignore[assignment]
-    before, after = loads
-    print(f"N = {args.streams}, live {live}; {rate:.1f} packets per stream and second")
-    print(f"load average before {before[0]:.2f}, after {after[0]:.2f}")
-    engines = [role for role in cpu if role.startswith("engine")]
-    share = {role: live / max(len(engines), 1) for role in engines}  # streams per engine
-    print("\nCPU (% of a core): " + ", ".join(f"{r} {v:.1f}" for r, v in cpu.items()))
-    print(f"per stream: {sum(cpu.values()) / max(live, 1):.3f} %")
-
-    print("\nTime by stage (py-spy --native, share of each process's samples):")
-    _print_shares(report.get("stages", {}))  # type: ignore[arg-type]
-    print("\nTime by library at the leaf (py-spy --native):")
-    _print_shares(report.get("libraries", {}))  # type: ignore[arg-type]
-    gil: dict[str, float] = report.get("gil", {})  # type: ignore[assignment]
-    print("\nGIL held (% of wall time, py-spy --gil) vs CPU (%):")
-    for role, held in gil.items():
-        print(f"  {role:<8} GIL {held:5.1f}   CPU {cpu.get(role, 0.0):5.1f}")
-    print("\nperf record, share by shared object (kernel included):")
-    for role, text in report.get("dso", {}).items():  # type: ignore[attr-defined]
-        print(f"  {role}:")
-        for line in text.strip().splitlines()[:8]:
-            print(f"    {line.strip()}")
-
-    syscalls: dict[str, dict[str, int]] = report.get("syscalls", {})  # type: ignore[assignment]
-    print(f"\nSyscalls per packet (perf stat over {args.window:.0f} s):")
-    # Per engine, streams are taken as split evenly; "engines" sums them, exactly.
-    for role, counts in {**syscalls, "engines": _sum_engines(syscalls)}.items():
-        packets = rate * share.get(role, live) * args.window
-        top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
-        print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.2f}" for k, v in top))
-    allocations: dict[str, dict[str, int]] = report.get("allocations", {})  # type: ignore[assignment]
-    print(f"\nAllocations per packet muxed (uprobes, {args.window:.0f} s):")
-    for role, counts in {**allocations, "engines": _sum_engines(allocations)}.items():
-        packets = counts.get(MUXED) or rate * share.get(role, live) * args.window
-        print(
-            f"  {role:<8} "
-            + ", ".join(f"{k} {v / packets:.1f}" for k, v in counts.items() if k != MUXED)
-            + f" ({counts.get(MUXED, 0)} packets muxed)"
-        )
-
-    print("\nMemory by kind of mapping (MB PSS / MB private):")
-    memory: dict[str, dict[str, dict[str, int]]] = report["memory"]  # type: ignore[assignment]
-    for role, kinds in memory.items():
-        total = sum(k["pss_kb"] for k in kinds.values()) / 1024
-        print(f"  {role}: {total:.1f} MB PSS")
-        for kind, sizes in sorted(kinds.items(), key=lambda kv: -kv[1]["pss_kb"]):
-            print(f"    {kind:<48} {sizes['pss_kb'] / 1024:7.1f} {sizes['private_kb'] / 1024:7.1f}")
-
-
-def _sum_engines(table: dict[str, dict[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for role, counts in table.items():
-        if role.startswith("engine"):
-            total.update(counts)
-    return dict(total)
-
-
-def _print_shares(table: dict[str, dict[str, int]]) -> None:
-    for role, counts in table.items():
-        total = sum(counts.values()) or 1
-        print(f"  {role} ({total} samples):")
-        for name, n in Counter(counts).most_common():
-            print(f"    {name:<48} {n / total * 100:5.1f} %")
 
 
 if __name__ == "__main__":
