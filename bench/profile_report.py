@@ -20,12 +20,10 @@ from bench import profiles
 def analyse(folder: Path, *, window: float) -> int:
     """Print an earlier run's report, the py-spy stacks charged by today's rules."""
     report = json.loads((folder / "report.json").read_text())
-    stages, libraries = {}, {}
     for role in report.get("stages", {}):
         lines = (folder / f"pyspy-native-{role}.txt").read_text().splitlines()
-        stages[role] = dict(profiles.breakdown(lines, key="stage"))
-        libraries[role] = dict(profiles.breakdown(lines, key="library"))
-    report["stages"], report["libraries"] = stages, libraries
+        report["stages"][role] = dict(profiles.breakdown(lines, key="stage"))
+        report["libraries"][role] = dict(profiles.breakdown(lines, key="library"))
     print_report(report, streams=report["streams"], window=report.get("window", window))
     return 0
 
@@ -44,30 +42,38 @@ def print_report(report: dict[str, object], *, streams: int, window: float) -> N
     print("\nCPU (% of a core): " + ", ".join(f"{r} {v:.1f}" for r, v in cpu.items()))
     print(f"per stream: {sum(cpu.values()) / max(live, 1):.3f} %")
 
-    print("\nTime by stage (py-spy --native, share of each process's samples):")
-    print_shares(report.get("stages", {}))  # type: ignore[arg-type]
-    print("\nTime by library at the leaf (py-spy --native):")
-    print_shares(report.get("libraries", {}))  # type: ignore[arg-type]
+    # A phase left out with --phases has no section.
+    if "stages" in report:
+        print("\nTime by stage (py-spy --native, share of each process's samples):")
+        print_shares(report["stages"])  # type: ignore[arg-type]
+        print("\nTime by library at the leaf (py-spy --native):")
+        print_shares(report["libraries"])  # type: ignore[arg-type]
     gil: dict[str, float] = report.get("gil", {})  # type: ignore[assignment]
-    print("\nGIL held (% of wall time, py-spy --gil) vs CPU (%):")
+    if gil:
+        print("\nGIL held (% of wall time, py-spy --gil) vs CPU (%):")
     for role, held in gil.items():
         print(f"  {role:<8} GIL {held:5.1f}   CPU {cpu.get(role, 0.0):5.1f}")
-    print("\nperf record, share by shared object (kernel included):")
+    if "dso" in report:
+        print("\nperf record, share by shared object (kernel included):")
     for role, text in report.get("dso", {}).items():  # type: ignore[attr-defined]
         print(f"  {role}:")
         for line in text.strip().splitlines()[:8]:
             print(f"    {line.strip()}")
 
     syscalls: dict[str, dict[str, int]] = report.get("syscalls", {})  # type: ignore[assignment]
-    print(f"\nSyscalls per packet (perf stat over {window:.0f} s):")
+    if syscalls:
+        print(f"\nSyscalls per packet (perf stat over {window:.0f} s):")
+        syscalls = {**syscalls, "engines": sum_engines(syscalls)}
     # Per engine, streams are taken as split evenly; "engines" sums them, exactly.
-    for role, counts in {**syscalls, "engines": sum_engines(syscalls)}.items():
+    for role, counts in syscalls.items():
         packets = rate * share.get(role, live) * window
         top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
         print(f"  {role:<8} " + ", ".join(f"{k} {v / packets:.2f}" for k, v in top))
     allocations: dict[str, dict[str, int]] = report.get("allocations", {})  # type: ignore[assignment]
-    print(f"\nAllocations per packet (uprobes, {window:.0f} s):")
-    for role, counts in {**allocations, "engines": sum_engines(allocations)}.items():
+    if allocations:
+        print(f"\nAllocations per packet (uprobes, {window:.0f} s):")
+        allocations = {**allocations, "engines": sum_engines(allocations)}
+    for role, counts in allocations.items():
         muxed = counts.get(profiles.MUXED, 0)
         packets = muxed or rate * share.get(role, live) * window
         print(
