@@ -11,6 +11,7 @@ test:
 
 bench:
 	scripts/bootstrap.sh run
+	scripts/bench-setup.sh
 	.venv/bin/python bench/ring_bench.py
 	.venv/bin/python bench/rtmp_bench.py --before
 	.venv/bin/python bench/worker_bench.py

@@ -1,15 +1,21 @@
-"""Worker benchmark: N passthrough RTMP → HLS streams, camstream vs one FFmpeg per stream.
+"""Worker benchmark: N passthrough RTMP → HLS streams, camstream vs MediaMTX vs FFmpeg.
 
-Both receivers get the same senders (a 1 Mbit/s H.264 + AAC clip with a 2 s
-GOP, published in real time over RTMP by the FFmpeg CLI, ten outputs per
-sender process) and write the same HLS (2 s segments, 6 in the window) to tmpfs.
-The baseline is what people run today: one `ffmpeg -listen 1 -i rtmp://...
--c copy -f hls` process per camera. For each N the script measures the
-receivers' CPU over a fixed window and their memory at its end, and prints the
-per-stream figures and the ratios camstream / FFmpeg, measured in the same run.
+All three receivers get the same senders (a 1 Mbit/s H.264 + AAC clip with a
+2 s GOP, published in real time over RTMP by the FFmpeg CLI, ten outputs per
+sender process) and write the same HLS (MPEG-TS, 2 s segments, 6 in the
+window) to tmpfs. The baselines are what people run today: one `ffmpeg
+-listen 1 -i rtmp://... -c copy -f hls` process per camera, and MediaMTX
+(v1.20.1, built by scripts/install-mediamtx.sh; `hlsAlwaysRemux`, the MPEG-TS
+variant, segments in a tmpfs directory: bench/mediamtx.py), the server people
+pick instead (issue 12). For each N the script measures the receivers' CPU
+over a fixed window and their memory at its end, counts the streams whose
+playlist gained a segment during the window (fetched over HTTP from camstream
+and MediaMTX, read from disk for FFmpeg, which serves nothing), and prints the
+per-stream figures and the ratios camstream / MediaMTX and camstream /
+FFmpeg, all measured in the same run.
 
     .venv/bin/python bench/worker_bench.py                # N = 1, 10, 50, 100
-    .venv/bin/python bench/worker_bench.py --streams 1 10 50 100 150 200 --processes 2
+    .venv/bin/python bench/worker_bench.py --streams 50 200 --window 60
 
 CPU is in % of one core per stream (user + system time of the receiver
 processes over the window); memory is RSS and PSS (proportional set size: the
@@ -20,6 +26,7 @@ Senders are not counted.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -28,6 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +47,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.cameras import free_port, make_clip  # noqa: E402
+from bench import mediamtx, playlists  # noqa: E402
+from camstream import wire  # noqa: E402
+from tests.harness.cameras import free_port, make_clip, wait_for_port  # noqa: E402
 
 SENDERS_PER_PROCESS = 10
+# Issue 2: camstream against one FFmpeg per stream.
 TARGETS = {"cpu": 0.8, "pss": 0.25, "streams_per_core": 150}
+# Issue 12: camstream against MediaMTX (part 3 of the issue is to meet them).
+PEER_TARGETS = {"cpu": 0.8, "pss": 1.0}
+FETCH_THREADS = 16
+
+# A receiver's live streams: stream -> number of its newest segment.
+Positions = Callable[[], dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -77,16 +96,34 @@ def main() -> int:
         "--processes", type=int, default=0, help="camstream engine processes (0 = one per core)"
     )
     parser.add_argument("--skip-ffmpeg", action="store_true")
+    parser.add_argument("--skip-mediamtx", action="store_true")
     args = parser.parse_args()
+    if not args.skip_mediamtx and not os.access(mediamtx.binary(), os.X_OK):
+        parser.error(
+            f"no MediaMTX at {mediamtx.binary()}: run scripts/install-mediamtx.sh "
+            "(make bench does) or pass --skip-mediamtx"
+        )
 
     clip = make_clip(seconds=10, bitrate_kbps=1000, gop_seconds=2, fps=25, container="flv")
-    results: list[tuple[Sample | None, Sample]] = []
+    results: list[Row] = []
     for count in args.streams:
-        baseline = None if args.skip_ffmpeg else measure_ffmpeg(count, clip, args)
-        ours = measure_camstream(count, clip, args)
-        results.append((baseline, ours))
-        print_row(baseline, ours, flush=True)
+        row = Row(
+            ffmpeg=None if args.skip_ffmpeg else measure_ffmpeg(count, clip, args),
+            mediamtx=None if args.skip_mediamtx else measure_mediamtx(count, clip, args),
+            ours=measure_camstream(count, clip, args),
+        )
+        results.append(row)
+        print_row(row, flush=True)
     return print_summary(results, args)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One N: the three receivers, measured one after the other with the same senders."""
+
+    ffmpeg: Sample | None
+    mediamtx: Sample | None
+    ours: Sample
 
 
 # -- receivers -------------------------------------------------------------------
@@ -94,7 +131,7 @@ def main() -> int:
 
 def measure_ffmpeg(count: int, clip: Path, args: argparse.Namespace) -> Sample:
     with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-ffmpeg-") as out:
-        ports = [free_port() for _ in range(count)]
+        ports = _distinct_ports(count)
         receivers = []
         for index, port in enumerate(ports):
             folder = Path(out) / f"s{index}"
@@ -128,13 +165,61 @@ def measure_ffmpeg(count: int, clip: Path, args: argparse.Namespace) -> Sample:
             )
         time.sleep(1.0)  # let every ffmpeg listen before the senders connect
         urls = [f"rtmp://127.0.0.1:{port}/live/s{index}" for index, port in enumerate(ports)]
+        files = [Path(out) / f"s{index}" / "index.m3u8" for index in range(count)]
         try:
-            return _measure("ffmpeg", count, receivers, urls, clip, Path(out), args)
+            return _measure("ffmpeg", count, receivers, urls, clip, _read_all(files), args)
         finally:
             _stop(receivers)
 
 
+def measure_mediamtx(count: int, clip: Path, args: argparse.Namespace) -> Sample:
+    with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-mediamtx-") as out:
+        rtmp_port, hls_port = _distinct_ports(2)
+        config = Path(out) / "mediamtx.yml"
+        config.write_text(
+            mediamtx.render_config(
+                rtmp_port=rtmp_port, hls_port=hls_port, hls_dir=Path(out) / "hls"
+            )
+        )
+        log = (Path(out) / "mediamtx.log").open("wb")
+        server = subprocess.Popen(
+            [str(mediamtx.binary()), str(config)],
+            cwd=out,  # anything it writes beside its config stays in the temporary folder
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(rtmp_port)
+            wait_for_port(hls_port)
+            paths = [f"live/s{index}" for index in range(count)]
+            urls = [mediamtx.rtmp_url(rtmp_port=rtmp_port, path=path) for path in paths]
+            playlists_at = [mediamtx.playlist_url(hls_port=hls_port, path=p) for p in paths]
+            return _measure("mediamtx", count, [server], urls, clip, _fetch_all(playlists_at), args)
+        finally:
+            _stop([server])
+            log.close()
+            if server.returncode not in (0, -signal.SIGTERM):
+                tail = (Path(out) / "mediamtx.log").read_text(errors="replace")[-2000:]
+                print(f"mediamtx exited with {server.returncode}:\n{tail}", file=sys.stderr)
+
+
 def measure_camstream(count: int, clip: Path, args: argparse.Namespace) -> Sample:
+    with camstream_receiver(count, processes=args.processes) as (worker, urls, playlists_at):
+        return _measure("camstream", count, [worker], urls, clip, _fetch_all(playlists_at), args)
+
+
+@contextlib.contextmanager
+def camstream_receiver(
+    count: int, *, processes: int
+) -> Iterator[tuple[subprocess.Popen[bytes], list[str], list[str]]]:
+    """A standalone camstream worker for `count` RTMP push streams, HLS on tmpfs.
+
+    Yields the worker process, the URL each sender publishes to, and each
+    stream's playlist URL. `processes` 0 means one engine process per core.
+    Also used by bench/worker_profile.py.
+    """
     with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-camstream-") as out:
         manifests = []
         for index in range(count):
@@ -159,7 +244,7 @@ def measure_camstream(count: int, clip: Path, args: argparse.Namespace) -> Sampl
             )
         manifest_path = Path(out) / "streams.yaml"
         manifest_path.write_text(yaml.safe_dump_all(manifests))
-        rtmp_port, http_port = free_port(), free_port()
+        rtmp_port, http_port = _distinct_ports(2)
         command = [
             sys.executable,
             "-m",
@@ -176,16 +261,20 @@ def measure_camstream(count: int, clip: Path, args: argparse.Namespace) -> Sampl
             "--http-port",
             str(http_port),
         ]
-        processes = args.processes or os.cpu_count() or 1
+        processes = processes or os.cpu_count() or 1
         if processes > 1:
             command += ["--processes", str(processes)]
         worker = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, start_new_session=True, stdout=subprocess.DEVNULL
         )
-        time.sleep(3.0)
-        urls = [f"rtmp://127.0.0.1:{rtmp_port}/default/cam{i}/key{i}" for i in range(count)]
         try:
-            return _measure("camstream", count, [worker], urls, clip, Path(out) / "hls", args)
+            time.sleep(3.0)
+            urls = [f"rtmp://127.0.0.1:{rtmp_port}/default/cam{i}/key{i}" for i in range(count)]
+            playlists_at = [
+                f"http://127.0.0.1:{http_port}{wire.playlist_path('default', f'cam{i}')}"
+                for i in range(count)
+            ]
+            yield worker, urls, playlists_at
         finally:
             _stop([worker])
 
@@ -196,7 +285,7 @@ def _measure(
     receivers: list[subprocess.Popen[bytes]],
     urls: list[str],
     clip: Path,
-    out: Path,
+    positions: Positions,
     args: argparse.Namespace,
 ) -> Sample:
     senders = [
@@ -205,10 +294,12 @@ def _measure(
     ]
     try:
         time.sleep(args.warmup)
+        # The playlists are fetched outside the CPU window: serving them is not
+        # what the window measures.
+        written_before = positions()
         procs = _process_tree(receivers)
         start_each = {p.pid: _cpu_seconds([p]) for p in procs}
         start = time.monotonic()
-        written_before = _segments(out)
         time.sleep(args.window)
         elapsed = time.monotonic() - start
         procs = _process_tree(receivers)
@@ -217,7 +308,7 @@ def _measure(
         }
         cpu = sum(each.values())
         rss, pss = _memory_mb(procs)
-        written_after = _segments(out)
+        written_after = positions()
         live = sum(1 for key, n in written_after.items() if n > written_before.get(key, 0))
         return Sample(name, count, cpu, rss, pss, live, max(each.values(), default=0.0))
     finally:
@@ -271,24 +362,59 @@ def _memory_mb(procs: list[psutil.Process]) -> tuple[float, float]:
     return rss / 2**20, pss / 2**20
 
 
-def _segments(root: Path) -> dict[str, int]:
-    """Newest segment number per stream folder (from the playlists)."""
-    newest: dict[str, int] = {}
-    for playlist in root.rglob("index.m3u8"):
-        with contextlib.suppress(OSError):
-            text = playlist.read_text()
-            sequence = next(
-                (
-                    int(line.split(":")[1])
-                    for line in text.splitlines()
-                    if line.startswith("#EXT-X-MEDIA-SEQUENCE:")
-                ),
-                0,
-            )
-            newest[str(playlist.parent)] = sequence + sum(
-                1 for line in text.splitlines() if line and not line.startswith("#")
-            )
-    return newest
+def _distinct_ports(count: int) -> list[int]:
+    """`count` different free ports.
+
+    free_port() releases the port it found, so two calls can return the same
+    one: two FFmpeg receivers then race for it, one fails, and the sender
+    process that feeds it exits with all ten of its streams (seen at N = 50).
+    """
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _read_all(files: list[Path]) -> Positions:
+    """Each playlist file's newest segment (FFmpeg writes files and serves nothing)."""
+
+    def read() -> dict[str, int]:
+        newest: dict[str, int] = {}
+        for file in files:
+            with contextlib.suppress(OSError, playlists.PlaylistError):
+                newest[str(file)] = playlists.newest_segment(file.read_text())
+        return newest
+
+    return read
+
+
+def _fetch_all(urls: list[str]) -> Positions:
+    """Each playlist's newest segment, fetched over HTTP as a player would (16 at a time)."""
+
+    def fetch() -> dict[str, int]:
+        with concurrent.futures.ThreadPoolExecutor(FETCH_THREADS) as pool:
+            found = dict(zip(urls, pool.map(_fetch_one, urls), strict=True))
+        return {url: n for url, n in found.items() if n is not None}
+
+    return fetch
+
+
+def _fetch_one(url: str) -> int | None:
+    """None when the receiver has no playlist for the stream (yet)."""
+    try:
+        text = _get(url)
+        variant = playlists.variant_uri(text, url)
+        return playlists.newest_segment(_get(variant) if variant else text)
+    except (OSError, playlists.PlaylistError):  # urllib's errors are OSErrors
+        return None
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+    return body.decode("utf-8", errors="replace")
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -313,12 +439,12 @@ HEADER = (
 )
 
 
-def print_row(baseline: Sample | None, ours: Sample, *, flush: bool) -> None:
+def print_row(row: Row, *, flush: bool) -> None:
     if not getattr(print_row, "printed", False):
         print(HEADER)
         print("-" * len(HEADER))
         print_row.printed = True  # type: ignore[attr-defined]
-    for sample in (baseline, ours):
+    for sample in (row.ffmpeg, row.mediamtx, row.ours):
         if sample is None:
             continue
         print(
@@ -327,35 +453,53 @@ def print_row(baseline: Sample | None, ours: Sample, *, flush: bool) -> None:
             f"{sample.pss_per_stream:>13.2f} | {sample.cpu_percent:>11.1f} | "
             f"{sample.busiest_percent:>14.1f}"
         )
-    if baseline is not None:
+    for label, baseline in (("/mediamtx", row.mediamtx), ("/ffmpeg", row.ffmpeg)):
+        if baseline is None:
+            continue
         print(
-            f"{'':>4} | {'ratio':<9} | {'':>4} | "
-            f"{ours.cpu_per_stream / baseline.cpu_per_stream:>12.2f} | "
-            f"{ours.rss_per_stream / baseline.rss_per_stream:>13.2f} | "
-            f"{ours.pss_per_stream / baseline.pss_per_stream:>13.2f} |",
-            flush=flush,
+            f"{'':>4} | {label:<9} | {'':>4} | "
+            f"{_ratio(row.ours.cpu_per_stream, baseline.cpu_per_stream):>12} | "
+            f"{_ratio(row.ours.rss_per_stream, baseline.rss_per_stream):>13} | "
+            f"{_ratio(row.ours.pss_per_stream, baseline.pss_per_stream):>13} |"
         )
+    if flush:
+        sys.stdout.flush()
 
 
-def print_summary(results: list[tuple[Sample | None, Sample]], args: argparse.Namespace) -> int:
-    largest_baseline, largest = results[-1]
+def _ratio(ours: float, baseline: float) -> str:
+    return f"{ours / baseline:.2f}x" if baseline else "-"
+
+
+def print_summary(results: list[Row], args: argparse.Namespace) -> int:
+    last = results[-1]
+    largest = last.ours
     failures = 0
     print()
-    if largest.live < largest.streams:
-        print(f"FAIL: only {largest.live}/{largest.streams} camstream streams were live")
-        failures += 1
-    if largest_baseline is not None:
-        cpu_ratio = largest.cpu_per_stream / largest_baseline.cpu_per_stream
-        pss_ratio = largest.pss_per_stream / largest_baseline.pss_per_stream
+    for sample in (last.ffmpeg, last.mediamtx, largest):
+        if sample is not None and sample.live < sample.streams:
+            verdict = "FAIL" if sample is largest else "NOTE"
+            failures += verdict == "FAIL"
+            print(
+                f"{verdict}: only {sample.live}/{sample.streams} {sample.receiver} streams "
+                "were live"
+            )
+    for baseline, targets, source in (
+        (last.ffmpeg, TARGETS, "issue 2"),
+        (last.mediamtx, PEER_TARGETS, "issue 12"),
+    ):
+        if baseline is None:
+            continue
+        cpu_ratio = largest.cpu_per_stream / baseline.cpu_per_stream
+        pss_ratio = largest.pss_per_stream / baseline.pss_per_stream
         for label, value, target in (
-            ("CPU per stream", cpu_ratio, TARGETS["cpu"]),
-            ("PSS per stream", pss_ratio, TARGETS["pss"]),
+            ("CPU per stream", cpu_ratio, targets["cpu"]),
+            ("PSS per stream", pss_ratio, targets["pss"]),
         ):
             verdict = "PASS" if value <= target else "FAIL"
             failures += verdict == "FAIL"
             print(
-                f"{verdict}: {label} at N={largest.streams}: {value:.2f} x FFmpeg "
-                f"(target <= {target})"
+                f"{verdict}: {label} at N={largest.streams}: {value:.2f} x {baseline.receiver} "
+                f"(target <= {target}, {source})"
             )
     per_core = 100 / largest.cpu_per_stream if largest.cpu_per_stream else float("inf")
     verdict = "PASS" if per_core >= TARGETS["streams_per_core"] else "FAIL"
