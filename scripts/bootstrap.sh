@@ -12,11 +12,32 @@ cache="${CAMSTREAM_CACHE:-$HOME/.cache/camstream}"
 # Go is preinstalled under /usr/local/go on these machines, not always on PATH.
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
-# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm), Lua for the tests.
+# 1. Debian packages: media tools for both modes (and Chromium, fonts, npm); for the
+#    tests also Lua (the Argo CD health check) and libfaketime (the churn suite runs
+#    pods whose wall clock is seconds off: tests/cluster/faketime.py).
 scripts/install-media-deps.sh
-if [ "$mode" = test ] && ! command -v lua5.4 >/dev/null; then
-    log "apt-get install lua5.4"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lua5.4
+test_apt_packages=(lua5.4 libfaketime)
+if [ "$mode" = test ]; then
+    missing=()
+    for pkg in "${test_apt_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "apt-get install ${missing[*]}"
+        sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    # Check that each works, so a broken install fails here and not in a test.
+    command -v lua5.4 >/dev/null || { log "lua5.4 not found"; exit 1; }
+    faketime_lib="$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime\.so\.1$' | head -n1 || true)"
+    shifted="$(LD_PRELOAD="$faketime_lib" FAKETIME=+3600s date +%s 2>/dev/null || echo 0)"
+    if [ -z "$faketime_lib" ] || [ $((shifted - $(date +%s))) -lt 3590 ]; then
+        log "libfaketime does not shift the clock (library: ${faketime_lib:-none})"
+        exit 1
+    fi
 fi
 
 # 2. The Python environment (re-installed when setup.cfg changes).
