@@ -68,6 +68,10 @@ class RunnerConfig:
     reaper: procs.GroupReaper
     backoff_base: float = 1.0
     backoff_max: float = 10.0
+    # Per pod (namespace, name): the API server address its kubeconfig names
+    # (a cuttable link, apilink.py) and extra environment (e.g. a skewed clock).
+    server_for: Callable[[str, str], str] | None = None
+    env_for: Callable[[str, str], Mapping[str, str]] | None = None
 
 
 class PodRunner(threading.Thread):
@@ -181,6 +185,8 @@ class PodRunner(threading.Thread):
             )
             if self._kubeconfig is not None:
                 base["KUBECONFIG"] = str(self._kubeconfig)
+            if self.config.env_for is not None:
+                base.update(self.config.env_for(self.namespace, self.pod_name))
             plan = plan_container(
                 pod, pod_ip=self.pod_ip, host_ip=HOST_IP, base_env=base, lookup=self._lookup
             )
@@ -340,9 +346,12 @@ class PodRunner(threading.Thread):
             },
         )
         self._dir.mkdir(parents=True, exist_ok=True)
+        server = self.config.server
+        if self.config.server_for is not None:
+            server = self.config.server_for(self.namespace, self.pod_name)
         return write_kubeconfig(
             self._dir / "kubeconfig",
-            self.config.server,
+            server,
             self.config.ca_cert,
             user=f"system:serviceaccount:{self.namespace}:{account}",
             token=answer["status"]["token"],
