@@ -13,7 +13,8 @@ CameraStream, a stream's phase in the engine) does, in order:
    of at most 1,024 values, one watch per bucket of partitions, so gaining a
    partition re-lists one bucket, and a grown ring only switches label);
 3. hand the engine the desired streams (engine.apply), with the media
-   sequence each new stream starts at (continuing above the previous owner);
+   sequence each new stream starts at (continuing above the previous owner,
+   by the cluster's clock: clock.py);
 4. announce on the heartbeat Lease which incoming handoffs are live here;
 5. write the status of the streams this worker serves, where it changed
    (all of their status: the operator writes none).
@@ -45,6 +46,7 @@ from camstream_worker.state import StreamStatus
 
 from . import desired as plan
 from . import status
+from .clock import ClusterClock
 from .heartbeat import Heartbeat
 
 log = logging.getLogger("camstream.worker.cluster")
@@ -115,12 +117,17 @@ class Agent:
         watch_namespaces: tuple[str, ...] = (),
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        cluster_clock: ClusterClock | None = None,
     ) -> None:
         self._api = api
         self._engine = engine
         self.me = identity.pod_name
         self._http_port = http_port
         self._clock = clock
+        self._cluster_clock = cluster_clock
+        # Per stream started here: cluster time minus our wall clock, at least,
+        # when it started (its lead is recorded against the cluster's clock).
+        self._lead_offsets: dict[StreamKey, float] = {}
         self._kick = asyncio.Event()
         self.doc: RingDoc | None = None
         self.leaving = False
@@ -221,6 +228,8 @@ class Agent:
         starts = await self._start_sequences(doc, wanted, leads)
         await self._engine.apply(wanted, start_sequences=starts)
         self._desired = wanted
+        for key in [k for k in self._lead_offsets if k not in wanted]:
+            del self._lead_offsets[key]
         reported = {plan.key_of(b): (b.get("status") or {}).get("phase") for b in bodies}
         confirmed = plan.confirmations(
             doc,
@@ -319,6 +328,9 @@ class Agent:
         if doc is None:
             return {}
         now = self._clock()
+        low, high = (
+            self._cluster_clock.wall_offset() if self._cluster_clock is not None else (0.0, 0.0)
+        )
         incoming = handoff.handoffs_to(doc, self.me)
         new = [k for k in wanted if self._engine.status(k) is None]
 
@@ -333,7 +345,9 @@ class Agent:
                 spec.hls.segment_seconds,
                 source_next=source_next,
                 recorded_lead=leads.get(key),
+                wall_offset_high=high,
             )
+            self._lead_offsets[key] = low
             return key, start
 
         results = await asyncio.gather(*(one(k) for k in new))
@@ -364,6 +378,7 @@ class Agent:
                 partitions=doc.partitions,
                 me=self.me,
                 engine_status=self._engine.status(key) if key in self._desired else None,
+                wall_offset_low=self._lead_offsets.get(key, 0.0),
             )
             if wanted is None:
                 continue

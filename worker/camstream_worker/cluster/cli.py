@@ -90,6 +90,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.worker_metrics import worker_registry
 
     from .agent import Agent, Identity
+    from .clock import ClusterClock
     from .locator import RingLocator
     from .secrets import KubeSecrets
 
@@ -105,7 +106,10 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
 
-    async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
+    # Every answer of the API server is a reading of the cluster's clock (clock.py).
+    cluster_clock = ClusterClock()
+    credentials = kubeapi.load_credentials()
+    async with kubeapi.KubeApi(credentials, on_response=cluster_clock.observe) as api:
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
@@ -120,6 +124,7 @@ async def serve(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             watch_namespaces=tuple(args.watch_namespace),
             heartbeat_seconds=args.heartbeat_seconds,
+            cluster_clock=cluster_clock,
         )
         locator = RingLocator(
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port

@@ -134,6 +134,7 @@ def stream_report(
     partitions: int,
     me: str,
     engine_status: StreamStatus | None,
+    wall_offset_low: float = 0.0,
 ) -> Report | None:
     """What the serving worker writes on one stream of its partitions; None: nothing yet.
 
@@ -142,7 +143,10 @@ def stream_report(
     one who knows the phase writes it, when it changes). A stream whose spec
     the worker refuses is marked Invalid with the checker's message (which
     never echoes a secret or a URL); a paused one Stopped; a running one gets
-    the engine's phase. No secrets in any of it.
+    the engine's phase. No secrets in any of it. hlsSequenceLead is restated
+    on the cluster's clock with `wall_offset_low`, the lower bound of cluster
+    time minus this machine's wall clock when the stream was started here
+    (fixed per stream, so the status does not change when the estimate does).
     """
     key = key_of(body)
     meta = body.get("metadata") or {}
@@ -176,7 +180,9 @@ def stream_report(
         message=engine_status.message,
     )
     if engine_status.sequence_lead is not None:
-        fields["hlsSequenceLead"] = engine_status.sequence_lead
+        fields["hlsSequenceLead"] = sequence.cluster_lead(
+            engine_status.sequence_lead, wall_offset_low, spec.hls.segment_seconds
+        )
     live = engine_status.phase is Phase.LIVE
     degraded = engine_status.phase in (Phase.RECONNECTING, Phase.FAILED)
     reason = engine_status.reason
@@ -194,17 +200,21 @@ def start_sequence(
     *,
     source_next: int | None = None,
     recorded_lead: int | None = None,
+    wall_offset_high: float = 0.0,
 ) -> SequenceStart:
     """Where a stream this worker starts begins its media sequence.
 
-    `source_next`: the next number of a previous owner that is still writing
-    (a handoff), read from its playlist at `now`; the new owner must outrun it.
-    `recorded_lead`: the status's hlsSequenceLead, what a previous owner that
-    can no longer be asked wrote about itself (a failover after a crash).
+    `now` is this machine's wall clock. `source_next`: the next number of a
+    previous owner that is still writing (a handoff), read from its playlist
+    at `now`; the new owner must outrun it. `recorded_lead`: the status's
+    hlsSequenceLead, what a previous owner that can no longer be asked wrote
+    about itself (a failover after a crash), over the cluster's clock, which
+    reads at most `now + wall_offset_high` here.
     """
     if source_next is not None:
         return SequenceStart(source_next, ahead_of=now)
-    return SequenceStart(sequence.after_crash(now, segment_seconds, recorded_lead))
+    cluster_now = now + wall_offset_high
+    return SequenceStart(sequence.after_crash(cluster_now, segment_seconds, recorded_lead), at=now)
 
 
 def recorded_lead(body: Mapping[str, Any]) -> int | None:
