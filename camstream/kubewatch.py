@@ -14,7 +14,8 @@ the naive way breaks:
 - the watch resumes from the last resourceVersion it saw, bookmarks
   included, so a watch that ends at the server's timeout costs no re-list;
   only 410 Gone (history compacted) makes it list again;
-- failures back off (0.5 s doubling to 10 s) and are logged once per attempt;
+- failures back off (0.5 s doubling to `max_backoff`, 10 s by default) and
+  are logged once per attempt; `retry_now` cuts a backoff short;
 - `keep` turns each object into what the caller needs (a few fields, not the
   whole body), so memory follows the caller's needs, not the object size.
 
@@ -65,6 +66,7 @@ class Informer(Generic[T]):
         page_size: int = 500,
         metadata_only: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        max_backoff: float = 10.0,
     ) -> None:
         self._api = api
         self._path = path
@@ -81,6 +83,8 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()  # set once the first full list is in
         self.healthy_since: float | None = None
         self.lists = 0  # full (re)lists done, for tests and metrics
+        self._max_backoff = max_backoff
+        self._retry = asyncio.Event()
 
     async def run(self) -> None:
         """List, then watch for ever; cancel the task to stop."""
@@ -97,7 +101,16 @@ class Informer(Generic[T]):
                 self.healthy_since = None
                 attempt += 1
                 log.warning("%s: %s (attempt %d)", self.name, exc, attempt)
-                await asyncio.sleep(min(10.0, 0.5 * 2 ** min(attempt - 1, 10)))
+                self._retry.clear()
+                delay = min(self._max_backoff, 0.5 * 2 ** min(attempt - 1, 10))
+                try:
+                    await asyncio.wait_for(self._retry.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+
+    def retry_now(self) -> None:
+        """Cut a backoff short (the caller knows the API server answers again)."""
+        self._retry.set()
 
     async def _relist(self) -> str:
         fresh: dict[Key, T] = {}

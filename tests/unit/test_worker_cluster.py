@@ -231,3 +231,20 @@ def test_locator_routes_to_the_serving_worker() -> None:
     rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
     assert rtmp.owner_rtmp(theirs) == ("127.0.10.2", 1935) and rtmp.owner_rtmp(mine) is None
 
+
+def test_a_failover_this_worker_could_not_see_is_superseded_a_handoff_is_not() -> None:
+    before = RingDoc(4, 3, None, ("w-3", "w-3", "w-1", "w-3"))
+    # Cut off: the operator failed partitions 0 and 1 over to w-1 and w-2 ...
+    after = RingDoc(4, 5, None, ("w-1", "w-2", "w-1", "w-3"))
+    assert desired.superseded(before, after, "w-3") == {0, 1}
+    # ... and is handing 0 back already: still superseded (the copy here must restart).
+    back = RingDoc(4, 6, None, after.serving, (Handoff(0, "w-1", "w-3", 9, 0.0),))
+    assert desired.superseded(before, back, "w-3") == {0, 1}
+    assert desired.superseded(back, back, "w-3") == frozenset()  # said once
+    # A handoff from w-3 that completed is an ordinary move.
+    handing = RingDoc(4, 3, None, before.serving, (Handoff(1, "w-3", "w-2", 4, 0.0),))
+    done = RingDoc(4, 4, None, ("w-3", "w-2", "w-1", "w-3"))
+    assert desired.superseded(handing, done, "w-3") == frozenset()
+    assert desired.superseded(None, after, "w-3") == frozenset()  # first ring: nothing to compare
+    grown = RingDoc(8, 7, None, ("w-1",) * 8)
+    assert desired.superseded(before, grown, "w-3") == frozenset()  # another ring size

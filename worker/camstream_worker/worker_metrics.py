@@ -10,6 +10,11 @@ time from counters the RTMP server and the cluster agent keep anyway:
                                           protocol (not RTMP, malformed), timeout
     camstream_worker_partitions           gauge, ring partitions this worker owns
                                           (cluster mode only)
+    camstream_stream_double_serving_seconds_total
+                                          counter, stream-seconds this worker's copies
+                                          may have run after the ring moved them to
+                                          another worker while it could not see the
+                                          ring (cluster mode only; an upper bound)
 """
 
 from __future__ import annotations
@@ -29,9 +34,15 @@ _REJECTION_COUNTERS = (
 
 
 class WorkerCollector(Collector):
-    def __init__(self, rtmp_stats: RtmpStats, partitions: Callable[[], int] | None) -> None:
+    def __init__(
+        self,
+        rtmp_stats: RtmpStats,
+        partitions: Callable[[], int] | None,
+        double_serving: Callable[[], float] | None = None,
+    ) -> None:
         self._rtmp_stats = rtmp_stats
         self._partitions = partitions
+        self._double_serving = double_serving
 
     def collect(self) -> Iterator[Metric]:
         stats = self._rtmp_stats()
@@ -52,17 +63,26 @@ class WorkerCollector(Collector):
                 "Ring partitions this worker owns",
                 value=self._partitions(),
             )
+        if self._double_serving is not None:
+            yield CounterMetricFamily(
+                "camstream_stream_double_serving_seconds",
+                "Stream-seconds this worker's copies may have run after the ring had moved "
+                "them to another worker while this one could not see the ring (upper bound)",
+                value=self._double_serving(),
+            )
 
 
 def worker_registry(
-    rtmp_stats: RtmpStats, partitions: Callable[[], int] | None = None
+    rtmp_stats: RtmpStats,
+    partitions: Callable[[], int] | None = None,
+    double_serving: Callable[[], float] | None = None,
 ) -> CollectorRegistry:
     """A registry with the process collectors and the worker's own metrics."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(WorkerCollector(rtmp_stats, partitions))
+    registry.register(WorkerCollector(rtmp_stats, partitions, double_serving))
     return registry
 
 

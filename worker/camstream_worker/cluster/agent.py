@@ -22,6 +22,15 @@ CameraStream, a stream's phase in the engine) does, in order:
 Graceful leave (`leave`, on SIGTERM): announce leaving, keep serving while the
 operator moves every partition away (make before break), and return once
 nothing is served here any more or the deadline is near.
+
+Without the API server (an outage, or this worker's link cut): nothing
+stops. The last ring stays in force, streams keep running and serving
+viewers, the heartbeat and the watches retry (the ring's every 2 s at most,
+and all of them at once when a heartbeat gets through again). A worker
+cannot tell a cut link from an outage; if it was cut, the operator failed
+its partitions over meanwhile, and the first ring it reads again says so
+(desired.superseded): it stops those streams and counts for how long they
+may have run beside the new owner's (`double_serving_seconds`).
 """
 
 from __future__ import annotations
@@ -118,6 +127,7 @@ class Agent:
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
         cluster_clock: ClusterClock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
         self._engine = engine
@@ -125,9 +135,13 @@ class Agent:
         self._http_port = http_port
         self._clock = clock
         self._cluster_clock = cluster_clock
+        self._monotonic = monotonic
         # Per stream started here: cluster time minus our wall clock, at least,
         # when it started (its lead is recorded against the cluster's clock).
         self._lead_offsets: dict[StreamKey, float] = {}
+        # Stream-seconds our copies may have run after the ring moved their
+        # partitions away while we could not see it (a counter, /metrics).
+        self.double_serving_seconds = 0.0
         self._kick = asyncio.Event()
         self.doc: RingDoc | None = None
         self.leaving = False
@@ -147,8 +161,13 @@ class Agent:
             kubeapi.configmap_path(ring_namespace),
             field_selector=f"metadata.name={ring_name}",
             on_change=lambda *_: self.kick(),
+            on_sync=self.kick,  # a re-list after a break: report what changed meanwhile
             name=f"ring {ring_namespace}/{ring_name}",
+            # One small object: retried often, so a worker whose link comes
+            # back learns at once what the ring decided meanwhile.
+            max_backoff=2.0,
         )
+        self.heartbeat.on_recovered = self._api_back
         engine.on_change(self._stream_changed)
 
     # -- read side
@@ -167,6 +186,12 @@ class Agent:
 
     def _stream_changed(self, _status: StreamStatus) -> None:
         self._kick.set()
+
+    def _api_back(self) -> None:
+        """A heartbeat got through after failures: every broken watch retries now."""
+        self.ring.retry_now()
+        for watch in self._watches.values():
+            watch.informer.retry_now()
 
     async def run(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
@@ -213,7 +238,8 @@ class Agent:
 
     async def reconcile(self) -> None:
         doc = self._read_doc()
-        self.doc = doc
+        previous, self.doc = self.doc, doc
+        moved_away = plan.superseded(previous, doc, self.me)
         mine = handoff.partitions_for(doc, self.me) if doc is not None else frozenset()
         size = doc.partitions if doc is not None else 0
         self._watch(mine, size)
@@ -224,6 +250,8 @@ class Agent:
             if doc is not None and plan.partition_of(plan.key_of(b), doc.partitions) in covered
         ]
         wanted = plan.streams_to_run(doc, self.me, bodies)
+        if moved_away and doc is not None:
+            wanted = self._stop_superseded(doc, moved_away, wanted)
         leads = {plan.key_of(b): plan.recorded_lead(b) for b in bodies}
         starts = await self._start_sequences(doc, wanted, leads)
         await self._engine.apply(wanted, start_sequences=starts)
@@ -240,7 +268,41 @@ class Agent:
             covered=covered,
         )
         self.heartbeat.announce(confirmed=confirmed)
-        await self._report(doc, bodies)
+        if self.ring.healthy_since is not None:
+            await self._report(doc, bodies)
+        # else: our ring may be stale (the watch broke: an outage, or our link
+        # is cut, and the ring may have moved our partitions meanwhile); a
+        # status written from it could undo the new owner's. The re-list kicks.
+
+    def _stop_superseded(
+        self, doc: RingDoc, moved_away: frozenset[int], wanted: dict[StreamKey, StreamSpec]
+    ) -> dict[StreamKey, StreamSpec]:
+        """Stop our copies of streams the ring failed over while we could not see it.
+
+        Counts how long they may have run beside the new owner's: the operator
+        moves a worker's partitions no sooner than a Lease duration after it
+        last heard it, which was no later than our last heartbeat before the
+        outage. Those the ring is handing back to us are left out of this pass
+        only: the next one starts them afresh, above the current owner.
+        """
+        ran = [k for k in self._desired if plan.partition_of(k, doc.partitions) in moved_away]
+        unheard = self.heartbeat.unheard_since()
+        overlap = 0.0
+        if unheard is not None:
+            overlap = max(0.0, self._monotonic() - unheard - self.heartbeat.duration)
+        self.double_serving_seconds += overlap * len(ran)
+        log.warning(
+            "%s: the ring moved %d partitions away while this worker could not see it; "
+            "stopping its %d streams there, which ran beside the new owners' for up to %.1f s",
+            self.me,
+            len(moved_away),
+            len(ran),
+            overlap,
+        )
+        restart = {k for k in ran if k in wanted}
+        if restart:
+            self._kick.set()
+        return {k: spec for k, spec in wanted.items() if k not in restart}
 
     def _read_doc(self) -> RingDoc | None:
         for body in self.ring.items.values():

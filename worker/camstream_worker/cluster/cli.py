@@ -139,6 +139,7 @@ async def serve(args: argparse.Namespace) -> int:
             registry=worker_registry(
                 lambda: engine.rtmp_stats(rtmp),
                 partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
+                double_serving=lambda: agent.double_serving_seconds,
             ),
         )
         http = await serve_http(app, host, args.http_port)

@@ -12,6 +12,8 @@ watched CameraStream or of a stream's state in the engine.
   camera moves), or a stream the current owner does not have live either
   (nothing to lose). Confirming needs the stream watch to cover the partition,
   so a partition with streams not listed yet is never confirmed empty.
+- `superseded`: partitions failed over away from this worker while it
+  could not see the ring; their streams must restart, not continue.
 - `stream_report`: the status the serving worker writes (all of it: the
   operator writes no status).
 - `start_sequence`: where a newly started stream's HLS media sequence begins
@@ -86,6 +88,26 @@ def streams_to_run(
         if spec.enabled:
             out[key] = spec
     return out
+
+
+def superseded(previous: RingDoc | None, doc: RingDoc | None, me: str) -> frozenset[int]:
+    """Partitions `me` served in `previous` that `doc` gives another worker without a handoff.
+
+    That is a failover of `me` (judged silent: cut off from the API server, or
+    its pod not Ready) it could not see happen: its copies of those streams
+    ran on past their term, beside the new owner's. They must stop, and if
+    the ring hands the partitions back they start again as a handoff's
+    target, numbering above the new owner (never continuing the old copy,
+    which runs behind it). A completed handoff from `me` is not this.
+    """
+    if previous is None or doc is None or previous.partitions != doc.partitions:
+        return frozenset()
+    handing = {h.partition for h in previous.handoffs if h.source == me}
+    return frozenset(
+        p
+        for p, (was, now) in enumerate(zip(previous.serving, doc.serving, strict=True))
+        if was == me and now != me and p not in handing
+    )
 
 
 def confirmations(
