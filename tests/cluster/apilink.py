@@ -128,8 +128,15 @@ class ApiLink:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST (linger 0), as a link that went away, not a polite FIN."""
+    """End a connection at once, with RST (linger 0), as a link that went away.
+
+    shutdown() first: another thread may be blocked in recv() on it (a watch
+    waiting for its next event), and close() alone would leave the kernel's
+    socket, and the connection, alive until that recv returned.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()

@@ -43,10 +43,13 @@ def test_cut_resets_open_connections_refuses_new_ones_and_restore_reopens() -> N
         conn = socket.create_connection(("127.0.0.1", link.port), timeout=5)
         assert _roundtrip(conn, b"hello") == b"hello"
         link.cut()
-        with pytest.raises(OSError):  # reset, or closed: the link is gone
-            data = _roundtrip(conn, b"again")
-            if not data:
-                raise ConnectionResetError("closed")
+        # An idle connection (a watch waiting for its next event) ends at once:
+        # end of stream or a reset, not silence.
+        conn.settimeout(2.0)
+        try:
+            assert conn.recv(1024) == b""
+        except ConnectionResetError:
+            pass
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", link.port), timeout=5)
         link.restore()
