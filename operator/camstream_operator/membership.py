@@ -7,8 +7,9 @@ and its own monotonic clock, and hands the result to the planner.
 - A worker *exists* while its pod exists.
 - It is *leaving* once its pod is terminating (deletionTimestamp: scale-down,
   rolling update, eviction) or its Lease says so (SIGTERM arrived).
-- It is *up* (can serve now) while its pod is Ready and its heartbeat Lease
-  has been seen renewed within the Lease's duration; a leaving worker stays
+- It is *up* (can serve now) while its pod is Ready (by its kubelet: see
+  `_ready`) and its heartbeat Lease has been seen renewed within the Lease's
+  duration; a leaving worker stays
   up while it heartbeats even if no longer Ready, so its partitions leave it
   make-before-break rather than by failover.
 - It is *silent* when its pod is Ready but its Lease has not been seen
@@ -206,10 +207,17 @@ def _comes_back(name: str, replicas: int | None) -> bool:
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
-    for cond in status.get("conditions") or ():
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
+    """The kubelet's verdict: Ready, or ContainersReady when only Ready was flipped.
+
+    The node lifecycle controller marks every pod of a node it has not heard
+    from Ready=False and leaves ContainersReady, which only the kubelet
+    writes, alone. After an API server or etcd outage longer than its grace
+    that is every pod of every node at once, for the seconds until each
+    kubelet posts again; reading it as a crash would move every partition.
+    Whether such a worker is alive is for its heartbeat Lease to say.
+    """
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+    return conditions.get("Ready") == "True" or conditions.get("ContainersReady") == "True"
 
 
 def _quiet(

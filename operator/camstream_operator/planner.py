@@ -188,7 +188,14 @@ def plan_round(
         policy=policy,
         ages=ages,
     )
-    addresses = {w: ip for w, ip in members.addresses.items() if w in serving}
+    # Addresses of everyone who may serve, and of everyone who still does by the
+    # table (a worker nobody could replace keeps its streams, and its address:
+    # relays and playback forwarding find it by this table).
+    owners = {w for w in outcome.serving if w}
+    addresses = {w: ip for w, ip in members.addresses.items() if w in serving or w in owners}
+    for w in owners - addresses.keys():
+        if w in doc.addresses:
+            addresses[w] = doc.addresses[w]
     new = replace(
         doc,
         table=table,

@@ -85,7 +85,9 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """The few fields membership and annotation need (a pod body is ~5 KB)."""
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    ready = [c for c in status.get("conditions") or () if c.get("type") == "Ready"]
+    ready = [
+        c for c in status.get("conditions") or () if c.get("type") in ("Ready", "ContainersReady")
+    ]
     return {
         "metadata": {
             "name": meta.get("name"),

@@ -194,3 +194,25 @@ def test_late_is_up_but_past_half_the_duration() -> None:
     )
     assert m.up == {"w-0", "w-1", "w-2"} and m.late == {"w-1", "w-2"}
     assert m.quiet_for == {"w-0": 1.0, "w-1": 5.0, "w-2": 5.0}
+
+
+def test_a_ready_flipped_by_the_node_lifecycle_controller_is_not_a_crash() -> None:
+    """After an outage every pod's Ready is set False by the controller, not the kubelet.
+
+    ContainersReady (the kubelet's own) still says True: the worker is judged
+    by its heartbeat, not failed over. A kubelet that saw the process die sets both.
+    """
+    flipped = pod("w-0")
+    flipped["status"]["conditions"] = [
+        {"type": "Ready", "status": "False"},
+        {"type": "ContainersReady", "status": "True"},
+    ]
+    dead = pod("w-1")
+    dead["status"]["conditions"] = [
+        {"type": "Ready", "status": "False"},
+        {"type": "ContainersReady", "status": "False"},
+    ]
+    m = membership.from_resources(
+        [flipped, dead], [lease("w-0"), lease("w-1")], sightings=seen("w-0", "w-1"), now=T0
+    )
+    assert m.up == {"w-0"} and m.silent == frozenset()
