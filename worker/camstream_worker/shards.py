@@ -53,6 +53,7 @@ HANDSHAKE_SIZE = 1536
 FRONT_TIMEOUT = 10.0
 MAX_CONNECT_BYTES = 64 * 1024
 RESTART_DELAY = 1.0
+RELAY_RECHECK = 1.0  # seconds between checks that a relayed stream is still its owner's
 
 
 def shard_of(key: StreamKey, shards: int) -> int:
@@ -124,9 +125,14 @@ class ShardedEngine:
     # -- RTMP front
 
     async def serve_rtmp(
-        self, host: str, port: int, *, owner: RtmpOwner | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        owner: RtmpOwner | None = None,
+        is_mine: Callable[[StreamKey], bool] | None = None,
     ) -> RtmpFront:
-        front = RtmpFront(self, host, port, owner=owner)
+        front = RtmpFront(self, host, port, owner=owner, is_mine=is_mine)
         await front.start()
         return front
 
@@ -311,14 +317,26 @@ class RtmpFront:
     connection there: it completes a handshake of its own with the owner,
     replays the client's bytes from its connect on, and then copies bytes both
     ways. Both sides' chunk streams stay consistent because nobody answered
-    the client's connect before the owner did.
+    the client's connect before the owner did. A relay follows the ring: when
+    `owner(key)` names another worker (or `is_mine(key)` this one) it is
+    dropped, and the publisher, reconnecting as cameras do, lands on the
+    current owner. The
+    old owner usually drops it first by stopping the stream; it cannot when it
+    is cut off from the API server and does not know it lost the stream.
     """
 
     def __init__(
-        self, engine: ShardedEngine, host: str, port: int, *, owner: RtmpOwner | None = None
+        self,
+        engine: ShardedEngine,
+        host: str,
+        port: int,
+        *,
+        owner: RtmpOwner | None = None,
+        is_mine: Callable[[StreamKey], bool] | None = None,
     ) -> None:
         self._engine = engine
         self._owner = owner
+        self._is_mine = is_mine
         self.relayed = 0
         self.host = host
         self.port = port
@@ -374,7 +392,9 @@ class RtmpFront:
             if remote is not None:
                 self.relayed += 1
                 log.info("rtmp %s: relaying %s to its owner %s", peer, _stream_of(app), remote[0])
-                await _relay(client, received, remote)
+                await _relay(
+                    client, received, remote, still_owner=lambda: self._still_owner(app, remote)
+                )
                 return
             self._engine.child_for_app(app).hand_over(client, received)
         except TimeoutError:
@@ -387,6 +407,17 @@ class RtmpFront:
             log.info("rtmp %s: closed before publishing: %s", peer, type(exc).__name__)
         finally:
             client.close()  # the child holds its own descriptor now
+
+    def _still_owner(self, app: str, relayed_to: tuple[str, int]) -> bool:
+        """False once the ring names another owner (another worker, or this one).
+
+        An owner the ring names without an address (unknown) keeps the relay.
+        """
+        now = self._remote_owner(app)
+        if now is not None:
+            return now == relayed_to
+        key = _stream_of(app)
+        return not (key is not None and self._is_mine is not None and self._is_mine(key))
 
     def _remote_owner(self, app: str) -> tuple[str, int] | None:
         key = _stream_of(app)
@@ -404,8 +435,18 @@ def _stream_of(app: str) -> StreamKey | None:
     return StreamKey(parts[0], parts[1]) if len(parts) >= 2 else None
 
 
-async def _relay(client: socket.socket, received: bytes, owner: tuple[str, int]) -> None:
-    """Pass a publisher to the worker that owns its stream (see RtmpFront)."""
+async def _relay(
+    client: socket.socket,
+    received: bytes,
+    owner: tuple[str, int],
+    *,
+    still_owner: Callable[[], bool] = lambda: True,
+) -> None:
+    """Pass a publisher to the worker that owns its stream (see RtmpFront).
+
+    Checked every RELAY_RECHECK seconds: once `still_owner()` is false the
+    relay ends, both ways, so the publisher reconnects to the new owner.
+    """
     reader, writer = await asyncio.open_connection(*owner)
     try:
         c1 = bytes(8) + os.urandom(HANDSHAKE_SIZE - 8)
@@ -414,7 +455,17 @@ async def _relay(client: socket.socket, received: bytes, owner: tuple[str, int])
         writer.write(s0s1s2[1 : 1 + HANDSHAKE_SIZE] + received)  # C2 echoes S1
         await writer.drain()
         client_reader, client_writer = await asyncio.open_connection(sock=client)
-        await asyncio.gather(_copy(client_reader, writer), _copy(reader, client_writer))
+        copies = asyncio.gather(_copy(client_reader, writer), _copy(reader, client_writer))
+        while not copies.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(copies), timeout=RELAY_RECHECK)
+            except TimeoutError:
+                if not still_owner():
+                    log.info("rtmp: the ring moved the stream off %s: relay dropped", owner[0])
+                    client_writer.close()
+                    writer.close()
+                    with contextlib.suppress(ConnectionError, OSError):
+                        await copies
     finally:
         writer.close()
 

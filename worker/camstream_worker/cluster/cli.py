@@ -129,7 +129,9 @@ async def serve(args: argparse.Namespace) -> int:
         locator = RingLocator(
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
         )
-        rtmp = await engine.serve_rtmp(host, args.rtmp_port, owner=locator.owner_rtmp)
+        rtmp = await engine.serve_rtmp(
+            host, args.rtmp_port, owner=locator.owner_rtmp, is_mine=locator.is_mine
+        )
         app = make_app(
             engine,
             args.hls_dir,

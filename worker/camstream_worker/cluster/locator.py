@@ -47,6 +47,14 @@ class RingLocator:
             return None
         return doc.addresses.get(owner)
 
+    def is_mine(self, key: StreamKey) -> bool:
+        """True when the ring says this worker serves the stream."""
+        doc = self._doc()
+        if doc is None:
+            return False
+        partition = ring.partition_of(ring.stream_key(key.namespace, key.name), doc.partitions)
+        return doc.serving[partition] == self._me
+
     def owner_url(self, key: StreamKey) -> str | None:
         address = self.owner_address(key)
         return f"http://{address}:{self._port}" if address else None
