@@ -447,7 +447,7 @@ class PodRunner(threading.Thread):
                 }
             ],
         }
-        if status == self._pushed:
+        if status == self._pushed and _api_agrees(pod, status):
             return
         try:
             self.config.client.merge_patch(
@@ -462,3 +462,18 @@ class PodRunner(threading.Thread):
                 log.warning("%s/%s: status update failed: %s", self.namespace, self.pod_name, exc)
         except OSError as exc:
             log.warning("%s/%s: status update failed: %s", self.namespace, self.pod_name, exc)
+
+
+def _api_agrees(pod: JSON, status: JSON) -> bool:
+    """Whether the API's Ready conditions are still ours.
+
+    The node lifecycle controller sets Ready=False on every pod of a node it
+    has not heard from for its grace period (after an API server or etcd
+    outage, that is every node); a kubelet posts its own status again, and so
+    does the agent.
+    """
+    theirs = {
+        c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or ()
+    }
+    ours = {c["type"]: c["status"] for c in status["conditions"]}
+    return all(theirs.get(kind) == ours.get(kind) for kind in ("Ready", "ContainersReady"))
