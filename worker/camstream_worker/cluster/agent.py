@@ -250,11 +250,14 @@ class Agent:
             if doc is not None and plan.partition_of(plan.key_of(b), doc.partitions) in covered
         ]
         wanted = plan.streams_to_run(doc, self.me, bodies)
+        stopping: list[StreamKey] = []
         if moved_away and doc is not None:
-            wanted = self._stop_superseded(doc, moved_away, wanted)
+            wanted, stopping = self._stop_superseded(doc, moved_away, wanted)
         leads = {plan.key_of(b): plan.recorded_lead(b) for b in bodies}
         starts = await self._start_sequences(doc, wanted, leads)
         await self._engine.apply(wanted, start_sequences=starts)
+        if stopping:
+            self._count_double_serving(stopping)
         self._desired = wanted
         for key in [k for k in self._lead_offsets if k not in wanted]:
             del self._lead_offsets[key]
@@ -276,33 +279,44 @@ class Agent:
 
     def _stop_superseded(
         self, doc: RingDoc, moved_away: frozenset[int], wanted: dict[StreamKey, StreamSpec]
-    ) -> dict[StreamKey, StreamSpec]:
-        """Stop our copies of streams the ring failed over while we could not see it.
+    ) -> tuple[dict[StreamKey, StreamSpec], list[StreamKey]]:
+        """Leave out our copies of streams the ring failed over while we could not see it.
 
-        Counts how long they may have run beside the new owner's: the operator
-        moves a worker's partitions no sooner than a Lease duration after it
-        last heard it, which was no later than our last heartbeat before the
-        outage. Those the ring is handing back to us are left out of this pass
-        only: the next one starts them afresh, above the current owner.
+        Returns what to run and the copies to stop. Those the ring is handing
+        back to us are left out of this pass only: the next one starts them
+        afresh, above the current owner.
         """
         ran = [k for k in self._desired if plan.partition_of(k, doc.partitions) in moved_away]
-        unheard = self.heartbeat.unheard_since()
-        overlap = 0.0
-        if unheard is not None:
-            overlap = max(0.0, self._monotonic() - unheard - self.heartbeat.duration)
-        self.double_serving_seconds += overlap * len(ran)
         log.warning(
             "%s: the ring moved %d partitions away while this worker could not see it; "
-            "stopping its %d streams there, which ran beside the new owners' for up to %.1f s",
+            "stopping its %d streams there",
             self.me,
             len(moved_away),
             len(ran),
-            overlap,
         )
         restart = {k for k in ran if k in wanted}
         if restart:
             self._kick.set()
-        return {k: spec for k, spec in wanted.items() if k not in restart}
+        return {k: spec for k, spec in wanted.items() if k not in restart}, ran
+
+    def _count_double_serving(self, stopped: list[StreamKey]) -> None:
+        """Add how long the stopped copies may have run beside the new owner's (at most).
+
+        The operator moves a worker's partitions no sooner than a Lease duration
+        after it last heard it, which was no earlier than our last heartbeat
+        sent before the outage; they have run until now, when they stopped.
+        """
+        unheard = self.heartbeat.unheard_since()
+        if unheard is None:
+            return  # we never missed a heartbeat: no failover behind our back
+        overlap = max(0.0, self._monotonic() - unheard - self.heartbeat.duration)
+        self.double_serving_seconds += overlap * len(stopped)
+        log.warning(
+            "%s: %d streams ran beside their new owners' for up to %.1f s",
+            self.me,
+            len(stopped),
+            overlap,
+        )
 
     def _read_doc(self) -> RingDoc | None:
         for body in self.ring.items.values():
