@@ -127,6 +127,13 @@ def _set_skew(cluster: Cluster, ns: str, offset: int) -> None:
         0.5,
         "the skewed replica gone",
     )
+
+    def on_time_leads() -> bool:
+        pods = _operator_pods(cluster, ns)
+        holder = _lease(cluster, ns).get("holderIdentity") or ""
+        return pods.get(holder, {}).get("app") == OPERATOR
+
+    cluster.wait_for(on_time_leads, 60, 0.5, "the on-time replica leading")
     patch = [
         {"op": "replace", "path": "/spec/template/spec/containers/0/env", "value": want},
         {"op": "replace", "path": "/spec/replicas", "value": 1},

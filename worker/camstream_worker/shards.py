@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -54,6 +55,8 @@ FRONT_TIMEOUT = 10.0
 MAX_CONNECT_BYTES = 64 * 1024
 RESTART_DELAY = 1.0
 RELAY_RECHECK = 1.0  # seconds between checks that a relayed stream is still its owner's
+RELAY_PATIENCE = 3.0  # seconds a publisher waits for an owner that refuses (it just died)
+RELAY_RETRY = 0.25
 
 
 def shard_of(key: StreamKey, shards: int) -> int:
@@ -391,11 +394,25 @@ class RtmpFront:
             remote = self._remote_owner(app)
             if remote is not None:
                 self.relayed += 1
+            patience = asyncio.get_running_loop().time() + RELAY_PATIENCE
+            while remote is not None:
                 log.info("rtmp %s: relaying %s to its owner %s", peer, _stream_of(app), remote[0])
-                await _relay(
-                    client, received, remote, still_owner=lambda: self._still_owner(app, remote)
-                )
-                return
+                try:
+                    await _relay(
+                        client,
+                        received,
+                        remote,
+                        still_owner=functools.partial(self._still_owner, app, remote),
+                    )
+                    return
+                except ConnectionRefusedError:
+                    # Nobody listens where the ring says: the owner has just died,
+                    # and the ring is about to name another. Wait for it rather
+                    # than drop a camera that may take seconds to come back.
+                    if asyncio.get_running_loop().time() >= patience:
+                        raise
+                    await asyncio.sleep(RELAY_RETRY)
+                    remote = self._remote_owner(app)
             self._engine.child_for_app(app).hand_over(client, received)
         except TimeoutError:
             self._timeouts += 1
