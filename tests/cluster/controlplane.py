@@ -123,10 +123,13 @@ class ControlPlane:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop every started component, newest first (scheduler ... etcd)."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every started component, newest first (scheduler ... etcd).
+
+        `grace`: seconds each gets after SIGTERM (a throw-away cluster needs little).
+        """
         for name in reversed(list(self._procs)):
-            procs.stop(self._procs.pop(name))
+            procs.stop(self._procs.pop(name), grace=grace)
 
     def _start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
