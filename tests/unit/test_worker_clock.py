@@ -48,7 +48,8 @@ def test_the_true_offset_stays_inside_and_the_width_shrinks_to_a_round_trip(
         slack = clock.DRIFT * (now - BOOT)
         assert known.low - slack <= offset <= known.high + slack, (known, offset)
     assert known is not None
-    assert known.width <= 1.0 + min(r for _, r, _ in requests) + 1e-6
+    aged = clock.DRIFT * (now - BOOT)  # old bounds widen with time
+    assert known.width <= 1.0 + min(r for _, r, _ in requests) + aged + 1e-6
 
 
 @given(offset=st.floats(1.7e9, 1.9e9), rate=st.floats(-100e-6, 100e-6), gaps=requests)
