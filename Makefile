@@ -12,4 +12,6 @@ test:
 bench:
 	scripts/bootstrap.sh run
 	.venv/bin/python bench/ring_bench.py
+	.venv/bin/python bench/rtmp_bench.py --before
 	.venv/bin/python bench/worker_bench.py
+	.venv/bin/python bench/recording_bench.py

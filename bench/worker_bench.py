@@ -163,7 +163,7 @@ def measure_camstream(count: int, clip: Path, args: argparse.Namespace) -> Sampl
         command = [
             sys.executable,
             "-m",
-            "camstream.cli",
+            "camstream_cli",
             "--log-level",
             "WARNING",
             "run",

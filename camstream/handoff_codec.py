@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from camstream import ring
 from camstream.handoff import Handoff, HandoffState, RingDoc
@@ -118,57 +118,3 @@ def _decode_table(text: str, names: Sequence[str], partitions: int) -> tuple[str
         i = int.from_bytes(raw[p * width : (p + 1) * width], "big")
         owners.append(names[i - 1] if i else "")
     return tuple(owners)
-
-
-# The wire between the operator and the workers, beside the ring ConfigMap:
-# labels and annotations both sides must spell the same way.
-
-PARTITION_LABEL = "camstream.io/partition"  # on each CameraStream, set by the operator
-HEARTBEAT_LABEL = "camstream.io/heartbeat"  # on each worker's heartbeat Lease: the ring name
-CONFIRMED_ANNOTATION = "camstream.io/confirmed"  # on the Lease: handoffs the worker has live
-LEAVING_ANNOTATION = "camstream.io/leaving"  # on the Lease: "true" once SIGTERM arrived
-PARTITIONS_ANNOTATION = "camstream.io/partitions"  # on each worker pod: what it serves
-
-
-def heartbeat_lease_name(worker: str) -> str:
-    """The Lease a worker renews to say it is alive (one per worker, not per stream)."""
-    return f"{worker}-heartbeat"
-
-
-def encode_confirmed(pairs: Iterable[tuple[int, int]]) -> str:
-    """(partition, handoff id) pairs as "3.17,9.18" (sorted, so equal sets compare equal)."""
-    return ",".join(f"{p}.{hid}" for p, hid in sorted(set(pairs)))
-
-
-def decode_confirmed(text: str | None) -> frozenset[tuple[int, int]]:
-    """The inverse of encode_confirmed; malformed items are ignored, not fatal."""
-    pairs: set[tuple[int, int]] = set()
-    for item in (text or "").split(","):
-        p, _, hid = item.partition(".")
-        if p.isdigit() and hid.isdigit():
-            pairs.add((int(p), int(hid)))
-    return frozenset(pairs)
-
-
-def encode_ranges(partitions: Iterable[int]) -> str:
-    """Sorted partitions as compact ranges: {0,1,2,5} -> "0-2,5"."""
-    items = sorted(set(partitions))
-    runs: list[str] = []
-    start = prev = None
-    for p in [*items, None]:
-        if p is not None and prev is not None and p == prev + 1:
-            prev = p
-            continue
-        if start is not None:
-            runs.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = p
-    return ",".join(runs)
-
-
-def decode_ranges(text: str | None) -> frozenset[int]:
-    out: set[int] = set()
-    for run in (text or "").split(","):
-        low, _, high = run.partition("-")
-        if low.isdigit() and (not high or high.isdigit()):
-            out.update(range(int(low), int(high or low) + 1))
-    return frozenset(out)

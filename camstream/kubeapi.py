@@ -35,8 +35,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+
+from camstream import retry, wire
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -382,45 +385,68 @@ def _api_error(status: int, text: str) -> ApiError:
     return _BY_STATUS.get(status, ApiError)(status, reason, message)
 
 
-# Paths, in one place so a typo cannot hide in a handler.
+# Paths, in one place so a typo cannot hide in a handler. Every name is one
+# path segment, percent-quoted: a name that is not a Kubernetes name (a Secret
+# reference written as "../../kube-system/secrets/x" once made a worker read
+# another namespace's Secret) stays inside its segment, and "." or ".." (which
+# the URL library would resolve away, quoted or not) is refused outright.
+
+
+class BadName(ValueError):
+    """A name that cannot be one segment of an API path (empty, ".", ".." or not text)."""
+
+
+def segment(name: str) -> str:
+    """`name` as one path segment: percent-quoted, never "", "." or ".."."""
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        raise BadName(f"{name!r} cannot name a Kubernetes object")
+    try:
+        return quote(name, safe="")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON may carry
+        raise BadName("a name that is not valid text cannot name a Kubernetes object") from None
 
 
 def configmap_path(namespace: str, name: str = "") -> str:
-    return _join(f"/api/v1/namespaces/{namespace}/configmaps", name)
+    return _join(f"/api/v1/namespaces/{segment(namespace)}/configmaps", name)
 
 
 def pod_path(namespace: str, name: str = "") -> str:
-    return _join(f"/api/v1/namespaces/{namespace}/pods", name)
+    return _join(f"/api/v1/namespaces/{segment(namespace)}/pods", name)
 
 
 def event_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/events"
+    return f"/api/v1/namespaces/{segment(namespace)}/events"
 
 
 def secret_path(namespace: str, name: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/secrets/{name}"
+    return f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}"
 
 
 def lease_path(namespace: str, name: str = "") -> str:
-    return _join(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", name)
+    return _join(f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases", name)
 
 
 def statefulset_path(namespace: str, name: str) -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}"
+    return f"/apis/apps/v1/namespaces/{segment(namespace)}/statefulsets/{segment(name)}"
 
 
 def stream_path(namespace: str | None = None, name: str = "", *, status: bool = False) -> str:
-    base = "/apis/camstream.io/v1alpha1"
+    base = wire.API_VERSION_PATH
     if namespace is None:
-        return f"{base}/camerastreams"
-    path = _join(f"{base}/namespaces/{namespace}/camerastreams", name)
+        return f"{base}/{wire.PLURAL}"
+    path = _join(f"{base}/namespaces/{segment(namespace)}/{wire.PLURAL}", name)
     return f"{path}/status" if status else path
 
 
 def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if name else base
+    """`base`, or `base/<name>` for one named object (an empty name means the collection)."""
+    return f"{base}/{segment(name)}" if name else base
 
 
-async def sleep_backoff(attempt: int, cap: float = 10.0) -> None:
-    """Between retries of a failed request: 0.5, 1, 2, ... seconds up to `cap`."""
-    await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)))
+# Between retries of a failed request: 1, 2, 4, 8, then 10 seconds.
+REQUEST_RETRY = retry.Backoff(initial=1.0, cap=10.0, jitter=0.0)
+
+
+async def sleep_backoff(attempt: int) -> None:
+    """Wait before retry number `attempt` of a failed request."""
+    await asyncio.sleep(REQUEST_RETRY.delay(attempt))

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from camstream import kubeapi
-from camstream.handoff_status import now_rfc3339
+from camstream.conditions import now_rfc3339
 
 log = logging.getLogger("camstream.events")
 

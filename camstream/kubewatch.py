@@ -27,14 +27,19 @@ break (None while broken): callers that judge others by what they have *seen*
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from camstream import kubeapi
+from camstream import kubeapi, retry
 
 log = logging.getLogger("camstream.kubewatch")
+
+# After a failed list or watch: 0.5, 1, 2, 4, 8, then every 10 seconds
+# (`max_backoff` replaces the cap).
+RELIST_RETRY = retry.Backoff(initial=0.5, cap=10.0, jitter=0.0)
 
 Key = tuple[str, str]  # (namespace, name)
 T = TypeVar("T")
@@ -83,7 +88,7 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()  # set once the first full list is in
         self.healthy_since: float | None = None
         self.lists = 0  # full (re)lists done, for tests and metrics
-        self._max_backoff = max_backoff
+        self._backoff = dataclasses.replace(RELIST_RETRY, cap=max_backoff)
         self._retry = asyncio.Event()
 
     async def run(self) -> None:
@@ -102,9 +107,8 @@ class Informer(Generic[T]):
                 attempt += 1
                 log.warning("%s: %s (attempt %d)", self.name, exc, attempt)
                 self._retry.clear()
-                delay = min(self._max_backoff, 0.5 * 2 ** min(attempt - 1, 10))
                 try:
-                    await asyncio.wait_for(self._retry.wait(), timeout=delay)
+                    await asyncio.wait_for(self._retry.wait(), timeout=self._backoff.delay(attempt))
                 except TimeoutError:
                     pass
 

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from camstream import ring
+from camstream import ring, wire
 
-PREFIX = "camstream.io/partition-"
 MAX_PARTITIONS = 1 << 16  # the largest ring a label is written for
 # An `in (...)` list of this many values keeps a watch URL near 6 KB; more
 # partitions than that are watched through several selectors (see selectors).
@@ -34,7 +33,7 @@ VALUES_PER_SELECTOR = 1024
 def label_key(partitions: int) -> str:
     """The label that holds a stream's partition in a ring of `partitions`."""
     ring.check_partitions(partitions)
-    return f"{PREFIX}{partitions}"
+    return f"{wire.PARTITION_LABEL_PREFIX}{partitions}"
 
 
 def sizes_from(partitions: int) -> tuple[int, ...]:

@@ -5,23 +5,30 @@ reads watched resources), the operator (validation beyond the schema) and the
 CLI. Everything downstream works on `StreamSpec`, never on raw dicts.
 
 The defaults mirror crds/camerastream.yaml so that standalone mode, which has
-no API server to apply them, behaves exactly as a cluster does. The checks here
-are the ones a structural schema cannot express (URL shape, credentials inline
-in a URL); each error names the field it is about.
+no API server to apply them, behaves exactly as a cluster does. The checks the
+CRD also makes with CEL rules (Secret reference names and keys, credentials
+only over TLS, no local files in a cluster) come from spec_rules.py, with the
+CRD's patterns and messages. The rest are the checks a schema cannot express
+(URL shape, credentials inline in a URL). Each error names the field it is
+about and never echoes a URL.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
-API_GROUP = "camstream.io"
-API_VERSION = "v1alpha1"
-KIND = "CameraStream"
-PLURAL = "camerastreams"
+from camstream import wire
+from camstream.spec_rules import (
+    INSECURE_CREDENTIALS_MESSAGE,
+    LOCAL_FILES_MESSAGE,
+    TLS_URL_PATTERN,
+    secret_key_problem,
+    secret_name_problem,
+)
 
 Protocol = Literal["rtsp", "rtmp", "synthetic", "file", "http"]
 PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "synthetic", "file", "http")
@@ -93,6 +100,8 @@ class SourceSpec:
     url: str | None = None
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     credentials: Credentials | None = None
+    # The author accepts sending credentials readable on the wire (rtsp://, http://).
+    allow_insecure_credentials: bool = False
     stream_key: SecretRef | None = None
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
     stall_timeout_seconds: int = 10
@@ -126,6 +135,28 @@ class ThumbnailOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingOptions:
+    """spec.recording: keep the stream's past in object storage (see camstream/recording/)."""
+
+    enabled: bool = False
+    max_age_hours: int = 168  # retention.maxAgeHours: a week
+    max_bytes: int | None = None  # retention.maxSize, in bytes; None: no cap
+    group_seconds: int = 60  # segments are grouped into objects of about this long
+    dvr_minutes: int = 5  # the live DVR playlist (dvr.m3u8) reaches this far back; 0: none
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingDefaults:
+    """What a stream without spec.recording gets: the chart's default, or its namespace's."""
+
+    default: RecordingOptions = field(default_factory=RecordingOptions)
+    namespaces: tuple[tuple[str, RecordingOptions], ...] = ()
+
+    def for_namespace(self, namespace: str) -> RecordingOptions:
+        return dict(self.namespaces).get(namespace, self.default)
+
+
+@dataclass(frozen=True, slots=True)
 class StreamSpec:
     key: StreamKey
     source: SourceSpec
@@ -134,6 +165,8 @@ class StreamSpec:
     transcode: TranscodeOptions = field(default_factory=TranscodeOptions)
     thumbnail: ThumbnailOptions = field(default_factory=ThumbnailOptions)
     generation: int = 0
+    # None: the stream says nothing, so the site's default applies (with_recording_default).
+    recording: RecordingOptions | None = None
 
 
 DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
@@ -142,10 +175,17 @@ DEFAULT_RENDITIONS: tuple[Rendition, ...] = (
 )
 
 
-def parse_stream(body: Mapping[str, Any], default_namespace: str = "default") -> StreamSpec:
-    """Parse one CameraStream body; raise SpecError naming the bad field."""
-    if body.get("kind", KIND) != KIND:
-        raise SpecError("kind", f"expected {KIND}, got {body.get('kind')!r}")
+def parse_stream(
+    body: Mapping[str, Any], default_namespace: str = "default", *, local_files: bool = False
+) -> StreamSpec:
+    """Parse one CameraStream body; raise SpecError naming the bad field.
+
+    `local_files`: `protocol: file` may run here. Only standalone mode says so
+    (and confines it to its file roots); in a cluster a stream author must not
+    read the worker's disk, so the default refuses it.
+    """
+    if body.get("kind", wire.KIND) != wire.KIND:
+        raise SpecError("kind", f"expected {wire.KIND}, got {body.get('kind')!r}")
     metadata = _mapping(body.get("metadata"), "metadata")
     name = metadata.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 63:
@@ -156,19 +196,82 @@ def parse_stream(body: Mapping[str, Any], default_namespace: str = "default") ->
     spec = _mapping(body.get("spec"), "spec")
     return StreamSpec(
         key=StreamKey(namespace, name),
-        source=_parse_source(_mapping(spec.get("source"), "spec.source")),
+        source=_parse_source(_mapping(spec.get("source"), "spec.source"), local_files),
         enabled=_bool(spec, "enabled", True, "spec"),
         hls=_parse_hls(_mapping(spec.get("hls", {}), "spec.hls")),
         transcode=_parse_transcode(_mapping(spec.get("transcode", {}), "spec.transcode")),
         thumbnail=_parse_thumbnail(_mapping(spec.get("thumbnail", {}), "spec.thumbnail")),
         generation=int(metadata.get("generation") or 0),
+        recording=(
+            parse_recording(_mapping(spec["recording"], "spec.recording"))
+            if spec.get("recording") is not None
+            else None
+        ),
     )
 
 
-def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
+# -- recording: the same rules as the CRD's schema and CEL rules, the same messages
+
+_SIZE_RE = re.compile(r"^[1-9][0-9]{0,15}(Ki|Mi|Gi|Ti)?$")
+_SIZE_UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+SIZE_MESSAGE = "must be a size like 500Mi or 20Gi (a whole number, optionally Ki, Mi, Gi or Ti)"
+
+
+def parse_recording(raw: Mapping[str, Any], path: str = "spec.recording") -> RecordingOptions:
+    """spec.recording (or a default of the same shape); SpecError naming the field."""
+    enabled = raw.get("enabled")
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.enabled", "is required: true or false")
+    retention = _mapping(raw.get("retention", {}), f"{path}.retention")
+    max_size = retention.get("maxSize")
+    max_bytes = None
+    if max_size is not None:
+        match = _SIZE_RE.match(max_size) if isinstance(max_size, str) else None
+        if match is None:
+            raise SpecError(f"{path}.retention.maxSize", SIZE_MESSAGE)
+        max_bytes = (
+            int(max_size[: len(max_size) - len(match.group(1) or "")])
+            * _SIZE_UNITS[match.group(1) or ""]
+        )
+    return RecordingOptions(
+        enabled=enabled,
+        max_age_hours=_int(retention, "maxAgeHours", 168, 1, 87600, f"{path}.retention"),
+        max_bytes=max_bytes,
+        group_seconds=_int(raw, "groupSeconds", 60, 10, 600, path),
+        dvr_minutes=_int(raw, "dvrMinutes", 5, 0, 120, path),
+    )
+
+
+def parse_recording_defaults(raw: Mapping[str, Any], path: str) -> RecordingDefaults:
+    """{"default": {...}, "namespaces": {"ns": {...}}}: each value shaped like spec.recording."""
+    default = raw.get("default")
+    namespaces = _mapping(raw.get("namespaces", {}), f"{path}.namespaces")
+    return RecordingDefaults(
+        default=(
+            parse_recording(_mapping(default, f"{path}.default"), f"{path}.default")
+            if default is not None
+            else RecordingOptions()
+        ),
+        namespaces=tuple(
+            (str(ns), parse_recording(_mapping(value, f"{path}.namespaces.{ns}"), f"{path}.{ns}"))
+            for ns, value in sorted(namespaces.items())
+        ),
+    )
+
+
+def with_recording_default(spec: StreamSpec, defaults: RecordingDefaults) -> StreamSpec:
+    """The spec with spec.recording filled in from the site's default when it says nothing."""
+    if spec.recording is not None:
+        return spec
+    return replace(spec, recording=defaults.for_namespace(spec.key.namespace))
+
+
+def _parse_source(raw: Mapping[str, Any], local_files: bool) -> SourceSpec:
     protocol = raw.get("protocol")
     if protocol not in PROTOCOLS:
         raise SpecError("spec.source.protocol", f"must be one of {', '.join(PROTOCOLS)}")
+    if protocol == "file" and not local_files:
+        raise SpecError("spec.source.protocol", LOCAL_FILES_MESSAGE)
     url = raw.get("url")
     if url is not None and not isinstance(url, str):
         raise SpecError("spec.source.url", "must be a string")
@@ -179,23 +282,26 @@ def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
         raise SpecError("spec.source.rtspTransport", "must be tcp or udp")
     credentials = None
     if "credentialsSecretRef" in raw:
-        ref = _mapping(raw["credentialsSecretRef"], "spec.source.credentialsSecretRef")
-        secret = _str(ref, "name", None, "spec.source.credentialsSecretRef")
+        path = "spec.source.credentialsSecretRef"
+        ref = _mapping(raw["credentialsSecretRef"], path)
+        secret = _secret_name(ref, path)
         credentials = Credentials(
-            username=SecretRef(
-                secret, _str(ref, "usernameKey", "username", "…credentialsSecretRef")
-            ),
-            password=SecretRef(
-                secret, _str(ref, "passwordKey", "password", "…credentialsSecretRef")
-            ),
+            username=SecretRef(secret, _secret_key(ref, "usernameKey", "username", path)),
+            password=SecretRef(secret, _secret_key(ref, "passwordKey", "password", path)),
         )
+    allow_insecure = _bool(raw, "allowInsecureCredentials", False, "spec.source")
+    if (
+        credentials is not None
+        and protocol in ("rtsp", "http")
+        and not allow_insecure
+        and not re.match(TLS_URL_PATTERN, str(url))
+    ):
+        raise SpecError("spec.source", INSECURE_CREDENTIALS_MESSAGE)
     stream_key = None
     if "streamKeySecretRef" in raw:
-        ref = _mapping(raw["streamKeySecretRef"], "spec.source.streamKeySecretRef")
-        stream_key = SecretRef(
-            _str(ref, "name", None, "spec.source.streamKeySecretRef"),
-            _str(ref, "key", "streamKey", "spec.source.streamKeySecretRef"),
-        )
+        path = "spec.source.streamKeySecretRef"
+        ref = _mapping(raw["streamKeySecretRef"], path)
+        stream_key = SecretRef(_secret_name(ref, path), _secret_key(ref, "key", "streamKey", path))
     if protocol == "rtmp" and stream_key is None:
         raise SpecError(
             "spec.source.streamKeySecretRef",
@@ -216,6 +322,7 @@ def _parse_source(raw: Mapping[str, Any]) -> SourceSpec:
         url=url,
         rtsp_transport=transport,
         credentials=credentials,
+        allow_insecure_credentials=allow_insecure,
         stream_key=stream_key,
         synthetic=synthetic,
         stall_timeout_seconds=_int(raw, "stallTimeoutSeconds", 10, 2, 300, "spec.source"),
@@ -238,6 +345,24 @@ def _check_url(url: str | None, protocol: str) -> str:
     if protocol != "file" and not parts.hostname:
         raise SpecError("spec.source.url", "has no host")
     return url
+
+
+def _secret_name(ref: Mapping[str, Any], path: str) -> str:
+    name = ref.get("name")
+    if name is None:
+        raise SpecError(f"{path}.name", "is required")
+    problem = secret_name_problem(name)
+    if problem:
+        raise SpecError(f"{path}.name", problem)
+    return str(name)
+
+
+def _secret_key(ref: Mapping[str, Any], field_name: str, default: str, path: str) -> str:
+    key = ref.get(field_name, default)
+    problem = secret_key_problem(key)
+    if problem:
+        raise SpecError(f"{path}.{field_name}", problem)
+    return str(key)
 
 
 def _parse_hls(raw: Mapping[str, Any]) -> HlsOptions:

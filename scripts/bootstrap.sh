@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what camstream needs on this machine, idempotently, then exits.
 #   scripts/bootstrap.sh run    the demo's needs: Python env, FFmpeg, GStreamer RTSP server, hls.js
-#   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm and the
-#                               Kubernetes control plane (built once from Go modules, cached)
+#   scripts/bootstrap.sh test   the above plus the test bed: Chromium, Lua, helm, promtool,
+#                               SeaweedFS (the recordings' S3 store) and the Kubernetes
+#                               control plane (built once from Go modules, cached), and the
+#                               two container images (buildah, cached)
 # Called by `make demo` and `make test`; safe to run again (each step checks first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,30 +15,23 @@ cache="${CAMSTREAM_CACHE:-$HOME/.cache/camstream}"
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
 # 1. Debian packages: media tools for both modes (and Chromium, fonts, npm); for the
-#    tests also Lua (the Argo CD health check) and libfaketime (the churn suite runs
-#    pods whose wall clock is seconds off: tests/cluster/faketime.py).
+#    tests, Lua, the image tools and libfaketime (scripts/deps/apt-*.txt).
 scripts/install-media-deps.sh
-test_apt_packages=(lua5.4 libfaketime)
 if [ "$mode" = test ]; then
-    missing=()
-    for pkg in "${test_apt_packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        log "apt-get install ${missing[*]}"
-        sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
-    # Check that each works, so a broken install fails here and not in a test.
-    command -v lua5.4 >/dev/null || { log "lua5.4 not found"; exit 1; }
+    scripts/apt-install.sh scripts/deps/apt-test.txt
+    # The churn suite runs pods whose wall clock is seconds off (tests/cluster/faketime.py):
+    # check that the library shifts a clock, so a broken install fails here, not in a test.
     faketime_lib="$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime\.so\.1$' | head -n1 || true)"
     shifted="$(LD_PRELOAD="$faketime_lib" FAKETIME=+3600s date +%s 2>/dev/null || echo 0)"
     if [ -z "$faketime_lib" ] || [ $((shifted - $(date +%s))) -lt 3590 ]; then
         log "libfaketime does not shift the clock (library: ${faketime_lib:-none})"
         exit 1
+    fi
+    # tests/bootstrap asks Debian's package index (apt-cache show), not the installed
+    # set; a machine that had every package may never have fetched the index.
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+        log "apt-get update (for tests/bootstrap)"
+        apt-get update -qq
     fi
 fi
 
@@ -60,10 +55,13 @@ fi
 [ -s worker/camstream_worker/static/hls.min.js ] || scripts/fetch-hlsjs.sh
 
 if [ "$mode" = test ]; then
-    # 4. helm, promtool and the Kubernetes control plane, built from their Go
-    #    modules once and cached (about 25 minutes on a new 2-core machine).
+    # 4. helm, promtool, SeaweedFS and the Kubernetes control plane, built from
+    #    their Go modules once and cached (about 33 minutes on a new 2-core machine).
     scripts/install-helm.sh >/dev/null
     scripts/install-promtool.sh >/dev/null
+    # SeaweedFS's `weed`: a real S3-compatible store for the recording tests
+    # (about 8 minutes once on a shared 2-core machine).
+    scripts/install-seaweedfs.sh >/dev/null
     bin_dir="$(scripts/build-controlplane.sh)"
     # kubectl comes with the machine image; where it does not, build it from
     # the same Kubernetes module as the control plane (about 30 s once).
@@ -72,5 +70,8 @@ if [ "$mode" = test ]; then
         (cd "$bin_dir/../module" && GOFLAGS=-mod=mod CGO_ENABLED=0 \
             go build -trimpath -ldflags "-s -w" -o "$cache/bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
     fi
+    # 5. The operator and worker images, built with buildah from a Debian base
+    #    made with debootstrap (about 2 minutes once; cached by their inputs).
+    scripts/build-images.sh >/dev/null
 fi
 log "ready ($mode)"

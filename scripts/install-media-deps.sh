@@ -5,10 +5,11 @@
 # Debian 12 machine. Idempotent: packages already present are not touched,
 # hls.js is fetched only when missing, so a second run is quick and offline.
 #
-#   apt:  ffmpeg/ffprobe (cameras, HLS checks), GStreamer's RTSP server with
-#         the GObject bindings for /usr/bin/python3 (tests/harness/rtsp_camera.py),
-#         x264/x265/AAC encoders (plugins ugly/bad/libav), Chromium (player),
-#         a font for the camera's clock overlay, npm when node is missing.
+#   apt:  the packages of scripts/deps/apt-media.txt (ffmpeg/ffprobe, GStreamer's
+#         RTSP server with the GObject bindings for /usr/bin/python3, the
+#         encoders and the clock overlay, Chromium, a font), npm when node is
+#         missing; then a check that every element of
+#         scripts/deps/gstreamer-elements.txt loads.
 #   npm:  hls.js@1 from the npm registry (never a CDN), through
 #         scripts/fetch-hlsjs.sh when it exists (the worker serves that copy
 #         and the harness player uses the same file), else into .cache/npm.
@@ -20,39 +21,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
-apt_packages=(
-    ffmpeg
-    python3-gi
-    gir1.2-gst-rtsp-server-1.0
-    gstreamer1.0-plugins-base
-    gstreamer1.0-plugins-good
-    gstreamer1.0-plugins-ugly
-    gstreamer1.0-plugins-bad
-    gstreamer1.0-libav
-    gstreamer1.0-x
-    chromium
-    fonts-dejavu-core
-)
+# The package list is data (scripts/deps/apt-media.txt), read here and by tests/bootstrap.
+apt_args=("$root/scripts/deps/apt-media.txt")
 # Node may come from elsewhere (e.g. NodeSource); only ask Debian when absent.
-command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
-
-missing=()
-for pkg in "${apt_packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$pkg")
-    fi
-done
-
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$check_only" = 1 ]; then
-        echo "install-media-deps: missing apt packages: ${missing[*]}" >&2
-        exit 1
-    fi
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "install-media-deps: apt-get install ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+command -v npm >/dev/null 2>&1 || apt_args+=(npm)
+if [ "$check_only" = 1 ]; then
+    "$root/scripts/apt-install.sh" --check "${apt_args[@]}"
+else
+    "$root/scripts/apt-install.sh" "${apt_args[@]}"
 fi
 
 # hls.js from the npm registry.
@@ -78,16 +54,17 @@ fail=0
 for tool in ffmpeg ffprobe /usr/bin/chromium; do
     command -v "$tool" >/dev/null 2>&1 || { echo "install-media-deps: $tool not found" >&2; fail=1; }
 done
-/usr/bin/python3 - <<'EOF' || fail=1
+# The elements the harness needs: scripts/deps/gstreamer-elements.txt (also read by tests/bootstrap).
+/usr/bin/python3 - "$root/scripts/deps/gstreamer-elements.txt" <<'EOF' || fail=1
+import sys
 import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer  # noqa: F401
 Gst.init(None)
-need = ["videotestsrc", "audiotestsrc", "timeoverlay", "x264enc", "x265enc", "avenc_aac",
-        "h264parse", "h265parse", "aacparse", "rtph264pay", "rtph265pay", "rtpmp4gpay",
-        "videoconvert", "jpegenc", "rtpjpegpay"]
-missing = [n for n in need if Gst.ElementFactory.find(n) is None]
+with open(sys.argv[1]) as listing:
+    need = [line.split("#")[0].strip() for line in listing]
+missing = [n for n in need if n and Gst.ElementFactory.find(n) is None]
 if missing:
     raise SystemExit(f"install-media-deps: GStreamer elements missing: {missing}")
 EOF

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # The venv's tools, then what bootstrap built into the cache (helm, promtool,
 # and kubectl where the machine has none).
 export PATH="$PWD/.venv/bin:$PATH:${CAMSTREAM_CACHE:-$HOME/.cache/camstream}/bin"
-echo "== ruff"; ruff check camstream operator worker tests bench
-echo "== mypy"; mypy camstream operator/camstream_operator worker/camstream_worker
+echo "== ruff"; ruff check camstream camstream_cli operator worker tests bench
+echo "== mypy"; mypy camstream camstream_cli operator/camstream_operator worker/camstream_worker
 echo "== import layers"; lint-imports
 echo "== pytest"
 exec pytest -ra --timeout=900 --junitxml=artifacts/junit.xml "$@"

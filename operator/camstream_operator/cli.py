@@ -1,6 +1,6 @@
 """`camstream operator`: run the operator (one of two replicas; the Lease decides who acts).
 
-Who calls this: camstream/cli.py wires `add_parser`/`run` into the `camstream`
+Who calls this: camstream_cli/main.py wires `add_parser`/`run` into the `camstream`
 command; the chart's operator Deployment runs it. The kubeconfig comes from
 KUBECONFIG, else the in-cluster ServiceAccount.
 
@@ -63,6 +63,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--label-rate", type=float, default=200.0, help="fallback label patches per second, at most"
     )
+    parser.add_argument(
+        "--retention-interval",
+        type=float,
+        default=300.0,
+        help="seconds between retention sweeps of the recordings store (leader only)",
+    )
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--recheck-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
     parser.set_defaults(run=run)
@@ -87,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         webhook_host=os.environ.get("POD_IP") or "127.0.0.1",
         label_rate=args.label_rate,
         recheck_seconds=args.recheck_seconds,
+        retention_interval=args.retention_interval,
     )
 
 
@@ -110,14 +117,18 @@ async def serve(config: OperatorConfig) -> None:
 
     from camstream import kubeapi
     from camstream.looplag import LoopLag
+    from camstream.storage import config as store_config
 
     from . import main
+    from .janitor import JanitorMetrics, RetentionJanitor
     from .labeller import Labeller
     from .leader import LeaderElector
     from .metrics import OperatorMetrics
     from .metrics import serve as serve_metrics
     from .reconcile import RingReconciler
 
+    # Recordings' retention: only where the chart configured a store.
+    store = await store_config.open_store(store_config.from_env())
     async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
         leader = LeaderElector(
             api,
@@ -147,6 +158,14 @@ async def serve(config: OperatorConfig) -> None:
             asyncio.create_task(labeller.run(), name="labeller"),
             asyncio.create_task(lag.run(), name="loop-lag"),
         ]
+        if store is not None:
+            janitor = RetentionJanitor(
+                store,
+                leading=lambda: leader.is_leader,
+                metrics=JanitorMetrics(metrics.registry),
+                interval=config.retention_interval,
+            )
+            loops.append(asyncio.create_task(janitor.run(), name="retention"))
         # Liveness and metrics on one port (kopf's own liveness server has no /metrics).
         http = await serve_metrics(
             metrics,
@@ -186,6 +205,8 @@ async def serve(config: OperatorConfig) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await leader.release()
+            if store is not None:
+                await store.close()
 
 
 async def _certificate_ready(config: OperatorConfig) -> None:

@@ -40,6 +40,7 @@ class OperatorConfig:
     webhook_host: str = "127.0.0.1"
     label_rate: float = 200.0  # fallback label patches per second, at most
     recheck_seconds: float = 300.0  # between level-triggered checks for unlabelled streams
+    retention_interval: float = 300.0  # between sweeps of the recordings store (leader only)
     policy: Policy = field(default_factory=Policy)
 
     def __post_init__(self) -> None:

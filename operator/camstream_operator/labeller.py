@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from camstream import kubeapi, partition_labels
+from camstream import kubeapi, partition_labels, retry
 from camstream.handoff import RingDoc
 from camstream.kubewatch import Informer, Key
 
@@ -43,6 +43,9 @@ from .leader import LeaderElector
 from .metrics import OperatorMetrics
 
 log = logging.getLogger("camstream.operator.labeller")
+
+# A failed patch is tried again after 0.5, 1, 2, ... seconds, then every minute.
+PATCH_RETRY = retry.Backoff(initial=0.5, cap=60.0, jitter=0.0)
 
 
 class Labeller:
@@ -194,10 +197,8 @@ class Labeller:
             except kubeapi.KubeError as exc:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
-                delay = min(60.0, 0.5 * 2 ** min(failures - 1, 10))
-                log.warning(
-                    "labelling %s/%s failed (%s); again in %.1f s", *key, exc, delay
-                )
+                delay = PATCH_RETRY.delay(failures)
+                log.warning("labelling %s/%s failed (%s); again in %.1f s", *key, exc, delay)
                 asyncio.get_running_loop().call_later(delay, self._enqueue, key)
             finally:
                 self._busy.discard(key)

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camstream import kubeapi
+from camstream.retry import Backoff
 
 log = logging.getLogger("camstream.operator.leader")
 
@@ -100,6 +101,8 @@ class LeaderElector:
         self.identity = identity
         self._duration = duration
         self._retry = retry
+        # After a failed round: retry, twice that, then every 5 s at most.
+        self._backoff = Backoff(initial=retry, cap=5.0, jitter=0.0)
         self._clock = clock
         self._sighting = Sighting()
         self._stepped_down = False
@@ -126,7 +129,7 @@ class LeaderElector:
                 attempt += 1
                 log.warning("leader lease %s: %s", self._name, exc)
             self._notify()
-            await asyncio.sleep(self._retry if attempt == 0 else min(self._retry * attempt, 5))
+            await asyncio.sleep(self._retry if attempt == 0 else self._backoff.delay(attempt))
 
     async def release(self) -> None:
         """On shutdown: hand the Lease over at once instead of letting it expire.
@@ -162,9 +165,7 @@ class LeaderElector:
         unchanged = self._sighting.observe(
             version, time.monotonic(), blind_after=self._duration / 2
         )
-        decision = decide(
-            lease, self.identity, unchanged_for=unchanged, duration=self._duration
-        )
+        decision = decide(lease, self.identity, unchanged_for=unchanged, duration=self._duration)
         if not decision.acquire:
             self._leading_until = 0.0
             return

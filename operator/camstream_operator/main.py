@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from camstream.spec import API_GROUP, API_VERSION, PLURAL
+from camstream.wire import API_GROUP, API_VERSION, PLURAL
 
 from .handlers import handle_admission, handle_startup
 

@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from camstream import ring
-from camstream.handoff_codec import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION, decode_confirmed
+from camstream.wire import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION, decode_confirmed
 
 DEFAULT_LEASE_SECONDS = 15.0
 

@@ -16,6 +16,9 @@ published ones (docs/metrics.md; dashboards and alerts use them):
     camstream_streams_labelled_total     counter, label patches by the fallback labeller
     camstream_event_loop_lag_seconds     histogram, how late the event loop woke a 50 ms timer
     camstream_event_loop_lag_max_seconds gauge, the worst lag since start
+    camstream_event_loop_stall_seconds   histogram, that lag less the time the loop's thread
+                                         waited for a CPU: the stall our own code caused
+    camstream_event_loop_stall_max_seconds gauge, the worst stall since start
 """
 
 from __future__ import annotations
@@ -97,6 +100,18 @@ class OperatorMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        self.loop_stall = Histogram(
+            "camstream_event_loop_stall_seconds",
+            "Event-loop lag less the time its thread waited for a CPU",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self._stall_max = 0.0
+        self.loop_stall_max = Gauge(
+            "camstream_event_loop_stall_max_seconds",
+            "The worst event-loop stall since start",
+            registry=self.registry,
+        )
         self._lag_max = 0.0
         self.loop_lag_max = Gauge(
             "camstream_event_loop_lag_max_seconds",
@@ -116,11 +131,15 @@ class OperatorMetrics:
             self._labelled.inc(labelled - self._labelled_seen)
             self._labelled_seen = labelled
 
-    def record_loop_lag(self, lag: float) -> None:
+    def record_loop_lag(self, lag: float, stall: float) -> None:
         self.loop_lag.observe(lag)
+        self.loop_stall.observe(stall)
         if lag > self._lag_max:
             self._lag_max = lag
             self.loop_lag_max.set(lag)
+        if stall > self._stall_max:
+            self._stall_max = stall
+            self.loop_stall_max.set(stall)
 
     def record_round(
         self,

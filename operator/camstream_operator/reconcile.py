@@ -44,16 +44,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from camstream import handoff, kubeapi, kubeevents
+from camstream import handoff, kubeapi, kubeevents, retry
 from camstream.handoff import Event, EventKind, RingDoc
-from camstream.handoff_codec import (
-    HEARTBEAT_LABEL,
-    PARTITIONS_ANNOTATION,
-    CodecError,
-    decode_doc,
-    encode_ranges,
-)
+from camstream.handoff_codec import CodecError, decode_doc
 from camstream.kubewatch import Informer, Key
+from camstream.wire import HEARTBEAT_LABEL, PARTITIONS_ANNOTATION, encode_ranges
 
 from . import membership, planner
 from .config import OperatorConfig
@@ -62,6 +57,9 @@ from .metrics import OperatorMetrics
 from .ringstore import RingStore
 
 log = logging.getLogger("camstream.operator.ring")
+
+# After a failed round: 2, 4, 8, then every 10 seconds.
+FAILED_ROUND_RETRY = retry.Backoff(initial=2.0, cap=10.0, jitter=0.0)
 
 _NOTABLE = {
     EventKind.ASSIGNED: ("Normal", "PartitionsAssigned"),
@@ -221,7 +219,7 @@ class RingReconciler:
                     attempt += 1
                     log.warning("ring round failed (attempt %d): %s", attempt, exc)
                 self._wake.clear()
-                delay = self._config.interval if attempt == 0 else min(2.0 * attempt, 10.0)
+                delay = self._config.interval if attempt == 0 else FAILED_ROUND_RETRY.delay(attempt)
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 except TimeoutError:

@@ -46,7 +46,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # Build here, not in the fixture: a cold build takes tens of minutes and
     # must not count against the first test's timeout.
     global _bin_dir, _build_error
-    if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+    wanted = {"control_plane", "control_plane_bin_dir"}
+    if any(wanted & set(getattr(item, "fixturenames", ())) for item in session.items):
         try:
             _bin_dir = build_binaries()
         except Exception as exc:  # reported by the fixture: each cluster test errors
@@ -84,6 +85,15 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def control_plane_bin_dir() -> Path:
+    """The control plane's binaries, for tests that start a plane of their own
+    (test_fleet.py: an audit log, no controllers); built during collection."""
+    if _build_error is not None:
+        raise _build_error
+    return _bin_dir or build_binaries()
 
 
 @pytest.fixture(scope="session")

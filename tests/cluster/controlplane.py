@@ -87,6 +87,12 @@ class ControlPlane:
     manager and scheduler report healthy; `stop()` stops them in reverse order.
     `kubeconfig` is the admin's (system:masters); `node_kubeconfig` is the
     node agent's (system:node:<node_name>, limited by the Node authorizer).
+
+    The fleet benchmark (bench/fleet) adds kube-apiserver flags (an audit log,
+    to attribute requests by user) and runs without the controller manager
+    and scheduler (`controllers=False`): its pods are API objects only, and
+    the node lifecycle controller would mark them NotReady. The tests keep
+    the defaults.
     """
 
     bin_dir: Path
@@ -94,6 +100,9 @@ class ControlPlane:
     log_dir: Path
     node_name: str = "camstream-node-1"
     server: str = ""
+    apiserver_flags: tuple[str, ...] = ()  # appended to kube-apiserver's command line
+    controllers: bool = True  # start kube-controller-manager and kube-scheduler
+    etcd_url: str = field(init=False, default="")
     kubeconfig: Path = field(init=False)
     node_kubeconfig: Path = field(init=False)
     pki: Pki = field(init=False)
@@ -147,8 +156,9 @@ class ControlPlane:
         self._start_etcd()
         self._start_apiserver()
         self._write_kubeconfigs()
-        self._start_controller_manager()
-        self._start_scheduler()
+        if self.controllers:
+            self._start_controller_manager()
+            self._start_scheduler()
 
     # -- one component at a time (control-plane outages in the churn suite) --
 
@@ -248,6 +258,7 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 f"--cert-dir={self.work_dir / 'apiserver-certs'}",
+                *self.apiserver_flags,
             ],
         )
         context = self._admin_ssl_context()

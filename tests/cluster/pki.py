@@ -148,7 +148,10 @@ def create_pki(directory: Path, identities: dict[str, str], service_ip: str) -> 
 
 
 def issue_serving(
-    pki: Pki, directory: Path, dns_names: list[str], ips: list[str] = ()  # type: ignore[assignment]
+    pki: Pki,
+    directory: Path,
+    dns_names: list[str],
+    ips: list[str] = (),  # type: ignore[assignment]
 ) -> ClientCert:
     """A serving certificate for names and addresses, signed by the test CA, as tls.crt/tls.key.
 

@@ -13,7 +13,9 @@ are not importable from this package, hence the few lines below).
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -338,6 +340,9 @@ def test_install_notes_tell_how_to_play(installed: Installed) -> None:
     assert f"port-forward svc/{RELEASE}-playback 8080:80" in notes
     assert f"kubectl -n {installed.namespace} get svc {RELEASE}-rtmp" in notes
     assert "all namespaces" in notes
+    # With no namespace given for Secrets, the notes say how one opts in.
+    assert "Secrets workers may read: none yet" in notes
+    assert _opt_in_command(installed, "<namespace>") in notes
 
 
 def test_installed_stream_is_live_labelled_and_plays(installed: Installed) -> None:
@@ -403,3 +408,173 @@ def test_installed_components_hit_no_permission_error(installed: Installed) -> N
         log = installed.cluster.agent.pod_log(name, installed.namespace).read_text(errors="replace")
         for marker in PERMISSION_ERRORS:
             assert marker not in log, f"{name} hit a permission error:\n{log[-3000:]}"
+
+
+# -- Secrets and sources under the chart's RBAC (issue 8, attacks 1 and 2) ------------
+
+
+def _opt_in_command(installed: Installed, namespace: str) -> str:
+    """What a namespace's admin runs to let the workers read its Secrets (the README's)."""
+    return (
+        f"kubectl -n {namespace} create rolebinding camstream-worker-secrets "
+        f"--clusterrole={installed.namespace}-{RELEASE}-worker-secrets "
+        f"--serviceaccount={installed.namespace}:{RELEASE}-worker"
+    )
+
+
+def test_installed_worker_uses_a_secret_only_where_allowed_and_opted_in(
+    installed: Installed,
+) -> None:
+    """RBAC first (the namespace must bind the chart's ClusterRole), then the
+    Secret's own opt-in label; each refusal names what is missing, never a value."""
+    cluster, ns = installed.cluster, installed.streams_namespace
+    key = "gate-k3y-never-shown"
+    cluster.kubectl(
+        "create", "secret", "generic", "gate-key", "-n", ns, f"--from-literal=streamKey={key}"
+    )
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=GATE)
+
+    def status(want_message: str) -> Any:
+        body = cluster.kubectl_json("get", "camerastream", "gate", "-n", ns)
+        got = body.get("status") or {}
+        return got if want_message in got.get("message", "") else None
+
+    refused = _wait(cluster, lambda: status("may not read Secrets"), "no RBAC", 60, ns)
+    assert (refused["phase"], refused["reason"]) == ("Failed", "SecretNotAllowed")
+    assert f"Secret {ns}/gate-key" in refused["message"]
+
+    cluster.kubectl(*_opt_in_command(installed, ns).split()[1:])
+    not_opted = _wait(cluster, lambda: status("has not opted in"), "no label", 60, ns)
+    assert (not_opted["phase"], not_opted["reason"]) == ("Failed", "SecretNotAllowed")
+    assert "camstream.io/usage=camera-credentials" in not_opted["message"]
+
+    cluster.kubectl(
+        "label", "secret", "gate-key", "-n", ns, "camstream.io/usage=camera-credentials"
+    )
+
+    def waiting_for_camera() -> Any:
+        body = cluster.kubectl_json("get", "camerastream", "gate", "-n", ns)
+        return body if (body.get("status") or {}).get("phase") == "Connecting" else None
+
+    _wait(cluster, waiting_for_camera, "gate waiting for its camera", 60, ns)
+    events = cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    body = cluster.kubectl("get", "camerastream", "gate", "-n", ns, "-o", "json").stdout
+    log = cluster.agent.pod_log(f"{RELEASE}-worker-0", installed.namespace).read_text()
+    for text in (events, body, log):
+        assert key not in text
+
+
+GATE = """
+apiVersion: camstream.io/v1alpha1
+kind: CameraStream
+metadata:
+  name: gate
+spec:
+  source: {protocol: rtmp, streamKeySecretRef: {name: gate-key}}
+"""
+
+
+async def test_a_secret_name_cannot_lead_the_worker_out_of_its_namespace(
+    installed: Installed,
+) -> None:
+    """The reported read of kube-system's Secret, against the real API server:
+    the worker's client keeps the name in one path segment."""
+    from camstream import kubeapi, wire
+    from camstream.spec import SecretRef
+    from camstream_worker.cluster.secrets import KubeSecrets
+    from camstream_worker.errors import SecretError
+
+    cluster, ns = installed.cluster, installed.streams_namespace
+    value = "kube-system-s3cret"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "x", "namespace": "kube-system",
+                     "labels": {wire.SECRET_USAGE_LABEL: wire.SECRET_USAGE_VALUE}},
+        "stringData": {"k": value},
+    }))  # fmt: skip
+    try:
+        async with kubeapi.KubeApi(kubeapi.load_credentials(str(cluster.kubeconfig))) as api:
+            secrets = KubeSecrets(api)  # as the cluster admin: RBAC would not stop it
+            assert await secrets.get("kube-system", SecretRef("x", "k")) == value  # it is there
+            for name in (
+                "../../kube-system/secrets/x",
+                "..%2F..%2Fkube-system%2Fsecrets%2Fx",
+                "..",
+            ):
+                with pytest.raises(SecretError) as caught:
+                    await secrets.get(ns, SecretRef(name, "k"))
+                assert value not in str(caught.value)
+    finally:
+        cluster.kubectl("delete", "secret", "x", "-n", "kube-system", check=False)
+
+
+def _admission_cases() -> list[tuple[str, dict[str, Any]]]:
+    """Sources whose Secret references (and protocols) the CRD and spec.py must judge alike."""
+    rng = random.Random(8)
+    alphabet = "abz09-._/%A:? \u00e9"
+    values = [
+        "../../kube-system/secrets/x", "..", ".", "", "kube-system/x", "x%2F..", "Door-Key",
+        "door-key", "door.key", "-door", "door-", "a" * 253, "a" * 254, ".hidden", "..x", "x..",
+        "user_name", "pass word", "k\u00e9y",
+    ]  # fmt: skip
+    values += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(40)]
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for value in values:
+        cases.append(("name", {"protocol": "rtmp", "streamKeySecretRef": {"name": value}}))
+        cases.append(
+            ("key", {"protocol": "rtmp", "streamKeySecretRef": {"name": "k", "key": value}})
+        )
+    creds = {"credentialsSecretRef": {"name": "cam"}}
+    cases += [
+        ("file", {"protocol": "file", "url": "/etc/passwd"}),
+        ("tls", {"protocol": "rtsp", "url": "rtsp://10.0.0.5/x", **creds}),
+        ("tls", {"protocol": "http", "url": "HTTP://10.0.0.5/x", **creds}),
+        ("tls", {"protocol": "rtsp", "url": "RTSPS://10.0.0.5/x", **creds}),
+        ("tls", {"protocol": "rtsp", "url": "rtsp://10.0.0.5/x", **creds,
+                 "allowInsecureCredentials": True}),
+    ]  # fmt: skip
+    return cases
+
+
+def test_admission_and_spec_py_refuse_the_same_references_with_the_same_message(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """The CRD's CEL rules, run by the real API server (dry run), against spec.py."""
+    from camstream.spec import SpecError, parse_stream
+
+    cases = _admission_cases()
+    docs = [
+        {
+            "apiVersion": "camstream.io/v1alpha1",
+            "kind": "CameraStream",
+            "metadata": {"name": f"case-{i}", "namespace": installed.streams_namespace},
+            "spec": {"source": source},
+        }
+        for i, (_, source) in enumerate(cases)
+    ]
+    manifest = tmp_path / "cases.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs, allow_unicode=True))
+    result = installed.cluster.kubectl(
+        "apply", "--dry-run=server", "-f", str(manifest), check=False, timeout=120
+    )
+    refused: dict[str, str] = {}
+    for line in result.stderr.splitlines():
+        found = re.search(r'"(case-\d+)" is invalid: (.*)$', line)
+        if found:
+            refused[found.group(1)] = found.group(2)
+    for i, (what, _) in enumerate(cases):
+        name = f"case-{i}"
+        try:
+            parse_stream(docs[i])
+            python = None
+        except SpecError as err:
+            python = err
+        if python is None:
+            assert name not in refused, (what, cases[i][1], refused.get(name))
+            assert f"camerastream.camstream.io/{name} created (server dry run)" in result.stdout
+            continue
+        assert name in refused, (what, cases[i][1], python)
+        if "Too long" in refused[name]:
+            continue  # over the schema's maxLength: the API server words it
+        assert python.message in refused[name], (cases[i][1], refused[name], python.message)
+        assert python.field in refused[name]

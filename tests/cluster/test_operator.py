@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from camstream import partition_labels, ring
-from camstream.handoff_codec import decode_doc, decode_ranges
+from camstream.handoff_codec import decode_doc
+from camstream.wire import decode_ranges
 
 from . import webhook
 from .conftest import REPO, Cluster
@@ -144,7 +145,7 @@ def _start_operator(
     """The operator Deployment, with the chart's operator RBAC only."""
     _grant(cluster, namespace, "camstream-operator", OPERATOR_RULES_STREAMS, OPERATOR_RULES_RELEASE)
     command = [
-        PY, "-m", "camstream.cli", "operator", "--namespace", "$(POD_NAMESPACE)",
+        PY, "-m", "camstream_cli", "operator", "--namespace", "$(POD_NAMESPACE)",
         "--workers-statefulset", WORKERS, "--ring-configmap", RING, "--partitions", str(P),
         "--liveness-port", "8081", "--lease-name", "camstream-operator",
         # Each test is its own release: serve only the test's namespace.
@@ -201,7 +202,7 @@ def operator_with_webhook(crd: Cluster, namespace: str, tmp_path: Path) -> Itera
 def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Path) -> None:
     _grant(cluster, namespace, "camstream-worker", WORKER_RULES_STREAMS, WORKER_RULES_RELEASE)
     command = [
-        PY, "-m", "camstream.cli", "worker", "--http-port", "8080", "--rtmp-port", "1935",
+        PY, "-m", "camstream_cli", "worker", "--http-port", "8080", "--rtmp-port", "1935",
         "--hls-dir", f"{hls_root}/$(POD_NAME)", "--ring-configmap", RING,
         "--operator-namespace", "$(POD_NAMESPACE)", "--leave-seconds", "20",
         "--watch-namespace", "$(POD_NAMESPACE)",
@@ -489,7 +490,8 @@ def test_rtmp_push_to_a_worker_that_does_not_own_the_stream_reaches_the_owner(
 
     ns = operator
     _start_workers(crd, ns, 2, tmp_path)
-    _apply(crd, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "door-key"},
+    _apply(crd, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "door-key", "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                      "stringData": {"streamKey": "door-k3y"}})  # fmt: skip
     _apply(crd, ns, _stream("door", source={
         "protocol": "rtmp", "streamKeySecretRef": {"name": "door-key"}}))  # fmt: skip

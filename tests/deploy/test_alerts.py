@@ -48,7 +48,7 @@ def run(promtool: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_rules_parse(promtool: Path) -> None:
     result = run(promtool, "check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout + result.stderr
+    assert "SUCCESS: 12 rules found" in result.stdout + result.stderr
 
 
 def test_alert_unit_tests_pass(promtool: Path) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from camstream_worker.sources.policy import DEFAULT_DENIED_CIDRS
+
 from .conftest import (
     CHART,
     EXAMPLES,
@@ -45,7 +47,7 @@ CLUSTER_SCOPED = {
 
 DEFAULT_KINDS = {
     "ServiceAccount": 2,
-    "ClusterRole": 2,
+    "ClusterRole": 3,  # operator, worker, and the worker's Secrets (bound nowhere by default)
     "ClusterRoleBinding": 2,
     "Role": 2,
     "RoleBinding": 2,
@@ -80,8 +82,8 @@ def test_lint_strict_each_example(helm: Helm, example: Path) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_three_documented_examples_exist() -> None:
-    assert {p.stem for p in EXAMPLES} == {"small-site", "large-fleet", "rtmp-edge"}
+def test_documented_examples_exist() -> None:
+    assert {p.stem for p in EXAMPLES} == {"small-site", "large-fleet", "rtmp-edge", "recording-s3"}
     readme = (CHART / "README.md").read_text()
     for example in EXAMPLES:
         assert f"examples/{example.name}" in readme, f"{example.name} not documented"
@@ -97,15 +99,17 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
     [
         (
             "small-site",
-            # watchNamespaces [cameras]: Roles there instead of ClusterRoles; no RTMP.
+            # watchNamespaces [cameras]: Roles there instead of ClusterRoles, the
+            # Secrets' ClusterRole bound there only; no RTMP; an egress policy.
             {
                 **DEFAULT_KINDS,
-                "ClusterRole": 0,
+                "ClusterRole": 1,
                 "ClusterRoleBinding": 0,
                 "Role": 4,
-                "RoleBinding": 4,
+                "RoleBinding": 5,
                 "Service": 4,
                 "Ingress": 1,
+                "NetworkPolicy": 1,
             },
         ),
         (
@@ -119,6 +123,7 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
             },
         ),
         ("rtmp-edge", {**DEFAULT_KINDS, "Ingress": 1}),
+        ("recording-s3", {**DEFAULT_KINDS, "ServiceMonitor": 2, "PrometheusRule": 1}),
     ],
 )
 def test_examples_render_expected_kinds(helm: Helm, example: str, expected: dict[str, int]) -> None:
@@ -278,6 +283,8 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         "--operator-namespace": "$(POD_NAMESPACE)",
         "--leave-seconds": "50",
         "--processes": "2",
+        # The chart's default deny-list is the worker's own default.
+        "--source-deny-cidrs": ",".join(DEFAULT_DENIED_CIDRS),
     }
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
     assert env == {
@@ -493,9 +500,11 @@ OPERATOR_RELEASE_RULES = (
 WORKER_STREAM_RULES = (
     _triples("camstream.io", "camerastreams", "get list watch")
     | _triples("camstream.io", "camerastreams/status", "get patch")
-    | _triples("", "secrets", "get")
     | EVENTS
 )
+# Only in its own ClusterRole, bound per namespace (or nowhere): see rbac.yaml.
+WORKER_SECRET_RULES = _triples("", "secrets", "get")
+WORKER_SECRETS = f"{NAMESPACE}-{RELEASE}-worker-secrets"
 WORKER_RELEASE_RULES = (
     _triples("", "configmaps", "get list watch")
     | _triples("", "pods", "get patch")
@@ -527,6 +536,11 @@ def test_rbac_all_namespaces_least_privilege(helm: Helm) -> None:
     assert _rules(w_cr) == WORKER_STREAM_RULES
     assert _bound_subjects(objects, "ClusterRole", op_cr) == [{**sa, "name": OPERATOR}]
     assert _bound_subjects(objects, "ClusterRole", w_cr) == [{**sa, "name": WORKER}]
+    # Secrets: a ClusterRole that grants nothing until a namespace binds it.
+    secrets = cluster[WORKER_SECRETS]
+    assert _rules(secrets) == WORKER_SECRET_RULES
+    assert "resourceNames" not in secrets["rules"][0]
+    assert _secret_bindings(objects) == {}
 
     op_role = one(objects, "Role", OPERATOR)
     w_role = one(objects, "Role", WORKER)
@@ -561,6 +575,121 @@ def test_rbac_no_wildcards_no_secret_listing(helm: Helm) -> None:
             ), "only workers read Secrets"
 
 
+def _secret_bindings(objects: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Where the workers' Secrets ClusterRole is bound: namespace ("*" = all) -> subjects."""
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WORKER_SECRETS}
+    out: dict[str, list[Any]] = {}
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        for binding in by_kind(objects, kind):
+            if binding["roleRef"] == ref:
+                out[binding["metadata"].get("namespace", "*")] = binding["subjects"]
+    return out
+
+
+def test_rbac_worker_secrets_by_namespace_by_name_or_everywhere(helm: Helm) -> None:
+    subject = [{"kind": "ServiceAccount", "name": WORKER, "namespace": NAMESPACE}]
+    # Follows watchNamespaces unless told otherwise.
+    watched = helm.render(sets=["watchNamespaces={site-a,site-b}"])
+    assert _secret_bindings(watched) == {"site-a": subject, "site-b": subject}
+    listed = helm.render(
+        sets=[
+            "watchNamespaces={site-a,site-b}",
+            "rbac.workerSecrets.namespaces={site-b}",
+            "rbac.workerSecrets.names={door-key,gate-key}",
+        ]
+    )
+    assert _secret_bindings(listed) == {"site-b": subject}
+    (role,) = [r for r in by_kind(listed, "ClusterRole") if r["metadata"]["name"] == WORKER_SECRETS]
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": ["door-key", "gate-key"],
+        }
+    ]
+    everywhere = helm.render(sets=["rbac.workerSecrets.allNamespaces=true"])
+    assert _secret_bindings(everywhere) == {"*": subject}
+    result = helm.template(
+        sets=["rbac.workerSecrets.allNamespaces=true", "rbac.workerSecrets.namespaces={a}"],
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "rbac.workerSecrets.allNamespaces and rbac.workerSecrets.namespaces" in clean_stderr(
+        result.stderr
+    )
+
+
+def test_worker_egress_network_policy(helm: Helm) -> None:
+    assert not by_kind(helm.render(), "NetworkPolicy")
+    objects = helm.render(
+        sets=[
+            "worker.networkPolicy.enabled=true",
+            "worker.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            "worker.networkPolicy.cameras[0].cidr=10.20.0.0/16",
+            "worker.networkPolicy.cameras[0].ports[0].port=554",
+            "worker.networkPolicy.cameras[0].ports[0].protocol=TCP",
+        ]
+    )
+    policy = one(objects, "NetworkPolicy", f"{WORKER}-egress")
+    sts = one(objects, "StatefulSet", WORKER)
+    workers = sts["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == workers
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    dns, api, peers, cameras = policy["spec"]["egress"]
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert api == {
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+    }
+    assert peers == {
+        "to": [{"podSelector": {"matchLabels": workers}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}, {"port": 1935, "protocol": "TCP"}],
+    }
+    assert cameras == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"port": 554, "protocol": "TCP"}],
+    }
+    # The default camera rule: anywhere but the link-local and metadata addresses.
+    default = one(
+        helm.render(
+            sets=[
+                "worker.networkPolicy.enabled=true",
+                "worker.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            ]
+        ),
+        "NetworkPolicy",
+        f"{WORKER}-egress",
+    )
+    blocks = [rule["to"][0]["ipBlock"] for rule in default["spec"]["egress"][3:]]
+    assert blocks == [
+        {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "100.100.100.200/32"]},
+        {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128"]},
+    ]
+    assert all("ports" not in rule for rule in default["spec"]["egress"][3:])
+    result = helm.template(sets=["worker.networkPolicy.enabled=true"], check=False)
+    assert result.returncode != 0
+    assert "worker.networkPolicy.apiServer.cidrs is required" in clean_stderr(result.stderr)
+
+
+def test_worker_deny_list_by_value(helm: Helm) -> None:
+    args = container(
+        one(helm.render(sets=["worker.sources.denyCIDRs={10.96.0.0/12}"]), "StatefulSet", WORKER),
+        "worker",
+    )["args"]
+    assert args[args.index("--source-deny-cidrs") + 1] == "10.96.0.0/12"
+    args = container(
+        one(helm.render(sets=["worker.sources.denyCIDRs=null"]), "StatefulSet", WORKER), "worker"
+    )["args"]
+    assert args[args.index("--source-deny-cidrs") + 1] == ""
+
+
 def _watched(objects: list[dict[str, Any]]) -> list[list[str]]:
     """The --watch-namespace values each component is started with."""
     values = []
@@ -590,7 +719,8 @@ def test_worker_processes_value_reaches_the_worker(helm: Helm) -> None:
 
 def test_rbac_watch_namespaces_uses_roles(helm: Helm) -> None:
     objects = helm.render(sets=["watchNamespaces={site-a,site-b}"])
-    assert not by_kind(objects, "ClusterRole")
+    # The one ClusterRole left is the Secrets' one, bound in those namespaces only.
+    assert [r["metadata"]["name"] for r in by_kind(objects, "ClusterRole")] == [WORKER_SECRETS]
     assert not by_kind(objects, "ClusterRoleBinding")
     for ns in ("site-a", "site-b"):
         roles = [r for r in by_kind(objects, "Role") if r["metadata"]["namespace"] == ns]
@@ -647,6 +777,7 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_stream_double_serving_seconds_total",
         "camstream_rtmp_connections",
         "camstream_rtmp_rejected_total",
+        "camstream_rtmp_accepting",
         "camstream_ring_version",
         "camstream_ring_members",
         "camstream_handoffs_total",
@@ -657,6 +788,20 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_streams_labelled_total",
         "camstream_event_loop_lag_seconds",
         "camstream_event_loop_lag_max_seconds",
+        "camstream_recording_upload_lag_seconds",
+        "camstream_recording_spool_bytes",
+        "camstream_recording_pending_groups",
+        "camstream_recording_uploads_total",
+        "camstream_recording_uploaded_bytes_total",
+        "camstream_recording_upload_failures_total",
+        "camstream_recording_dropped_groups_total",
+        "camstream_recording_dropped_bytes_total",
+        "camstream_recording_retention_deleted_objects_total",
+        "camstream_recording_retention_deleted_bytes_total",
+        "camstream_recording_retention_failures_total",
+        "camstream_recording_retention_last_sweep_timestamp_seconds",
+        "camstream_event_loop_stall_seconds",
+        "camstream_event_loop_stall_max_seconds",
     }
 
 
@@ -669,7 +814,7 @@ def test_dashboard_configmap(helm: Helm) -> None:
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert exprs and _undocumented("\n".join(exprs)) == set()
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
-    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age"):
+    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age", "recording"):
         assert needed in titles, f"dashboard has no panel about {needed}"
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
@@ -786,6 +931,9 @@ def test_packaged_chart_carries_the_crd_byte_for_byte(helm: Helm, tmp_path: Path
         (["watchNamespaces={Bad_NS}"], ["watchNamespaces/0"]),
         (["operator.replicas=0"], ["operator/replicas"]),
         (["metrics.serviceMonitor.interval=30"], ["metrics/serviceMonitor/interval"]),
+        (["worker.sources.denyCIDRs={metadata}"], ["worker/sources/denyCIDRs/0"]),
+        (["rbac.workerSecrets.names={../x}"], ["rbac/workerSecrets/names/0"]),
+        (["rbac.workerSecrets.namespaces={Kube_System}"], ["rbac/workerSecrets/namespaces/0"]),
     ],
     ids=lambda v: v[0] if isinstance(v, list) and isinstance(v[0], str) and "=" in v[0] else None,
 )
@@ -834,3 +982,78 @@ def test_schema_accepts_every_documented_example_and_default(helm: Helm) -> None
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(schema["properties"]), "a top-level value missing from the schema"
+
+
+# -- recording ---------------------------------------------------------------
+
+
+def _env(pod_owner: dict[str, Any], name: str) -> dict[str, Any]:
+    return {e["name"]: e for e in container(pod_owner, name).get("env", [])}
+
+
+def test_recording_store_reaches_workers_and_operator_credentials_from_a_secret(
+    helm: Helm,
+) -> None:
+    objects = helm.render([CHART / "examples" / "recording-s3.yaml"])
+    worker = _env(one(objects, "StatefulSet", WORKER), "worker")
+    operator = _env(one(objects, "Deployment", OPERATOR), "operator")
+    for env in (worker, operator):
+        assert env["CAMSTREAM_RECORDING_STORE"]["value"] == "s3"
+        assert env["CAMSTREAM_RECORDING_S3_BUCKET"]["value"] == "camstream-recordings"
+        assert env["CAMSTREAM_RECORDING_S3_ENDPOINT"]["value"].startswith("http://minio.")
+        for variable, key in (
+            ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+            ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        ):
+            ref = env[variable]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "camstream-recordings-s3", "key": key}
+            assert "value" not in env[variable]  # never inline
+    defaults = json.loads(worker["CAMSTREAM_RECORDING_DEFAULTS"]["value"])
+    assert defaults["default"] == {"enabled": True, "retention": {"maxAgeHours": 168}}
+    assert defaults["namespaces"]["lobby"]["retention"]["maxAgeHours"] == 72
+    assert worker["CAMSTREAM_RECORDING_SPOOL_BYTES"]["value"] == "4294967296"
+    args = container(one(objects, "Deployment", OPERATOR), "operator")["args"]
+    assert args[args.index("--retention-interval") + 1] == "300"
+    # The defaults parse as the worker will parse them.
+    from camstream_worker.outputs.recording.service import defaults_from_env
+
+    parsed = defaults_from_env({"CAMSTREAM_RECORDING_DEFAULTS": json.dumps(defaults)})
+    assert parsed.for_namespace("lobby").max_age_hours == 72
+
+
+def test_recording_is_off_by_default(helm: Helm) -> None:
+    objects = helm.render()
+    worker = _env(one(objects, "StatefulSet", WORKER), "worker")
+    assert worker["CAMSTREAM_RECORDING_STORE"]["value"] == "off"
+    assert "AWS_SECRET_ACCESS_KEY" not in worker
+    args = container(one(objects, "Deployment", OPERATOR), "operator")["args"]
+    assert "--retention-interval" not in args
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["recording.store=s3"], "recording.s3.bucket is required"),
+        (
+            ["recording.store=s3", "recording.s3.bucket=b", "worker.hls.storage=memory"],
+            "recording.store s3 needs worker.hls.storage emptyDir or pvc",
+        ),
+    ],
+)
+def test_recording_cross_field_checks(helm: Helm, sets: list[str], expected: str) -> None:
+    result = helm.template(sets=sets, check=False)
+    assert result.returncode != 0 and expected in clean_stderr(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (["recording.store=gcs"], "recording/store"),
+        (["recording.s3.endpoint=minio:9000"], "recording/s3/endpoint"),
+        (["recording.default.retention.maxSize=10GB"], "recording/default/retention/maxSize"),
+        (["recording.spoolBytes=1000"], "recording/spoolBytes"),
+    ],
+)
+def test_recording_values_are_checked(helm: Helm, sets: list[str], expected: str) -> None:
+    result = helm.template(sets=sets, check=False)
+    assert result.returncode != 0 and expected in clean_stderr(result.stderr)

@@ -4,7 +4,8 @@ Imported by the worker's media tests, the end-to-end suite and ``bench/`` to
 stand up the sources a worker ingests from. Every part is a real process or
 socket bound to loopback:
 
-- ``RtspCamera``: GStreamer's RTSP server (``rtsp_camera.py`` run by Debian's
+- ``RtspCamera``: GStreamer's RTSP server (the demo's camera,
+  ``camstream_worker/testcams/rtsp_camera.py``, run by Debian's
   ``/usr/bin/python3``) serving live H.264/H.265/AAC test streams, optionally
   behind Digest or Basic auth.
 - ``RtmpPusher``: ``ffmpeg -re ... -f flv rtmp://...``, from a test pattern
@@ -46,9 +47,9 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
+from camstream_worker.testcams import launch
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter with GStreamer's gi bindings
-RTSP_CAMERA_SCRIPT = Path(__file__).with_name("rtsp_camera.py")
 LOOPBACK = "127.0.0.1"
 _PASSWORD_ENV = "CAMSTREAM_HARNESS_RTSP_PASSWORD"
 
@@ -329,11 +330,15 @@ class RtspCamera(_Process):
         self.ready_timeout = ready_timeout
 
     def _argv(self) -> list[str]:
-        argv = [SYSTEM_PYTHON, str(RTSP_CAMERA_SCRIPT), "--port", str(self.port)]
-        argv += ["--bind", self.bind, "--size", self.size, "--fps", str(self.fps)]
-        argv += ["--bitrate", str(self.bitrate_kbps), "--gop-seconds", str(self.gop_seconds)]
-        for path, kind in self.mounts.items():
-            argv += ["--mount", f"{path}={kind}"]
+        argv = launch.rtsp_camera(
+            self.mounts,
+            port=self.port,
+            bind=self.bind,
+            size=self.size,
+            fps=self.fps,
+            bitrate_kbps=self.bitrate_kbps,
+            gop_seconds=self.gop_seconds,
+        )
         if self.user is not None:
             # The password travels in the environment, never on a command line.
             argv += ["--user", self.user, "--password-env", _PASSWORD_ENV, "--auth", self.auth]
@@ -350,11 +355,12 @@ class RtspCamera(_Process):
 
     def _wait_ready(self) -> None:
         line = _read_line(self._proc, self.ready_timeout)
-        if not line.startswith("READY "):
+        port = launch.ready_port(line)
+        if port is None:
             raise HarnessError(
                 f"RTSP camera did not start (exit {self.returncode}): {line!r}\n{self.log_tail()}"
             )
-        self.port = int(line.split()[1])
+        self.port = port
 
     def url(self, mount: str | None = None, *, credentials: bool = False) -> str:
         """``rtsp://127.0.0.1:PORT/mount``; with ``credentials`` the user:password is embedded."""

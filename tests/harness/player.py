@@ -160,6 +160,7 @@ class PlayResult:
     video_size: tuple[int, int]
     screenshot_path: Path | None
     samples: tuple[tuple[float, float], ...]  # (seconds since navigation, currentTime)
+    probe: Any = None  # the value of the caller's `probe` expression at the end, if any
 
 
 def hlsjs_path() -> Path:
@@ -391,6 +392,7 @@ async def _play_on(
     startup_timeout: float,
     screenshot: Path | None,
     reported_url: str,
+    probe: str | None = None,
 ) -> PlayResult:
     page, target_id = await _open_page(session, browser)
     try:
@@ -428,6 +430,7 @@ async def _play_on(
             if any(e.get("fatal") for e in state.get("errors", [])) and first_t is None:
                 break  # a fatal error before the start: nothing will play
             await asyncio.sleep(0.25)
+        probed = await page.evaluate(probe) if probe is not None else None
         shot = None
         if screenshot is not None:
             shot = await _screenshot(page, screenshot)
@@ -451,6 +454,7 @@ async def _play_on(
             video_size=(int(state.get("width") or 0), int(state.get("height") or 0)),
             screenshot_path=shot,
             samples=tuple(samples),
+            probe=probed,
         )
     finally:
         await page.close()
@@ -501,8 +505,13 @@ async def play_many_async(
     startup_timeout: float = 30.0,
     screenshots: bool = True,
     browser: Chromium | None = None,
+    probe: str | None = None,
 ) -> dict[str, PlayResult]:
-    """Play several URLs at once, one tab each, in one Chromium."""
+    """Play several URLs at once, one tab each, in one Chromium.
+
+    `probe`: a JavaScript expression evaluated in each page at the end (its
+    JSON value is PlayResult.probe), for what a page shows beyond its video.
+    """
     own_browser = browser is None
     servers: list[HarnessServer] = []
     if browser is None:
@@ -519,6 +528,7 @@ async def play_many_async(
                     startup_timeout,
                     ARTIFACTS / f"player-{_artifact_name(name)}.png" if screenshots else None,
                     reported,
+                    probe,
                 )
                 for name, (page_url, reported) in plans.items()
             }
@@ -539,6 +549,7 @@ async def play_async(
     screenshot: bool = True,
     name: str | None = None,
     browser: Chromium | None = None,
+    probe: str | None = None,
 ) -> PlayResult:
     """Play ``url`` for ``seconds`` after playback starts; see the module docstring."""
     key = name or _artifact_name(url)
@@ -548,6 +559,7 @@ async def play_async(
         startup_timeout=startup_timeout,
         screenshots=screenshot,
         browser=browser,
+        probe=probe,
     )
     return results[key]
 

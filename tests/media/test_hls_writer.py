@@ -12,8 +12,8 @@ import av
 import pytest
 
 from camstream.spec import HlsOptions
-from camstream_worker.hls import HlsWriter, SegmentWritten
-from camstream_worker.sequence import FirstNumber, SequenceStart
+from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
+from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from tests.harness.cameras import make_clip
 from tests.harness.hlscheck import parse_media_playlist
 

@@ -28,8 +28,8 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from camstream.spec import StreamKey
-from camstream_worker import http_server
-from camstream_worker.http_server import bound_port, make_app, serve
+from camstream_worker.servers.http import server as http_server
+from camstream_worker.servers.http.server import bound_port, make_app, serve
 from camstream_worker.state import Phase, StreamStatus
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(60)]

@@ -29,10 +29,10 @@ from pathlib import Path
 import av
 import pytest
 
-from camstream_worker.ingest import amf0
-from camstream_worker.ingest.flv import MediaPacket, TrackConfig
-from camstream_worker.ingest.rtmp_chunks import ChunkDecoder, RtmpMessage, encode_message
-from camstream_worker.ingest.rtmp_server import RtmpServer
+from camstream_worker.protocols.rtmp import amf0
+from camstream_worker.protocols.rtmp.chunks import ChunkDecoder, RtmpMessage, encode_message
+from camstream_worker.protocols.rtmp.flv import MediaPacket, TrackConfig
+from camstream_worker.servers.rtmp.listener import RtmpServer
 
 pytestmark = [pytest.mark.media, pytest.mark.timeout(120)]
 
@@ -221,7 +221,7 @@ async def test_ffmpeg_live_publish_delivers_decodable_h264_and_aac() -> None:
         assert_complete_stream(sink)
         assert sink.metadata and sink.metadata[0]["width"] == 320.0
         stats = server.stats()
-        assert stats["publishes_total"] == 1 and stats["protocol_errors"] == 0
+        assert stats["publishes_total"] == 1 and stats["refused_protocol"] == 0
         assert stats["connections"] == 0 and stats["publishers"] == 0
 
     # The packets are real H.264: PyAV decodes them with the avcC as extradata.
@@ -252,7 +252,7 @@ async def test_ten_concurrent_publishers(clip: Path) -> None:
             assert_complete_stream(sink)
         assert sorted(s.name for s in keys.sinks) == sorted(names)
         stats = server.stats()
-        assert stats["publishes_total"] == 10 and stats["rejected"] == 0
+        assert stats["publishes_total"] == 10 and stats["refused_unauthorized"] == 0
         print(
             f"\n10 publishers: {stats['reads'] / wall / 10:.0f} reads/s per stream, "
             f"server CPU {100 * cpu / wall / 10:.2f} % of a core per stream"
@@ -347,7 +347,7 @@ async def test_gstreamer_publishers(element: str) -> None:
 async def test_wrong_key_is_refused_while_a_good_publisher_keeps_going(
     clip: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="camstream_worker.ingest")
+    caplog.set_level(logging.DEBUG, logger="camstream_worker.servers.rtmp")
     keys = Keys({GOOD_KEY: CollectingSink})
     async with rtmp_server(keys) as server, push_clip(clip, server.port, GOOD_KEY) as good:
         await until(
@@ -373,7 +373,7 @@ async def test_wrong_key_is_refused_while_a_good_publisher_keeps_going(
         assert good_sink.closed == [None]
         assert_complete_stream(good_sink)
         stats = server.stats()
-        assert stats["rejected"] == 1 and stats["publishes_total"] == 1
+        assert stats["refused_unauthorized"] == 1 and stats["publishes_total"] == 1
     assert ("live", WRONG_KEY) in keys.asked
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "publish rejected" in text and "live/***" in text
@@ -403,7 +403,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, within: float = 10.0) 
 async def test_garbage_and_half_handshakes_do_not_disturb_a_good_publisher(
     clip: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="camstream_worker.ingest")
+    caplog.set_level(logging.INFO, logger="camstream_worker.servers.rtmp")
     keys = Keys({GOOD_KEY: CollectingSink, OTHER_KEY: ExplodingSink})
     async with (
         rtmp_server(keys, handshake_timeout=1.5) as server,
@@ -455,7 +455,8 @@ async def test_garbage_and_half_handshakes_do_not_disturb_a_good_publisher(
         gaps = [b - a for a, b in itertools.pairwise(good_sink.arrivals)]
         assert max(gaps) < 2.0, "the good publisher must never stall"
         stats = server.stats()
-        assert stats["protocol_errors"] >= 4 and stats["timeouts"] == 1
+        assert stats["refused_protocol"] >= 3 and stats["refused_timeout"] == 1
+        assert stats["refused_too_large"] == 1  # the 16 MiB message
         assert keys.sink(OTHER_KEY).closed == ["internal error"]
     text = "\n".join(r.getMessage() for r in caplog.records)
     for needle in (
@@ -513,7 +514,7 @@ async def test_connection_cap() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         try:
             assert await _closed_by_server(reader, within=5)
-            assert server.stats()["rejected"] == 1
+            assert server.stats()["refused_capacity"] == 1
             assert server.stats()["connections"] == 2
         finally:
             writer.close()
@@ -630,7 +631,7 @@ async def test_protocol_details_with_a_scripted_client() -> None:
             client.command("deleteStream", 5.0, None, 1.0)
             await until(lambda: bool(sink.closed))
             assert sink.closed == [None]
-            assert server.stats()["protocol_errors"] == 0
+            assert server.stats()["refused_protocol"] == 0
         finally:
             writer.close()
 
@@ -657,7 +658,7 @@ async def test_unsupported_codec_ends_the_publish_with_a_clear_reason(
             # the server hangs up at once (FFmpeg may or may not notice before its end)
             await until(lambda: server.stats()["connections"] == 0, within=5, what="hang up")
             await finish(proc)
-        assert server.stats()["protocol_errors"] == 0  # a media problem, not a protocol one
+        assert server.stats()["refused_protocol"] == 0  # a media problem, not a protocol one
 
 
 async def test_a_stalled_publisher_is_dropped_after_the_idle_timeout(clip: Path) -> None:
@@ -673,7 +674,7 @@ async def test_a_stalled_publisher_is_dropped_after_the_idle_timeout(clip: Path)
         finally:
             proc.send_signal(signal.SIGCONT)
         assert keys.sinks[0].closed == ["no data for 1 s"]
-        assert server.stats()["timeouts"] == 1 and server.stats()["connections"] == 0
+        assert server.stats()["refused_timeout"] == 1 and server.stats()["connections"] == 0
 
 
 async def test_a_player_is_refused() -> None:
@@ -685,7 +686,7 @@ async def test_a_player_is_refused() -> None:
         ) as proc:
             code, _ = await finish(proc, within=20)
         assert code != 0
-        assert server.stats()["protocol_errors"] == 1 and not keys.sinks
+        assert server.stats()["refused_protocol"] == 1 and not keys.sinks
 
 
 async def test_a_failing_authorizer_counts_as_a_refusal(caplog: pytest.LogCaptureFixture) -> None:
@@ -704,6 +705,6 @@ async def test_a_failing_authorizer_counts_as_a_refusal(caplog: pytest.LogCaptur
             assert await _closed_by_server(reader)
         finally:
             writer.close()
-        assert server.stats()["rejected"] == 1
+        assert server.stats()["refused_unauthorized"] == 1
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "authorizer failed" in text and GOOD_KEY not in text

@@ -75,6 +75,8 @@ def test_rtsp_pull_with_digest_credentials_over_tcp(start_worker) -> None:
                         "protocol": "rtsp",
                         "url": camera.url("/cam1"),
                         "credentialsSecretRef": {"name": "lobby-creds"},
+                        # A test camera without TLS: the author says so (spec.py).
+                        "allowInsecureCredentials": True,
                     },
                 ),
                 secret("lobby-creds", username="viewer", password="p4ss-w0rd"),
@@ -113,7 +115,8 @@ def test_recording_and_synthetic_sources_play_at_real_time(start_worker, tmp_pat
                 "pattern",
                 {"protocol": "synthetic", "synthetic": {"width": 320, "height": 240, "fps": 25}},
             ),
-        ]
+        ],
+        extra_args=("--file-root", str(clip.parent)),
     )
     worker.wait_for("pattern", phase="Live")
     worker.wait_for("replay", phase="Live")
@@ -289,7 +292,13 @@ def test_http_recording_with_credentials_from_a_secrets_folder(start_worker, tmp
         worker = start_worker(
             [
                 camera_stream(
-                    "nvr", {"protocol": "http", "url": url, "credentialsSecretRef": {"name": "nvr"}}
+                    "nvr",
+                    {
+                        "protocol": "http",
+                        "url": url,
+                        "credentialsSecretRef": {"name": "nvr"},
+                        "allowInsecureCredentials": True,  # a loopback test server, no TLS
+                    },
                 )
             ],
             extra_args=("--secrets-dir", str(secrets_dir)),

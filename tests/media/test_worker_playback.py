@@ -51,7 +51,7 @@ def test_demo_starts_cameras_that_play(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "camstream.cli",
+                "camstream_cli",
                 "demo",
                 "--cameras",
                 "2",

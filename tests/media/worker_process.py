@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -31,9 +32,15 @@ class WorkerProcess:
         workdir: Path,
         processes: int = 2,
         extra_args: tuple[str, ...] = (),
+        *,
+        env: dict[str, str] | None = None,
+        nofile: int | None = None,
     ) -> None:
+        """`env`: added to the environment; `nofile`: RLIMIT_NOFILE (soft and hard) to run with."""
         self.processes = processes
         self.extra_args = extra_args
+        self.env = env or {}
+        self.nofile = nofile
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.hls_dir = workdir / "hls"
@@ -59,7 +66,7 @@ class WorkerProcess:
                 "-X",
                 "faulthandler",
                 "-m",
-                "camstream.cli",
+                "camstream_cli",
                 "run",
                 "-f",
                 str(self.manifest_path),
@@ -76,7 +83,8 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            preexec_fn=self._limit_descriptors if self.nofile else None,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -88,6 +96,10 @@ class WorkerProcess:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"worker did not start:\n{self.log()}")
+
+    def _limit_descriptors(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def stop(self) -> int | None:
         if self._proc is None:

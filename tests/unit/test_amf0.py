@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camstream_worker.ingest import amf0
-from camstream_worker.ingest.amf0 import Amf0Error, EcmaArray
+from camstream_worker.protocols.rtmp import amf0
+from camstream_worker.protocols.rtmp.amf0 import Amf0Error, EcmaArray
 
 
 def test_connect_command_bytes_match_the_wire_format() -> None:

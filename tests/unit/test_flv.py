@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from camstream_worker.ingest.flv import (
+from camstream_worker.protocols.rtmp.flv import (
     FlvError,
     FlvTagParser,
     MediaPacket,

@@ -16,15 +16,7 @@ from hypothesis import strategies as st
 
 from camstream import handoff, ring
 from camstream.handoff import EventKind, Handoff, HandoffState, Policy, RingDoc
-from camstream.handoff_codec import (
-    CodecError,
-    decode_confirmed,
-    decode_doc,
-    decode_ranges,
-    encode_confirmed,
-    encode_doc,
-    encode_ranges,
-)
+from camstream.handoff_codec import CodecError, decode_doc, encode_doc
 
 POLICY = Policy(confirm_timeout=10, max_attempts=2, backoff=30, max_starting_per_target=64)
 
@@ -260,21 +252,6 @@ def test_codec_rejects_garbage() -> None:
 def test_codec_without_home_table() -> None:
     doc = handoff.empty_doc(8)
     assert decode_doc(encode_doc(doc)) == doc
-
-
-@given(st.sets(st.integers(0, 300)))
-def test_ranges_round_trip(partitions: set[int]) -> None:
-    assert decode_ranges(encode_ranges(partitions)) == partitions
-
-
-def test_ranges_are_compact() -> None:
-    assert encode_ranges({5, 0, 1, 2, 7, 8}) == "0-2,5,7-8"
-
-
-@given(st.sets(st.tuples(st.integers(0, 4096), st.integers(1, 10**9))))
-def test_confirmed_round_trip(pairs: set[tuple[int, int]]) -> None:
-    assert decode_confirmed(encode_confirmed(pairs)) == pairs
-    assert decode_confirmed("garbage,1.x,,2.3") == {(2, 3)}
 
 
 WORKERS = ("a", "b", "c", "d")

@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from camstream.spec import StreamKey
-from camstream_worker import metrics, pages
+from camstream_worker.metrics import streams as metrics
+from camstream_worker.servers.http import pages
 from camstream_worker.state import Phase, StreamStatus
 
 NOW = 1_700_000_000.0

@@ -1,4 +1,4 @@
-"""Path validation of the worker's HTTP server (camstream_worker.http_paths).
+"""Path validation of the worker's HTTP server (camstream_worker.servers.http.paths).
 
 Pure: no server, no files. The server-level counterpart (real requests, real
 symlinks) is tests/media/test_http_server.py.
@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camstream.spec import StreamKey
-from camstream_worker import http_paths
-from camstream_worker.http_paths import PathRejected, parse_hls_file, parse_static_file
+from camstream_worker.servers.http import paths as http_paths
+from camstream_worker.servers.http.paths import PathRejected, parse_hls_file, parse_static_file
 
 ROOT = "/srv/hls/ns/cam"
 
@@ -164,9 +164,3 @@ def test_static_files(tail: str) -> None:
 def test_static_rejects_everything_but_scripts_and_styles(tail: str) -> None:
     with pytest.raises(PathRejected):
         parse_static_file(tail)
-
-
-def test_stream_url_path() -> None:
-    key = StreamKey("ns", "cam")
-    assert http_paths.stream_url_path(key) == "/streams/ns/cam/"
-    assert http_paths.stream_url_path(key, "720p/index.m3u8") == "/streams/ns/cam/720p/index.m3u8"

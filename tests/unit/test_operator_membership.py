@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camstream import ring
-from camstream.handoff_codec import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION
+from camstream.wire import CONFIRMED_ANNOTATION, LEAVING_ANNOTATION
 from camstream_operator import membership
 from camstream_operator.membership import LeaseSightings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camstream_worker.playlist import (
+from camstream_worker.outputs.hls.playlist import (
     Segment,
     Variant,
     render_master_playlist,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camstream_worker.ingest.rtmp_chunks import (
+from camstream_worker.protocols.rtmp.chunks import (
     ChunkDecoder,
     ChunkError,
     RtmpMessage,
@@ -154,16 +154,16 @@ def test_set_chunk_size_applies_to_the_very_next_chunk() -> None:
     out = dec.feed(data)
     assert dec.chunk_size == 4096
     assert [(m.type_id, m.payload) for m in out] == [(1, struct.pack(">I", 4096)), (9, payload)]
-    # and it can shrink again
+    # and it can shrink again, down to the minimum
     out = dec.feed(
-        _chunk(0, 2, struct.pack(">I", 10), length=4, type_id=1)
-        + _chunk(0, 6, b"0123456789", length=15, type_id=9, msid=1)
-        + _chunk(3, 6, b"abcde")
+        _chunk(0, 2, struct.pack(">I", 128), length=4, type_id=1)
+        + _chunk(0, 6, payload[:128], length=135, type_id=9, msid=1)
+        + _chunk(3, 6, b"abcdefg")
     )
-    assert out[-1].payload == b"0123456789abcde"
+    assert out[-1].payload == payload[:128] + b"abcdefg"
 
 
-@pytest.mark.parametrize("size", [0, 0x7FFFFFFF])
+@pytest.mark.parametrize("size", [0, 1, 127, 0x7FFFFFFF])
 def test_invalid_chunk_size_is_an_error(size: int) -> None:
     with pytest.raises(ChunkError, match="chunk size"):
         ChunkDecoder().feed(_chunk(0, 2, struct.pack(">I", size), length=4, type_id=1))
@@ -206,10 +206,14 @@ def test_pending_bytes_across_chunk_streams_are_bounded() -> None:
         dec.feed(data)
 
 
-def test_zero_length_message() -> None:
-    assert _summary(ChunkDecoder().feed(_chunk(0, 3, b"", length=0, type_id=20))) == [
-        (3, 20, 0, 0, b"")
-    ]
+def test_zero_length_messages_are_counted_not_returned() -> None:
+    dec = ChunkDecoder()
+    # a fmt 0 empty message, then fmt 3 headers that each start another one
+    out = dec.feed(_chunk(0, 3, b"", length=0, type_id=20) + bytes((0xC3,)) * 5)
+    assert out == [] and dec.messages == 6 and dec.buffered == 0
+    # the stream goes on as before
+    out = dec.feed(_chunk(0, 3, b"abc", length=3, type_id=20))
+    assert _summary(out) == [(3, 20, 0, 0, b"abc")] and dec.messages == 7
 
 
 def _stream() -> tuple[bytes, list[tuple[int, int, int, int, bytes]]]:

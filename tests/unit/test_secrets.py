@@ -9,7 +9,7 @@ import pytest
 
 from camstream.spec import SecretRef
 from camstream_worker.errors import SecretError
-from camstream_worker.secrets import StaticSecrets, env_name
+from camstream_worker.secrets.static import StaticSecrets, env_name
 
 MANIFEST = {
     "kind": "Secret",

@@ -1,4 +1,4 @@
-"""Media sequence numbering across owners (worker/camstream_worker/sequence.py).
+"""Media sequence numbering across owners (worker/camstream_worker/outputs/hls/sequence.py).
 
 The property: whichever owner a viewer reads, the last sequence number never
 goes down. Writers are simulated as publish times: one segment per segment
@@ -13,7 +13,7 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camstream_worker.sequence import (
+from camstream_worker.outputs.hls.sequence import (
     FirstNumber,
     SequenceStart,
     after_crash,

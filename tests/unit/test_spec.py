@@ -103,7 +103,7 @@ def test_secret_references_keep_their_keys() -> None:
     spec = parse_stream(
         body(
             protocol="rtsp",
-            url="rtsp://cam/x",
+            url="rtsps://cam/x",
             credentialsSecretRef={"name": "cam1-creds", "passwordKey": "pw"},
         )
     )

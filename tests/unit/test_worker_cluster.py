@@ -11,7 +11,7 @@ from camstream.spec import StreamKey
 from camstream_worker.cluster import desired
 from camstream_worker.cluster import status as status_writer
 from camstream_worker.cluster.locator import RingLocator
-from camstream_worker.sequence import SequenceStart
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 
 P = 4

@@ -7,52 +7,53 @@ new, stops what is gone (removing its files) and restarts what changed,
 continuing the HLS media sequence so players see one stream with a
 discontinuity.
 
-It also answers the RTMP listener: a publisher is routed by the path
-`/<namespace>/<name>` and authenticated by the stream's key, given either as
-the last path element (`/<namespace>/<name>/<key>`) or as `?key=<key>`.
+It also answers the RTMP listener: a publisher is routed by its path
+(`/<namespace>/<name>/<key>`, see protocols/rtmp/paths.py) to its stream,
+whose source checks the key if it takes publishers at all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import parse_qs
 
-from camstream.spec import StreamKey, StreamSpec
-from camstream_worker.backoff import Backoff
-from camstream_worker.errors import SecretError, UnsupportedMedia
-from camstream_worker.hls import HlsWriter, SegmentWritten
-from camstream_worker.ingest.base import Source
-from camstream_worker.ingest.file import FileSource
-from camstream_worker.ingest.rtmp import RtmpPushSource
-from camstream_worker.ingest.rtmp_connection import PublishSink
-from camstream_worker.ingest.rtsp import RtspSource
-from camstream_worker.ingest.synthetic import SyntheticSource
-from camstream_worker.secrets import SecretResolver
-from camstream_worker.sequence import FirstNumber, SequenceStart
-from camstream_worker.state import StreamStatus, stream_dir
-from camstream_worker.supervisor import DEFAULT_BACKOFF, StreamRunner
-from camstream_worker.thumbnail import Thumbnailer
-from camstream_worker.transcode import SOURCE_FOLDER, Transcoder
+from camstream.spec import RecordingDefaults, StreamKey, StreamSpec, with_recording_default
+from camstream_worker.outputs.hls.sequence import SequenceStart
+from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp.publish import PublishSink
+from camstream_worker.secrets.base import SecretResolver
+from camstream_worker.sources.base import PushedSource
+from camstream_worker.sources.egress import Egress
+from camstream_worker.sources.policy import SourcePolicy
+from camstream_worker.state import StreamStatus
+from camstream_worker.stream import Stream
 
 log = logging.getLogger(__name__)
 
-PUSH_FAILED_RETRY = 5.0
-PUSH_ATTACH_WAIT = 3.0
-# A pushing camera reconnects when it likes; waiting for it is the source's job.
-PUSH_BACKOFF = Backoff(initial=0.05, cap=0.5)
-
 
 class Engine:
-    def __init__(self, hls_root: Path, secrets: SecretResolver) -> None:
+    def __init__(
+        self,
+        hls_root: Path,
+        secrets: SecretResolver,
+        *,
+        sources: SourcePolicy | None = None,
+        recording_spool: Path | None = None,
+        recording_defaults: RecordingDefaults | None = None,
+    ) -> None:
+        """`sources`: where pulled sources may go; the default is a cluster's (no local files).
+        `recording_spool`: streams that record write their groups there for
+        the worker's uploader (None: nothing is recorded here);
+        `recording_defaults`: what streams without spec.recording get (None:
+        the specs arrive with it filled in, as the pool's parent sends them)."""
         self.hls_root = hls_root
         self._secrets = secrets
-        self._runners: dict[StreamKey, StreamRunner] = {}
-        self._push_sources: dict[StreamKey, RtmpPushSource] = {}
+        self._egress = Egress(sources or SourcePolicy())
+        self._recording_spool = recording_spool
+        self._recording_defaults = recording_defaults
+        self._streams: dict[StreamKey, Stream] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
@@ -60,11 +61,11 @@ class Engine:
     # -- read side (StreamDirectory)
 
     def statuses(self) -> list[StreamStatus]:
-        return [runner.status for runner in self._runners.values()]
+        return [stream.status for stream in self._streams.values()]
 
     def status(self, key: StreamKey) -> StreamStatus | None:
-        runner = self._runners.get(key)
-        return runner.status if runner is not None else None
+        stream = self._streams.get(key)
+        return stream.status if stream is not None else None
 
     def on_change(self, callback: Callable[[StreamStatus], None]) -> None:
         self._listeners.append(callback)
@@ -79,25 +80,26 @@ class Engine:
     ) -> None:
         """Run exactly the enabled streams of `desired`."""
         start_sequences = start_sequences or {}
+        if self._recording_defaults is not None:
+            defaults = self._recording_defaults
+            desired = {k: with_recording_default(s, defaults) for k, s in desired.items()}
         async with self._lock:
             wanted = {key: spec for key, spec in desired.items() if spec.enabled}
             stale = [
                 key
-                for key, runner in self._runners.items()
-                if key not in wanted or _differs(runner.spec, wanted[key])
+                for key, stream in self._streams.items()
+                if key not in wanted or _differs(stream.spec, wanted[key])
             ]
             continued: dict[StreamKey, SequenceStart] = {}
             for key in stale:
-                runner = self._runners.pop(key)
-                await runner.stop(keep_last=key in wanted)
-                self._push_sources.pop(key, None)
+                stream = self._streams.pop(key)
+                await stream.stop(remove=key not in wanted)
                 if key in wanted:
-                    continued[key] = runner.writer.continuation()  # a restart, not a removal
+                    continued[key] = stream.continuation()  # a restart, not a removal
                 else:
-                    _remove_stream_files(runner, self.hls_root / stream_dir(key))
-                    self._notify(runner.status)
+                    self._notify(stream.status)
             for key, spec in wanted.items():
-                if key in self._runners:
+                if key in self._streams:
                     continue
                 if key in continued:
                     self._start(spec, continued[key], discontinuity=True)
@@ -109,128 +111,40 @@ class Engine:
     async def close(self) -> None:
         """Stop every stream, keeping their files (a worker shutting down)."""
         async with self._lock:
-            runners = list(self._runners.values())
-            self._runners.clear()
-            await asyncio.gather(*(runner.stop() for runner in runners))
+            streams = list(self._streams.values())
+            self._streams.clear()
+            await asyncio.gather(*(stream.stop() for stream in streams))
+            await self._egress.close()
 
     def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
-        key = spec.key
-        runner_box: list[StreamRunner] = []
-
-        def segment_from_any_thread(segment: SegmentWritten) -> None:
-            loop.call_soon_threadsafe(runner_box[0].segment_written, segment)
-
-        loop = asyncio.get_running_loop()
-        folder = self.hls_root / stream_dir(key)
-        transcoder = None
-        sequence = FirstNumber(start)  # one for all the stream's writers
-        if spec.transcode.enabled:
-            transcoder = Transcoder(
-                folder,
-                spec.transcode.renditions,
-                spec.hls,
-                start_sequence=sequence,
-                log_prefix=f"[{key}] ",
-            )
-            folder = folder / SOURCE_FOLDER  # the passthrough copy is one variant of several
-        writer = HlsWriter(
-            folder,
-            spec.hls,
-            start_sequence=sequence,
-            discontinuity_on_first=discontinuity,
-            on_segment=segment_from_any_thread,
-        )
-        if spec.source.protocol == "rtmp":
-            self._push_sources[key] = RtmpPushSource(log_prefix=f"[{key}] ")
-        runner = StreamRunner(
+        stream = Stream(
             spec,
-            writer,
-            self._make_source,
+            hls_root=self.hls_root,
+            secrets=self._secrets,
+            egress=self._egress,
+            start=start,
+            discontinuity=discontinuity,
             on_change=self._notify,
-            backoff=PUSH_BACKOFF if spec.source.protocol == "rtmp" else DEFAULT_BACKOFF,
-            transcoder=transcoder,
-            thumbnailer=Thumbnailer(
-                self.hls_root / stream_dir(key),
-                spec.thumbnail.interval_seconds,
-                log_prefix=f"[{key}] ",
-            )
-            if spec.thumbnail.enabled
-            else None,
-            # A pushing camera decides when it comes back: be ready for it soon.
-            failed_retry_seconds=PUSH_FAILED_RETRY if spec.source.protocol == "rtmp" else 60.0,
+            recording_spool=self._recording_spool,
         )
-        runner_box.append(runner)
-        self._runners[key] = runner
-        runner.start()
-
-    async def _make_source(self, spec: StreamSpec) -> Source:
-        source = spec.source
-        prefix = f"[{spec.key}] "
-        username = password = None
-        if source.credentials is not None:
-            username = await self._secrets.get(spec.key.namespace, source.credentials.username)
-            password = await self._secrets.get(spec.key.namespace, source.credentials.password)
-        stall = float(source.stall_timeout_seconds)
-        match source.protocol:
-            case "rtsp":
-                assert source.url is not None
-                return RtspSource(
-                    source.url,
-                    transport=source.rtsp_transport,
-                    username=username,
-                    password=password,
-                    stall_timeout=stall,
-                    log_prefix=prefix,
-                )
-            case "file" | "http":
-                assert source.url is not None
-                return FileSource(
-                    source.url,
-                    username=username,
-                    password=password,
-                    stall_timeout=stall,
-                    log_prefix=prefix,
-                )
-            case "synthetic":
-                return SyntheticSource(source.synthetic, log_prefix=prefix)
-            case "rtmp":
-                if source.stream_key is not None:
-                    # Resolve now so a missing key shows as Failed, not as a silent wait.
-                    await self._secrets.get(spec.key.namespace, source.stream_key)
-                return self._push_sources[spec.key]
-        raise UnsupportedMedia(f"unknown source protocol {source.protocol}")
+        self._streams[spec.key] = stream
+        stream.start()
 
     # -- RTMP routing
 
     async def authorize_publish(self, app: str, stream_name: str, peer: str) -> PublishSink | None:
         """The RTMP listener's Authorizer: a PublishSink, or None to reject."""
-        path, _, query = f"{app}/{stream_name}".partition("?")
-        parts = [p for p in path.split("/") if p]
-        offered = parse_qs(query).get("key", [None])[0]
-        if len(parts) == 3 and offered is None:
-            offered = parts.pop()
-        if len(parts) != 2 or offered is None:
+        target = paths.publish_target(app, stream_name)
+        if target is None:
             log.info("rtmp publish from %s rejected: path is not /<namespace>/<name>", peer)
             return None
-        key = StreamKey(parts[0], parts[1])
-        runner = self._runners.get(key)
-        push = self._push_sources.get(key)
-        if runner is None or push is None or runner.spec.source.stream_key is None:
+        key, offered = target
+        stream = self._streams.get(key)
+        source = stream.source if stream is not None else None
+        if not isinstance(source, PushedSource):
             log.info("rtmp publish from %s rejected: %s is not an rtmp stream here", peer, key)
             return None
-        try:
-            expected = await self._secrets.get(key.namespace, runner.spec.source.stream_key)
-        except SecretError as exc:
-            log.warning("[%s] rtmp publish from %s rejected: %s", key, peer, exc)
-            return None
-        if not hmac.compare_digest(expected.encode(), offered.encode()):
-            log.warning("[%s] rtmp publish from %s rejected: wrong stream key", key, peer)
-            runner.note("WrongStreamKey", f"refused a publisher from {peer}: wrong stream key")
-            return None
-        session = await push.attach_when_ready(wait_seconds=PUSH_ATTACH_WAIT)
-        if session is None:
-            log.warning("[%s] rtmp publish from %s rejected: already publishing", key, peer)
-        return session
+        return await source.admit(offered, peer)
 
     def _notify(self, status: StreamStatus) -> None:
         for listener in self._listeners:
@@ -242,21 +156,10 @@ class Engine:
 
 def _differs(old: StreamSpec, new: StreamSpec) -> bool:
     """A change that needs a restart (the generation alone does not)."""
-    return (old.source, old.hls, old.transcode, old.thumbnail) != (
+    return (old.source, old.hls, old.transcode, old.thumbnail, old.recording) != (
         new.source,
         new.hls,
         new.transcode,
         new.thumbnail,
+        new.recording,
     )
-
-
-def _remove_stream_files(runner: StreamRunner, folder: Path) -> None:
-    """A deleted stream leaves nothing behind: segments, playlists, stills."""
-    runner.writer.remove_files()
-    if runner.transcoder is not None:
-        runner.transcoder.remove_files()
-    for leftover in folder.glob("*"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()

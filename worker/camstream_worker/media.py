@@ -1,6 +1,7 @@
 """Small facts about PyAV streams that several modules need.
 
-Who calls this: pipeline.py (status), thumbnail.py and transcode.py (decoders).
+Who calls this: session.py (status), outputs/thumbnail.py and outputs/transcode.py
+(decoders).
 """
 
 from __future__ import annotations

@@ -38,12 +38,12 @@ class Phase(enum.StrEnum):
     STOPPED = "Stopped"
 
 
-PLAYLIST_NAME = "index.m3u8"
-THUMBNAIL_NAME = "thumbnail.jpg"
-
-
 def stream_dir(key: StreamKey) -> PurePosixPath:
-    """Where a stream's HLS files live, relative to the worker's HLS root."""
+    """Where a stream's HLS files live, relative to the worker's HLS root.
+
+    The same two names as in its URLs (camstream.wire.stream_path), so a
+    validated URL maps to a file without a lookup.
+    """
     return PurePosixPath(key.namespace) / key.name
 
 
@@ -71,10 +71,6 @@ class StreamStatus:
     height: int | None = None
     renditions: tuple[str, ...] = ()
     thumbnail: bool = False
-
-    @property
-    def playlist_path(self) -> PurePosixPath:
-        return stream_dir(self.key) / PLAYLIST_NAME
 
 
 class StreamDirectory(Protocol):

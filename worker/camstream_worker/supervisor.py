@@ -1,103 +1,121 @@
-"""One stream, kept alive: the state machine of state.py driven by its source.
+"""One stream's source, kept running: retries, backoff and the stall watchdog.
 
-Who calls this: engine.py creates one `StreamRunner` per stream it owns and
-stops it when the stream goes away. The runner owns everything about retrying:
-backoff with jitter between attempts, the stall watchdog (no packet for
+Who calls this: each stream (stream.py) owns one `Supervisor` and starts and
+stops it with itself. The supervisor owns everything about retrying: backoff
+with jitter between attempts, the stall watchdog (no packet for
 stallTimeoutSeconds while a session runs), and the choice between Reconnecting
 (transient errors) and Failed (errors a person must fix, retried slowly so a
-fixed Secret heals the stream without a restart). Sources only raise.
+fixed Secret heals the stream without a restart). Sources only raise; the
+stream keeps the status, the supervisor tells it which phase it is in (the
+state machine is drawn in state.py).
 
-Each attempt runs the source as a task and waits for one of: the source
-raising, the watchdog firing, or a stop request. A source's thread is always
-awaited before the next attempt, so two sessions never feed one writer.
+Each attempt runs the source as a task on a fresh session of the stream and
+waits for one of: the source raising, the watchdog firing, or a stop request.
+A source's thread is always awaited before the next attempt, so two sessions
+never feed one stream's outputs. The watchdog measures silence on the
+event loop's working time: if the loop itself stalled (how late each watch
+woke up), that time is not held against the camera.
+
+What differs between a camera we pull and one that pushes to us is read from
+the source's one trait, `pushed`: a pushing camera decides when it comes (no
+opening deadline) and when it comes back (quick retries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from typing import Protocol
 
+from camstream.retry import Backoff
 from camstream.spec import StreamSpec
-from camstream_worker.backoff import Backoff
 from camstream_worker.errors import (
     MediaError,
     PermanentSourceError,
     SourceError,
     SourceStalled,
+    SourceUnreachable,
 )
-from camstream_worker.hls import HlsWriter, SegmentWritten
-from camstream_worker.pipeline import PipelineSink
-from camstream_worker.sequence import lead_of
-from camstream_worker.state import Phase, StreamStatus
-from camstream_worker.thumbnail import Thumbnailer
-from camstream_worker.transcode import Transcoder
+from camstream_worker.session import Session
+from camstream_worker.sources.base import Source
+from camstream_worker.state import Phase
 
 log = logging.getLogger(__name__)
 
-FAILED_RETRY_SECONDS = 60.0
 LIVE_RESETS_BACKOFF_AFTER = 30.0
 WATCH_INTERVAL = 0.25
-DEFAULT_BACKOFF = Backoff()
+PULL_BACKOFF = Backoff()
+PULL_FAILED_RETRY_SECONDS = 60.0
+PUSH_BACKOFF = Backoff(initial=0.05, cap=0.5)
+PUSH_FAILED_RETRY_SECONDS = 5.0
 
 
-class StreamRunner:
-    def __init__(
-        self,
-        spec: StreamSpec,
-        writer: HlsWriter,
-        make_source: Callable[[StreamSpec], object],
-        *,
-        on_change: Callable[[StreamStatus], None],
-        backoff: Backoff = DEFAULT_BACKOFF,
-        thumbnailer: Thumbnailer | None = None,
-        transcoder: Transcoder | None = None,
-        failed_retry_seconds: float = FAILED_RETRY_SECONDS,
-    ) -> None:
-        self.spec = spec
-        self.writer = writer
-        self.thumbnailer = thumbnailer
-        self.transcoder = transcoder
-        self._make_source = make_source
-        self._on_change = on_change
-        self._backoff = backoff
-        self._failed_retry = failed_retry_seconds
-        self._prefix = f"[{spec.key}] "
-        self._status = StreamStatus(
-            key=spec.key, protocol=spec.source.protocol, phase=Phase.PENDING, since=time.time()
-        )
-        self._sink: PipelineSink | None = None
-        self._bytes_before = 0
+class Supervised(Protocol):
+    """What the supervisor drives (a stream.Stream)."""
+
+    spec: StreamSpec
+    source: Source
+    prefix: str  # "[namespace/name] "
+
+    @property
+    def live_since(self) -> float | None:
+        """Monotonic time the stream went Live; None while it is not."""
+        ...
+
+    def attach(self) -> Session: ...
+
+    def detach(self, session: Session, *, keep_last: bool = True) -> None: ...
+
+    def set_phase(self, phase: Phase, reason: str, message: str) -> None: ...
+
+    def reconnecting(self, reason: str, message: str) -> None: ...
+
+
+class LoopDelays:
+    """How late the event loop ran, as spans of monotonic time, to leave out of silences.
+
+    `since(t)` is the part of those spans after `t`: a camera silent since
+    its last packet at `t` was silent for `now - t - since(t)` seconds of
+    the loop's working time. Spans that ended before the moment asked about
+    are forgotten (moments asked about only move forward), and so are spans
+    that ended more than `keep` seconds before the newest: a stream waiting
+    for its camera asks nothing for days.
+    """
+
+    def __init__(self, keep: float) -> None:
+        self._keep = keep
+        self._spans: list[tuple[float, float]] = []
+
+    def add(self, start: float, end: float) -> None:
+        if end > start:
+            self._spans.append((start, end))
+            if self._spans[0][1] < end - self._keep:
+                self._spans = [(a, b) for a, b in self._spans if b >= end - self._keep]
+
+    def since(self, moment: float) -> float:
+        self._spans = [(a, b) for a, b in self._spans if b > moment]
+        return sum(b - max(a, moment) for a, b in self._spans)
+
+
+class Supervisor:
+    def __init__(self, stream: Supervised) -> None:
+        self._stream = stream
+        pushed = stream.source.pushed
+        self._backoff = PUSH_BACKOFF if pushed else PULL_BACKOFF
+        self._failed_retry = PUSH_FAILED_RETRY_SECONDS if pushed else PULL_FAILED_RETRY_SECONDS
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._live_since: float | None = None
         self._abandoned: set[asyncio.Task[None]] = set()
         self._keep_last = True
 
-    @property
-    def status(self) -> StreamStatus:
-        sink = self._sink
-        if sink is None:
-            return self._status
-        return dataclasses.replace(
-            self._status,
-            thumbnail=self.thumbnailer is not None and self.thumbnailer.written > 0,
-            bytes_in=self._bytes_before + sink.bytes_in,
-            video_codec=sink.video_codec or self._status.video_codec,
-            audio_codec=sink.audio_codec or self._status.audio_codec,
-            width=sink.width or self._status.width,
-            height=sink.height or self._status.height,
-        )
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"stream {self.spec.key}")
+        self._task = asyncio.create_task(self._run(), name=f"stream {self._stream.spec.key}")
 
     async def stop(self, *, keep_last: bool = True) -> None:
-        """Stop the source and end in Stopped.
+        """Stop the source and wait for its session to end.
 
         keep_last=False: the stream is leaving this worker (handoff, delete),
         so its unfinished segment is dropped; writing it would put a number in
@@ -107,108 +125,75 @@ class StreamRunner:
         self._stop.set()
         if self._task is not None:
             await self._task
-        if self.transcoder is not None:
-            await asyncio.to_thread(self.transcoder.close)
-        self._set(Phase.STOPPED, "Stopped", "")
-
-    def note(self, reason: str, message: str) -> None:
-        """Show why a stream that is not live yet is still waiting (e.g. a refused publisher).
-
-        A live stream is not touched: a stranger must not be able to change
-        the state of a working camera by knocking with a wrong key.
-        """
-        if self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
-            self._set(self._status.phase, reason, message)
-
-    def segment_written(self, segment: SegmentWritten) -> None:
-        """Writer callback, already moved to the event loop."""
-        self._status = dataclasses.replace(
-            self._status,
-            segments=self._status.segments + 1,
-            last_segment_at=time.time(),
-            media_sequence=segment.sequence,
-            sequence_lead=(
-                self._status.sequence_lead
-                if self._status.sequence_lead is not None
-                else lead_of(segment.sequence, segment.written_at, self.spec.hls.segment_seconds)
-            ),
-            discontinuity_sequence=segment.discontinuity_sequence,
-        )
-        if self.transcoder is not None:
-            self.transcoder.source_segment_written(segment.size, segment.duration)
-        session_running = self._sink is not None and self._sink.active
-        # The last segment of a session that just died must not claim Live.
-        if session_running and self._status.phase in (Phase.CONNECTING, Phase.RECONNECTING):
-            self._live_since = time.monotonic()
-            self._set(Phase.LIVE, "Streaming", "")
 
     async def _run(self) -> None:
+        stream = self._stream
         attempt = 0
         while not self._stop.is_set():
             if attempt == 0:
-                self._set(Phase.CONNECTING, "Connecting", "")
+                stream.set_phase(Phase.CONNECTING, "Connecting", "")
             try:
                 await self._attempt()
                 return  # only a stop request ends an attempt without an error
             except PermanentSourceError as exc:
-                self._set(Phase.FAILED, exc.reason, str(exc))
-                log.warning("%sfailed: %s", self._prefix, exc)
+                stream.set_phase(Phase.FAILED, exc.reason, str(exc))
+                log.warning("%sfailed: %s", stream.prefix, exc)
                 delay = self._failed_retry
             except MediaError as exc:
-                if (
-                    self._live_since
-                    and time.monotonic() - self._live_since > LIVE_RESETS_BACKOFF_AFTER
-                ):
+                live_since = stream.live_since
+                if live_since and time.monotonic() - live_since > LIVE_RESETS_BACKOFF_AFTER:
                     attempt = 0
                 attempt += 1
-                self._status = dataclasses.replace(
-                    self._status, reconnects=self._status.reconnects + 1
-                )
-                self._set(Phase.RECONNECTING, exc.reason, str(exc))
+                stream.reconnecting(exc.reason, str(exc))
                 delay = self._backoff.delay(attempt)
-                log.info("%s%s; retry %d in %.1fs", self._prefix, exc, attempt, delay)
+                log.info("%s%s; retry %d in %.1fs", stream.prefix, exc, attempt, delay)
             except Exception as exc:  # a bug in a source must not kill the worker
-                log.exception("%sunexpected error in the source", self._prefix)
+                log.exception("%sunexpected error in the source", stream.prefix)
                 attempt += 1
-                self._set(Phase.RECONNECTING, "InternalError", type(exc).__name__)
+                stream.set_phase(Phase.RECONNECTING, "InternalError", type(exc).__name__)
                 delay = self._backoff.delay(attempt)
-            self._live_since = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _attempt(self) -> None:
+        stream = self._stream
         stopping = threading.Event()
-        source = self._make_source(self.spec)
-        if asyncio.iscoroutine(source):
-            source = await source
-        sink = PipelineSink(self.writer, self.thumbnailer, self.transcoder)
-        if self._sink is not None:
-            # Keep what the last session taught us until the new one knows better.
-            self._bytes_before += self._sink.bytes_in
-            self._status = self.status
-        self._sink = sink
-        run: asyncio.Task[None] = asyncio.create_task(source.run(sink, stopping))  # type: ignore[attr-defined]
-        stall = float(self.spec.source.stall_timeout_seconds)
+        session = stream.attach()
+        run: asyncio.Task[None] = asyncio.create_task(stream.source.run(session, stopping))
+        stall = float(stream.spec.source.stall_timeout_seconds)
         # A pushing camera may take any time to come; a pulled one must start
         # sending soon after we connect (FFmpeg can sit in its probe forever).
-        open_deadline = (
-            None if self.spec.source.protocol == "rtmp" else time.monotonic() + 2 * stall
-        )
+        open_deadline = None if stream.source.pushed else time.monotonic() + 2 * stall
+        # The loop's own delays (how late each watch woke up) are not the
+        # camera's silence: after a stall of the whole process, the packets it
+        # sent meanwhile are still in the kernel, and a camera must not be
+        # blamed, dropped and marked Reconnecting for the server's stall.
+        delays = LoopDelays(keep=4 * stall + 60)
+        started = time.monotonic()
         try:
             while not run.done():
                 if self._stop.is_set():
                     stopping.set()
                     break
                 now = time.monotonic()
-                if sink.active and now - sink.last_packet_at > stall:
+                last_packet = session.last_packet_at
+                if session.active and now - last_packet - delays.since(last_packet) > stall:
                     stopping.set()
-                    await self._finish(run, sink, grace=stall)
+                    await self._finish(run, session, grace=stall)
                     raise SourceStalled(f"no packet for {stall:.0f}s")
-                if not sink.active and open_deadline is not None and now > open_deadline:
+                if (
+                    not session.active
+                    and open_deadline is not None
+                    and now - delays.since(started) > open_deadline
+                ):
                     stopping.set()
-                    await self._finish(run, sink, grace=stall)
-                    raise SourceStalled(f"connected, but no stream within {2 * stall:.0f}s")
+                    await self._finish(run, session, grace=stall)
+                    # As any pulled source that does not open: the one uniform answer.
+                    raise _unreachable(stream, f"connected, but no stream within {2 * stall:.0f}s")
                 await asyncio.wait({run}, timeout=WATCH_INTERVAL)
+                if not run.done():
+                    woke = time.monotonic()
+                    delays.add(woke - max(0.0, woke - now - WATCH_INTERVAL), woke)
             await asyncio.shield(run)  # raises the source's error, or returns on stop
             if not self._stop.is_set():
                 raise SourceError("the source returned without an error")
@@ -218,20 +203,20 @@ class StreamRunner:
                 await run
             raise
         finally:
-            sink.end(keep_last=self._keep_last or not self._stop.is_set())
+            stream.detach(session, keep_last=self._keep_last or not self._stop.is_set())
 
-    async def _finish(self, run: asyncio.Task[None], sink: PipelineSink, grace: float) -> None:
+    async def _finish(self, run: asyncio.Task[None], session: Session, grace: float) -> None:
         """Give a stopping source `grace` seconds; abandon it if FFmpeg is stuck.
 
         A thread blocked inside FFmpeg cannot be interrupted without a
         per-call Python callback (which doubled CPU when measured); instead
-        its sink is closed, so whatever it reads later goes nowhere, and the
-        thread ends at its next packet or I/O timeout.
+        its session is closed, so whatever it reads later goes nowhere, and
+        the thread ends at its next packet or I/O timeout.
         """
         await asyncio.wait({run}, timeout=grace)
         if not run.done():
-            log.warning("%sabandoning a source stuck in FFmpeg", self._prefix)
-            sink.end()
+            log.warning("%sabandoning a source stuck in FFmpeg", self._stream.prefix)
+            self._stream.detach(session)
             self._abandoned.add(run)
             run.add_done_callback(self._forget)
 
@@ -240,11 +225,8 @@ class StreamRunner:
         if not run.cancelled():
             run.exception()  # retrieved: its error no longer matters
 
-    def _set(self, phase: Phase, reason: str, message: str) -> None:
-        current = self._status
-        if (current.phase, current.reason, current.message) == (phase, reason, message):
-            return
-        self._status = dataclasses.replace(
-            current, phase=phase, reason=reason, message=message, since=time.time()
-        )
-        self._on_change(self.status)
+
+def _unreachable(stream: Supervised, detail: str) -> SourceUnreachable:
+    """The uniform error (errors.py), with what happened in the log only."""
+    log.info("%scould not open the source: %s", stream.prefix, detail)
+    return SourceUnreachable(detail)

@@ -90,6 +90,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/*
+The recordings store, for the workers and the operator (its janitor): the same
+settings for both, credentials from the Secret named in the values.
+*/}}
+{{- define "camstream.recordingEnv" -}}
+{{- $r := .Values.recording -}}
+- name: CAMSTREAM_RECORDING_STORE
+  value: {{ $r.store | quote }}
+{{- if eq $r.store "s3" }}
+- name: CAMSTREAM_RECORDING_S3_BUCKET
+  value: {{ $r.s3.bucket | quote }}
+- name: CAMSTREAM_RECORDING_S3_ENDPOINT
+  value: {{ $r.s3.endpoint | quote }}
+- name: CAMSTREAM_RECORDING_S3_REGION
+  value: {{ $r.s3.region | quote }}
+{{- with $r.s3.credentialsSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $r.s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $r.s3.secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 The namespaces whose CameraStreams to watch, as command-line flags; none means all.
 Matches the RBAC the chart grants (ClusterRoles for all, Roles per namespace
 otherwise), so a component that lists cluster-wide without the ClusterRole
@@ -124,6 +154,21 @@ the value to change.
 {{- $hook := .Values.operator.webhook -}}
 {{- if and $hook.enabled $hook.certManager.enabled (not $hook.certManager.issuerRef) -}}
 {{- fail "operator.webhook.certManager.issuerRef is required when operator.webhook.certManager.enabled is true (e.g. {kind: ClusterIssuer, name: my-ca})" -}}
+{{- end -}}
+{{- $r := .Values.recording -}}
+{{- if and (eq $r.store "s3") (not $r.s3.bucket) -}}
+{{- fail "recording.s3.bucket is required when recording.store is s3" -}}
+{{- end -}}
+{{- if and (eq $r.store "s3") (eq $w.hls.storage "memory") -}}
+{{- fail "recording.store s3 needs worker.hls.storage emptyDir or pvc: recordings wait for upload on that volume, and tmpfs would hold them in memory" -}}
+{{- end -}}
+{{- $secrets := .Values.rbac.workerSecrets -}}
+{{- if and $secrets.allNamespaces $secrets.namespaces -}}
+{{- fail "rbac.workerSecrets.allNamespaces and rbac.workerSecrets.namespaces exclude each other: list the namespaces, or allow all" -}}
+{{- end -}}
+{{- $net := .Values.worker.networkPolicy -}}
+{{- if and $net.enabled (not $net.apiServer.cidrs) -}}
+{{- fail "worker.networkPolicy.apiServer.cidrs is required when worker.networkPolicy.enabled is true (the API server's endpoint addresses, e.g. from kubectl get endpoints kubernetes)" -}}
 {{- end -}}
 {{- if gt (int .Values.ring.partitions) 65536 -}}
 {{- fail (printf "ring.partitions (%d) must be at most 65536: streams carry partition labels for rings up to that size" (int .Values.ring.partitions)) -}}

@@ -50,7 +50,8 @@ from camstream.handoff import RingDoc
 from camstream.handoff_codec import CodecError, decode_doc
 from camstream.kubewatch import Informer, Key
 from camstream.spec import StreamKey, StreamSpec
-from camstream_worker.sequence import SequenceStart
+from camstream.wire import playlist_path
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import StreamStatus
 
 from . import desired as plan
@@ -433,7 +434,7 @@ class Agent:
         """Ask the previous owner where its playlist is (best effort, short timeout)."""
         if self._session is None:
             return None
-        url = f"http://{address}:{self._http_port}/streams/{key.namespace}/{key.name}/index.m3u8"
+        url = f"http://{address}:{self._http_port}{playlist_path(key.namespace, key.name)}"
         try:
             async with self._session.get(url) as response:
                 if response.status != 200:

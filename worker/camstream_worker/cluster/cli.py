@@ -1,6 +1,6 @@
 """`camstream worker`: one worker pod in cluster mode.
 
-Who calls this: camstream/cli.py wires `add_parser`/`run` into the `camstream`
+Who calls this: camstream_cli/main.py wires `add_parser`/`run` into the `camstream`
 command; the chart's worker StatefulSet runs it. Identity comes from the pod
 (POD_NAME, POD_NAMESPACE, POD_IP via the downward API); the kubeconfig from
 KUBECONFIG, else the in-cluster ServiceAccount.
@@ -23,9 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from camstream import settings
 from camstream.handoff import RingDoc
+from camstream_worker.sources import policy
 
 log = logging.getLogger("camstream.worker.cluster")
+# Seconds of the shutdown spent uploading the last recorded groups; the rest
+# waits in the spool on the pod's volume for its next start.
+RECORDING_UPLOAD_ON_EXIT = 5.0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,7 +43,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--hls-dir",
         type=Path,
-        default=Path(os.environ.get("CAMSTREAM_HLS_DIR", "/var/lib/camstream/hls")),
+        default=settings.from_env(
+            "CAMSTREAM_HLS_DIR", settings.path, Path("/var/lib/camstream/hls"), flag="--hls-dir"
+        ),
     )
     parser.add_argument("--ring-configmap", default="camstream-ring")
     parser.add_argument(
@@ -49,7 +56,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--leave-seconds",
         type=float,
-        default=float(os.environ.get("CAMSTREAM_LEAVE_SECONDS", "25")),
+        default=settings.from_env(
+            "CAMSTREAM_LEAVE_SECONDS", settings.seconds, 25.0, flag="--leave-seconds"
+        ),
         help="on SIGTERM, wait at most this long for handoffs (below the grace period)",
     )
     parser.add_argument(
@@ -65,9 +74,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="renew the heartbeat Lease this often; it lasts three times as long",
     )
     parser.add_argument(
+        "--source-deny-cidrs",
+        type=policy.cidrs_argument,
+        default=None,
+        help=policy.DENY_FLAG_HELP,
+    )
+    parser.add_argument(
         "--processes",
         type=int,
-        default=int(os.environ.get("CAMSTREAM_PROCESSES", "1")),
+        default=settings.from_env("CAMSTREAM_PROCESSES", settings.count, 1, flag="--processes"),
         help="engine processes (more than 1 shards the streams over child processes)",
     )
     parser.set_defaults(run=run)
@@ -84,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     from camstream import kubeapi
-    from camstream_worker.http_server import make_app
-    from camstream_worker.http_server import serve as serve_http
-    from camstream_worker.shards import ShardedEngine
-    from camstream_worker.worker_metrics import worker_registry
+    from camstream_worker.metrics.worker import worker_registry
+    from camstream_worker.outputs.recording import service as recording
+    from camstream_worker.outputs.recording.uploader import RecordingCollector
+    from camstream_worker.pool.sharded import ShardedEngine
+    from camstream_worker.servers.http import recordings
+    from camstream_worker.servers.http.server import make_app
+    from camstream_worker.servers.http.server import serve as serve_http
+    from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
     from .agent import Agent, Identity
     from .clock import ClusterClock
@@ -110,10 +129,33 @@ async def serve(args: argparse.Namespace) -> int:
     cluster_clock = ClusterClock()
     credentials = kubeapi.load_credentials()
     async with kubeapi.KubeApi(credentials, on_response=cluster_clock.observe) as api:
+        # In a cluster recordings go where the chart says (an S3 store); none: off.
+        kept = await recording.start(
+            args.hls_dir,
+            default_folder=None,
+            on_loss=recording.LossReports(lambda loss: _report_loss(api, loss)),
+        )
         # Always behind the RTMP front, even with one engine process: a
         # publisher that reached this worker for another worker's stream is
         # relayed there by the front, which needs to see its connect first.
-        engine = ShardedEngine(args.hls_dir, KubeSecrets(api), max(1, args.processes))
+        raise_fd_limit()  # before anything sizes its caps from it
+        denied = args.source_deny_cidrs
+        if denied is None:
+            denied = settings.from_env(
+                policy.DENY_VARIABLE,
+                policy.parse_cidrs,
+                policy.DEFAULT_DENIED,
+                flag="--source-deny-cidrs",
+            )
+        engine = ShardedEngine(
+            args.hls_dir,
+            KubeSecrets(api),
+            max(1, args.processes),
+            sources=policy.SourcePolicy.build(denied=denied),  # no file roots: no local files
+            rtmp_limits=Limits.from_env(),
+            recording_spool=kept.engine_spool,
+            recording_defaults=kept.defaults,
+        )
         await engine.start()
         agent = Agent(
             api=api,
@@ -132,18 +174,23 @@ async def serve(args: argparse.Namespace) -> int:
         rtmp = await engine.serve_rtmp(
             host, args.rtmp_port, owner=locator.owner_rtmp, is_mine=locator.is_mine
         )
+        registry = worker_registry(
+            lambda: engine.rtmp_stats(rtmp),
+            partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
+            double_serving=lambda: agent.double_serving_seconds,
+        )
+        if kept.uploader is not None:
+            registry.register(RecordingCollector(kept.uploader.stats))
         app = make_app(
             engine,
             args.hls_dir,
             owner=locator,
-            ready=agent.ready,
+            # Not ready while the RTMP port is out of descriptors either.
+            ready=lambda: agent.ready() and rtmp.accepting,
             worker_name=identity.pod_name,
-            registry=worker_registry(
-                lambda: engine.rtmp_stats(rtmp),
-                partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
-                double_serving=lambda: agent.double_serving_seconds,
-            ),
+            registry=registry,
         )
+        recordings.use_store(app, kept.store)
         http = await serve_http(app, host, args.http_port)
         log.info(
             "worker %s on %s: http %d, rtmp %d, ring %s/%s",
@@ -171,8 +218,34 @@ async def serve(args: argparse.Namespace) -> int:
             await rtmp.close()
             await engine.apply({})  # stop every stream and remove its files
             await engine.close()
+            # What the recorders closed last goes up within the grace period left.
+            await kept.close(deadline=time.monotonic() + RECORDING_UPLOAD_ON_EXIT)
             await http.cleanup()
     return 0
+
+
+async def _report_loss(api: Any, loss: Any) -> None:
+    """One Warning Event on the stream whose recording lost groups (summarised by LossReports)."""
+    from camstream import kubeevents
+    from camstream.wire import API_GROUP, API_VERSION, KIND
+
+    involved = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"namespace": loss.key.namespace, "name": loss.key.name},
+    }
+    message = (
+        f"{loss.groups} recorded groups ({loss.seconds:.0f} s, {loss.bytes} bytes) were dropped: "
+        "the recording spool was full while the object store could not take them"
+    )
+    await kubeevents.post(
+        api,
+        involved,
+        type_="Warning",
+        reason="RecordingDropped",
+        message=message,
+        component="camstream-worker",
+    )
 
 
 def _owned_partitions(doc: RingDoc | None, worker: str) -> int:

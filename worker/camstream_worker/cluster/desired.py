@@ -17,7 +17,7 @@ watched CameraStream or of a stream's state in the engine.
 - `stream_report`: the status the serving worker writes (all of it: the
   operator writes no status).
 - `start_sequence`: where a newly started stream's HLS media sequence begins
-  (the rules and why are in camstream_worker/sequence.py).
+  (the rules and why are in camstream_worker/outputs/hls/sequence.py).
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from camstream import ring
+from camstream.conditions import condition
 from camstream.handoff import RingDoc, handoffs_to, partitions_for
-from camstream.handoff_status import condition
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
-from camstream_worker import sequence
-from camstream_worker.sequence import SequenceStart
+from camstream.wire import playlist_path
+from camstream_worker.outputs.hls import sequence
+from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.state import Phase, StreamStatus
 
 
@@ -147,7 +148,7 @@ def _settled(spec: StreamSpec, status: StreamStatus | None, reported: str | None
 
 
 def playback_path(key: StreamKey) -> str:
-    return f"/streams/{key.namespace}/{key.name}/index.m3u8"
+    return playlist_path(key.namespace, key.name)
 
 
 def stream_report(

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from camstream import kubeapi
-from camstream.handoff_codec import (
+from camstream.wire import (
     CONFIRMED_ANNOTATION,
     HEARTBEAT_LABEL,
     LEAVING_ANNOTATION,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from camstream import kubeapi, kubeevents
-from camstream.handoff_status import merge_conditions, now_rfc3339, status_patch
+from camstream.conditions import merge_conditions, now_rfc3339, status_patch
 
 from .desired import Report
 

@@ -9,6 +9,12 @@
  *   refreshed from the worker's JSON API every data-refresh milliseconds.
  * - window.camstream.players exposes each player's state for tests and for
  *   people debugging in the console.
+ * - A player page's <section data-recordings> (shown when the worker keeps
+ *   recordings) draws the last day's recorded ranges as a timeline: a click
+ *   plays the recording from there (a VOD playlist of the next hour), "Live"
+ *   goes back, "Download clip" saves the minute around what is playing. A
+ *   page opened with #t=<Unix seconds> starts in the recording at that
+ *   moment. window.camstream.recordings has its state.
  */
 (function () {
   "use strict";
@@ -109,9 +115,140 @@
       .then(function () { window.setTimeout(function () { refresh(api, every); }, every); });
   }
 
+  var HOUR = 3600 * 1000;
+  var TIMELINE = 24 * HOUR; // what the timeline shows
+  var VOD_SPAN = HOUR; // how much a click loads
+  var CLIP_HALF = 30 * 1000; // the clip button: the minute around the playing moment
+
+  function iso(ms) {
+    return new Date(ms).toISOString().replace(".000Z", "Z");
+  }
+
+  function recordings(section, video, player) {
+    var base = section.getAttribute("data-recordings");
+    var rec = {
+      ranges: [], mode: "live", at: null, playing: null, from: 0, to: 0, clip: null,
+      live: video.getAttribute("data-src"),
+    };
+    window.camstream.recordings = rec;
+    var bars = section.querySelector(".timeline-ranges");
+    var cursor = section.querySelector(".timeline-cursor");
+    var clip = section.querySelector('[data-action="clip"]');
+
+    function load() {
+      var to = Date.now();
+      var from = to - TIMELINE;
+      return fetch(base + "ranges.json?from=" + from / 1000 + "&to=" + to / 1000, { cache: "no-store" })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (!data) {
+            return;
+          }
+          section.hidden = false;
+          rec.ranges = data.ranges;
+          // A day at most, from a minute before the oldest recording in it.
+          rec.from = data.ranges.length ? Math.max(from, data.ranges[0].start_ms - 60000) : from;
+          rec.to = to;
+          draw(data);
+        })
+        .catch(function () {});
+    }
+
+    function percent(ms) {
+      return (100 * (ms - rec.from)) / (rec.to - rec.from) + "%";
+    }
+
+    function draw(data) {
+      bars.textContent = "";
+      data.ranges.forEach(function (r) {
+        var bar = document.createElement("div");
+        bar.style.left = percent(r.start_ms);
+        bar.style.width = (100 * (r.end_ms - r.start_ms)) / (rec.to - rec.from) + "%";
+        bar.title = r.start + " \u2013 " + r.end;
+        bars.appendChild(bar);
+      });
+      setField(section, "recorded", data.recorded_seconds.toFixed(0) + " s in the last 24 h, " +
+        data.gaps.length + " gaps");
+      setField(section, "timeline-from", iso(rec.from));
+      setField(section, "timeline-to", iso(rec.to));
+    }
+
+    function play(url) {
+      if (player && player.hls) {
+        player.hls.loadSource(url);
+      } else {
+        video.src = url;
+      }
+      var started = video.play();
+      if (started && started.catch) {
+        started.catch(function () {});
+      }
+    }
+
+    function playAt(ms) {
+      var end = Math.min(ms + VOD_SPAN, Date.now());
+      rec.mode = "vod";
+      rec.at = ms;
+      play(base + "index.m3u8?from=" + ms / 1000 + "&to=" + end / 1000);
+    }
+
+    function tick() {
+      var date = player && player.hls ? player.hls.playingDate : null;
+      rec.playing = rec.mode === "vod" && date ? date.getTime() : null;
+      var last = rec.ranges.length ? rec.ranges[rec.ranges.length - 1].end_ms : null;
+      var middle = rec.playing !== null ? rec.playing : last !== null ? last - CLIP_HALF : null;
+      if (middle === null) {
+        clip.setAttribute("aria-disabled", "true");
+      } else {
+        rec.clip = base + "clip.mp4?from=" + (middle - CLIP_HALF) / 1000 + "&to=" + (middle + CLIP_HALF) / 1000;
+        clip.href = rec.clip;
+        clip.removeAttribute("aria-disabled");
+      }
+      if (rec.playing !== null && rec.to > rec.from) {
+        cursor.hidden = false;
+        cursor.style.left = percent(rec.playing);
+        setField(section, "playing-at", "playing " + iso(rec.playing));
+      } else {
+        cursor.hidden = true;
+        setField(section, "playing-at", rec.mode === "live" ? "live" : "");
+      }
+    }
+
+    section.querySelector(".timeline").addEventListener("click", function (event) {
+      var box = event.currentTarget.getBoundingClientRect();
+      playAt(rec.from + ((event.clientX - box.left) / box.width) * (rec.to - rec.from));
+    });
+    section.querySelector('[data-action="live"]').addEventListener("click", function () {
+      rec.mode = "live";
+      rec.at = null;
+      play(rec.live);
+    });
+    var wanted = /#t=([0-9.]+)/.exec(window.location.hash);
+    load().then(function () {
+      if (wanted) {
+        playAt(parseFloat(wanted[1]) * 1000);
+        return;
+      }
+      // A recorded stream's live playlist with its DVR window: the same live
+      // edge, and minutes to rewind in the player's own controls.
+      return fetch("dvr.m3u8", { method: "HEAD", cache: "no-store" }).then(function (r) {
+        if (r.ok && rec.mode === "live") {
+          rec.live = "dvr.m3u8";
+          play(rec.live);
+        }
+      });
+    });
+    window.setInterval(tick, 1000);
+    window.setInterval(load, 30000);
+  }
+
   var videos = document.querySelectorAll("video[data-src]");
   for (var i = 0; i < videos.length; i++) {
     attach(videos[i]);
+  }
+  var section = document.querySelector("section[data-recordings]");
+  if (section && videos.length) {
+    recordings(section, videos[0], players[0]);
   }
   var api = document.body.getAttribute("data-api");
   if (api) {

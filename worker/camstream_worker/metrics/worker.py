@@ -1,0 +1,114 @@
+"""Worker-level Prometheus metrics (the per-stream ones are in streams.py).
+
+Who calls this: app/standalone.py and cluster/cli.py build the /metrics
+registry with `worker_registry`; the pool adds up its processes' RTMP counters
+with `add_stats`. Like the stream metrics, these are read at scrape
+time from counters the RTMP server and the cluster agent keep anyway:
+
+    camstream_rtmp_connections            gauge, RTMP connections open now
+    camstream_rtmp_rejected_total{reason} counter, connections refused or dropped,
+                                          reason one of RTMP_REFUSAL_REASONS below
+    camstream_rtmp_accepting              gauge, 1 while the RTMP port accepts
+                                          connections (0: out of file descriptors)
+    camstream_worker_partitions           gauge, ring partitions this worker owns
+                                          (cluster mode only)
+    camstream_stream_double_serving_seconds_total
+                                          counter, stream-seconds this worker's copies
+                                          may have run after the ring moved them to
+                                          another worker while it could not see the
+                                          ring (cluster mode only; an upper bound)
+
+The RTMP servers report each refusal reason as the counter
+``refused_<reason>`` of their stats (servers/rtmp/refusals.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+RtmpStats = Callable[[], Mapping[str, int]]
+
+# The label values of camstream_rtmp_rejected_total: a fixed set, whatever a
+# client sends (docs/threat-model-rtmp.md says what triggers each).
+RTMP_REFUSAL_REASONS: Mapping[str, str] = {
+    "unauthorized": "unknown stream or wrong stream key",
+    "protocol": "not RTMP, or RTMP the server does not allow",
+    "timeout": "not publishing in time, or a publisher gone silent",
+    "capacity": "the worker's connection cap (sized from its file descriptors) is reached",
+    "per_address": "too many connections not publishing yet from one address",
+    "too_large": "a message, or the bytes sent before publishing, over their cap",
+    "flood": "too many messages (empty, tiny or pings) for the time",
+    "slow_reader": "the client does not read what the server sends",
+}
+
+
+class WorkerCollector(Collector):
+    def __init__(
+        self,
+        rtmp_stats: RtmpStats,
+        partitions: Callable[[], int] | None,
+        double_serving: Callable[[], float] | None = None,
+    ) -> None:
+        self._rtmp_stats = rtmp_stats
+        self._partitions = partitions
+        self._double_serving = double_serving
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._rtmp_stats()
+        yield GaugeMetricFamily(
+            "camstream_rtmp_connections",
+            "RTMP connections open now",
+            value=stats.get("connections", 0),
+        )
+        rejected = CounterMetricFamily(
+            "camstream_rtmp_rejected", "RTMP connections refused or dropped", labels=["reason"]
+        )
+        for reason in RTMP_REFUSAL_REASONS:
+            rejected.add_metric([reason], stats.get(f"refused_{reason}", 0))
+        yield rejected
+        if "accepting" in stats:
+            yield GaugeMetricFamily(
+                "camstream_rtmp_accepting",
+                "1 while the RTMP port accepts connections",
+                value=stats["accepting"],
+            )
+        if self._partitions is not None:
+            yield GaugeMetricFamily(
+                "camstream_worker_partitions",
+                "Ring partitions this worker owns",
+                value=self._partitions(),
+            )
+        if self._double_serving is not None:
+            yield CounterMetricFamily(
+                "camstream_stream_double_serving_seconds",
+                "Stream-seconds this worker's copies may have run after the ring had moved "
+                "them to another worker while this one could not see the ring (upper bound)",
+                value=self._double_serving(),
+            )
+
+
+def worker_registry(
+    rtmp_stats: RtmpStats,
+    partitions: Callable[[], int] | None = None,
+    double_serving: Callable[[], float] | None = None,
+) -> CollectorRegistry:
+    """A registry with the process collectors and the worker's own metrics."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(WorkerCollector(rtmp_stats, partitions, double_serving))
+    return registry
+
+
+def add_stats(*parts: Mapping[str, int]) -> dict[str, int]:
+    """Counters of several RTMP servers (a sharded worker's children) added up."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.items():
+            total[key] = total.get(key, 0) + value
+    return total

@@ -1,0 +1,134 @@
+"""Where a stream's HLS media sequence begins on a worker: pure, no I/O.
+
+Who calls this: cluster/desired.py decides a `SequenceStart` when a worker
+starts a stream; writer.py resolves it when the stream's first segment is cut.
+
+Why it matters: whoever serves a stream's playlist, a viewer must never see
+its last sequence number go down. Three cases:
+
+- A fresh start numbers from the wall clock, one number per segment duration
+  since the epoch (`by_clock`). A writer publishes at most one segment per
+  segment duration, so it never gets far ahead of the clock on its own.
+- A handoff (make before break): the previous owner keeps writing until the
+  new owner is live and the ring moves viewers over. Numbering "like the old
+  owner" is not enough: the two cut segments at different moments, so the old
+  owner can publish N+1 while the new one has only N, and a viewer who saw
+  N+1 would then see N. So the new owner numbers its first segment above
+  anything the old owner can have published by then (`outrun`), from the old
+  owner's next number read from its playlist and the time elapsed since.
+- A failover after a crash: nobody can be asked, and an owner that took the
+  stream over in a handoff runs ahead of the clock by its lead. Each serving
+  worker records that lead in the stream's status once (`lead_of`), and the
+  next owner starts above the clock by more than it (`after_crash`).
+
+Which clock: the crash case compares a number the dead owner derived from
+its clock with one the taker derives from its own, so both must read the
+same clock. Machines' wall clocks are seconds apart (a taker 8 s behind
+started 8 segments low: every viewer saw the sequence go back, #14), so the
+cluster agent numbers by the cluster's clock, the API server's as read from
+its Date headers (cluster/clock.py), known to within an interval: it plans
+with the interval's upper end and records leads against its lower end
+(`cluster_lead`), so the error only ever makes a taker start higher. The
+handoff case needs no shared clock: `outrun` measures elapsed time on one
+machine. The writer resolves a plan on its own machine's wall clock at its
+first segment (`SequenceStart.at`), which may be much later than the plan
+(a pushed stream waits for its camera).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+# Publishing is paced by the camera, not by us: allow one segment of jitter.
+JITTER_SEGMENTS = 1
+
+
+def by_clock(now: float, segment_seconds: int) -> int:
+    return int(now // segment_seconds)
+
+
+def outrun(source_next: int, observed_at: float, now: float, segment_seconds: int) -> int:
+    """A first number above every segment an owner still writing can have published.
+
+    `source_next` is the number its next segment would carry, read at
+    `observed_at`. Since then it can have published the segment in progress
+    plus one per full segment duration.
+    """
+    elapsed = max(0.0, now - observed_at)
+    most_published = source_next + int(elapsed // segment_seconds)
+    return most_published + 1 + JITTER_SEGMENTS
+
+
+def lead_of(sequence: int, written_at: float, segment_seconds: int) -> int:
+    """How far a writer's numbers run ahead of the clock, from one of its segments."""
+    return sequence - by_clock(written_at, segment_seconds)
+
+
+def cluster_lead(local_lead: int, wall_offset_low: float, segment_seconds: int) -> int:
+    """A lead measured on this machine's wall clock, restated on the cluster's (at least).
+
+    `local_lead` is n - by_clock(w) for a segment n cut at our wall time w; the
+    cluster's clock read w + o then, with o >= `wall_offset_low`. Since
+    floor((w + o) / s) >= floor(w / s) + floor(o / s) >= floor(w / s) +
+    floor(low / s), the result is never below the true lead on the cluster's
+    clock: a successor starting above it starts above this writer.
+    """
+    return local_lead - math.floor(wall_offset_low / segment_seconds)
+
+
+def after_crash(now: float, segment_seconds: int, lead: int | None) -> int:
+    """First number for a stream whose owner died, given the lead it recorded.
+
+    After publishing N at t the dead owner published at most one more per
+    segment duration (plus jitter), so by `now` its last number is at most
+    by_clock(now) + lead + jitter.
+    """
+    clock = by_clock(now, segment_seconds)
+    if lead is None:
+        return clock
+    return clock + max(0, lead + JITTER_SEGMENTS + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceStart:
+    """The plan for a stream's first number, sent to the process that runs it.
+
+    `number` is the least the first segment may carry. With `ahead_of` set, a
+    previous owner is still writing: `number` is its next number as read at
+    the wall time `ahead_of`, and the first segment must outrun it. With `at`
+    set, `number` was right at the wall time `at` and moves on with the clock,
+    one per segment duration, until the first segment is cut. Both times are
+    this machine's wall clock, as the writer's `now` is.
+    """
+
+    number: int
+    ahead_of: float | None = None
+    at: float | None = None
+
+    def first(self, now: float, segment_seconds: int) -> int:
+        if self.ahead_of is not None:
+            return outrun(self.number, self.ahead_of, now, segment_seconds)
+        if self.at is not None:
+            return self.number + int(max(0.0, now - self.at) // segment_seconds)
+        return self.number
+
+
+class FirstNumber:
+    """One resolution of a `SequenceStart`, shared by every writer of a stream.
+
+    An ABR ladder's renditions (and its passthrough copy) must number their
+    segments alike; whichever cuts its first segment first fixes the number.
+    """
+
+    def __init__(self, start: SequenceStart) -> None:
+        self.start = start
+        self._resolved: int | None = None
+        self._lock = threading.Lock()
+
+    def resolve(self, now: float, segment_seconds: int) -> int:
+        with self._lock:
+            if self._resolved is None:
+                self._resolved = self.start.first(now, segment_seconds)
+            return self._resolved

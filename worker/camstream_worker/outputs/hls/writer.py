@@ -1,0 +1,472 @@
+"""Cut a stream's packets into HLS segments and keep its live playlist.
+
+Who calls this: the stream's session (an `Output`, see outputs/base.py), once
+per stream, from whichever thread reads the source, and the transcoder, once
+per rendition. The writer never decodes: packets are remuxed as they come.
+
+How it works: packets of the current segment are held in memory (about one
+GOP); when a video keyframe arrives and the segment is long enough, the held
+packets are muxed into one MPEG-TS file by a fresh muxer (so every segment
+starts with PAT/PMT and a keyframe and stands alone), the file is written under
+a temporary name and renamed, then the playlist is rewritten the same way. A
+reader therefore never sees a half-written segment or playlist.
+
+A new source session (`begin` after `end`, e.g. a camera reconnect or a
+handoff) continues the media sequence and marks its first segment with
+EXT-X-DISCONTINUITY, because timestamps and codec parameters may change.
+
+Segment caps. Waiting for a keyframe holds the segment in memory; a camera
+with a very long keyframe interval (some "smart codec" modes send one every
+20 s or more), or a publisher that never sends another, would grow one
+segment without bound (240 MB in memory, then a 258 MB file, were seen). A
+segment is therefore cut when it reaches `max_segment_seconds` of media or
+`max_segment_bytes` (as MediaMTX's hlsSegmentMaxSize), keyframe or not.
+Cut, rather than the publisher dropped: a long-GOP camera is no attacker,
+and its viewers keep playing (a player that has the previous segment decodes
+on); a viewer who joins at a segment cut without a keyframe waits for the
+next keyframe. Such a segment is reported (`SegmentWritten.forced`, which the
+stream shows as its reason), and the playlist stops claiming
+EXT-X-INDEPENDENT-SEGMENTS while one is listed.
+Segments that leave the window stay on disk for `retain_extra` more segments,
+so a player that fetched an older playlist can still load them, then go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from camstream import wire
+from camstream.spec import HlsOptions
+from camstream_worker.outputs.hls import fmp4
+from camstream_worker.outputs.hls.playlist import (
+    Segment,
+    render_media_playlist,
+    slide_window,
+    target_duration,
+)
+from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
+
+log = logging.getLogger(__name__)
+
+# A segment is never cut shorter than the target, less float noise: the
+# numbering rules of sequence.py rely on a writer publishing at most one
+# segment per target duration.
+CUT_SLACK = 0.001
+# Timestamps that jump back by more than this (or ahead by more than
+# JUMP_AHEAD_SECONDS) mid-session are a new timeline, not reordering: the
+# source re-based its clock (an RTSP server re-syncing RTP to a new RTCP
+# sender report does this when another client joins). Waiting for the
+# timestamps to catch up would stall the stream for as long as it had run.
+JUMP_BACK_SECONDS = 1.0
+JUMP_AHEAD_SECONDS = 10.0
+# Segment caps: a segment is cut at this much media even without a keyframe
+# (at least MAX_SEGMENT_TARGETS segment durations, for long-segment streams)...
+MAX_SEGMENT_SECONDS = 15.0
+MAX_SEGMENT_TARGETS = 3
+# ...or when its packets reach this size (a 4K camera at 16 Mbit/s fills it in
+# 16 s, past the duration cap; MediaMTX's hlsSegmentMaxSize defaults to 50M).
+MAX_SEGMENT_BYTES = 32 * 1024 * 1024
+# What a held packet costs besides its payload (the AVPacket and Python objects).
+PACKET_OVERHEAD = 200
+# Packets of one timestamp are joined (one access unit split by RTP: SPS,
+# PPS, slices) up to this many; each join copies the whole, so a flood of
+# them must not cost quadratic time.
+MAX_JOINED_PACKETS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentWritten:
+    """Reported after each segment, for status and metrics."""
+
+    sequence: int
+    duration: float
+    size: int
+    discontinuity: bool
+    discontinuity_sequence: int
+    written_at: float  # wall clock when the segment was cut
+    forced: bool = False  # cut at a cap, not at a keyframe: the next one starts without one
+    # For the recorder (outputs/recording/): the segment's own bytes, the wall
+    # clock of its first frame (its program date-time) and, for fMP4, its init.
+    data: bytes = b""
+    started_at: float = 0.0
+    init: bytes | None = None
+
+
+class HlsWriter:
+    """Segments and playlist of one stream (or one rendition) in one folder."""
+
+    def __init__(
+        self,
+        directory: Path,
+        options: HlsOptions,
+        *,
+        start_sequence: int | FirstNumber = 0,
+        discontinuity_on_first: bool = False,
+        retain_extra: int = 3,
+        on_segment: Callable[[SegmentWritten], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        max_segment_seconds: float | None = None,
+        max_segment_bytes: int = MAX_SEGMENT_BYTES,
+    ) -> None:
+        """`max_segment_seconds`: None for the default cap (the larger of
+        MAX_SEGMENT_SECONDS and MAX_SEGMENT_TARGETS segment durations)."""
+        self._dir = directory
+        self._options = options
+        if isinstance(start_sequence, FirstNumber):
+            # Decided when the first segment is cut: see sequence.py.
+            self._first_number: FirstNumber | None = start_sequence
+            self._next_sequence = 0
+        else:
+            self._first_number = None
+            self._next_sequence = start_sequence
+        self._pending_discontinuity = discontinuity_on_first
+        self._retain_extra = retain_extra
+        self._on_segment = on_segment
+        self._clock = wall_clock
+        self._listed: tuple[Segment, ...] = ()
+        self._retired: list[Segment] = []
+        self._discontinuity_sequence = 0
+        self._target = options.segment_seconds
+        self._templates: list[av.stream.Stream] = []
+        self._source_templates: list[av.stream.Stream] = []
+        self._own_templates: av.container.OutputContainer | None = None
+        self._init_uri: str | None = None
+        self._video_index: int | None = None
+        self._held: list[tuple[int, av.Packet]] = []
+        self._held_bytes = 0
+        self._joined: dict[int, int] = {}  # position in _held: packets joined into it
+        self._max_seconds = (
+            max_segment_seconds
+            if max_segment_seconds is not None
+            else max(MAX_SEGMENT_SECONDS, MAX_SEGMENT_TARGETS * options.segment_seconds)
+        )
+        self._max_bytes = max_segment_bytes
+        self._starts_on_keyframe = True  # of the segment held now
+        self._segment_start: float | None = None  # media seconds of the held segment's first packet
+        self._segment_wall: float | None = None
+        self._last_time: float | None = None
+        self._sessions = 0
+        # Per template index: the last dts taken and where its packet is held.
+        self._last_dts: dict[int, tuple[int, int | None]] = {}
+        self.dropped_packets = 0
+        self.timeline_jumps = 0
+        self.forced_cuts = 0
+        self.failed_writes = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        resumed = _next_sequence_on_disk(directory / wire.PLAYLIST)
+        if resumed is not None and resumed > self._next_sequence:
+            # A restarted worker must not reuse segment names players may have cached.
+            self._next_sequence = resumed
+            self._pending_discontinuity = True
+        # An earlier life's playlist is not this stream's present: served until
+        # our first segment, it would show a viewer that came from the stream's
+        # other owner an older sequence (a worker restarted after a crash gets
+        # its pushed streams back before their cameras reconnect).
+        (directory / wire.PLAYLIST).unlink(missing_ok=True)
+
+    @property
+    def max_segment_seconds(self) -> float:
+        """The duration cap: a segment is cut here even without a keyframe."""
+        return self._max_seconds
+
+    def continuation(self) -> SequenceStart:
+        """Where a writer replacing this one (same stream, same worker) starts."""
+        if self._first_number is not None:  # nothing cut yet: the original plan holds
+            start = self._first_number.start
+            return dataclasses.replace(start, number=max(start.number, self._next_sequence))
+        return SequenceStart(self._next_sequence)
+
+    def begin(self, templates: Sequence[av.stream.Stream]) -> None:
+        """Start a source session whose packets refer to `templates` by index."""
+        if self._held:
+            self.end()  # what the previous session left becomes its last segment
+        if self._sessions:
+            self._pending_discontinuity = True
+        self._sessions += 1
+        self._source_templates = list(templates)
+        # Copy the codec parameters into a muxer this writer owns: the source's
+        # container may be closed (its streams freed) before our last flush.
+        self._own_templates = av.open(io.BytesIO(), "w", format="mpegts")
+        self._templates = [self._own_templates.add_stream_from_template(t) for t in templates]
+        self._video_index = next(
+            (i for i, s in enumerate(self._templates) if s.type == "video"), None
+        )
+        self._held = []
+        self._held_bytes = 0
+        self._joined = {}
+        self._segment_start = None
+        self._starts_on_keyframe = True
+        self._last_time = None
+        self._last_dts = {}
+        self._init_uri = None
+
+    def write(self, index: int, packet: av.Packet) -> None:
+        """Take one packet of template `index` (timestamps in its time base)."""
+        if packet.dts is None:
+            return  # flush packets carry no data and no timestamp
+        previous = self._last_dts.get(index)
+        if previous is not None and self._timeline_jumped(previous[0], packet):
+            log.info("%s: source timestamps jumped; continuing as a new session", self._dir.name)
+            self.timeline_jumps += 1
+            self.begin(self._source_templates)  # ends this session's segment, marks a discontinuity
+            previous = None
+        if previous is not None and packet.dts <= previous[0]:
+            if (
+                packet.dts == previous[0]
+                and previous[1] is not None
+                and self._held_bytes + packet.size <= self._max_bytes
+            ):
+                # RTP depacketizers may split one access unit (SPS/PPS, then
+                # the slice) into packets with one timestamp: join them.
+                self._join(previous[1], packet)
+            else:
+                self.dropped_packets += 1  # timestamps going back: unmuxable
+            return
+        seconds = float(packet.dts * packet.time_base)
+        is_video = index == self._video_index
+        keyframe = (is_video and packet.is_keyframe) or self._video_index is None
+        if self._segment_start is None:
+            if not keyframe:
+                return  # a segment must start on a keyframe to be playable alone
+            self._start_segment(seconds, on_keyframe=True)
+        else:
+            length = seconds - self._segment_start
+            if keyframe and length >= self._options.segment_seconds - CUT_SLACK:
+                self._flush(seconds)
+                self._start_segment(seconds, on_keyframe=True)
+            else:
+                full = self._held_bytes + packet.size + PACKET_OVERHEAD > self._max_bytes
+                if full or length >= self._max_seconds:
+                    # At most one segment per segment duration of wall time
+                    # (sequence.py relies on it): a publisher faster than that
+                    # loses packets at the byte cap instead.
+                    wall = self._clock() - (self._segment_wall or 0.0)
+                    if wall >= self._options.segment_seconds - CUT_SLACK:
+                        self._cut_at_cap(seconds, length)
+                    elif full:
+                        self.dropped_packets += 1
+                        # Still its timeline: a later packet is no jump for the gap.
+                        self._last_dts[index] = (packet.dts, None)
+                        return
+        self._held.append((index, packet))
+        self._held_bytes += packet.size + PACKET_OVERHEAD
+        self._last_dts[index] = (packet.dts, len(self._held) - 1)
+        if is_video or self._video_index is None:
+            self._last_time = seconds
+
+    def _start_segment(self, seconds: float, *, on_keyframe: bool) -> None:
+        self._segment_start = seconds
+        self._segment_wall = self._clock()
+        self._starts_on_keyframe = on_keyframe
+
+    def _cut_at_cap(self, seconds: float, length: float) -> None:
+        """The held segment reached a cap without a keyframe: cut it here anyway."""
+        self.forced_cuts += 1
+        if self.forced_cuts == 1 or self.forced_cuts % 100 == 0:
+            log.warning(
+                "%s: no keyframe for %.1f s (%d KiB held): cutting the segment without one"
+                " (%d such cuts); set the camera's keyframe interval to at most %d s",
+                self._dir.name,
+                length,
+                self._held_bytes // 1024,
+                self.forced_cuts,
+                self._options.segment_seconds,
+            )
+        self._flush(seconds, forced=True)
+        self._start_segment(seconds, on_keyframe=False)
+
+    @staticmethod
+    def _timeline_jumped(previous_dts: int, packet: av.Packet) -> bool:
+        assert packet.dts is not None  # write() returned early otherwise
+        step = float((packet.dts - previous_dts) * packet.time_base)
+        return step < -JUMP_BACK_SECONDS or step > JUMP_AHEAD_SECONDS
+
+    def end(self, *, keep_last: bool = True) -> None:
+        """Close the session: what is held becomes a (shorter) last segment.
+
+        keep_last=False: the stream moved away, so what is held is dropped; a
+        segment written now would carry a number ahead of what the new owner
+        continues with.
+        """
+        if (
+            keep_last
+            and self._held
+            and self._last_time is not None
+            and self._segment_start is not None
+        ):
+            frame = 1 / 25
+            self._flush(self._last_time + frame)
+        self._held = []
+        self._held_bytes = 0
+        self._joined = {}
+        self._segment_start = None
+
+    def close(self) -> None:
+        pass  # nothing runs between sessions
+
+    def remove_files(self) -> None:
+        """Delete the stream's folder content (the stream was deleted)."""
+        for path in self._dir.glob("*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+        try:
+            self._dir.rmdir()
+        except OSError:
+            pass
+
+    def _join(self, position: int, packet: av.Packet) -> None:
+        index, first = self._held[position]
+        parts = self._joined.get(position, 1)
+        if parts >= MAX_JOINED_PACKETS:
+            self.dropped_packets += 1  # a flood of one timestamp, not an access unit
+            return
+        self._joined[position] = parts + 1
+        self._held_bytes += packet.size
+        joined = av.Packet(bytes(first) + bytes(packet))
+        joined.time_base = first.time_base
+        joined.pts, joined.dts = first.pts, first.dts
+        joined.is_keyframe = first.is_keyframe or packet.is_keyframe
+        self._held[position] = (index, joined)
+
+    def _flush(self, end_seconds: float, *, forced: bool = False) -> None:
+        assert self._segment_start is not None
+        duration = max(end_seconds - self._segment_start, 0.001)
+        cut_at = self._clock()  # the next segment needs a full duration from here
+        if self._first_number is not None:
+            first = self._first_number.resolve(cut_at, self._options.segment_seconds)
+            self._next_sequence = max(self._next_sequence, first)
+            self._first_number = None
+        sequence = self._next_sequence
+        held, self._held = self._held, []
+        self._held_bytes = 0
+        self._joined = {}
+        init: bytes | None = None
+        self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
+        try:
+            if self._options.segment_type == "fmp4":
+                init, data = fmp4.mux_fragment(self._templates, held)
+                if self._init_uri is None:
+                    init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
+                    _write_atomically(self._dir / init_uri, init)
+                    self._init_uri = init_uri
+                uri = f"seg{sequence}.m4s"
+            else:
+                data = self._mux(held)
+                uri = f"seg{sequence}.ts"
+            _write_atomically(self._dir / uri, data)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        segment = Segment(
+            sequence=sequence,
+            uri=uri,
+            duration=duration,
+            discontinuity=self._pending_discontinuity,
+            program_date_time=self._segment_wall if self._options.program_date_time else None,
+            init_uri=self._init_uri,
+            independent=self._starts_on_keyframe,
+        )
+        self._pending_discontinuity = False
+        self._next_sequence += 1
+        self._publish(segment)
+        if self._on_segment is not None:
+            self._on_segment(
+                SegmentWritten(
+                    sequence=sequence,
+                    duration=duration,
+                    size=len(data),
+                    discontinuity=segment.discontinuity,
+                    discontinuity_sequence=self._discontinuity_sequence,
+                    written_at=cut_at,
+                    forced=forced,
+                    data=data,
+                    started_at=self._segment_wall if self._segment_wall is not None else cut_at,
+                    init=init,
+                )
+            )
+
+    def _write_failed(self, exc: OSError, *, gap: bool = True) -> None:
+        """A segment (or the playlist) could not be written: out of descriptors, disk full.
+
+        The camera is not to blame and its connection must not die of it:
+        the segment is dropped and the next one written marks the gap as a
+        discontinuity (`gap`). A playlist not written is written with the next.
+        """
+        self.failed_writes += 1
+        self._pending_discontinuity = self._pending_discontinuity or gap
+        if self.failed_writes == 1 or self.failed_writes % 100 == 0:
+            log.warning(
+                "%s: cannot write a segment (%s); dropped (%d so far)",
+                self._dir.name,
+                os.strerror(exc.errno or 0) if exc.errno else type(exc).__name__,
+                self.failed_writes,
+            )
+
+    def _publish(self, segment: Segment) -> None:
+        listed, dropped, self._discontinuity_sequence = slide_window(
+            (*self._listed, segment), self._options.window_segments, self._discontinuity_sequence
+        )
+        self._listed = listed
+        self._target = max(self._target, target_duration(listed, self._options.segment_seconds))
+        text = render_media_playlist(
+            listed, target=self._target, discontinuity_sequence=self._discontinuity_sequence
+        )
+        try:
+            _write_atomically(self._dir / wire.PLAYLIST, text.encode())
+        except OSError as exc:  # the next segment's playlist lists this one too
+            self._write_failed(exc, gap=False)
+        self._retired.extend(dropped)
+        while len(self._retired) > self._retain_extra:
+            old = self._retired.pop(0)
+            (self._dir / old.uri).unlink(missing_ok=True)
+            still_used = {s.init_uri for s in (*self._retired, *self._listed)}
+            if old.init_uri is not None and old.init_uri not in still_used:
+                (self._dir / old.init_uri).unlink(missing_ok=True)
+
+    def _mux(self, packets: list[tuple[int, av.Packet]]) -> bytes:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mpegts") as muxer:
+            outputs = [muxer.add_stream_from_template(t) for t in self._templates]
+            for index, packet in packets:
+                packet.stream = outputs[index]
+                muxer.mux(packet)
+        return buffer.getvalue()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a disk that filled up mid-write
+        raise
+
+
+def _next_sequence_on_disk(playlist: Path) -> int | None:
+    """The sequence after the last segment of a playlist left by an earlier run."""
+    try:
+        text = playlist.read_text()
+    except (OSError, UnicodeDecodeError):  # not there, or not ours: start afresh
+        return None
+    first = None
+    count = 0
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            try:
+                first = int(line.split(":", 1)[1])
+            except ValueError:
+                return None
+        elif line and not line.startswith("#"):
+            count += 1
+    return None if first is None else first + count

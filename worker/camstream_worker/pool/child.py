@@ -1,0 +1,165 @@
+"""One engine process of the pool (sharded.py has the whole picture).
+
+Who calls this: multiprocessing, in a fresh interpreter (spawn), with the
+child's ends of the two channels of ipc.py: the control pipe to the parent
+and the socket on which the parent passes RTMP connections. The process runs
+an `Engine` for its share of the streams and an RTMP listener with no
+listening socket of its own; it reports status changes at once and a
+snapshot of every stream's counters each second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from camstream.spec import SecretRef
+from camstream_worker.engine import Engine
+from camstream_worker.errors import SecretError
+from camstream_worker.pool import ipc
+from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.servers.rtmp.listener import RtmpServer
+from camstream_worker.sources.policy import SourcePolicy
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_INTERVAL = 1.0
+
+
+def main(
+    index: int,
+    hls_root: str,
+    control: ipc.Pipe,
+    connections: socket.socket,
+    log_level: int,
+    sources: SourcePolicy,
+    rtmp_limits: Limits,
+    recording_spool: str | None = None,
+) -> None:
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s[engine-{index}]: %(message)s",
+    )
+    # The parent decides when children stop; Ctrl-C in a terminal reaches the
+    # whole process group, and the child must not die before handing off.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    spool = Path(recording_spool) if recording_spool is not None else None
+    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits, spool).run())
+
+
+class _ParentSecrets:
+    """SecretResolver that asks the parent process."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        self._send = send
+        self.requests: ipc.Requests[tuple[bool, str | SecretError]] = ipc.Requests()
+
+    async def get(self, namespace: str, ref: SecretRef) -> str:
+        number, answered = self.requests.open()
+        self._send((ipc.SECRET, number, namespace, ref))
+        ok, value = await answered
+        if isinstance(value, SecretError):
+            raise value
+        if not ok:
+            raise SecretError(str(value))
+        return str(value)
+
+
+class _Child:
+    def __init__(
+        self,
+        control: ipc.Pipe,
+        connections: socket.socket,
+        hls_root: Path,
+        sources: SourcePolicy,
+        rtmp_limits: Limits,
+        recording_spool: Path | None = None,
+    ) -> None:
+        self._control = control
+        self._connections = connections
+        self._secrets = _ParentSecrets(self._send)
+        self._engine = Engine(
+            hls_root, self._secrets, sources=sources, recording_spool=recording_spool
+        )
+        self._rtmp = RtmpServer(self._engine.authorize_publish, limits=rtmp_limits)
+        self._done = asyncio.Event()
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError):
+            self._control.send(message)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._rtmp.start_unbound()
+        self._engine.on_change(lambda status: self._send((ipc.STATUS, status)))
+        loop.add_reader(self._control.fileno(), self._on_control)
+        self._connections.setblocking(False)
+        loop.add_reader(self._connections.fileno(), self._on_connection)
+        snapshots = asyncio.create_task(self._snapshots())
+        await self._done.wait()
+        snapshots.cancel()
+        await self._rtmp.close()
+
+    async def _snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL)
+            self._send((ipc.SNAPSHOT, self._engine.statuses()))
+            self._send((ipc.RTMP, self._rtmp.stats()))
+
+    def _on_control(self) -> None:
+        try:
+            message = self._control.recv()
+        except (EOFError, OSError):
+            self._done.set()  # the parent is gone: nothing left to serve for
+            return
+        verb = message[0]
+        if verb == ipc.APPLY:
+            _, number, specs, sequences = message
+            self._spawn(self._apply(number, specs, sequences))
+        elif verb == ipc.CLOSE:
+            self._spawn(self._close(message[1]))
+        elif verb == ipc.SECRET:
+            _, number, ok, value = message
+            self._secrets.requests.answer(number, (ok, value))
+
+    async def _apply(self, number: int, specs: Any, sequences: Any) -> None:
+        await self._engine.apply(specs, start_sequences=sequences)
+        self._send((ipc.SNAPSHOT, self._engine.statuses()))
+        self._send((ipc.DONE, number))
+
+    async def _close(self, number: int) -> None:
+        await self._engine.close()
+        self._send((ipc.SNAPSHOT, self._engine.statuses()))
+        self._send((ipc.DONE, number))
+        self._done.set()
+
+    def _on_connection(self) -> None:
+        try:
+            passed = ipc.receive_connection(self._connections)
+        except (BlockingIOError, InterruptedError):
+            return
+        except ipc.DescriptorLost:
+            # Out of descriptors: the client is gone (the kernel closed it); the
+            # listener's cap (sized from the limit) keeps this rare.
+            self._rtmp.refusals.refuse("capacity", "rtmp ?", "a handed-over connection was lost")
+            return
+        if passed is None:
+            self._done.set()  # the parent closed its end
+            return
+        connection, received, connected_at = passed
+        age = max(0.0, time.monotonic() - connected_at)
+        self._spawn(self._rtmp.adopt(connection, received, age=age))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)

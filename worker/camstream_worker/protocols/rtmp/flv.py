@@ -1,0 +1,273 @@
+"""FLV audio/video tag bodies → codec configurations and media packets.
+
+RTMP carries media as FLV tag bodies (message types 8 = audio, 9 = video).
+The RTMP connection (``servers/rtmp/connection.py``) keeps one ``FlvTagParser``
+per publish and hands every audio/video message body to it; what comes out goes
+to the publish's ``PublishSink`` (``publish``): a ``TrackConfig`` when a codec's sequence header
+arrives (the avcC/hvcC/AudioSpecificConfig a muxer needs as extradata), a
+``MediaPacket`` for each frame. Pure: no I/O.
+
+Supported: H.264 (codec id 7), H.265 (codec id 12, the widespread
+pre-standard extension, and Enhanced RTMP's ``hvc1``/``avc1`` FourCCs, which
+OBS uses for HEVC), AAC (sound format 10, and Enhanced RTMP's ``mp4a``).
+Anything else raises ``FlvError`` with a short message such as ``unsupported
+video codec id 4``; the supervisor shows it as the stream's reason.
+
+Choices made here, so the receiving source does not have to:
+- Frames that arrive before their codec's sequence header are dropped: without
+  extradata nothing downstream can use them.
+- A sequence header identical to the last one is not reported again.
+- FLV timestamps are 32-bit milliseconds and wrap after ~49.7 days; they are
+  unwrapped (nearest interpretation to the previous timestamp) so ``dts_ms``
+  keeps increasing across the wrap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["FlvError", "FlvTagParser", "MediaPacket", "TrackConfig", "parse_audio_specific_config"]
+
+TAG_AUDIO = 8
+TAG_VIDEO = 9
+
+_FRAME_KEY = 1
+_FRAME_COMMAND = 5  # "video info/command frame": carries no picture
+_CODEC_AVC = 7
+_CODEC_HEVC = 12
+_SOUND_AAC = 10
+_SOUND_EX_HEADER = 9  # Enhanced RTMP: a FourCC follows
+
+# Enhanced RTMP video packet types
+_EX_SEQUENCE_START = 0
+_EX_CODED_FRAMES = 1
+_EX_CODED_FRAMES_X = 3  # coded frames without a composition time
+
+_VIDEO_FOURCCS = {b"avc1": "h264", b"hvc1": "hevc"}
+_AUDIO_FOURCCS = {b"mp4a": "aac"}
+
+_AAC_RATES = (
+    96000,
+    88200,
+    64000,
+    48000,
+    44100,
+    32000,
+    24000,
+    22050,
+    16000,
+    12000,
+    11025,
+    8000,
+    7350,
+)
+_WRAP = 1 << 32
+
+
+class FlvError(ValueError):
+    """A tag the worker cannot use (unsupported codec, malformed body)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackConfig:
+    """A codec's sequence header: what a muxer needs to set up the track."""
+
+    kind: Literal["video", "audio"]
+    codec: str  # "h264", "hevc", "aac" (PyAV codec names)
+    extradata: bytes  # avcC / hvcC / AudioSpecificConfig
+    sample_rate: int | None = None  # audio, parsed from AudioSpecificConfig
+    channels: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPacket:
+    """One coded frame."""
+
+    kind: Literal["video", "audio"]
+    dts_ms: int  # FLV timestamp, unwrapped to keep increasing past 2**32 ms
+    pts_ms: int  # dts + composition time offset (video); = dts for audio
+    keyframe: bool  # always True for audio
+    data: bytes  # AVCC/HVCC length-prefixed NALUs / raw AAC frame (no ADTS)
+
+
+class _BitReader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def read(self, count: int) -> int:
+        value = 0
+        for _ in range(count):
+            byte = self.pos >> 3
+            if byte >= len(self.data):
+                raise FlvError("truncated AudioSpecificConfig")
+            value = (value << 1) | ((self.data[byte] >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+
+def _sample_rate(bits: _BitReader) -> int:
+    index = bits.read(4)
+    if index == 15:
+        return bits.read(24)
+    if index >= len(_AAC_RATES):
+        raise FlvError(f"invalid AAC sampling frequency index {index}")
+    return _AAC_RATES[index]
+
+
+def parse_audio_specific_config(asc: bytes) -> tuple[int, int | None]:
+    """Sample rate and channel count from an MPEG-4 AudioSpecificConfig."""
+    bits = _BitReader(asc)
+    object_type = bits.read(5)
+    if object_type == 31:
+        object_type = 32 + bits.read(6)
+    rate = _sample_rate(bits)
+    channel_config = bits.read(4)
+    if object_type in (5, 29):  # HE-AAC (SBR/PS) signalled explicitly: the output rate follows
+        rate = _sample_rate(bits)
+    # Config 0 = defined in a program config element; 7 is 7.1 (eight channels).
+    channels = {0: None, 7: 8}.get(channel_config, channel_config)
+    return rate, channels
+
+
+def _si24(body: bytes, pos: int) -> int:
+    value = (body[pos] << 16) | (body[pos + 1] << 8) | body[pos + 2]
+    return value - (1 << 24) if value & 0x800000 else value
+
+
+class FlvTagParser:
+    """Per-publish parser: feed it tag bodies in arrival order."""
+
+    def __init__(self) -> None:
+        self._configs: dict[str, TrackConfig] = {}
+        self._last_ts: int | None = None
+        # Why audio is being ignored, if it is: a camera whose audio we cannot
+        # carry still streams its video (only an audio-only publish fails).
+        self.dropped_audio: str | None = None
+
+    def _unwrap(self, timestamp_ms: int) -> int:
+        raw = timestamp_ms & (_WRAP - 1)
+        if self._last_ts is None:
+            unwrapped = raw
+        else:
+            # Take the reading of the 32-bit value nearest to the previous one.
+            delta = (raw - self._last_ts) % _WRAP
+            if delta >= _WRAP // 2:
+                delta -= _WRAP
+            unwrapped = self._last_ts + delta
+        self._last_ts = unwrapped
+        return unwrapped
+
+    def _config(self, config: TrackConfig) -> TrackConfig | None:
+        if self._configs.get(config.kind) == config:
+            return None
+        self._configs[config.kind] = config
+        return config
+
+    def parse(
+        self, tag_type: int, timestamp_ms: int, body: bytes
+    ) -> TrackConfig | MediaPacket | None:
+        """Parse one tag body (tag_type 8 audio, 9 video); None = nothing to pass on."""
+        if not body:
+            return None  # some publishers send empty tags as keep-alives
+        if tag_type == TAG_VIDEO:
+            return self._video(timestamp_ms, body)
+        if tag_type == TAG_AUDIO:
+            return self._audio(timestamp_ms, body)
+        raise FlvError(f"unknown FLV tag type {tag_type}")
+
+    def _video(self, timestamp_ms: int, body: bytes) -> TrackConfig | MediaPacket | None:
+        head = body[0]
+        if head & 0x80:  # Enhanced RTMP header
+            frame_type = (head >> 4) & 0x07
+            if frame_type == _FRAME_COMMAND:
+                return None
+            if len(body) < 5:
+                raise FlvError("truncated video tag")
+            fourcc = bytes(body[1:5])
+            codec = _VIDEO_FOURCCS.get(fourcc)
+            if codec is None:
+                name = fourcc.decode("ascii", errors="replace")
+                raise FlvError(f"unsupported video codec {name!r}")
+            packet_type = head & 0x0F
+            if packet_type == _EX_SEQUENCE_START:
+                return self._config(TrackConfig("video", codec, bytes(body[5:])))
+            if packet_type == _EX_CODED_FRAMES:
+                if len(body) < 8:
+                    raise FlvError("truncated video tag")
+                return self._frame(codec, timestamp_ms, _si24(body, 5), frame_type, body[8:])
+            if packet_type == _EX_CODED_FRAMES_X:
+                return self._frame(codec, timestamp_ms, 0, frame_type, body[5:])
+            return None  # sequence end, metadata, multitrack...: nothing to mux
+        frame_type = head >> 4
+        codec_id = head & 0x0F
+        if frame_type == _FRAME_COMMAND:
+            return None
+        if codec_id == _CODEC_AVC:
+            codec = "h264"
+        elif codec_id == _CODEC_HEVC:
+            codec = "hevc"
+        else:
+            raise FlvError(f"unsupported video codec id {codec_id}")
+        if len(body) < 5:
+            raise FlvError("truncated video tag")
+        packet_type = body[1]
+        if packet_type == 0:
+            return self._config(TrackConfig("video", codec, bytes(body[5:])))
+        if packet_type == 1:
+            return self._frame(codec, timestamp_ms, _si24(body, 2), frame_type, body[5:])
+        return None  # 2 = end of sequence
+
+    def _frame(
+        self, codec: str, timestamp_ms: int, cts: int, frame_type: int, data: bytes
+    ) -> MediaPacket | None:
+        config = self._configs.get("video")
+        if config is None or config.codec != codec or not data:
+            return None
+        dts = self._unwrap(timestamp_ms)
+        return MediaPacket("video", dts, dts + cts, frame_type == _FRAME_KEY, bytes(data))
+
+    def _audio(self, timestamp_ms: int, body: bytes) -> TrackConfig | MediaPacket | None:
+        if self.dropped_audio is not None:
+            return None
+        try:
+            return self._audio_tag(timestamp_ms, body)
+        except FlvError as exc:
+            if "video" not in self._configs:
+                raise
+            self.dropped_audio = str(exc)
+            self._configs.pop("audio", None)
+            return None
+
+    def _audio_tag(self, timestamp_ms: int, body: bytes) -> TrackConfig | MediaPacket | None:
+        head = body[0]
+        sound_format = head >> 4
+        if sound_format == _SOUND_AAC:
+            if len(body) < 2:
+                raise FlvError("truncated audio tag")
+            packet_type = body[1]
+            payload = body[2:]
+        elif sound_format == _SOUND_EX_HEADER:
+            if len(body) < 5:
+                raise FlvError("truncated audio tag")
+            fourcc = bytes(body[1:5])
+            if fourcc not in _AUDIO_FOURCCS:
+                name = fourcc.decode("ascii", errors="replace")
+                raise FlvError(f"unsupported audio codec {name!r}")
+            packet_type = head & 0x0F  # 0 sequence start, 1 coded frames: same as AAC's
+            payload = body[5:]
+        else:
+            raise FlvError(f"unsupported audio codec id {sound_format}")
+        if packet_type == 0:
+            asc = bytes(payload)
+            rate, channels = parse_audio_specific_config(asc)
+            return self._config(
+                TrackConfig("audio", "aac", asc, sample_rate=rate, channels=channels)
+            )
+        if packet_type != 1 or "audio" not in self._configs or not payload:
+            return None
+        dts = self._unwrap(timestamp_ms)
+        return MediaPacket("audio", dts, dts, True, bytes(payload))
