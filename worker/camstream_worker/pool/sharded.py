@@ -157,9 +157,7 @@ class ShardedEngine:
         owner: RtmpOwner | None = None,
         is_mine: Callable[[StreamKey], bool] | None = None,
     ) -> RtmpFront:
-        front = RtmpFront(
-            self, host, port, owner=owner, is_mine=is_mine, limits=self._rtmp_limits
-        )
+        front = RtmpFront(self, host, port, owner=owner, is_mine=is_mine, limits=self._rtmp_limits)
         await front.start()
         return front
 
