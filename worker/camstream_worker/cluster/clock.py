@@ -4,7 +4,7 @@ Who calls this: cli.py hands `ClusterClock.observe` to the API client
 (kubeapi's `on_response`), so every answer from the API server is a sample;
 agent.py asks `wall_offset` where it plans a stream's first media sequence
 number and records the lead it runs ahead of the clock by
-(camstream_worker/sequence.py).
+(outputs/hls/sequence.py).
 
 Why: a stream's HLS media sequence is numbered from a clock, and a worker
 that takes a stream over after a crash must number above whatever the dead
