@@ -35,6 +35,14 @@ A returning worker gets its home partitions back through the same STARTING path
 (hand-back without a gap), because the effective owner becomes the home owner
 again. The handoff `id` makes stale confirmations (of an earlier attempt round)
 worthless.
+
+Timeouts and backoffs: `started` and `retry_at` are the wall clock of the
+replica that wrote them, kept in the ring for people. The replica that judges
+them next may be another one, whose clock is seconds (or hours) off, so
+`advance` takes `ages` when it can: how long this replica has *seen* each
+handoff in its current attempt or backoff, by its own monotonic clock (the
+operator keeps them, see operator/camstream_operator/planner.py). Without
+`ages` it falls back to `now - started`, which is only right on one clock.
 """
 
 from __future__ import annotations
@@ -137,14 +145,21 @@ def advance(
     now: float,
     next_id: int,
     policy: Policy = Policy(),
+    ages: Mapping[int, float] | None = None,
 ) -> Outcome:
     """One deterministic step of every partition's state machine (see module doc).
 
     desired[p] is the ring's effective owner (None when no worker is up);
     up are the workers able to serve now (Ready and heartbeating, leaving or
     not); confirmed[w] holds the (partition, handoff id) pairs worker w reports
-    live.
+    live. `now` stamps new attempts; `ages[id]`, when given, is how long the
+    caller has seen that handoff in its current attempt or backoff (absent: just
+    seen), and it alone decides timeouts and retries.
     """
+
+    def age(h: Handoff) -> float:
+        return now - h.started if ages is None else ages.get(h.id, 0.0)
+
     if len(serving) != len(desired):
         raise ValueError("serving and desired tables differ in size")
     by_partition = {h.partition: h for h in handoffs}
@@ -185,7 +200,7 @@ def advance(
             events.append(Event(EventKind.STARTED, p, source, want))
             continue
         if h.state is HandoffState.BACKOFF:
-            if now >= h.retry_at:
+            if (now >= h.retry_at) if ages is None else age(h) >= policy.backoff:
                 kept.append(Handoff(p, source, want, next_id, now))
                 next_id += 1
                 starting_per_target[want] = starting_per_target.get(want, 0) + 1
@@ -198,7 +213,7 @@ def advance(
             starting_per_target[want] -= 1
             events.append(Event(EventKind.HANDED_OFF, p, source, want))
             continue
-        if now - h.started <= policy.confirm_timeout:
+        if age(h) <= policy.confirm_timeout:
             kept.append(h)
         elif h.attempt < policy.max_attempts:
             kept.append(replace(h, attempt=h.attempt + 1, started=now))

@@ -31,7 +31,8 @@ import builtins
 import json
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -138,15 +139,26 @@ def load_credentials(kubeconfig: str | None = None) -> Credentials:
     )
 
 
+# Called with each answer's Date header and the monotonic times the request was
+# sent and its answer arrived (the worker reads the cluster's clock from it).
+ResponseHook = Callable[[str | None, float, float], None]
+
+
 class KubeApi:
     """Async JSON requests against one API server; one instance per process."""
 
     def __init__(
-        self, credentials: Credentials, *, timeout: float = 15.0, connections: int = 32
+        self,
+        credentials: Credentials,
+        *,
+        timeout: float = 15.0,
+        connections: int = 32,
+        on_response: ResponseHook | None = None,
     ) -> None:
         self._creds = credentials
         self._timeout = timeout
         self._connections = connections
+        self._on_response = on_response
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> KubeApi:
@@ -198,6 +210,7 @@ class KubeApi:
         if accept is not None:
             headers["Accept"] = accept
         try:
+            sent = time.monotonic()
             async with self._get_session().request(
                 method,
                 path,
@@ -206,6 +219,8 @@ class KubeApi:
                 headers=headers,
                 timeout=self._request_timeout(),
             ) as response:
+                if self._on_response is not None:
+                    self._on_response(response.headers.get("Date"), sent, time.monotonic())
                 text = await response.text()
                 if response.status >= 400:
                     raise _api_error(response.status, text)

@@ -14,7 +14,8 @@ the naive way breaks:
 - the watch resumes from the last resourceVersion it saw, bookmarks
   included, so a watch that ends at the server's timeout costs no re-list;
   only 410 Gone (history compacted) makes it list again;
-- failures back off (0.5 s doubling to 10 s) and are logged once per attempt;
+- failures back off (0.5 s doubling to `max_backoff`, 10 s by default) and
+  are logged once per attempt; `retry_now` cuts a backoff short;
 - `keep` turns each object into what the caller needs (a few fields, not the
   whole body), so memory follows the caller's needs, not the object size.
 
@@ -26,6 +27,7 @@ break (None while broken): callers that judge others by what they have *seen*
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -35,7 +37,8 @@ from camstream import kubeapi, retry
 
 log = logging.getLogger("camstream.kubewatch")
 
-# After a failed list or watch: 0.5, 1, 2, 4, 8, then every 10 seconds.
+# After a failed list or watch: 0.5, 1, 2, 4, 8, then every 10 seconds
+# (`max_backoff` replaces the cap).
 RELIST_RETRY = retry.Backoff(initial=0.5, cap=10.0, jitter=0.0)
 
 Key = tuple[str, str]  # (namespace, name)
@@ -68,6 +71,7 @@ class Informer(Generic[T]):
         page_size: int = 500,
         metadata_only: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        max_backoff: float = 10.0,
     ) -> None:
         self._api = api
         self._path = path
@@ -84,6 +88,8 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()  # set once the first full list is in
         self.healthy_since: float | None = None
         self.lists = 0  # full (re)lists done, for tests and metrics
+        self._backoff = dataclasses.replace(RELIST_RETRY, cap=max_backoff)
+        self._retry = asyncio.Event()
 
     async def run(self) -> None:
         """List, then watch for ever; cancel the task to stop."""
@@ -100,7 +106,15 @@ class Informer(Generic[T]):
                 self.healthy_since = None
                 attempt += 1
                 log.warning("%s: %s (attempt %d)", self.name, exc, attempt)
-                await asyncio.sleep(RELIST_RETRY.delay(attempt))
+                self._retry.clear()
+                try:
+                    await asyncio.wait_for(self._retry.wait(), timeout=self._backoff.delay(attempt))
+                except TimeoutError:
+                    pass
+
+    def retry_now(self) -> None:
+        """Cut a backoff short (the caller knows the API server answers again)."""
+        self._retry.set()
 
     async def _relist(self) -> str:
         fresh: dict[Key, T] = {}

@@ -15,10 +15,18 @@ cache="${CAMSTREAM_CACHE:-$HOME/.cache/camstream}"
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
 # 1. Debian packages: media tools for both modes (and Chromium, fonts, npm); for the
-#    tests, Lua and the image tools (scripts/deps/apt-*.txt).
+#    tests, Lua, the image tools and libfaketime (scripts/deps/apt-*.txt).
 scripts/install-media-deps.sh
 if [ "$mode" = test ]; then
     scripts/apt-install.sh scripts/deps/apt-test.txt
+    # The churn suite runs pods whose wall clock is seconds off (tests/cluster/faketime.py):
+    # check that the library shifts a clock, so a broken install fails here, not in a test.
+    faketime_lib="$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime\.so\.1$' | head -n1 || true)"
+    shifted="$(LD_PRELOAD="$faketime_lib" FAKETIME=+3600s date +%s 2>/dev/null || echo 0)"
+    if [ -z "$faketime_lib" ] || [ $((shifted - $(date +%s))) -lt 3590 ]; then
+        log "libfaketime does not shift the clock (library: ${faketime_lib:-none})"
+        exit 1
+    fi
     # tests/bootstrap asks Debian's package index (apt-cache show), not the installed
     # set; a machine that had every package may never have fetched the index.
     if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then

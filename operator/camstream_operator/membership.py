@@ -7,14 +7,19 @@ and its own monotonic clock, and hands the result to the planner.
 - A worker *exists* while its pod exists.
 - It is *leaving* once its pod is terminating (deletionTimestamp: scale-down,
   rolling update, eviction) or its Lease says so (SIGTERM arrived).
-- It is *up* (can serve now) while its pod is Ready and its heartbeat Lease
-  has been seen renewed within the Lease's duration; a leaving worker stays
+- It is *up* (can serve now) while its pod is Ready (by its kubelet: see
+  `_ready`) and its heartbeat Lease has been seen renewed within the Lease's
+  duration; a leaving worker stays
   up while it heartbeats even if no longer Ready, so its partitions leave it
   make-before-break rather than by failover.
 - It is *silent* when its pod is Ready but its Lease has not been seen
   renewed for the duration: the worker may be dead, or cut off, or this
   operator may be the one cut off. The planner fails silent workers over only
   while most of the others are heard (see planner.py).
+- It is *late* when it is up but its Lease has not been seen renewed for half
+  the duration (it missed a renewal). Late workers are not treated any
+  differently; the planner counts them to tell one worker going silent from
+  everybody going silent a few seconds apart (a common cause).
 - It is *returning* while the StatefulSet will bring it back (its ordinal is
   below spec.replicas: a rolling update or a crash, not a scale-down) and it
   has not been away longer than the rejoin grace. A returning worker keeps
@@ -52,6 +57,9 @@ class Membership:
     confirmed: Mapping[str, frozenset[tuple[int, int]]] = field(default_factory=dict)
     silent: frozenset[str] = frozenset()
     returning: frozenset[str] = frozenset()
+    late: frozenset[str] = frozenset()
+    # Seconds since each Ready (or leaving) worker's Lease was last seen to change.
+    quiet_for: Mapping[str, float] = field(default_factory=dict)
 
     def table_members(self, current: ring.RingTable | None) -> frozenset[str]:
         """Who gets home partitions: the up workers that stay, plus owners coming back."""
@@ -129,6 +137,8 @@ def from_resources(
     up: set[str] = set()
     leaving: set[str] = set()
     silent: set[str] = set()
+    late: set[str] = set()
+    quiet_for: dict[str, float] = {}
     addresses: dict[str, str] = {}
     confirmed: dict[str, frozenset[tuple[int, int]]] = {}
     for pod in pods:
@@ -149,8 +159,13 @@ def from_resources(
             leaving.add(name)
         if not (is_leaving or _ready(status)):
             continue  # its kubelet says it cannot serve: no need to wait for the Lease
-        if lease is not None and _fresh(lease, name, sightings, now):
+        quiet, duration = _quiet(lease, name, sightings, now)
+        if quiet is not None:
+            quiet_for[name] = quiet
+        if quiet is not None and quiet <= duration:
             up.add(name)
+            if quiet > duration / 2:
+                late.add(name)
             confirmed[name] = decode_confirmed(annotations.get(CONFIRMED_ANNOTATION))
         elif not is_leaving:
             silent.add(name)
@@ -175,6 +190,8 @@ def from_resources(
         confirmed=confirmed,
         silent=frozenset(silent),
         returning=frozenset(returning),
+        late=frozenset(late),
+        quiet_for=quiet_for,
     )
 
 
@@ -190,18 +207,26 @@ def _comes_back(name: str, replicas: int | None) -> bool:
 
 
 def _ready(status: Mapping[str, Any]) -> bool:
-    for cond in status.get("conditions") or ():
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
+    """The kubelet's verdict: Ready, or ContainersReady when only Ready was flipped.
+
+    The node lifecycle controller marks every pod of a node it has not heard
+    from Ready=False and leaves ContainersReady, which only the kubelet
+    writes, alone. After an API server or etcd outage longer than its grace
+    that is every pod of every node at once, for the seconds until each
+    kubelet posts again; reading it as a crash would move every partition.
+    Whether such a worker is alive is for its heartbeat Lease to say.
+    """
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+    return conditions.get("Ready") == "True" or conditions.get("ContainersReady") == "True"
 
 
-def _fresh(lease: Mapping[str, Any], holder: str, sightings: LeaseSightings, now: float) -> bool:
-    seen = sightings.seen_at(holder)
-    if seen is None:
-        return False
-    duration = float((lease.get("spec") or {}).get("leaseDurationSeconds") or 0)
-    return now - seen <= (duration or DEFAULT_LEASE_SECONDS)
+def _quiet(
+    lease: Mapping[str, Any] | None, holder: str, sightings: LeaseSightings, now: float
+) -> tuple[float | None, float]:
+    """(seconds since the holder's Lease was seen to change or None, the Lease's duration)."""
+    duration = float(((lease or {}).get("spec") or {}).get("leaseDurationSeconds") or 0)
+    seen = sightings.seen_at(holder) if lease is not None else None
+    return (None if seen is None else max(0.0, now - seen)), duration or DEFAULT_LEASE_SECONDS
 
 
 def parse_time(text: Any) -> float | None:

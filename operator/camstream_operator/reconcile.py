@@ -13,7 +13,10 @@ the watches, whatever the number of workers. One round:
 1. membership.from_resources on what the watches hold, with what this process
    has *seen* of the Leases (membership.LeaseSightings) — never on its own
    clock against another machine's;
-2. planner.plan_round (pure, deterministic);
+2. planner.hold_silent (which silent workers may be failed over: not a
+   majority, one per interval) and planner.plan_round (pure, deterministic),
+   with handoff timeouts judged by what this process has seen of each
+   handoff (planner.HandoffSightings), not by the writer's clock;
 3. write the ConfigMap only if the document changed (optimistic concurrency:
    a Conflict just means "redo the round");
 4. post summarised Events (one per kind and pair of workers) and keep each
@@ -80,7 +83,9 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """The few fields membership and annotation need (a pod body is ~5 KB)."""
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    ready = [c for c in status.get("conditions") or () if c.get("type") == "Ready"]
+    ready = [
+        c for c in status.get("conditions") or () if c.get("type") in ("Ready", "ContainersReady")
+    ]
     return {
         "metadata": {
             "name": meta.get("name"),
@@ -120,6 +125,8 @@ class RingReconciler:
         self._wake = asyncio.Event()
         self._refused_size: int | None = None  # a shrink already refused (and logged)
         self.sightings = membership.LeaseSightings()
+        self.handoff_sightings = planner.HandoffSightings()
+        self._releases = planner.Releases()
         self._present_since: dict[str, float] = {}
         self._healthy_seen: float | None = None
         self._last_cleanup = 0.0
@@ -251,6 +258,7 @@ class RingReconciler:
             # A watch was (re)listed: time we could not see counts for nobody.
             self._healthy_seen = healthy
             self.sightings.blind_until(healthy)
+            self.handoff_sightings.blind_until(healthy)
         stored, version = self.doc, self._version or ""
         if stored.partitions != cfg.partitions and await self._resize(stored, version):
             return  # the next round plans on the new ring
@@ -270,12 +278,22 @@ class RingReconciler:
             self._present_since[name] = now_mono
         for name in frozenset(stored.table.owners) if stored.table else frozenset():
             self._present_since.setdefault(name, now_mono)  # first seen: grace from now
-        result = planner.plan_round(stored, members, now=self._clock(), policy=cfg.policy)
+        hold = planner.hold_silent(members, self._releases, now=now_mono)
+        self._releases = hold.releases
+        result = planner.plan_round(
+            stored,
+            members,
+            now=self._clock(),
+            policy=cfg.policy,
+            held=hold.held,
+            warning=hold.warning,
+            ages=self.handoff_sightings.ages(stored.handoffs, now_mono),
+        )
         if result.warning != self._last_warning:
             self._last_warning = result.warning
             if result.warning:
                 log.warning("ring %s: %s", cfg.ring_configmap, result.warning)
-                if result.frozen:
+                if hold.common_cause:
                     await self._event("Warning", "FailoverFrozen", result.warning)
         up = len(members.up)
         if result.changed:
@@ -299,7 +317,7 @@ class RingReconciler:
         elif self.metrics is not None:
             self.metrics.record_round(stored, up)
         if self.metrics is not None:
-            self.metrics.record_members(members, frozen=len(result.frozen))
+            self.metrics.record_members(members, frozen=len(hold.held) if hold.common_cause else 0)
         await self._annotate_pods(pods, self.doc)
         if now_mono - self._last_cleanup > LEASE_CLEANUP_EVERY:
             self._last_cleanup = now_mono

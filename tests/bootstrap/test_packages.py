@@ -150,3 +150,14 @@ def test_test_packages_exist_in_debian() -> None:
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert result.returncode == 0 and f"Package: {package}" in result.stdout, package
+
+
+def test_libfaketime_is_a_test_package() -> None:
+    """The churn suite's clock scenarios run pods under libfaketime (tests/cluster/faketime.py).
+
+    tests/cluster/test_faketime.py fails on a machine without it; this fails
+    when the list a fresh machine installs from loses it.
+    """
+    assert "libfaketime" in read_list(DEPS / "apt-test.txt")
+    bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
+    assert "libfaketime does not shift the clock" in bootstrap  # the check after the install

@@ -13,6 +13,7 @@ Every test collected under tests/cluster gets the `cluster` marker.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
@@ -135,14 +136,19 @@ def control_plane(
 @pytest.fixture
 def namespace(control_plane: Cluster) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (the namespace controller empties it)."""
+    with fresh_namespace(control_plane) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def fresh_namespace(cluster: Cluster) -> Iterator[str]:
+    """A new namespace with its `default` ServiceAccount; deleted (without waiting) on exit."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    control_plane.kubectl("create", "namespace", name)
+    cluster.kubectl("create", "namespace", name)
     # The serviceaccount controller creates `default`; pods need it to be admitted.
-    control_plane.wait_for(
+    cluster.wait_for(
         lambda: (
-            control_plane.kubectl(
-                "get", "serviceaccount", "default", "-n", name, check=False
-            ).returncode
+            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
             == 0
         ),
         timeout=30,
@@ -151,4 +157,4 @@ def namespace(control_plane: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
-        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -107,6 +107,9 @@ class ControlPlane:
     node_kubeconfig: Path = field(init=False)
     pki: Pki = field(init=False)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # How each component was started and is checked, to start it again the same way.
+    _argv: dict[str, list[str]] = field(default_factory=dict)
+    _health: dict[str, tuple[str, ssl.SSLContext | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.work_dir / "admin.kubeconfig"
@@ -129,10 +132,13 @@ class ControlPlane:
             self.stop()
             raise
 
-    def stop(self) -> None:
-        """Stop every started component, newest first (scheduler ... etcd)."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every started component, newest first (scheduler ... etcd).
+
+        `grace`: seconds each gets after SIGTERM (a throw-away cluster needs little).
+        """
         for name in reversed(list(self._procs)):
-            procs.stop(self._procs.pop(name))
+            procs.stop(self._procs.pop(name), grace=grace)
 
     def _start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -154,12 +160,39 @@ class ControlPlane:
             self._start_controller_manager()
             self._start_scheduler()
 
+    # -- one component at a time (control-plane outages in the churn suite) --
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one component (SIGTERM, or SIGKILL with `kill`); its ports and data stay."""
+        proc = self._procs[name]
+        if kill and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        procs.stop(proc)
+        with open(self.log_path(name), "a") as log:
+            log.write(f"=== test bed: {name} stopped (exit {proc.returncode})\n")
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again with its original flags, ports and data dir.
+
+        Returns once it is healthy again. Call it from a long-lived thread (the
+        test's): the child is tied to the thread that starts it (procs.spawn).
+        """
+        if self._procs[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        with open(self.log_path(name), "a") as log:
+            log.write(f"=== test bed: {name} started again\n")
+        self._procs[name] = procs.spawn(self._argv[name], self.log_path(name))
+        url, context = self._health[name]
+        self._wait_healthy(name, url, context)
+
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         proc = procs.spawn(argv, self.log_path(name))
         self._procs[name] = proc
+        self._argv[name] = argv
         return proc
 
     def _wait_healthy(self, name: str, url: str, context: ssl.SSLContext | None) -> None:
+        self._health[name] = (url, context)
         proc = self._procs[name]
 
         def healthy() -> bool:

@@ -13,7 +13,10 @@ NodeRestriction admission plugin check it exactly as they check a kubelet.
   kubeconfig carrying the pod's ServiceAccount token;
 - gives each pod its own loopback address (127.0.N.X, N claimed per agent
   with a lock file so parallel test sessions never share addresses);
-- lets tests crash a pod (`kill`) and find its process (`pid`).
+- lets tests crash a pod (`kill`) and find its process (`pid`);
+- with `api_links=True`, gives each pod its own cuttable path to the API
+  server (`api_link`, apilink.py); `set_pod_env` adds environment to a pod's
+  next process start (a node whose clock is off: faketime.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import procs
+from .apilink import ApiLink
 from .kubeapi import ApiError, KubeClient
 from .podrunner import PodRunner, RunnerConfig, _now_iso
 
@@ -92,8 +96,12 @@ class NodeAgent:
         base_env: Mapping[str, str] | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 10.0,
+        api_links: bool = False,
     ) -> None:
         self.node_name = node_name
+        self._server = server
+        self._links: dict[tuple[str, str], ApiLink] = {}
+        self._pod_env: dict[tuple[str, str], dict[str, str]] = {}
         self.log_dir = log_dir
         self.client = KubeClient.from_kubeconfig(kubeconfig)
         self._network_lock: IO[str] | None = None
@@ -111,6 +119,8 @@ class NodeAgent:
             reaper=procs.GroupReaper(),
             backoff_base=backoff_base,
             backoff_max=backoff_max,
+            server_for=self._link_server if api_links else None,
+            env_for=lambda ns, name: dict(self._pod_env.get((ns, name), {})),
         )
         self._runners: dict[str, PodRunner] = {}  # by pod UID
         # UIDs whose runner has ended: late watch events about them are ignored.
@@ -167,6 +177,10 @@ class NodeAgent:
         for runner in runners:
             runner.join(timeout=15)
         self._config.reaper.close()
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            link.close()
         if self._log_handler is not None:
             log.removeHandler(self._log_handler)
             self._log_handler.close()
@@ -214,6 +228,26 @@ class NodeAgent:
 
     def pod_log(self, name: str, namespace: str = "default") -> Path:
         return self._config.log_dir / f"{namespace}_{name}.log"
+
+    def api_link(self, name: str, namespace: str = "default") -> ApiLink:
+        """Pod `namespace/name`'s path to the API server (agent started with api_links)."""
+        with self._lock:
+            return self._links[(namespace, name)]
+
+    def set_pod_env(self, name: str, namespace: str, env: Mapping[str, str]) -> None:
+        """Extra environment for the pod's next process start (kept across restarts)."""
+        with self._lock:
+            self._pod_env[(namespace, name)] = dict(env)
+
+    def _link_server(self, namespace: str, name: str) -> str:
+        # One link per pod name, kept when the pod is recreated (a StatefulSet's).
+        with self._lock:
+            link = self._links.get((namespace, name))
+            if link is None:
+                host, _, port = self._server.removeprefix("https://").rpartition(":")
+                link = ApiLink((host, int(port)), name=f"{namespace}/{name}")
+                self._links[(namespace, name)] = link
+            return link.server
 
     # -- node ----------------------------------------------------------------------
 

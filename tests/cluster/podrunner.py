@@ -68,6 +68,10 @@ class RunnerConfig:
     reaper: procs.GroupReaper
     backoff_base: float = 1.0
     backoff_max: float = 10.0
+    # Per pod (namespace, name): the API server address its kubeconfig names
+    # (a cuttable link, apilink.py) and extra environment (e.g. a skewed clock).
+    server_for: Callable[[str, str], str] | None = None
+    env_for: Callable[[str, str], Mapping[str, str]] | None = None
 
 
 class PodRunner(threading.Thread):
@@ -181,6 +185,8 @@ class PodRunner(threading.Thread):
             )
             if self._kubeconfig is not None:
                 base["KUBECONFIG"] = str(self._kubeconfig)
+            if self.config.env_for is not None:
+                base.update(self.config.env_for(self.namespace, self.pod_name))
             plan = plan_container(
                 pod, pod_ip=self.pod_ip, host_ip=HOST_IP, base_env=base, lookup=self._lookup
             )
@@ -340,9 +346,12 @@ class PodRunner(threading.Thread):
             },
         )
         self._dir.mkdir(parents=True, exist_ok=True)
+        server = self.config.server
+        if self.config.server_for is not None:
+            server = self.config.server_for(self.namespace, self.pod_name)
         return write_kubeconfig(
             self._dir / "kubeconfig",
-            self.config.server,
+            server,
             self.config.ca_cert,
             user=f"system:serviceaccount:{self.namespace}:{account}",
             token=answer["status"]["token"],
@@ -438,7 +447,7 @@ class PodRunner(threading.Thread):
                 }
             ],
         }
-        if status == self._pushed:
+        if status == self._pushed and _api_agrees(pod, status):
             return
         try:
             self.config.client.merge_patch(
@@ -453,3 +462,18 @@ class PodRunner(threading.Thread):
                 log.warning("%s/%s: status update failed: %s", self.namespace, self.pod_name, exc)
         except OSError as exc:
             log.warning("%s/%s: status update failed: %s", self.namespace, self.pod_name, exc)
+
+
+def _api_agrees(pod: JSON, status: JSON) -> bool:
+    """Whether the API's Ready conditions are still ours.
+
+    The node lifecycle controller sets Ready=False on every pod of a node it
+    has not heard from for its grace period (after an API server or etcd
+    outage, that is every node); a kubelet posts its own status again, and so
+    does the agent.
+    """
+    theirs = {
+        c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or ()
+    }
+    ours = {c["type"]: c["status"] for c in status["conditions"]}
+    return all(theirs.get(kind) == ours.get(kind) for kind in ("Ready", "ContainersReady"))

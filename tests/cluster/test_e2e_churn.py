@@ -15,6 +15,7 @@ pushed stream also gets its camera's reconnect), failover within 10 s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -109,14 +110,25 @@ def _push_stream(name: str) -> dict[str, Any]:
 def fleet(
     request: pytest.FixtureRequest, tmp_path: Path, rtsp_cameras: RtspCamera
 ) -> Iterator[tuple[Cluster, str, list[str]]]:
-    """Operator + 3 workers + 22 Live streams: RTSP pulls, RTMP pushes, synthetic.
+    """Operator + 3 workers + 22 Live streams: RTSP pulls, RTMP pushes, synthetic."""
+    cluster: Cluster = request.getfixturevalue("crd")
+    ns: str = request.getfixturevalue("operator")
+    with churn_fleet(cluster, ns, tmp_path, rtsp_cameras) as names:
+        yield cluster, ns, names
+
+
+@contextlib.contextmanager
+def churn_fleet(
+    cluster: Cluster, ns: str, hls_root: Path, rtsp_cameras: RtspCamera
+) -> Iterator[list[str]]:
+    """3 workers and 22 Live streams in `ns`, whose operator runs already; yields the names.
 
     The RTMP cameras push through a stand-in for the ingest Service (any
     worker; it relays to the owner) and reconnect when dropped, as real ones do.
+    Shared with the clock and outage scenarios (test_e2e_clocks.py,
+    test_e2e_outages.py), which keep one fleet for a whole module.
     """
-    cluster: Cluster = request.getfixturevalue("crd")
-    ns: str = request.getfixturevalue("operator")
-    _start_workers(cluster, ns, 3, tmp_path)
+    _start_workers(cluster, ns, 3, hls_root)
     _apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
         "name": PUSH_KEY, "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                          "stringData": {"streamKey": "churn-k3y"}})  # fmt: skip
@@ -139,8 +151,12 @@ def fleet(
             )
             cluster.wait_for(lambda: _settled(cluster, ns, _workers(3)), 60, 1.0, "ring on 3")
             _check_table(cluster, ns, names)
-            yield cluster, ns, names
-    cluster.kubectl("delete", "statefulset", WORKERS, "-n", ns, "--wait=false", check=False)
+            try:
+                yield names
+            finally:
+                cluster.kubectl(
+                    "delete", "statefulset", WORKERS, "-n", ns, "--wait=false", check=False
+                )
 
 
 def _table(cluster: Cluster, ns: str) -> dict[str, dict[str, str]]:

@@ -774,6 +774,7 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_stream_reconnects_total",
         "camstream_stream_segment_age_seconds",
         "camstream_worker_partitions",
+        "camstream_stream_double_serving_seconds_total",
         "camstream_rtmp_connections",
         "camstream_rtmp_rejected_total",
         "camstream_http_connections",

@@ -354,3 +354,38 @@ def test_only_a_settled_ring_grows() -> None:
         handoff.grow(busy, 8)
     with pytest.raises(ValueError, match="cannot grow"):
         handoff.grow(doc, 2)
+
+
+@given(
+    skew=st.floats(min_value=-7200, max_value=7200),
+    seen=st.floats(min_value=0, max_value=200),
+    state=st.sampled_from(list(HandoffState)),
+)
+def test_with_ages_the_writers_clock_is_never_read(
+    skew: float, seen: float, state: HandoffState
+) -> None:
+    """A handoff stamped by a replica whose clock is hours off times out by what we saw."""
+    now = 5000.0
+    h = Handoff(1, "a", "b", 7, started=now + skew, state=state, retry_at=now + skew)
+
+    def step(ages: dict[int, float]) -> handoff.Outcome:
+        return handoff.advance(
+            serving=("a", "a"),
+            handoffs=[h],
+            desired=("a", "b"),
+            up=frozenset({"a", "b"}),
+            confirmed={},
+            now=now,
+            next_id=8,
+            policy=POLICY,
+            ages=ages,
+        )
+
+    out = step({7: seen})
+    if state is HandoffState.STARTING:
+        timed_out = seen > POLICY.confirm_timeout
+        assert (kinds(out) == [EventKind.RETRIED]) is timed_out
+    else:
+        assert (kinds(out) == [EventKind.STARTED]) is (seen >= POLICY.backoff)
+    # A handoff this replica has not seen before (a new leader) gets a full timeout.
+    assert step({}).events == ()

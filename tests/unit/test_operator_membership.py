@@ -181,3 +181,38 @@ def test_finished_pods_do_not_exist() -> None:
 def test_ordinal() -> None:
     assert membership.ordinal("camstream-worker-12") == 12
     assert membership.ordinal("worker") is None
+
+
+def test_late_is_up_but_past_half_the_duration() -> None:
+    s = seen("w-0", "w-1", "w-2")
+    s.observe("w-0", "2", T0 + 4)
+    m = membership.from_resources(
+        [pod("w-0"), pod("w-1"), pod("w-2")],
+        [lease("w-0"), lease("w-1"), lease("w-2")],
+        sightings=s,
+        now=T0 + 5,  # w-0 seen 1 s ago; w-1 and w-2 5 s ago, past half of 6 s
+    )
+    assert m.up == {"w-0", "w-1", "w-2"} and m.late == {"w-1", "w-2"}
+    assert m.quiet_for == {"w-0": 1.0, "w-1": 5.0, "w-2": 5.0}
+
+
+def test_a_ready_flipped_by_the_node_lifecycle_controller_is_not_a_crash() -> None:
+    """After an outage every pod's Ready is set False by the controller, not the kubelet.
+
+    ContainersReady (the kubelet's own) still says True: the worker is judged
+    by its heartbeat, not failed over. A kubelet that saw the process die sets both.
+    """
+    flipped = pod("w-0")
+    flipped["status"]["conditions"] = [
+        {"type": "Ready", "status": "False"},
+        {"type": "ContainersReady", "status": "True"},
+    ]
+    dead = pod("w-1")
+    dead["status"]["conditions"] = [
+        {"type": "Ready", "status": "False"},
+        {"type": "ContainersReady", "status": "False"},
+    ]
+    m = membership.from_resources(
+        [flipped, dead], [lease("w-0"), lease("w-1")], sightings=seen("w-0", "w-1"), now=T0
+    )
+    assert m.up == {"w-0"} and m.silent == frozenset()

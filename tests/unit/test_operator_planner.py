@@ -6,6 +6,7 @@ checks the stored document, as the operator would write it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from camstream import handoff
@@ -120,7 +121,9 @@ def test_nobody_up_changes_nothing() -> None:
     doc = settle(handoff.empty_doc(P), {"w-0"}, 1.0)
     r = planner.plan_round(doc, members(set(), existing={"w-0"}), now=5.0)
     assert r.warning and r.doc.serving == doc.serving and r.doc.table == doc.table
-    assert r.doc.addresses == {}  # nobody to route playback to
+    # The owners keep their addresses: whether they still serve is not known
+    # here, and a forward that fails costs no more than no forward at all.
+    assert r.doc.addresses == doc.addresses and not r.changed
 
 
 def test_rolling_restart_keeps_the_home_table_and_moves_each_partition_out_and_back() -> None:
@@ -159,3 +162,51 @@ def test_silent_majority_is_frozen_not_failed_over() -> None:
     assert r.doc.serving == doc.serving and r.doc.table == doc.table and not r.doc.handoffs
     everyone = planner.plan_round(doc, members(set(), existing=up, silent=up), now=9.0)
     assert everyone.doc.serving == doc.serving and everyone.frozen == up
+
+
+def test_workers_going_silent_a_renewal_apart_are_frozen_together() -> None:
+    """A common cause silences everyone within one renewal period, not at once.
+
+    w-2 is silent first; w-0 and w-1 have missed a renewal (late): freeze, so
+    the first to cross the line does not have its partitions piled on the others.
+    """
+    up = {"w-0", "w-1", "w-2"}
+    doc = settle(handoff.empty_doc(P), up, 1.0)
+    m = dataclasses.replace(
+        members({"w-0", "w-1"}, existing=up, silent={"w-2"}), late=frozenset({"w-0", "w-1"})
+    )
+    hold = planner.hold_silent(m, planner.Releases(), now=100.0)
+    assert hold.common_cause and hold.held == {"w-2"} and "silent at once" in hold.warning
+    r = planner.plan_round(doc, m, now=9.0, held=hold.held)
+    assert r.doc.serving == doc.serving and r.frozen == {"w-2"}
+
+
+def test_silent_workers_are_failed_over_one_per_interval_longest_silent_first() -> None:
+    up = {f"w-{i}" for i in range(5)}
+    m = dataclasses.replace(
+        members(up - {"w-3", "w-4"}, existing=up, silent={"w-3", "w-4"}),
+        quiet_for={"w-3": 16.0, "w-4": 20.0},
+    )
+    first = planner.hold_silent(m, planner.Releases(), now=100.0, interval=10.0)
+    assert not first.common_cause
+    assert first.releases.workers == {"w-4"} and first.held == {"w-3"}
+    soon = planner.hold_silent(m, first.releases, now=105.0, interval=10.0)
+    assert soon.held == {"w-3"} and soon.releases == first.releases
+    later = planner.hold_silent(m, soon.releases, now=110.0, interval=10.0)
+    assert later.held == frozenset() and later.releases.workers == {"w-3", "w-4"}
+    # w-4 heard again: forgotten, so a later silence of it waits its turn again.
+    heard = dataclasses.replace(m, silent=frozenset({"w-3"}), up=m.up | {"w-4"})
+    after = planner.hold_silent(heard, later.releases, now=111.0, interval=10.0)
+    assert after.releases.workers == {"w-3"}
+
+
+def test_handoff_sightings_count_from_first_sight_per_attempt() -> None:
+    h = handoff.Handoff(3, "w-0", "w-1", 9, started=1e9)  # stamped by a clock far ahead
+    seen = planner.HandoffSightings()
+    assert seen.ages([h], 50.0) == {9: 0.0}
+    assert seen.ages([h], 62.0) == {9: 12.0}
+    retried = dataclasses.replace(h, attempt=2)
+    assert seen.ages([retried], 63.0) == {9: 0.0}  # a new attempt: a full timeout again
+    seen.blind_until(70.0)  # could not watch until 70: that time counts for nobody
+    assert seen.ages([retried], 75.0) == {9: 5.0}
+    assert seen.ages([], 76.0) == {}  # finished handoffs are forgotten

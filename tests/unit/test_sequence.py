@@ -18,6 +18,7 @@ from camstream_worker.outputs.hls.sequence import (
     SequenceStart,
     after_crash,
     by_clock,
+    cluster_lead,
     lead_of,
     outrun,
 )
@@ -122,3 +123,72 @@ def test_all_writers_of_a_stream_get_the_same_first_number() -> None:
     for t in threads:
         t.join()
     assert len(set(results)) == 1
+
+
+@given(
+    segment=st.sampled_from([1, 2, 6]),
+    skew_old=st.floats(-3600, 3600),
+    skew_new=st.floats(-3600, 3600),
+    # Each worker's estimate of (cluster - its wall clock): an interval of up
+    # to 1.5 s around the truth (cluster/clock.py keeps the truth inside).
+    below_old=st.floats(0, 1.5),
+    above_old=st.floats(0, 1.5),
+    below_new=st.floats(0, 1.5),
+    above_new=st.floats(0, 1.5),
+    handoff_lead=st.integers(0, 50),
+    first_cut_after=st.floats(0, 20),
+    jitter=jitters,
+    died_after=st.floats(0, 11),
+    detected_after=st.floats(0, 30),
+    new_cut_after=st.floats(0, 60),
+)
+def test_a_failover_starts_above_the_dead_owner_whatever_their_clocks(
+    segment: int,
+    skew_old: float,
+    skew_new: float,
+    below_old: float,
+    above_old: float,
+    below_new: float,
+    above_new: float,
+    handoff_lead: int,
+    first_cut_after: float,
+    jitter: list[float],
+    died_after: float,
+    detected_after: float,
+    new_cut_after: float,
+) -> None:
+    """Two workers whose wall clocks are up to an hour off the cluster's, each way.
+
+    The dead owner planned by the cluster's clock (plus any lead a handoff
+    left it), cut its first segment when its camera came, and recorded its
+    lead against the cluster's clock; the taker plans from that record, by
+    its own reading of the cluster's clock, and cuts when its camera comes.
+    """
+    planned = EPOCH  # cluster time at which the old owner planned
+    old_wall = planned + skew_old
+    low_old, high_old = -skew_old - below_old, -skew_old + above_old
+    start = SequenceStart(
+        after_crash(old_wall + high_old, segment, None) + handoff_lead, at=old_wall
+    )
+    cut = planned + first_cut_after  # cluster time of its first segment
+    first = start.first(cut + skew_old, segment)
+    recorded = cluster_lead(lead_of(first, cut + skew_old, segment), low_old, segment)
+    times = publish_times(cut, segment, jitter)
+    died = cut + died_after * segment
+    dead_last = last_number(first, times, died)
+    assert dead_last is not None
+    taker_planned = died + detected_after
+    new_wall = taker_planned + skew_new
+    high_new = -skew_new + above_new
+    assert -skew_new - below_new <= high_new
+    taker = SequenceStart(after_crash(new_wall + high_new, segment, recorded), at=new_wall)
+    taker_first = taker.first(new_wall + new_cut_after, segment)
+    assert taker_first > dead_last, (taker_first, dead_last)
+
+
+def test_a_plan_follows_the_clock_until_the_first_segment() -> None:
+    """A pushed stream waits for its camera: its first number is the clock's then."""
+    plan = SequenceStart(500, at=1000.0)
+    assert plan.first(1000.0, 2) == 500
+    assert plan.first(1041.0, 2) == 520
+    assert plan.first(990.0, 2) == 500  # a clock step back counts as no time

@@ -185,17 +185,29 @@ def test_invalid_and_paused_streams_are_reported_without_running() -> None:
 
 def test_start_sequence_picks_the_rule_for_the_case() -> None:
     fresh = desired.start_sequence(1000.0, 2)
-    assert fresh == SequenceStart(500)
+    assert fresh == SequenceStart(500, at=1000.0)  # by the clock, moving on until cut
     handoff = desired.start_sequence(1000.0, 2, source_next=400, recorded_lead=90)
     assert handoff == SequenceStart(400, ahead_of=1000.0)  # the live playlist wins
     failover = desired.start_sequence(1000.0, 2, recorded_lead=3)
     assert failover.number > 500 + 3
+    # This machine's clock 8 s behind the cluster's: plan on the cluster's.
+    behind = desired.start_sequence(992.0, 2, wall_offset_high=8.0)
+    assert behind == SequenceStart(500, at=992.0)
 
 
 def test_the_serving_worker_records_its_lead_once_known() -> None:
     k = StreamKey("ns", "a")
     live = report(body("a"), StreamStatus(k, "rtsp", Phase.LIVE, sequence_lead=4))
     assert live is not None and live.fields["hlsSequenceLead"] == 4
+    # Our clock 8 s behind the cluster's: 4 segments fewer over the cluster's clock.
+    behind = desired.stream_report(
+        body("a"),
+        partitions=P,
+        me="w-3",
+        engine_status=StreamStatus(k, "rtsp", Phase.LIVE, sequence_lead=4),
+        wall_offset_low=8.0,
+    )
+    assert behind is not None and behind.fields["hlsSequenceLead"] == 4 - 8 // 2  # 2 s segments
     starting = report(body("a"), StreamStatus(k, "rtsp", Phase.CONNECTING))
     assert starting is not None and "hlsSequenceLead" not in starting.fields
     assert desired.recorded_lead({"status": {"hlsSequenceLead": 4}}) == 4
@@ -218,3 +230,21 @@ def test_locator_routes_to_the_serving_worker() -> None:
     assert RingLocator("w-0", 8080, lambda: None).owner_url(theirs) is None
     rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
     assert rtmp.owner_rtmp(theirs) == ("127.0.10.2", 1935) and rtmp.owner_rtmp(mine) is None
+
+
+def test_a_failover_this_worker_could_not_see_is_superseded_a_handoff_is_not() -> None:
+    before = RingDoc(4, 3, None, ("w-3", "w-3", "w-1", "w-3"))
+    # Cut off: the operator failed partitions 0 and 1 over to w-1 and w-2 ...
+    after = RingDoc(4, 5, None, ("w-1", "w-2", "w-1", "w-3"))
+    assert desired.superseded(before, after, "w-3") == {0, 1}
+    # ... and is handing 0 back already: still superseded (the copy here must restart).
+    back = RingDoc(4, 6, None, after.serving, (Handoff(0, "w-1", "w-3", 9, 0.0),))
+    assert desired.superseded(before, back, "w-3") == {0, 1}
+    assert desired.superseded(back, back, "w-3") == frozenset()  # said once
+    # A handoff from w-3 that completed is an ordinary move.
+    handing = RingDoc(4, 3, None, before.serving, (Handoff(1, "w-3", "w-2", 4, 0.0),))
+    done = RingDoc(4, 4, None, ("w-3", "w-2", "w-1", "w-3"))
+    assert desired.superseded(handing, done, "w-3") == frozenset()
+    assert desired.superseded(None, after, "w-3") == frozenset()  # first ring: nothing to compare
+    grown = RingDoc(8, 7, None, ("w-1",) * 8)
+    assert desired.superseded(before, grown, "w-3") == frozenset()  # another ring size

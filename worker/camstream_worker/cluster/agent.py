@@ -13,7 +13,8 @@ CameraStream, a stream's phase in the engine) does, in order:
    of at most 1,024 values, one watch per bucket of partitions, so gaining a
    partition re-lists one bucket, and a grown ring only switches label);
 3. hand the engine the desired streams (engine.apply), with the media
-   sequence each new stream starts at (continuing above the previous owner);
+   sequence each new stream starts at (continuing above the previous owner,
+   by the cluster's clock: clock.py);
 4. announce on the heartbeat Lease which incoming handoffs are live here;
 5. write the status of the streams this worker serves, where it changed
    (all of their status: the operator writes none).
@@ -21,6 +22,15 @@ CameraStream, a stream's phase in the engine) does, in order:
 Graceful leave (`leave`, on SIGTERM): announce leaving, keep serving while the
 operator moves every partition away (make before break), and return once
 nothing is served here any more or the deadline is near.
+
+Without the API server (an outage, or this worker's link cut): nothing
+stops. The last ring stays in force, streams keep running and serving
+viewers, the heartbeat and the watches retry (the ring's every 2 s at most,
+and all of them at once when a heartbeat gets through again). A worker
+cannot tell a cut link from an outage; if it was cut, the operator failed
+its partitions over meanwhile, and the first ring it reads again says so
+(desired.superseded): it stops those streams and counts for how long they
+may have run beside the new owner's (`double_serving_seconds`).
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from camstream_worker.state import StreamStatus
 
 from . import desired as plan
 from . import status
+from .clock import ClusterClock
 from .heartbeat import Heartbeat
 
 log = logging.getLogger("camstream.worker.cluster")
@@ -116,12 +127,22 @@ class Agent:
         watch_namespaces: tuple[str, ...] = (),
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        cluster_clock: ClusterClock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
         self._engine = engine
         self.me = identity.pod_name
         self._http_port = http_port
         self._clock = clock
+        self._cluster_clock = cluster_clock
+        self._monotonic = monotonic
+        # Per stream started here: cluster time minus our wall clock, at least,
+        # when it started (its lead is recorded against the cluster's clock).
+        self._lead_offsets: dict[StreamKey, float] = {}
+        # Stream-seconds our copies may have run after the ring moved their
+        # partitions away while we could not see it (a counter, /metrics).
+        self.double_serving_seconds = 0.0
         self._kick = asyncio.Event()
         self.doc: RingDoc | None = None
         self.leaving = False
@@ -141,8 +162,13 @@ class Agent:
             kubeapi.configmap_path(ring_namespace),
             field_selector=f"metadata.name={ring_name}",
             on_change=lambda *_: self.kick(),
+            on_sync=self.kick,  # a re-list after a break: report what changed meanwhile
             name=f"ring {ring_namespace}/{ring_name}",
+            # One small object: retried often, so a worker whose link comes
+            # back learns at once what the ring decided meanwhile.
+            max_backoff=2.0,
         )
+        self.heartbeat.on_recovered = self._api_back
         engine.on_change(self._stream_changed)
 
     # -- read side
@@ -161,6 +187,12 @@ class Agent:
 
     def _stream_changed(self, _status: StreamStatus) -> None:
         self._kick.set()
+
+    def _api_back(self) -> None:
+        """A heartbeat got through after failures: every broken watch retries now."""
+        self.ring.retry_now()
+        for watch in self._watches.values():
+            watch.informer.retry_now()
 
     async def run(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
@@ -207,7 +239,8 @@ class Agent:
 
     async def reconcile(self) -> None:
         doc = self._read_doc()
-        self.doc = doc
+        previous, self.doc = self.doc, doc
+        moved_away = plan.superseded(previous, doc, self.me)
         mine = handoff.partitions_for(doc, self.me) if doc is not None else frozenset()
         size = doc.partitions if doc is not None else 0
         self._watch(mine, size)
@@ -218,10 +251,17 @@ class Agent:
             if doc is not None and plan.partition_of(plan.key_of(b), doc.partitions) in covered
         ]
         wanted = plan.streams_to_run(doc, self.me, bodies)
+        stopping: list[StreamKey] = []
+        if moved_away and doc is not None:
+            wanted, stopping = self._stop_superseded(doc, moved_away, wanted)
         leads = {plan.key_of(b): plan.recorded_lead(b) for b in bodies}
         starts = await self._start_sequences(doc, wanted, leads)
         await self._engine.apply(wanted, start_sequences=starts)
+        if stopping:
+            self._count_double_serving(stopping)
         self._desired = wanted
+        for key in [k for k in self._lead_offsets if k not in wanted]:
+            del self._lead_offsets[key]
         reported = {plan.key_of(b): (b.get("status") or {}).get("phase") for b in bodies}
         confirmed = plan.confirmations(
             doc,
@@ -232,7 +272,52 @@ class Agent:
             covered=covered,
         )
         self.heartbeat.announce(confirmed=confirmed)
-        await self._report(doc, bodies)
+        if self.ring.healthy_since is not None:
+            await self._report(doc, bodies)
+        # else: our ring may be stale (the watch broke: an outage, or our link
+        # is cut, and the ring may have moved our partitions meanwhile); a
+        # status written from it could undo the new owner's. The re-list kicks.
+
+    def _stop_superseded(
+        self, doc: RingDoc, moved_away: frozenset[int], wanted: dict[StreamKey, StreamSpec]
+    ) -> tuple[dict[StreamKey, StreamSpec], list[StreamKey]]:
+        """Leave out our copies of streams the ring failed over while we could not see it.
+
+        Returns what to run and the copies to stop. Those the ring is handing
+        back to us are left out of this pass only: the next one starts them
+        afresh, above the current owner.
+        """
+        ran = [k for k in self._desired if plan.partition_of(k, doc.partitions) in moved_away]
+        log.warning(
+            "%s: the ring moved %d partitions away while this worker could not see it; "
+            "stopping its %d streams there",
+            self.me,
+            len(moved_away),
+            len(ran),
+        )
+        restart = {k for k in ran if k in wanted}
+        if restart:
+            self._kick.set()
+        return {k: spec for k, spec in wanted.items() if k not in restart}, ran
+
+    def _count_double_serving(self, stopped: list[StreamKey]) -> None:
+        """Add how long the stopped copies may have run beside the new owner's (at most).
+
+        The operator moves a worker's partitions no sooner than a Lease duration
+        after it last heard it, which was no earlier than our last heartbeat
+        sent before the outage; they have run until now, when they stopped.
+        """
+        unheard = self.heartbeat.unheard_since()
+        if unheard is None:
+            return  # we never missed a heartbeat: no failover behind our back
+        overlap = max(0.0, self._monotonic() - unheard - self.heartbeat.duration)
+        self.double_serving_seconds += overlap * len(stopped)
+        log.warning(
+            "%s: %d streams ran beside their new owners' for up to %.1f s",
+            self.me,
+            len(stopped),
+            overlap,
+        )
 
     def _read_doc(self) -> RingDoc | None:
         for body in self.ring.items.values():
@@ -320,6 +405,9 @@ class Agent:
         if doc is None:
             return {}
         now = self._clock()
+        low, high = (
+            self._cluster_clock.wall_offset() if self._cluster_clock is not None else (0.0, 0.0)
+        )
         incoming = handoff.handoffs_to(doc, self.me)
         new = [k for k in wanted if self._engine.status(k) is None]
 
@@ -334,7 +422,9 @@ class Agent:
                 spec.hls.segment_seconds,
                 source_next=source_next,
                 recorded_lead=leads.get(key),
+                wall_offset_high=high,
             )
+            self._lead_offsets[key] = low
             return key, start
 
         results = await asyncio.gather(*(one(k) for k in new))
@@ -365,6 +455,7 @@ class Agent:
                 partitions=doc.partitions,
                 me=self.me,
                 engine_status=self._engine.status(key) if key in self._desired else None,
+                wall_offset_low=self._lead_offsets.get(key, 0.0),
             )
             if wanted is None:
                 continue

@@ -112,6 +112,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
     from .agent import Agent, Identity
+    from .clock import ClusterClock
     from .locator import RingLocator
     from .secrets import KubeSecrets
 
@@ -127,7 +128,10 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
 
-    async with kubeapi.KubeApi(kubeapi.load_credentials()) as api:
+    # Every answer of the API server is a reading of the cluster's clock (clock.py).
+    cluster_clock = ClusterClock()
+    credentials = kubeapi.load_credentials()
+    async with kubeapi.KubeApi(credentials, on_response=cluster_clock.observe) as api:
         # In a cluster recordings go where the chart says (an S3 store); none: off.
         kept = await recording.start(
             args.hls_dir,
@@ -166,14 +170,18 @@ async def serve(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             watch_namespaces=tuple(args.watch_namespace),
             heartbeat_seconds=args.heartbeat_seconds,
+            cluster_clock=cluster_clock,
         )
         locator = RingLocator(
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
         )
-        rtmp = await engine.serve_rtmp(host, args.rtmp_port, owner=locator.owner_rtmp)
+        rtmp = await engine.serve_rtmp(
+            host, args.rtmp_port, owner=locator.owner_rtmp, is_mine=locator.is_mine
+        )
         registry = worker_registry(
             lambda: engine.rtmp_stats(rtmp),
             partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
+            double_serving=lambda: agent.double_serving_seconds,
         )
         # Exported with recording off too (all zero), so dashboards and alerts see one shape.
         stats = kept.uploader.stats if kept.uploader is not None else UploadStats()

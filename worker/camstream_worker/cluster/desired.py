@@ -12,6 +12,8 @@ watched CameraStream or of a stream's state in the engine.
   camera moves), or a stream the current owner does not have live either
   (nothing to lose). Confirming needs the stream watch to cover the partition,
   so a partition with streams not listed yet is never confirmed empty.
+- `superseded`: partitions failed over away from this worker while it
+  could not see the ring; their streams must restart, not continue.
 - `stream_report`: the status the serving worker writes (all of it: the
   operator writes no status).
 - `start_sequence`: where a newly started stream's HLS media sequence begins
@@ -89,6 +91,26 @@ def streams_to_run(
     return out
 
 
+def superseded(previous: RingDoc | None, doc: RingDoc | None, me: str) -> frozenset[int]:
+    """Partitions `me` served in `previous` that `doc` gives another worker without a handoff.
+
+    That is a failover of `me` (judged silent: cut off from the API server, or
+    its pod not Ready) it could not see happen: its copies of those streams
+    ran on past their term, beside the new owner's. They must stop, and if
+    the ring hands the partitions back they start again as a handoff's
+    target, numbering above the new owner (never continuing the old copy,
+    which runs behind it). A completed handoff from `me` is not this.
+    """
+    if previous is None or doc is None or previous.partitions != doc.partitions:
+        return frozenset()
+    handing = {h.partition for h in previous.handoffs if h.source == me}
+    return frozenset(
+        p
+        for p, (was, now) in enumerate(zip(previous.serving, doc.serving, strict=True))
+        if was == me and now != me and p not in handing
+    )
+
+
 def confirmations(
     doc: RingDoc | None,
     me: str,
@@ -135,6 +157,7 @@ def stream_report(
     partitions: int,
     me: str,
     engine_status: StreamStatus | None,
+    wall_offset_low: float = 0.0,
 ) -> Report | None:
     """What the serving worker writes on one stream of its partitions; None: nothing yet.
 
@@ -143,7 +166,10 @@ def stream_report(
     one who knows the phase writes it, when it changes). A stream whose spec
     the worker refuses is marked Invalid with the checker's message (which
     never echoes a secret or a URL); a paused one Stopped; a running one gets
-    the engine's phase. No secrets in any of it.
+    the engine's phase. No secrets in any of it. hlsSequenceLead is restated
+    on the cluster's clock with `wall_offset_low`, the lower bound of cluster
+    time minus this machine's wall clock when the stream was started here
+    (fixed per stream, so the status does not change when the estimate does).
     """
     key = key_of(body)
     meta = body.get("metadata") or {}
@@ -177,7 +203,9 @@ def stream_report(
         message=engine_status.message,
     )
     if engine_status.sequence_lead is not None:
-        fields["hlsSequenceLead"] = engine_status.sequence_lead
+        fields["hlsSequenceLead"] = sequence.cluster_lead(
+            engine_status.sequence_lead, wall_offset_low, spec.hls.segment_seconds
+        )
     live = engine_status.phase is Phase.LIVE
     degraded = engine_status.phase in (Phase.RECONNECTING, Phase.FAILED)
     reason = engine_status.reason
@@ -195,17 +223,21 @@ def start_sequence(
     *,
     source_next: int | None = None,
     recorded_lead: int | None = None,
+    wall_offset_high: float = 0.0,
 ) -> SequenceStart:
     """Where a stream this worker starts begins its media sequence.
 
-    `source_next`: the next number of a previous owner that is still writing
-    (a handoff), read from its playlist at `now`; the new owner must outrun it.
-    `recorded_lead`: the status's hlsSequenceLead, what a previous owner that
-    can no longer be asked wrote about itself (a failover after a crash).
+    `now` is this machine's wall clock. `source_next`: the next number of a
+    previous owner that is still writing (a handoff), read from its playlist
+    at `now`; the new owner must outrun it. `recorded_lead`: the status's
+    hlsSequenceLead, what a previous owner that can no longer be asked wrote
+    about itself (a failover after a crash), over the cluster's clock, which
+    reads at most `now + wall_offset_high` here.
     """
     if source_next is not None:
         return SequenceStart(source_next, ahead_of=now)
-    return SequenceStart(sequence.after_crash(now, segment_seconds, recorded_lead))
+    cluster_now = now + wall_offset_high
+    return SequenceStart(sequence.after_crash(cluster_now, segment_seconds, recorded_lead), at=now)
 
 
 def recorded_lead(body: Mapping[str, Any]) -> int | None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from camstream import kubeapi
@@ -52,6 +54,25 @@ class Heartbeat:
         self._wake = asyncio.Event()
         self.written = asyncio.Event()  # set after the first successful write
         self._last_written: tuple[str, bool] | None = None
+        # Monotonic time of the last successful write: the operator cannot have
+        # judged this worker silent before a Lease duration after it.
+        self.last_success: float | None = None
+        self.on_recovered: Callable[[], None] | None = None  # first write after failures
+        self._started = time.monotonic()
+        # The current or latest outage: (last success before it, first success after).
+        self._outage: tuple[float, float | None] | None = None
+
+    @property
+    def duration(self) -> int:
+        return self._duration
+
+    def unheard_since(self) -> float | None:
+        """Since when the operator may not have heard us: the last write before the latest outage.
+
+        None if no write ever failed. The operator fails a worker over no
+        sooner than a Lease duration after this.
+        """
+        return None if self._outage is None else self._outage[0]
 
     @property
     def announced(self) -> tuple[str, bool]:
@@ -73,8 +94,15 @@ class Heartbeat:
             self._wake.clear()
             try:
                 await self.beat()
+                if attempt:
+                    if self._outage is not None:
+                        self._outage = (self._outage[0], self.last_success)
+                    if self.on_recovered is not None:
+                        self.on_recovered()
                 attempt = 0
             except kubeapi.KubeError as exc:
+                if attempt == 0:
+                    self._outage = (self.last_success or self._started, None)
                 attempt += 1
                 log.warning("heartbeat lease: %s (attempt %d)", exc, attempt)
             try:
@@ -83,6 +111,7 @@ class Heartbeat:
                 pass
 
     async def beat(self) -> None:
+        sent = time.monotonic()  # the write lands after this: a safe bound for last_success
         state = (self._confirmed, self._leaving)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         name = heartbeat_lease_name(self._worker)
@@ -113,4 +142,5 @@ class Heartbeat:
                 },
             )
         self._last_written = state
+        self.last_success = sent
         self.written.set()

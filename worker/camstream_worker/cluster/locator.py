@@ -1,8 +1,10 @@
 """OwnerLocator for the HTTP server: which worker serves a stream, from the ring.
 
-Who calls this: http_server.py (through the OwnerLocator protocol of
+Who calls this: servers/http/server.py (through the OwnerLocator protocol of
 camstream_worker/state.py) for each playback request, to forward it to the
-owner when that is another worker. The answer comes from the ring document
+owner when that is another worker; the RTMP front (servers/rtmp/front.py)
+with `owner_rtmp` and `is_mine`, to relay a publisher to the owner and drop
+the relay once the ring moves the stream. The answer comes from the ring document
 the agent already holds (serving table + pod IPs), so no API call is made.
 """
 
@@ -46,6 +48,14 @@ class RingLocator:
         if not owner or owner == self._me:
             return None
         return doc.addresses.get(owner)
+
+    def is_mine(self, key: StreamKey) -> bool:
+        """True when the ring says this worker serves the stream."""
+        doc = self._doc()
+        if doc is None:
+            return False
+        partition = ring.partition_of(ring.stream_key(key.namespace, key.name), doc.partitions)
+        return doc.serving[partition] == self._me
 
     def owner_url(self, key: StreamKey) -> str | None:
         address = self.owner_address(key)

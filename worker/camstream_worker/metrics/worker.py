@@ -12,6 +12,11 @@ time from counters the RTMP server and the cluster agent keep anyway:
                                           connections (0: out of file descriptors)
     camstream_worker_partitions           gauge, ring partitions this worker owns
                                           (cluster mode only)
+    camstream_stream_double_serving_seconds_total
+                                          counter, stream-seconds this worker's copies
+                                          may have run after the ring moved them to
+                                          another worker while it could not see the
+                                          ring (cluster mode only; an upper bound)
 
 The RTMP servers report each refusal reason as the counter
 ``refused_<reason>`` of their stats (servers/rtmp/refusals.py).
@@ -42,9 +47,15 @@ RTMP_REFUSAL_REASONS: Mapping[str, str] = {
 
 
 class WorkerCollector(Collector):
-    def __init__(self, rtmp_stats: RtmpStats, partitions: Callable[[], int] | None) -> None:
+    def __init__(
+        self,
+        rtmp_stats: RtmpStats,
+        partitions: Callable[[], int] | None,
+        double_serving: Callable[[], float] | None = None,
+    ) -> None:
         self._rtmp_stats = rtmp_stats
         self._partitions = partitions
+        self._double_serving = double_serving
 
     def collect(self) -> Iterator[Metric]:
         stats = self._rtmp_stats()
@@ -71,17 +82,26 @@ class WorkerCollector(Collector):
                 "Ring partitions this worker owns",
                 value=self._partitions(),
             )
+        if self._double_serving is not None:
+            yield CounterMetricFamily(
+                "camstream_stream_double_serving_seconds",
+                "Stream-seconds this worker's copies may have run after the ring had moved "
+                "them to another worker while this one could not see the ring (upper bound)",
+                value=self._double_serving(),
+            )
 
 
 def worker_registry(
-    rtmp_stats: RtmpStats, partitions: Callable[[], int] | None = None
+    rtmp_stats: RtmpStats,
+    partitions: Callable[[], int] | None = None,
+    double_serving: Callable[[], float] | None = None,
 ) -> CollectorRegistry:
     """A registry with the process collectors and the worker's own metrics."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(WorkerCollector(rtmp_stats, partitions))
+    registry.register(WorkerCollector(rtmp_stats, partitions, double_serving))
     return registry
 
 

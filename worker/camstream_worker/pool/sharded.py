@@ -154,9 +154,14 @@ class ShardedEngine:
     # -- RTMP: this pool is the front's Router
 
     async def serve_rtmp(
-        self, host: str, port: int, *, owner: RtmpOwner | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        owner: RtmpOwner | None = None,
+        is_mine: Callable[[StreamKey], bool] | None = None,
     ) -> RtmpFront:
-        front = RtmpFront(self, host, port, owner=owner, limits=self._rtmp_limits)
+        front = RtmpFront(self, host, port, owner=owner, is_mine=is_mine, limits=self._rtmp_limits)
         await front.start()
         return front
 

@@ -20,10 +20,24 @@ its last sequence number go down. Three cases:
   stream over in a handoff runs ahead of the clock by its lead. Each serving
   worker records that lead in the stream's status once (`lead_of`), and the
   next owner starts above the clock by more than it (`after_crash`).
+
+Which clock: the crash case compares a number the dead owner derived from
+its clock with one the taker derives from its own, so both must read the
+same clock. Machines' wall clocks are seconds apart (a taker 8 s behind
+started 8 segments low: every viewer saw the sequence go back, #14), so the
+cluster agent numbers by the cluster's clock, the API server's as read from
+its Date headers (cluster/clock.py), known to within an interval: it plans
+with the interval's upper end and records leads against its lower end
+(`cluster_lead`), so the error only ever makes a taker start higher. The
+handoff case needs no shared clock: `outrun` measures elapsed time on one
+machine. The writer resolves a plan on its own machine's wall clock at its
+first segment (`SequenceStart.at`), which may be much later than the plan
+(a pushed stream waits for its camera).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -52,6 +66,18 @@ def lead_of(sequence: int, written_at: float, segment_seconds: int) -> int:
     return sequence - by_clock(written_at, segment_seconds)
 
 
+def cluster_lead(local_lead: int, wall_offset_low: float, segment_seconds: int) -> int:
+    """A lead measured on this machine's wall clock, restated on the cluster's (at least).
+
+    `local_lead` is n - by_clock(w) for a segment n cut at our wall time w; the
+    cluster's clock read w + o then, with o >= `wall_offset_low`. Since
+    floor((w + o) / s) >= floor(w / s) + floor(o / s) >= floor(w / s) +
+    floor(low / s), the result is never below the true lead on the cluster's
+    clock: a successor starting above it starts above this writer.
+    """
+    return local_lead - math.floor(wall_offset_low / segment_seconds)
+
+
 def after_crash(now: float, segment_seconds: int, lead: int | None) -> int:
     """First number for a stream whose owner died, given the lead it recorded.
 
@@ -71,16 +97,22 @@ class SequenceStart:
 
     `number` is the least the first segment may carry. With `ahead_of` set, a
     previous owner is still writing: `number` is its next number as read at
-    the wall time `ahead_of`, and the first segment must outrun it.
+    the wall time `ahead_of`, and the first segment must outrun it. With `at`
+    set, `number` was right at the wall time `at` and moves on with the clock,
+    one per segment duration, until the first segment is cut. Both times are
+    this machine's wall clock, as the writer's `now` is.
     """
 
     number: int
     ahead_of: float | None = None
+    at: float | None = None
 
     def first(self, now: float, segment_seconds: int) -> int:
-        if self.ahead_of is None:
-            return self.number
-        return outrun(self.number, self.ahead_of, now, segment_seconds)
+        if self.ahead_of is not None:
+            return outrun(self.number, self.ahead_of, now, segment_seconds)
+        if self.at is not None:
+            return self.number + int(max(0.0, now - self.at) // segment_seconds)
+        return self.number
 
 
 class FirstNumber:

@@ -33,6 +33,7 @@ so a player that fetched an older playlist can still load them, then go.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -181,7 +182,7 @@ class HlsWriter:
         """Where a writer replacing this one (same stream, same worker) starts."""
         if self._first_number is not None:  # nothing cut yet: the original plan holds
             start = self._first_number.start
-            return SequenceStart(max(start.number, self._next_sequence), start.ahead_of)
+            return dataclasses.replace(start, number=max(start.number, self._next_sequence))
         return SequenceStart(self._next_sequence)
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:

@@ -12,7 +12,12 @@ nothing per packet.
 
 A publisher may reach any worker in a cluster (one Service in front of all of
 them). Relaying works because nobody answered the client's connect before the
-owner did: both sides' chunk streams stay consistent.
+owner did: both sides' chunk streams stay consistent. A relay follows the
+ring: once `owner(key)` names another worker (or `is_mine(key)` this one) it
+is dropped, and the publisher, reconnecting as cameras do, lands on the
+current owner. The old owner usually drops it first by stopping the stream;
+it cannot when it is cut off from the API server and does not know it lost
+the stream (#14).
 
 Until the hand-over a client is a stranger here as in the engine (limits.py):
 the same global and per-address caps (admission.py, sized from this
@@ -25,6 +30,7 @@ through `accepting`, which the worker's /readyz reports.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import time
@@ -42,6 +48,8 @@ from camstream_worker.servers.rtmp.refusals import Refusals
 log = logging.getLogger(__name__)
 
 MAX_CONNECT_BYTES = 64 * 1024  # a connect is ~200 bytes
+RELAY_PATIENCE = 3.0  # seconds a publisher waits for an owner that refuses (it just died)
+RELAY_RETRY = 0.25
 
 # Where another worker serves a stream's publishers (host, port); None: here.
 RtmpOwner = Callable[[StreamKey], "tuple[str, int] | None"]
@@ -72,10 +80,12 @@ class RtmpFront:
         port: int,
         *,
         owner: RtmpOwner | None = None,
+        is_mine: Callable[[StreamKey], bool] | None = None,
         limits: Limits | None = None,
     ) -> None:
         self._router = router
         self._owner = owner
+        self._is_mine = is_mine
         self.limits = limits or Limits()
         self.relayed = 0
         self.host = host
@@ -152,8 +162,9 @@ class RtmpFront:
                 # The owner judges it from here on; here it only holds two sockets.
                 self.admission.published(address)
                 pending = False
-                await relay.relay(client, received, remote)
-                return
+                if await self._relay(client, received, app, remote):
+                    return
+                # The ring names this worker now: it takes the publisher itself.
             try:
                 self._router.hand_over(app, client, received, connected_at)
             except OSError as exc:  # its engine process is restarting: not the client's fault
@@ -175,6 +186,43 @@ class RtmpFront:
         finally:
             client.close()  # the engine process holds its own descriptor now
             self.admission.release(address, pending=pending)
+
+    async def _relay(
+        self, client: socket.socket, received: bytes, app: str, remote: tuple[str, int]
+    ) -> bool:
+        """Relay to the owner; False when, meanwhile, the ring named this worker."""
+        patience = asyncio.get_running_loop().time() + RELAY_PATIENCE
+        while True:
+            try:
+                await relay.relay(
+                    client,
+                    received,
+                    remote,
+                    still_owner=functools.partial(self._still_owner, app, remote),
+                )
+                return True
+            except ConnectionRefusedError:
+                # Nobody listens where the ring says: the owner has just died,
+                # and the ring is about to name another. Wait for it rather
+                # than drop a camera that may take seconds to come back.
+                if asyncio.get_running_loop().time() >= patience:
+                    raise
+                await asyncio.sleep(RELAY_RETRY)
+                now = self._remote_owner(app)
+                if now is None:
+                    return False
+                remote = now
+
+    def _still_owner(self, app: str, relayed_to: tuple[str, int]) -> bool:
+        """False once the ring names another owner (another worker, or this one).
+
+        An owner the ring names without an address (unknown) keeps the relay.
+        """
+        now = self._remote_owner(app)
+        if now is not None:
+            return now == relayed_to
+        key = paths.stream_of_app(app)
+        return not (key is not None and self._is_mine is not None and self._is_mine(key))
 
     def _remote_owner(self, app: str) -> tuple[str, int] | None:
         key = paths.stream_of_app(app)
