@@ -22,7 +22,7 @@ import signal
 import struct
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,6 +294,74 @@ async def test_read_batching_cuts_socket_reads(clip: Path) -> None:
     )
     assert batched_reads < 25  # about 13/s plus the handshake and commands
     assert plain_reads > 2 * batched_reads
+
+
+@contextlib.contextmanager
+def selector_changes_on_sockets() -> Iterator[list[int]]:
+    """Count the event loop's epoll registrations, changes and removals on sockets.
+
+    A spy on the running loop's real selector (each call is one epoll_ctl);
+    FFmpeg's pipes, which the loop also watches, are left out.
+    """
+    selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+    counted = [0]
+    originals = {name: getattr(selector, name) for name in ("register", "modify", "unregister")}
+
+    def spy(name: str) -> Callable[..., object]:
+        def call(fileobj: int, *args: object) -> object:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{int(fileobj)}").startswith("socket:"):
+                    counted[0] += 1
+            return originals[name](fileobj, *args)
+
+        return call
+
+    for name in originals:
+        setattr(selector, name, spy(name))
+    try:
+        yield counted
+    finally:
+        for name in originals:
+            delattr(selector, name)  # the class's own methods again
+
+
+async def test_batched_reading_does_not_toggle_the_transport(clip: Path) -> None:
+    """A publisher's batches are read without pausing and resuming its transport.
+
+    Pausing and resuming around each read batch cost two epoll_ctl per read
+    (~56 a second per stream at 30 ms batches, more than the reads); now the
+    listener's timer reads a publisher's socket itself, so the epoll changes
+    per connection are a handful for its whole life (accept, authorization,
+    close), whatever its length, while the reads stay batched.
+    """
+    streams = 3
+    names = [f"t{i}-{GOOD_KEY}" for i in range(streams)]
+    keys = Keys({name: CollectingSink for name in names})
+    with selector_changes_on_sockets() as changes:
+        async with (
+            rtmp_server(keys, read_batch_seconds=0.03) as server,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            wall0 = time.monotonic()
+            procs = [
+                await stack.enter_async_context(push_clip(clip, server.port, name))
+                for name in names
+            ]
+            await asyncio.gather(*(finish(p) for p in procs))
+            await until(lambda: len(keys.sinks) == streams and all(s.closed for s in keys.sinks))
+            wall = time.monotonic() - wall0
+            reads = server.stats()["reads"]
+    for sink in keys.sinks:
+        assert sink.closed == [None]
+        assert_complete_stream(sink)
+    per_stream = changes[0] / streams
+    print(
+        f"\nper stream: {reads / wall / streams:.0f} reads/s, {per_stream:.1f} epoll changes"
+        f" in {wall:.1f} s"
+    )
+    assert reads / wall / streams < 40  # batched: about 30/s at 30 ms
+    assert reads / streams > CLIP_SECONDS * 10  # and the batches were really read
+    assert per_stream < 12  # toggling per batch made ~2 per read: > 200 for this clip
 
 
 # GStreamer's two RTMP publishers: "rtmpsink" is librtmp (the library inside OBS

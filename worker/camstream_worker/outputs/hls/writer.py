@@ -213,8 +213,15 @@ class HlsWriter:
         """Take one packet of template `index` (timestamps in its time base)."""
         if packet.dts is None:
             return  # flush packets carry no data and no timestamp
+        # The time base as two integers, read once: PyAV hands it out as a new
+        # Fraction, and Fraction arithmetic per packet (pure Python) was the
+        # largest single cost of the writer (bench/README.md, worker profile).
+        base = packet.time_base
+        if base is None:
+            raise TypeError("packet has a dts but no time base")
+        num, den = base.numerator, base.denominator
         previous = self._last_dts.get(index)
-        if previous is not None and self._timeline_jumped(previous[0], packet):
+        if previous is not None and _timeline_jumped(packet.dts - previous[0], num, den):
             log.info("%s: source timestamps jumped; continuing as a new session", self._dir.name)
             self.timeline_jumps += 1
             self.begin(self._source_templates)  # ends this session's segment, marks a discontinuity
@@ -231,7 +238,7 @@ class HlsWriter:
             else:
                 self.dropped_packets += 1  # timestamps going back: unmuxable
             return
-        seconds = float(packet.dts * packet.time_base)
+        seconds = ticks_to_seconds(packet.dts, num, den)
         is_video = index == self._video_index
         keyframe = (is_video and packet.is_keyframe) or self._video_index is None
         if self._segment_start is None:
@@ -283,12 +290,6 @@ class HlsWriter:
             )
         self._flush(seconds, forced=True)
         self._start_segment(seconds, on_keyframe=False)
-
-    @staticmethod
-    def _timeline_jumped(previous_dts: int, packet: av.Packet) -> bool:
-        assert packet.dts is not None  # write() returned early otherwise
-        step = float((packet.dts - previous_dts) * packet.time_base)
-        return step < -JUMP_BACK_SECONDS or step > JUMP_AHEAD_SECONDS
 
     def end(self, *, keep_last: bool = True) -> None:
         """Close the session: what is held becomes a (shorter) last segment.
@@ -440,6 +441,33 @@ class HlsWriter:
                 packet.stream = outputs[index]
                 muxer.mux(packet)
         return buffer.getvalue()
+
+
+def ticks_to_seconds(ticks: int, num: int, den: int) -> float:
+    """`ticks` of time base num/den (den > 0) in seconds: float(ticks * Fraction(num, den)).
+
+    Bit for bit: Python's int / int is correctly rounded, as is float() of a
+    Fraction, and both round the same exact quotient. No Fraction is built.
+    """
+    return ticks * num / den
+
+
+def _timeline_jumped(step: int, num: int, den: int) -> bool:
+    """Whether a dts step of `step` ticks (time base num/den, den > 0) is a new timeline.
+
+    Exact, in integers: step * num / den < -JUMP_BACK_SECONDS, or > JUMP_AHEAD_SECONDS,
+    with both sides multiplied by den and by the limits' own denominators.
+    """
+    scaled = step * num
+    return (
+        scaled * _JUMP_BACK[1] < -_JUMP_BACK[0] * den
+        or scaled * _JUMP_AHEAD[1] > _JUMP_AHEAD[0] * den
+    )
+
+
+# The jump limits as exact ratios of integers (1.0 → (1, 1)), for _timeline_jumped.
+_JUMP_BACK = JUMP_BACK_SECONDS.as_integer_ratio()
+_JUMP_AHEAD = JUMP_AHEAD_SECONDS.as_integer_ratio()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -54,6 +54,7 @@ import asyncio
 import fcntl
 import inspect
 import logging
+import os
 import termios
 from collections import deque
 from collections.abc import Callable
@@ -81,6 +82,8 @@ WINDOW_ACK_SIZE = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 MAX_STREAMS_PER_CONNECTION = 8
 MAX_COMMAND_SIZE = 64 * 1024  # real commands are a few hundred bytes; decoding is not free
+# At most this much is read per batch: what asyncio's own socket transport reads.
+READ_SIZE = 256 * 1024
 
 
 class _RtmpProtocolError(ValueError):
@@ -276,6 +279,18 @@ class RtmpConnection(asyncio.Protocol):
         return waiting + count[0]
 
     # -- reading: paused while authorizing, between read batches, and while a backlog is decoded
+    #
+    # A publisher's transport stays paused once its first batch is read: the
+    # listener's shared timer (resume_batch) reads its socket itself, once per
+    # batch. Resuming the transport for each batch and pausing it again after
+    # the read cost two epoll_ctl calls per read, more than the read (bench/
+    # README.md, worker profile). What may be read, and when, is unchanged:
+    # nothing while authorizing or while a backlog is decoded, one read of at
+    # most READ_SIZE bytes per batch.
+
+    def _reads_on_tick(self) -> bool:
+        """Whether the listener's timer reads this connection (a batched publisher)."""
+        return self._sink is not None and self._limits.read_batch_seconds > 0
 
     def _update_reading(self) -> None:
         transport = self._transport
@@ -283,6 +298,9 @@ class RtmpConnection(asyncio.Protocol):
             return
         wanted = not (self._batch_paused or self._backlog_due or self._auth_task is not None)
         if wanted and self._reading_paused:
+            if self._reads_on_tick():
+                self._pause_for_batch()  # the next tick reads, as resume_batch does
+                return
             self._reading_paused = False
             transport.resume_reading()
         elif not wanted and not self._reading_paused:
@@ -298,7 +316,39 @@ class RtmpConnection(asyncio.Protocol):
 
     def resume_batch(self) -> None:
         self._batch_paused = False
-        self._update_reading()
+        if (
+            self._reading_paused
+            and self._reads_on_tick()
+            and not self._backlog_due
+            and self._auth_task is None
+            and not self._closed
+        ):
+            self._guard(self._read_batch)
+        else:
+            self._update_reading()
+
+    def _read_batch(self) -> None:
+        """One read of a paused publisher's socket, as the transport's own would be."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None or transport.is_closing():
+            return
+        try:
+            data = os.read(sock.fileno(), READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            self._pause_for_batch()  # nothing yet: look again at the next tick
+            return
+        except OSError as exc:
+            self.connection_lost(exc)  # logs and ends the publish, as the transport would
+            transport.abort()
+            return
+        if not data:
+            self.eof_received()
+            transport.close()  # connection_lost(None) follows: "disconnected"
+            return
+        self.data_received(data)
+        if not self._reads_on_tick():
+            self._update_reading()  # the publish ended: the transport reads again
 
     # -- handshake
 

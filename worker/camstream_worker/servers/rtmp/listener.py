@@ -17,9 +17,11 @@ Cost: a receiver that reads each chunk header and body separately (FFmpeg's
 own, hence PyAV's) makes ~2,200 read calls per second per stream. This
 server takes whatever the kernel holds (up to 256 KiB) per read, and once a
 connection is publishing it stops reading for ``read_batch_seconds`` after
-every read (one shared timer resumes them all), so the kernel gathers a few
-KB per read: at 1 Mbit/s, ~90 reads/s per stream without batching, ~30 with
-30 ms batches. ``stats()["reads"]`` counts the reads.
+every read (one shared timer then reads them all, each socket directly: its
+transport stays paused, since pausing and resuming it per batch cost two
+epoll_ctl calls per read), so the kernel gathers a few KB per read: at
+1 Mbit/s, ~90 reads/s per stream without batching, ~30 with 30 ms batches.
+``stats()["reads"]`` counts the reads.
 
 What it holds every client to is limits.py's; here it keeps what is shared
 between connections: the admission caps (admission.py; the global one sized
@@ -230,12 +232,13 @@ class RtmpServer:
 
     def _on_tick(self) -> None:
         due, self._resume_soon, self._resume_later = self._resume_soon, self._resume_later, []
+        # resume_batch reads, and a connection that read asks to be resumed
+        # later (resume_later) from inside this loop: that schedules the next tick.
+        self._tick = None
         for connection in due:
             connection.resume_batch()
-        if self._resume_soon:
+        if self._tick is None and self._resume_soon:
             self._tick = self.loop.call_later(self.limits.read_batch_seconds / 2, self._on_tick)
-        else:
-            self._tick = None
 
     async def _watch_deadlines(self) -> None:
         limits = self.limits
