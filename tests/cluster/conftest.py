@@ -111,14 +111,7 @@ def control_plane(
     started = time.monotonic()
     try:
         plane.start()
-        agent = NodeAgent(
-            kubeconfig=plane.node_kubeconfig,
-            server=plane.server,
-            ca_cert=plane.ca_cert,
-            node_name=plane.node_name,
-            log_dir=log_dir,
-            work_dir=work / "pods",
-        )
+        agent = NodeAgent.on(plane, work / "pods")
         agent.start()
         (log_dir / "startup.txt").write_text(
             f"control plane + node agent started in {time.monotonic() - started:.1f} s\n"

@@ -371,14 +371,7 @@ def _up(args: argparse.Namespace) -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="camstream-cluster-"))
     plane = ControlPlane(bin_dir=build_binaries(), work_dir=work, log_dir=work / "logs")
     plane.start()
-    agent = NodeAgent(
-        kubeconfig=plane.node_kubeconfig,
-        server=plane.server,
-        ca_cert=plane.ca_cert,
-        node_name=plane.node_name,
-        log_dir=plane.log_dir,
-        work_dir=work / "pods",
-    )
+    agent = NodeAgent.on(plane, work / "pods")
     agent.start()
     print(f"export KUBECONFIG={plane.kubeconfig}")
     print(f"# logs in {plane.log_dir}; Ctrl-C stops the cluster", file=sys.stderr)

@@ -33,12 +33,15 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import procs
 from .apilink import ApiLink
 from .kubeapi import ApiError, KubeClient
 from .podrunner import PodRunner, RunnerConfig, _now_iso
+
+if TYPE_CHECKING:
+    from .controlplane import ControlPlane  # controlplane's CLI imports this module
 
 __all__ = ["NodeAgent", "claim_pod_network"]
 
@@ -82,6 +85,19 @@ def default_base_env() -> dict[str, str]:
 
 class NodeAgent:
     """Registers one Node and runs the pods bound to it. `start()`, then `stop()`."""
+
+    @classmethod
+    def on(cls, plane: ControlPlane, work_dir: Path, **options: Any) -> NodeAgent:
+        """The agent of `plane`'s node, running pods under `work_dir`; `options` as __init__'s."""
+        return cls(
+            kubeconfig=plane.node_kubeconfig,
+            server=plane.server,
+            ca_cert=plane.ca_cert,
+            node_name=plane.node_name,
+            log_dir=plane.log_dir,
+            work_dir=work_dir,
+            **options,
+        )
 
     def __init__(
         self,

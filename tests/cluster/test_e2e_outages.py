@@ -97,15 +97,7 @@ def outage_fleet(
     failed_before = request.session.testsfailed
     try:
         plane.start()
-        agent = NodeAgent(
-            kubeconfig=plane.node_kubeconfig,
-            server=plane.server,
-            ca_cert=plane.ca_cert,
-            node_name=plane.node_name,
-            log_dir=plane.log_dir,
-            work_dir=work / "pods",
-            api_links=True,
-        )
+        agent = NodeAgent.on(plane, work / "pods", api_links=True)
         agent.start()
         cluster = Cluster(plane=plane, agent=agent, log_dir=plane.log_dir)
         cluster.kubectl("apply", "-f", str(REPO / "crds" / "camerastream.yaml"))
