@@ -533,30 +533,15 @@ class RtmpConnection(asyncio.Protocol):
             raise _RtmpProtocolError("connect without an app name")
         self._app = app
         self._prefix = f"rtmp {self.peer} {redact_app(app)}"
-        size = self._out_chunk_size
-        window = messages.u32(WINDOW_ACK_SIZE)
-        self._write(messages.control(messages.WINDOW_ACK_SIZE, window, size))
         self._write(
-            messages.control(messages.SET_PEER_BANDWIDTH, window + b"\x02", size)
-        )  # dynamic
-        self._write(
-            messages.control(messages.SET_CHUNK_SIZE, messages.u32(SERVER_CHUNK_SIZE), size)
+            messages.connect_replies(
+                txid,
+                window=WINDOW_ACK_SIZE,
+                chunk_size=self._out_chunk_size,
+                new_chunk_size=SERVER_CHUNK_SIZE,
+            )
         )
         self._out_chunk_size = SERVER_CHUNK_SIZE
-        self._send_command(
-            0,
-            [
-                "_result",
-                txid,
-                {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
-                {
-                    "level": "status",
-                    "code": "NetConnection.Connect.Success",
-                    "description": "Connection succeeded.",
-                    "objectEncoding": 0.0,
-                },
-            ],
-        )
 
     def _on_publish(self, stream_id: int, stream_name: str) -> None:
         if self._sink is not None or self._auth_task is not None or self._published:
