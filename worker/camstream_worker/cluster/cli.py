@@ -55,6 +55,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="namespace of the ring ConfigMap and the heartbeat Leases",
     )
     parser.add_argument(
+        "--push-via-edge",
+        action=argparse.BooleanOptionalAction,
+        default=settings.from_env(
+            "CAMSTREAM_PUSH_VIA_EDGE", settings.boolean, False, flag="--push-via-edge"
+        ),
+        help="pushed cameras come through the ingest edge: a handoff waits for their publisher",
+    )
+    parser.add_argument(
         "--leave-seconds",
         type=float,
         default=settings.from_env(
@@ -171,6 +179,7 @@ async def serve(args: argparse.Namespace) -> int:
             watch_namespaces=tuple(args.watch_namespace),
             heartbeat_seconds=args.heartbeat_seconds,
             cluster_clock=cluster_clock,
+            push_via_edge=args.push_via_edge,
         )
         locator = RingLocator(
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
