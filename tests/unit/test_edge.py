@@ -1,0 +1,302 @@
+"""The ingest edge holds a pushed camera through worker changes (edge/, #15).
+
+Real loopback sockets and real RTMP on both sides: the camera is the
+scripted RTMP publisher of the bad-input suite (tests/harness/rtmp_client.py,
+blocking, so it runs in a thread), the workers are the worker's own RTMP
+server (servers/rtmp/listener.py) on 127.0.0.2 and 127.0.0.3 with the same
+port, as pods share theirs, each with a sink that records what it got. The
+ring document is written by the test, as the operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from camstream import ring
+from camstream.handoff import Handoff, RingDoc
+from camstream.spec import StreamKey
+from camstream_worker.edge import owners
+from camstream_worker.edge.server import Edge, RtmpListener
+from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp.flv import MediaPacket, TrackConfig
+from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.servers.rtmp.listener import RtmpServer
+from tests.harness.rtmp_client import AUDIO, VIDEO, RtmpClient
+
+KEY = StreamKey("ns", "cam")
+SECRET = "s3cret-key"
+PARTITIONS = 8
+AVC_CONFIG = (
+    bytes([0x17, 0, 0, 0, 0]) + b"\x01\x64\x00\x1f\xff\xe1\x00\x04gd\x00\x1f\x01\x00\x02h\xee"
+)
+AAC_CONFIG = bytes([0xAF, 0]) + b"\x12\x10"
+
+
+def keyframe(n: int) -> bytes:
+    return bytes([0x17, 1, 0, 0, 0]) + n.to_bytes(4, "big") + b"K"
+
+
+def frame(n: int) -> bytes:
+    return bytes([0x27, 1, 0, 0, 0]) + n.to_bytes(4, "big") + b"P"
+
+
+@dataclass
+class Sink:
+    configs: list[TrackConfig] = field(default_factory=list)
+    packets: list[MediaPacket] = field(default_factory=list)
+    closed: list[str | None] = field(default_factory=list)
+
+    def on_config(self, config: TrackConfig) -> None:
+        self.configs.append(config)
+
+    def on_packet(self, packet: MediaPacket) -> None:
+        self.packets.append(packet)
+
+    def on_metadata(self, metadata: dict[str, object]) -> None:
+        pass
+
+    def on_close(self, reason: str | None) -> None:
+        self.closed.append(reason)
+
+
+@dataclass
+class Worker:
+    name: str
+    ip: str
+    server: RtmpServer
+    sinks: list[Sink] = field(default_factory=list)
+    refuse: bool = False
+
+    @property
+    def sink(self) -> Sink:
+        return self.sinks[-1]
+
+
+def make_worker(name: str, ip: str, port: int) -> Worker:
+    worker: Worker
+
+    def authorize(app: str, stream_name: str, peer: str) -> Sink | None:
+        if worker.refuse or paths.publish_target(app, stream_name) != (KEY, SECRET):
+            return None
+        worker.sinks.append(Sink())
+        return worker.sinks[-1]
+
+    worker = Worker(name, ip, RtmpServer(authorize, ip, port, read_batch_seconds=0))
+    return worker
+
+
+class Ring:
+    def __init__(self, serving: str, addresses: dict[str, str]) -> None:
+        self.doc = RingDoc(
+            partitions=PARTITIONS,
+            version=1,
+            table=None,
+            serving=(serving,) * PARTITIONS,
+            addresses=addresses,
+        )
+
+    def serve(self, owner: str, handoff_to: str | None = None) -> None:
+        handoffs: tuple[Handoff, ...] = ()
+        if handoff_to is not None:
+            handoffs = (Handoff(self.partition, owner, handoff_to, id=7, started=time.time()),)
+        self.doc = RingDoc(
+            partitions=PARTITIONS,
+            version=self.doc.version + 1,
+            table=None,
+            serving=(owner,) * PARTITIONS,
+            handoffs=handoffs,
+            addresses=self.doc.addresses,
+        )
+
+    @property
+    def partition(self) -> int:
+        return ring.partition_of(ring.stream_key(KEY.namespace, KEY.name), PARTITIONS)
+
+
+@contextlib.asynccontextmanager
+async def bed(**limits: float) -> AsyncIterator[tuple[Edge, int, Worker, Worker, Ring]]:
+    """An edge on 127.0.0.1 and two workers, a (serving) and b, on one port."""
+    a = make_worker("a", "127.0.0.2", 0)
+    await a.server.start()
+    b = make_worker("b", "127.0.0.3", a.server.port)
+    await b.server.start()
+    the_ring = Ring("a", {"a": a.ip, "b": b.ip})
+    edge = Edge(
+        ring=lambda: the_ring.doc,
+        worker_rtmp_port=a.server.port,
+        limits=Limits().replace(read_batch_seconds=0.0, **limits),
+    )
+    listener = RtmpListener(edge, "127.0.0.1", 0)
+    edge.add_listener(listener)
+    await edge.start()
+    try:
+        yield edge, listener.port, a, b, the_ring
+    finally:
+        await edge.close()
+        await a.server.close()
+        await b.server.close()
+
+
+def camera(port: int) -> RtmpClient:
+    client = RtmpClient(port)
+    client.handshake()
+    client.set_chunk_size(4096)
+    return client
+
+
+def push(client: RtmpClient, start: int, count: int, *, gop: int = 5) -> None:
+    """`count` frames from frame `start`, a keyframe every `gop`, with audio between,
+    10 ms apart (a camera's pace, sped up fourfold)."""
+    for n in range(start, start + count):
+        time.sleep(0.01)
+        ts = n * 40
+        client.tag(VIDEO, ts, keyframe(n) if n % gop == 0 else frame(n))
+        client.tag(AUDIO, ts, bytes([0xAF, 1]) + b"aac")
+
+
+async def until(condition: object, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("not within the time")
+        await asyncio.sleep(0.02)
+
+
+def videos(sink: Sink) -> list[MediaPacket]:
+    return [p for p in sink.packets if p.kind == "video"]
+
+
+async def start_camera(port: int) -> RtmpClient:
+    client = await asyncio.to_thread(camera, port)
+    status = await asyncio.to_thread(client.publish, "ns/cam", SECRET)
+    assert status == "NetStream.Publish.Start"
+    await asyncio.to_thread(client.tag, VIDEO, 0, AVC_CONFIG)
+    await asyncio.to_thread(client.tag, AUDIO, 0, AAC_CONFIG)
+    return client
+
+
+async def test_owners_follow_the_serving_table_and_a_starting_handoff() -> None:
+    the_ring = Ring("a", {"a": "10.0.0.1"})
+    assert owners.owners(the_ring.doc, KEY) == ("a",)
+    the_ring.serve("a", handoff_to="b")
+    assert owners.owners(the_ring.doc, KEY) == ("a", "b")
+    assert owners.address(the_ring.doc, "a", 1935) == ("10.0.0.1", 1935)
+    assert owners.address(the_ring.doc, "b", 1935) is None  # not up: no address yet
+    assert owners.owners(None, KEY) == ()
+
+
+async def test_the_camera_stays_when_its_owner_dies_and_the_new_owner_starts_at_a_keyframe() -> (
+    None
+):
+    async with bed() as (edge, port, a, b, the_ring):
+        client = await start_camera(port)
+        try:
+            await asyncio.to_thread(push, client, 0, 12)
+            await until(lambda: a.sinks and len(videos(a.sink)) == 12)
+            assert [c.kind for c in a.sink.configs] == ["video", "audio"]
+            # The owner dies; the ring names b.
+            await a.server.close()
+            the_ring.serve("b")
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(push, client, 12, 20)
+            await until(lambda: b.sinks and len(videos(b.sink)) >= 5)
+            got = videos(b.sink)
+            # b got the sequence headers the camera sent once, long before,
+            # and media from the next keyframe on: never a frame it cannot decode.
+            assert [c.kind for c in b.sink.configs] == ["video", "audio"]
+            assert got[0].keyframe, got[0]
+            assert not await asyncio.to_thread(client.closed_within, 0.2)  # camera still there
+            assert edge.metrics.publishes._value.get() == 1
+            assert edge.metrics.owner_lost._value.get() == 1
+            assert edge.metrics.owner_connects._value.get() == 1
+        finally:
+            client.close()
+
+
+async def test_a_handoff_feeds_both_owners_until_the_ring_serves_the_target() -> None:
+    async with bed() as (edge, port, a, b, the_ring):
+        client = await start_camera(port)
+        try:
+            await asyncio.to_thread(push, client, 0, 5)
+            await until(lambda: a.sinks and len(videos(a.sink)) == 5)
+            the_ring.serve("a", handoff_to="b")
+            await asyncio.to_thread(push, client, 5, 1)  # a read: the session looks at the ring
+            await until(lambda: bool(b.sinks))
+            await asyncio.to_thread(push, client, 6, 14)
+            await until(lambda: len(videos(a.sink)) == 20 and len(videos(b.sink)) >= 10)
+            assert videos(b.sink)[0].keyframe
+            assert not a.sink.closed  # make before break: a still has it
+            assert edge.metrics.handoffs_forked._value.get() == 1
+            # The target confirmed; the ring serves the stream from b: a is dropped.
+            the_ring.serve("b")
+            await asyncio.to_thread(push, client, 20, 5)
+            await until(lambda: bool(a.sink.closed))
+            before = len(videos(a.sink))
+            await asyncio.to_thread(push, client, 25, 5)
+            await until(lambda: videos(b.sink)[-1].dts_ms == 29 * 40)
+            assert len(videos(a.sink)) == before
+            assert not await asyncio.to_thread(client.closed_within, 0.2)
+        finally:
+            client.close()
+
+
+async def test_a_key_the_owner_refuses_is_refused_to_the_camera_and_paused() -> None:
+    async with bed(key_failure_pause=1.0) as (edge, port, a, _b, _ring):
+        client = await asyncio.to_thread(camera, port)
+        with client:
+            status = await asyncio.to_thread(client.publish, "ns/cam", "wrong")
+            assert status == "NetStream.Publish.BadName"
+            assert await asyncio.to_thread(client.closed_within, 2.0)
+        assert edge.refusals.counts["unauthorized"] == 1
+        assert not a.sinks
+        # The same address's next check waits for the pause, as at a worker.
+        started = time.monotonic()
+        client = await start_camera(port)
+        client.close()
+        assert time.monotonic() - started >= 0.9
+
+
+async def test_no_secret_in_what_the_edge_logs(caplog: object) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)  # type: ignore[attr-defined]
+    async with bed() as (_edge, port, a, _b, the_ring):
+        client = await start_camera(port)
+        await asyncio.to_thread(push, client, 0, 5)
+        await a.server.close()
+        the_ring.serve("b")
+        await asyncio.to_thread(push, client, 5, 10)
+        await asyncio.sleep(0.3)
+        client.close()
+        await asyncio.sleep(0.1)
+    assert SECRET not in caplog.text  # type: ignore[attr-defined]
+
+
+async def test_drain_stops_accepting_keeps_live_cameras_then_closes_them() -> None:
+    async with bed() as (edge, port, _a, _b, _ring):
+        client = await start_camera(port)
+        assert edge.ready
+        drain = asyncio.create_task(edge.drain(0.6))
+        await asyncio.sleep(0.1)
+        assert not edge.ready
+        # No new camera gets in; the live one is still up.
+        refused = await asyncio.to_thread(_cannot_connect, port)
+        assert refused
+        assert not await asyncio.to_thread(client.closed_within, 0.2)
+        started = time.monotonic()
+        await drain
+        assert await asyncio.to_thread(client.closed_within, 1.0)
+        assert time.monotonic() - started <= 0.8
+        client.close()
+
+
+def _cannot_connect(port: int) -> bool:
+    try:
+        RtmpClient(port, timeout=1.0).close()
+    except OSError:
+        return True
+    return False
