@@ -16,12 +16,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import pytest
+
 from camstream import ring
 from camstream.handoff import Handoff, RingDoc
 from camstream.spec import StreamKey
 from camstream_worker.edge import owners
 from camstream_worker.edge.server import Edge, RtmpListener
-from camstream_worker.protocols.rtmp import paths
+from camstream_worker.protocols.rtmp import forwarded, paths
 from camstream_worker.protocols.rtmp.flv import MediaPacket, TrackConfig
 from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.servers.rtmp.listener import RtmpServer
@@ -76,7 +78,7 @@ class Worker:
         return self.sinks[-1]
 
 
-def make_worker(name: str, ip: str, port: int) -> Worker:
+def make_worker(name: str, ip: str, port: int, **server: object) -> Worker:
     worker: Worker
 
     def authorize(app: str, stream_name: str, peer: str) -> Sink | None:
@@ -85,7 +87,7 @@ def make_worker(name: str, ip: str, port: int) -> Worker:
         worker.sinks.append(Sink())
         return worker.sinks[-1]
 
-    worker = Worker(name, ip, RtmpServer(authorize, ip, port, read_batch_seconds=0))
+    worker = Worker(name, ip, RtmpServer(authorize, ip, port, read_batch_seconds=0, **server))  # type: ignore[arg-type]
     return worker
 
 
@@ -118,17 +120,23 @@ class Ring:
 
 
 @contextlib.asynccontextmanager
-async def bed(**limits: float) -> AsyncIterator[tuple[Edge, int, Worker, Worker, Ring]]:
-    """An edge on 127.0.0.1 and two workers, a (serving) and b, on one port."""
-    a = make_worker("a", "127.0.0.2", 0)
+async def bed(
+    token: str = "", **limits: float
+) -> AsyncIterator[tuple[Edge, int, Worker, Worker, Ring]]:
+    """An edge on 127.0.0.1 and two workers, a (serving) and b, on one port.
+
+    `token`: the edge token both sides share ("": none); `limits` apply to all three.
+    """
+    a = make_worker("a", "127.0.0.2", 0, edge_token=token, **limits)
     await a.server.start()
-    b = make_worker("b", "127.0.0.3", a.server.port)
+    b = make_worker("b", "127.0.0.3", a.server.port, edge_token=token, **limits)
     await b.server.start()
     the_ring = Ring("a", {"a": a.ip, "b": b.ip})
     edge = Edge(
         ring=lambda: the_ring.doc,
         worker_rtmp_port=a.server.port,
         limits=Limits().replace(read_batch_seconds=0.0, **limits),
+        edge_token=token,
     )
     listener = RtmpListener(edge, "127.0.0.1", 0)
     edge.add_listener(listener)
@@ -141,8 +149,8 @@ async def bed(**limits: float) -> AsyncIterator[tuple[Edge, int, Worker, Worker,
         await b.server.close()
 
 
-def camera(port: int) -> RtmpClient:
-    client = RtmpClient(port)
+def camera(port: int, source: str = "127.0.0.1") -> RtmpClient:
+    client = RtmpClient(port, source=source)
     client.handshake()
     client.set_chunk_size(4096)
     return client
@@ -170,8 +178,8 @@ def videos(sink: Sink) -> list[MediaPacket]:
     return [p for p in sink.packets if p.kind == "video"]
 
 
-async def start_camera(port: int) -> RtmpClient:
-    client = await asyncio.to_thread(camera, port)
+async def start_camera(port: int, source: str = "127.0.0.1") -> RtmpClient:
+    client = await asyncio.to_thread(camera, port, source)
     status = await asyncio.to_thread(client.publish, "ns/cam", SECRET)
     assert status == "NetStream.Publish.Start"
     await asyncio.to_thread(client.tag, VIDEO, 0, AVC_CONFIG)
@@ -300,3 +308,41 @@ def _cannot_connect(port: int) -> bool:
     except OSError:
         return True
     return False
+
+
+TOKEN = "t" * 32
+
+
+async def _second_camera_wait(token: str) -> float:
+    """Seconds a right key from one address waits after a wrong one from another."""
+    async with bed(token, key_failure_pause=1.0) as (_edge, port, a, _b, _ring):
+        bad = await asyncio.to_thread(camera, port, "127.0.0.5")
+        with bad:
+            status = await asyncio.to_thread(bad.publish, "ns/cam", "wrong")
+            assert status == "NetStream.Publish.BadName"
+        assert a.server.refusals.counts["unauthorized"] == 1
+        started = time.monotonic()
+        good = await start_camera(port, "127.0.0.6")
+        good.close()
+        return time.monotonic() - started
+
+
+async def test_with_the_edge_token_a_wrong_key_pauses_only_its_own_address_at_the_worker() -> None:
+    # The edge vouches for each camera's address (protocols/rtmp/forwarded.py):
+    # the worker's key gate pauses the guesser, not every camera of the edge.
+    assert await _second_camera_wait(TOKEN) < 0.5
+    # Without the token, the worker counts every camera as the edge's address.
+    assert await _second_camera_wait("") >= 0.9
+
+
+def test_the_worker_believes_only_the_edge_token() -> None:
+    props = {**forwarded.connect_props(TOKEN, "203.0.113.7"), "app": "ns/cam"}
+    assert forwarded.vouched_client(props, TOKEN) == "203.0.113.7"
+    assert forwarded.vouched_client(props, None) is None  # no token here: believe nothing
+    assert forwarded.vouched_client(props, "u" * 32) is None  # another edge's token
+    assert forwarded.vouched_client({**props, "camstreamClient": "me"}, TOKEN) is None
+    assert forwarded.connect_props(None, "203.0.113.7") == {}
+    assert forwarded.token_from_env({}) is None
+    with pytest.raises(ValueError) as caught:
+        forwarded.token_from_env({forwarded.TOKEN_ENV: "short"})
+    assert "short" not in str(caught.value).replace("shorter", "")  # never the value

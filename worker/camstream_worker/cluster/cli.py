@@ -105,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
         log.error("POD_NAME is not set: cluster mode needs the pod's identity")
         return 2
     args.http = http_settings.from_args(args)  # a bad value ends here, naming its flag
+    from camstream_worker.protocols.rtmp import forwarded
+
+    try:
+        forwarded.token_from_env()  # read again by each RTMP server; checked once here
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     return asyncio.run(serve(args)) or 0
 
 

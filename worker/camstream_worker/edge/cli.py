@@ -67,6 +67,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from camstream_worker.protocols.rtmp import forwarded
+
+    try:
+        forwarded.token_from_env()
+    except ValueError as exc:
+        print(f"camstream edge: error: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(serve(args)) or 0
 
 

@@ -34,6 +34,7 @@ from typing import Protocol
 from camstream.handoff import RingDoc
 from camstream_worker.edge.metrics import EdgeMetrics
 from camstream_worker.edge.session import Session
+from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.servers.rtmp.acceptor import Acceptor
 from camstream_worker.servers.rtmp.admission import Admission, address_key
 from camstream_worker.servers.rtmp.keygate import KeyGate
@@ -79,8 +80,12 @@ class Edge:
         ring: Callable[[], RingDoc | None],
         worker_rtmp_port: int,
         limits: Limits | None = None,
+        edge_token: str | None = None,
     ) -> None:
+        """`edge_token`: the secret with which the edge vouches for its cameras' addresses
+        to the workers (default $CAMSTREAM_EDGE_TOKEN; none: the workers see the edge's)."""
         self.limits = limits or Limits()
+        self.edge_token = edge_token if edge_token is not None else forwarded.token_from_env()
         self.worker_rtmp_port = worker_rtmp_port
         self._ring = ring
         self.metrics = EdgeMetrics()

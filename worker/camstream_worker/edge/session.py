@@ -47,7 +47,7 @@ from camstream.spec import StreamKey
 from camstream_worker.edge import owners as owners_
 from camstream_worker.edge import upstream as upstream_
 from camstream_worker.edge.metrics import EdgeMetrics
-from camstream_worker.protocols.rtmp import chunks, flv, messages, paths
+from camstream_worker.protocols.rtmp import chunks, flv, forwarded, messages, paths
 from camstream_worker.protocols.rtmp.names import redact_app, redact_name
 from camstream_worker.servers.rtmp import front
 from camstream_worker.servers.rtmp.connection import SERVER_CHUNK_SIZE, WINDOW_ACK_SIZE
@@ -60,7 +60,7 @@ __all__ = ["ORPHAN_TIMEOUT", "OWNER_RETRY", "READ_SIZE", "Session", "SessionHost
 log = logging.getLogger(__name__)
 
 OWNER_RETRY = 0.25  # seconds between tries to (re)connect to an owner that is not there
-REFUSED_RETRY = 1.0  # after an owner refused the publish (a target not running it yet)
+REFUSED_RETRY = 0.5  # after an owner refused the publish (a target not running it yet)
 ORPHAN_TIMEOUT = 30.0  # no owner live for this long: the camera is closed
 READ_SIZE = 256 * 1024  # one read takes what the kernel holds, up to this
 MAX_CACHED = 64 * 1024  # metadata or a sequence header larger than this is not kept
@@ -76,6 +76,7 @@ class SessionHost(Protocol):
     refusals: Refusals
     metrics: EdgeMetrics
     worker_rtmp_port: int
+    edge_token: str | None
 
     def ring(self) -> RingDoc | None: ...
 
@@ -108,6 +109,8 @@ class Session:
         self._on_published = on_published
         self._loop = asyncio.get_running_loop()
         self._prefix = f"rtmp edge {peer}"
+        # The workers count this camera by its own address (forwarded.py).
+        self._vouch = forwarded.connect_props(host.edge_token, peer.rpartition(":")[0].strip("[]"))
         self._decoder = chunks.ChunkDecoder(
             max_message_size=host.limits.pre_publish_max_message,
             max_pending_bytes=host.limits.pre_publish_max_pending,
@@ -293,7 +296,7 @@ class Session:
             names = owners_.owners(doc, key)
             where = owners_.address(doc, names[0], self._host.worker_rtmp_port) if names else None
             if where is not None:
-                up = upstream_.Upstream(names[0], where)
+                up = upstream_.Upstream(names[0], where, vouch=self._vouch)
                 try:
                     await up.open(self._app, self._stream_name)
                     return up
@@ -447,7 +450,7 @@ class Session:
             )
 
     async def _connect(self, name: str, where: tuple[str, int], *, fork: bool) -> None:
-        up = upstream_.Upstream(name, where)
+        up = upstream_.Upstream(name, where, vouch=self._vouch)
         try:
             await up.open(self._app, self._stream_name)
         except upstream_.Refused as exc:

@@ -53,9 +53,14 @@ class Refused(Exception):
 class Upstream:
     """A publish to one worker; `send` media after `open`, `close` when done."""
 
-    def __init__(self, worker: str, address: tuple[str, int]) -> None:
+    def __init__(
+        self, worker: str, address: tuple[str, int], *, vouch: dict[str, str] | None = None
+    ) -> None:
+        """`vouch`: what the edge adds to its connect to vouch for the camera's address
+        (protocols/rtmp/forwarded.py); never logged."""
         self.worker = worker
         self.address = address
+        self._vouch = vouch or {}
         self.stream_id = 1
         self.need_keyframe = True  # nothing but headers until the next keyframe
         self.sent_bytes = 0
@@ -89,6 +94,7 @@ class Upstream:
                 "type": "nonprivate",
                 "flashVer": "FMLE/3.0 (camstream-edge)",
                 "tcUrl": f"rtmp://{host}:{port}/{app}",
+                **self._vouch,
             },
         ]
         writer.write(

@@ -59,7 +59,7 @@ import termios
 from collections import deque
 from collections.abc import Callable
 
-from camstream_worker.protocols.rtmp import amf0, chunks, handshake, messages
+from camstream_worker.protocols.rtmp import amf0, chunks, forwarded, handshake, messages
 from camstream_worker.protocols.rtmp.flv import FlvError, FlvTagParser, MediaPacket
 from camstream_worker.protocols.rtmp.names import (
     printable,
@@ -532,6 +532,18 @@ class RtmpConnection(asyncio.Protocol):
         if not isinstance(app, str):
             raise _RtmpProtocolError("connect without an app name")
         self._app = app
+        client = (
+            forwarded.vouched_client(props, self._host.edge_token)
+            if isinstance(props, dict)
+            else None
+        )
+        if client is not None:
+            # An ingest edge relays this camera: count it by the camera's
+            # address (key gate, cap of strangers), not by the edge's.
+            address = address_key(client)
+            self._host.readdress(self, address)
+            self.address = address
+            self.peer = f"{client} via edge {self.peer}"
         self._prefix = f"rtmp {self.peer} {redact_app(app)}"
         self._write(
             messages.connect_replies(
