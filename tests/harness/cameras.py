@@ -598,6 +598,15 @@ class RtmpPusher(_Process):
                 )
             time.sleep(0.05)
 
+    def reconnects(self) -> int:
+        """Times a publisher connected again after it was dropped (pyav engine, --reconnect),
+        counted from the cameras' own log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        return sum(1 for line in text.splitlines() if line.endswith(": reconnected"))
+
     def __repr__(self) -> str:
         urls = [_redact(u, self._secrets) for u in self.urls]
         return f"{type(self).__name__}({urls!r}, pid={self.pid})"
