@@ -247,7 +247,7 @@ def test_webhook_follows_watch_namespaces_cert_manager_and_can_be_off(helm: Helm
             "operator.webhook.certManager.issuerRef.name=internal-ca",
         ]
     )
-    assert not by_kind(managed, "Secret")
+    assert not _webhook_secrets(managed)
     (cert,) = by_kind(managed, "Certificate")
     assert cert["spec"]["secretName"] == f"{OPERATOR}-webhook-tls"
     config = one_kind(managed, "MutatingWebhookConfiguration")
@@ -257,9 +257,16 @@ def test_webhook_follows_watch_namespaces_cert_manager_and_can_be_off(helm: Helm
     with pytest.raises(Exception, match="issuerRef"):
         helm.render(sets=["operator.webhook.certManager.enabled=true"])
     off = helm.render(sets=["operator.webhook.enabled=false"])
-    assert not by_kind(off, "MutatingWebhookConfiguration") and not by_kind(off, "Secret")
+    assert not by_kind(off, "MutatingWebhookConfiguration") and not _webhook_secrets(off)
     args = _args_map(container(one(off, "Deployment", OPERATOR), "operator")["args"])
     assert "--webhook-cert-dir" not in args
+
+
+def _webhook_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Secrets but the edge's token (which has nothing to do with the webhook)."""
+    return [
+        s for s in by_kind(objects, "Secret") if s["metadata"]["name"] != f"{RELEASE}-edge-token"
+    ]
 
 
 def one_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -296,7 +303,11 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         # The chart's default deny-list is the worker's own default.
         "--source-deny-cidrs": ",".join(DEFAULT_DENIED_CIDRS),
     }
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
+    env = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in c["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
     assert env == {
         "POD_NAME": "metadata.name",
         "POD_NAMESPACE": "metadata.namespace",
@@ -357,7 +368,7 @@ def test_edge_deployment_contract(helm: Helm) -> None:
     ]  # fmt: skip
     # The workers confirm a pushed stream's handoff once the edge's publisher is live.
     worker = container(one(objects, "StatefulSet", WORKER), "worker")
-    assert "--push-via-edge" in worker["args"]
+    assert {"name": "CAMSTREAM_PUSH_VIA_EDGE", "value": "true"} in worker["env"]
     # Both sides get the token with which the edge vouches for cameras' addresses.
     token = {"secretKeyRef": {"name": f"{RELEASE}-edge-token", "key": "token"}}
     for c_ in (c, worker):
@@ -367,9 +378,7 @@ def test_edge_deployment_contract(helm: Helm) -> None:
 
 
 def test_edge_drain_must_fit_the_grace_period(helm: Helm) -> None:
-    result = helm.run(
-        "template", RELEASE, str(CHART), "--set", "edge.drainSeconds=60", check=False
-    )
+    result = helm.run("template", RELEASE, str(CHART), "--set", "edge.drainSeconds=60", check=False)
     assert result.returncode != 0
     assert "edge.terminationGracePeriodSeconds (45) must exceed edge.drainSeconds (60)" in (
         result.stderr
@@ -484,7 +493,8 @@ def test_services(helm: Helm) -> None:
     rtmp_off = one(off, "Service", f"{RELEASE}-rtmp")
     assert rtmp_off["spec"]["selector"] == worker_selector
     assert EDGE not in {d["metadata"]["name"] for d in by_kind(off, "Deployment")}
-    assert "--push-via-edge" not in container(one(off, "StatefulSet", WORKER), "worker")["args"]
+    off_env = container(one(off, "StatefulSet", WORKER), "worker")["env"]
+    assert "CAMSTREAM_PUSH_VIA_EDGE" not in {e["name"] for e in off_env}
 
 
 def test_rtmp_node_port(helm: Helm) -> None:
@@ -908,6 +918,18 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_recording_retention_last_sweep_timestamp_seconds",
         "camstream_event_loop_stall_seconds",
         "camstream_event_loop_stall_max_seconds",
+        # The ingest edge (#15).
+        "camstream_edge_connections",
+        "camstream_edge_publishing",
+        "camstream_edge_accepting",
+        "camstream_edge_publishes_total",
+        "camstream_edge_refused_total",
+        "camstream_edge_received_bytes_total",
+        "camstream_edge_relayed_bytes_total",
+        "camstream_edge_owner_reconnects_total",
+        "camstream_edge_owner_lost_total",
+        "camstream_edge_handoffs_forked_total",
+        "camstream_edge_owner_overflows_total",
     }
 
 
@@ -920,7 +942,9 @@ def test_dashboard_configmap(helm: Helm) -> None:
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert exprs and _undocumented("\n".join(exprs)) == set()
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
-    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age", "recording"):
+    for needed in (
+        "by phase", "per worker", "reconnect", "handoff", "segment age", "recording", "edge",
+    ):  # fmt: skip
         assert needed in titles, f"dashboard has no panel about {needed}"
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
