@@ -346,3 +346,111 @@ def test_the_worker_believes_only_the_edge_token() -> None:
     with pytest.raises(ValueError) as caught:
         forwarded.token_from_env({forwarded.TOKEN_ENV: "short"})
     assert "short" not in str(caught.value).replace("shorter", "")  # never the value
+
+
+@contextlib.asynccontextmanager
+async def deaf_owner() -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A worker that accepts the edge's publish and then never reads again.
+
+    Scripted with camstream's own RTMP pieces on a real loopback socket: the
+    server handshake, the answers to connect, createStream and publish; then
+    it stops reading, so the kernel's buffers fill and the edge's queue grows.
+    """
+    from camstream_worker.protocols.rtmp import chunks, handshake, messages
+
+    published = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        shake = handshake.ServerHandshake()
+        while not shake.done:
+            writer.write(shake.feed(await reader.read(65536)))
+        decoder = chunks.ChunkDecoder()
+        pending = decoder.feed(shake.rest)
+        while not published.is_set():
+            for message in pending:
+                if message.type_id != messages.AMF0_COMMAND:
+                    continue
+                values = messages.command_values(message)
+                if values[0] == "createStream":
+                    writer.write(messages.command(0, ["_result", values[1], None, 1.0], 128))
+                elif values[0] == "publish":
+                    start = messages.on_status(1, "status", "NetStream.Publish.Start", "", 128)
+                    writer.write(start)
+                    published.set()
+            if not published.is_set():
+                pending = decoder.feed(await reader.read(65536))
+        await asyncio.sleep(3600)  # deaf from here on
+
+    server = await asyncio.start_server(serve, "127.0.0.4", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], published
+    finally:
+        for writer in writers:
+            writer.transport.abort()
+        server.close()
+
+
+async def test_a_worker_that_does_not_read_costs_the_edge_at_most_max_buffer() -> None:
+    from camstream_worker.edge import upstream
+
+    async with deaf_owner() as (port, published):
+        doc = RingDoc(
+            partitions=PARTITIONS, version=1, table=None,
+            serving=("deaf",) * PARTITIONS, addresses={"deaf": "127.0.0.4"},
+        )  # fmt: skip
+        edge = Edge(ring=lambda: doc, worker_rtmp_port=port, limits=Limits())
+        listener = RtmpListener(edge, "127.0.0.1", 0)
+        edge.add_listener(listener)
+        await edge.start()
+        client = await start_camera(listener.port)
+        try:
+            await asyncio.wait_for(published.wait(), 5)
+            # 1 MB keyframes every 5 frames: 12 MB in all, 3x the bound.
+            big = bytes([0x17, 1, 0, 0, 0]) + bytes(1024 * 1024)
+
+            def flood() -> None:
+                for n in range(60):
+                    client.tag(VIDEO, n * 40, big if n % 5 == 0 else frame(n))
+
+            await asyncio.to_thread(flood)
+            await until(lambda: edge.metrics.overflows._value.get() >= 1)
+            (session,) = listener._sessions.values()
+            ups = list(session._upstreams.values())
+            assert ups and all(up.buffered() <= upstream.MAX_BUFFER for up in ups)
+            # The camera is not dropped for its worker's fault.
+            assert not await asyncio.to_thread(client.closed_within, 0.2)
+        finally:
+            client.close()
+            await edge.close()
+
+
+async def test_a_camera_no_worker_takes_is_closed_after_the_orphan_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from camstream_worker.edge import session
+
+    monkeypatch.setattr(session, "ORPHAN_TIMEOUT", 0.5)
+    async with bed() as (edge, port, a, _b, the_ring):
+        client = await start_camera(port)
+        try:
+            await a.server.close()
+            the_ring.serve("")  # nobody serves the partition (no worker up)
+            started = time.monotonic()
+
+            def push_until_closed() -> bool:
+                for n in range(200):
+                    try:
+                        push(client, n, 1)
+                    except OSError:
+                        return True
+                    if client.closed_within(0.0):
+                        return True
+                return False
+
+            assert await asyncio.to_thread(push_until_closed)
+            assert time.monotonic() - started < 3.0
+            assert edge.refusals.counts["capacity"] == 1
+        finally:
+            client.close()
