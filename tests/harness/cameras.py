@@ -605,7 +605,9 @@ class RtmpPusher(_Process):
             text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return 0
-        return sum(1 for line in text.splitlines() if line.endswith(": reconnected"))
+        # Counted as occurrences, not lines: the publishers' threads print
+        # concurrently, and two lines may come out run together.
+        return text.count(": reconnected")
 
     def __repr__(self) -> str:
         urls = [_redact(u, self._secrets) for u in self.urls]
