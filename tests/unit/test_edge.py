@@ -87,7 +87,8 @@ def make_worker(name: str, ip: str, port: int, **server: object) -> Worker:
         worker.sinks.append(Sink())
         return worker.sinks[-1]
 
-    worker = Worker(name, ip, RtmpServer(authorize, ip, port, read_batch_seconds=0, **server))  # type: ignore[arg-type]
+    settings = {"read_batch_seconds": 0, **server}
+    worker = Worker(name, ip, RtmpServer(authorize, ip, port, **settings))  # type: ignore[arg-type]
     return worker
 
 
@@ -135,7 +136,7 @@ async def bed(
     edge = Edge(
         ring=lambda: the_ring.doc,
         worker_rtmp_port=a.server.port,
-        limits=Limits().replace(read_batch_seconds=0.0, **limits),
+        limits=Limits().replace(**{"read_batch_seconds": 0.0, **limits}),
         edge_token=token,
     )
     listener = RtmpListener(edge, "127.0.0.1", 0)
@@ -197,10 +198,12 @@ async def test_owners_follow_the_serving_table_and_a_starting_handoff() -> None:
     assert owners.owners(None, KEY) == ()
 
 
-async def test_the_camera_stays_when_its_owner_dies_and_the_new_owner_starts_at_a_keyframe() -> (
-    None
-):
-    async with bed() as (edge, port, a, b, the_ring):
+@pytest.mark.parametrize("batch", [0.0, 0.03], ids=["each read", "batched reads"])
+async def test_the_camera_stays_when_its_owner_dies_and_the_new_owner_starts_at_a_keyframe(
+    batch: float,
+) -> None:
+    # Batched: the edge reads each camera once per tick of its shared timer.
+    async with bed(read_batch_seconds=batch) as (edge, port, a, b, the_ring):
         client = await start_camera(port)
         try:
             await asyncio.to_thread(push, client, 0, 12)

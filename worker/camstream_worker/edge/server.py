@@ -96,10 +96,24 @@ class Edge:
         )
         self.listeners: list[Listener] = []
         self.draining = False
+        self._tick: asyncio.Future[None] | None = None
         self.metrics.watch(stats=self.stats)
 
     def ring(self) -> RingDoc | None:
         return self._ring()
+
+    def tick(self) -> asyncio.Future[None]:
+        """Done `read_batch_seconds` from the first ask: one timer for every camera.
+
+        Each session reads its camera once per batch (session.py); a timer
+        each would cost a heap operation per camera and read.
+        """
+        tick = self._tick
+        if tick is None or tick.done():
+            loop = asyncio.get_running_loop()
+            tick = self._tick = loop.create_future()
+            loop.call_later(self.limits.read_batch_seconds, _done, tick)
+        return tick
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -152,6 +166,11 @@ class Edge:
         for listener in self.listeners:
             listener.stop_accepting()
             await listener.close()
+
+
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RtmpListener:
