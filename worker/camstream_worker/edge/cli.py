@@ -100,7 +100,7 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream.kubewatch import Informer
     from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
 
-    from .server import Edge, RtmpListener
+    from .server import READ_BATCH_SECONDS, Edge, RtmpListener
 
     host = args.host or os.environ.get("POD_IP", "127.0.0.1")
     raise_fd_limit()
@@ -130,7 +130,9 @@ async def serve(args: argparse.Namespace) -> int:
             max_backoff=2.0,
         )
         edge = Edge(
-            ring=lambda: doc[0], worker_rtmp_port=args.worker_rtmp_port, limits=Limits.from_env()
+            ring=lambda: doc[0],
+            worker_rtmp_port=args.worker_rtmp_port,
+            limits=Limits.from_env().replace(read_batch_seconds=READ_BATCH_SECONDS),
         )
         edge.add_listener(RtmpListener(edge, host, args.rtmp_port))
 
