@@ -56,6 +56,16 @@ def seconds(text: str) -> float:
     return value
 
 
+def boolean(text: str) -> bool:
+    """true/false, 1/0, yes/no, on/off, in any case."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not true or false")
+
+
 def path(text: str) -> Path:
     if not text:
         raise ValueError("empty: a path is needed")

@@ -4,6 +4,7 @@
     camstream demo                  standalone worker + synthetic cameras, prints the page URL
     camstream sign NS/NAME --for 1h a signed playback URL for a stream (spec.playback.auth)
     camstream worker                a worker pod (cluster mode)
+    camstream edge                  an ingest edge pod (holds pushed cameras; also camstream-edge)
     camstream operator              the kopf operator
 
 Who calls this: the `camstream` console script (setup.cfg), `python -m
@@ -39,6 +40,12 @@ def _worker(commands: Any) -> None:
     cli.add_parser(commands)
 
 
+def _edge(commands: Any) -> None:
+    from camstream_worker.edge import cli
+
+    cli.add_parser(commands)
+
+
 def _operator(commands: Any) -> None:
     from camstream_operator import cli
 
@@ -51,6 +58,7 @@ COMMANDS: dict[str, AddParsers] = {
     "demo": _standalone,
     "sign": _standalone,
     "worker": _worker,
+    "edge": _edge,
     "operator": _operator,
 }
 

@@ -35,6 +35,7 @@ class _Endpoints:
         self._namespace = namespace
         self._app = app
         self.ips: list[str] = []
+        self.ready: list[str] = []
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -63,6 +64,7 @@ class _Endpoints:
             conds = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
             (ready if conds.get("Ready") == "True" else other).append(ip)
         self.ips = ready + other
+        self.ready = ready
 
 
 class PlaybackService:
@@ -132,6 +134,10 @@ class IngestService:
         self._endpoints.start()
         threading.Thread(target=self._accept, daemon=True).start()
         return self
+
+    def ready_endpoints(self) -> list[str]:
+        """The Ready pods' addresses as last seen (refreshed every second)."""
+        return list(self._endpoints.ready)
 
     def __exit__(self, *exc: object) -> None:
         self._closing.set()

@@ -40,6 +40,7 @@ EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 # Served only where the Prometheus operator is installed.
 NOT_SERVED_HERE = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 
@@ -208,6 +209,14 @@ def _install_values(tmp_path: Path) -> Path:
                     "podDisruptionBudget": {"enabled": False},
                 },
                 "rtmp": {"service": {"type": "ClusterIP"}},
+                "edge": {
+                    "command": [str(CAMSTREAM), "edge"],
+                    "tolerations": tolerations,
+                    "replicas": 1,
+                    "drainSeconds": 2,
+                    "terminationGracePeriodSeconds": 5,
+                    "podDisruptionBudget": {"enabled": False},
+                },
             }
         )
     )
@@ -288,6 +297,19 @@ def installed(
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
         _wait(cluster, worker_ready, "worker 0 Ready (/readyz)", 120, namespace)
+
+        def edge_ready() -> bool:
+            # Ready only once it reads the ring, under the chart's Role (by name).
+            pods = cluster.kubectl_json(
+                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=edge"
+            )["items"]
+            return any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for p in pods
+                for c in (p.get("status") or {}).get("conditions") or []
+            )
+
+        _wait(cluster, edge_ready, "the ingest edge Ready (/readyz)", 120, namespace)
         worker = cluster.kubectl_json("get", "pod", f"{RELEASE}-worker-0", "-n", namespace)
 
         cluster.kubectl("create", "namespace", streams_ns)
@@ -404,7 +426,14 @@ def test_installed_operator_exports_the_documented_metrics(installed: Installed)
 
 def test_installed_components_hit_no_permission_error(installed: Installed) -> None:
     time.sleep(2)  # a few more reconcile rounds and heartbeats under the chart's RBAC
-    for name in [*installed.operators, f"{RELEASE}-worker-0"]:
+    edges = installed.cluster.kubectl_json(
+        "get", "pods", "-n", installed.namespace, "-l", "app.kubernetes.io/component=edge"
+    )["items"]
+    for name in [
+        *installed.operators,
+        f"{RELEASE}-worker-0",
+        *(p["metadata"]["name"] for p in edges),
+    ]:
         log = installed.cluster.agent.pod_log(name, installed.namespace).read_text(errors="replace")
         for marker in PERMISSION_ERRORS:
             assert marker not in log, f"{name} hit a permission error:\n{log[-3000:]}"

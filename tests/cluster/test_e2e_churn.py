@@ -9,8 +9,15 @@ workers' Service (any worker answers and forwards to the owner), recording
 per stream the longest gap without a new segment, whether it was ever
 unreachable and whether its media sequence ever went backwards. Figures are
 printed (run with -s) and checked against the targets: no stream lost, no
-gap longer than two segment durations plus the watcher's own resolution (a
-pushed stream also gets its camera's reconnect), failover within 10 s.
+gap longer than two segment durations plus the watcher's own resolution,
+failover within 10 s.
+
+Here the RTMP cameras push through the ingest edge (camstream edge, #15),
+which holds their connections while workers change: pushed streams get the
+same gap bound as pulled ones and no camera reconnects, counted on both
+sides (the cameras' own log and the edge's camstream_edge_publishes_total).
+The clock and outage suites share `churn_fleet` without the edge (cameras
+pushing to any worker, which relays), and keep MAX_PUSH_GAP for them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +42,14 @@ from tests.harness.hlscheck import PlaylistWatcher, WatchResult
 from .conftest import Cluster
 from .services import IngestService, PlaybackService
 from .test_operator import (
+    EDGE,
+    EDGE_HTTP,
     RING,
     WORKERS,
     P,
     _apply,
     _ring,
+    _start_edge,
     _start_workers,
     _stream,
     crd,
@@ -106,29 +117,78 @@ def _push_stream(name: str) -> dict[str, Any]:
     return _stream(name, source={"protocol": "rtmp", "streamKeySecretRef": {"name": PUSH_KEY}})
 
 
+@dataclass
+class Pushed:
+    """The RTMP cameras and the edge in front of them: how often cameras (re)connected."""
+
+    cluster: Cluster
+    ns: str
+    cameras: RtmpFanout
+
+    def counts(self) -> tuple[int, int]:
+        """(reconnects the cameras logged, publishes the edge pods accepted)."""
+        return self.cameras.reconnects(), _edge_publishes(self.cluster, self.ns)
+
+    def check_none_since(self, before: tuple[int, int]) -> dict[str, int]:
+        """No camera reconnected since `before`, by either count; the figures for the report."""
+        after = self.counts()
+        figures = {
+            "camera_reconnects": after[0] - before[0],
+            "edge_publishes": after[1] - before[1],
+        }
+        assert figures == {"camera_reconnects": 0, "edge_publishes": 0}, figures
+        return figures
+
+
+def _edge_publishes(cluster: Cluster, ns: str) -> int:
+    pods = cluster.kubectl_json("get", "pods", "-n", ns, "-l", f"app={EDGE}")["items"]
+    total = 0
+    for pod in pods:
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip or pod["metadata"].get("deletionTimestamp"):
+            continue
+        with urllib.request.urlopen(f"http://{ip}:{EDGE_HTTP}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("camstream_edge_publishes_total "):
+                    total += int(float(line.split()[1]))
+    return total
+
+
 @pytest.fixture
 def fleet(
     request: pytest.FixtureRequest, tmp_path: Path, rtsp_cameras: RtspCamera
-) -> Iterator[tuple[Cluster, str, list[str]]]:
-    """Operator + 3 workers + 22 Live streams: RTSP pulls, RTMP pushes, synthetic."""
+) -> Iterator[tuple[Cluster, str, list[str], Pushed]]:
+    """Operator + 3 workers + an edge + 22 Live streams: RTSP pulls, RTMP pushes, synthetic."""
     cluster: Cluster = request.getfixturevalue("crd")
     ns: str = request.getfixturevalue("operator")
-    with churn_fleet(cluster, ns, tmp_path, rtsp_cameras) as names:
-        yield cluster, ns, names
+    cameras: list[RtmpFanout] = []
+    with churn_fleet(cluster, ns, tmp_path, rtsp_cameras, via_edge=True, cameras=cameras) as names:
+        yield cluster, ns, names, Pushed(cluster, ns, cameras[0])
 
 
 @contextlib.contextmanager
 def churn_fleet(
-    cluster: Cluster, ns: str, hls_root: Path, rtsp_cameras: RtspCamera
+    cluster: Cluster,
+    ns: str,
+    hls_root: Path,
+    rtsp_cameras: RtspCamera,
+    *,
+    via_edge: bool = False,
+    cameras: list[RtmpFanout] | None = None,
 ) -> Iterator[list[str]]:
     """3 workers and 22 Live streams in `ns`, whose operator runs already; yields the names.
 
-    The RTMP cameras push through a stand-in for the ingest Service (any
-    worker; it relays to the owner) and reconnect when dropped, as real ones do.
-    Shared with the clock and outage scenarios (test_e2e_clocks.py,
-    test_e2e_outages.py), which keep one fleet for a whole module.
+    The RTMP cameras push through a stand-in for the ingest Service and
+    reconnect when dropped, as real ones do. The Service selects the ingest
+    edge with `via_edge` (one edge pod; the workers confirm pushed handoffs
+    only once the publisher is live, --push-via-edge), else any worker,
+    which relays to the owner. `cameras` receives the RtmpFanout. Shared with
+    the clock and outage scenarios (test_e2e_clocks.py, test_e2e_outages.py),
+    which keep one fleet for a whole module.
     """
-    _start_workers(cluster, ns, 3, hls_root)
+    _start_workers(cluster, ns, 3, hls_root, push_via_edge=via_edge)
+    if via_edge:
+        _start_edge(cluster, ns)
     _apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
         "name": PUSH_KEY, "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                          "stringData": {"streamKey": "churn-k3y"}})  # fmt: skip
@@ -143,9 +203,14 @@ def churn_fleet(
         _apply(cluster, ns, _stream(name))
     names = rtsp + push + synthetic
     clip = make_clip(seconds=10, size="192x108", fps=10, bitrate_kbps=100, gop_seconds=SEGMENT)
-    with IngestService(cluster, ns, WORKERS, target_port=1935) as ingest:
+    with IngestService(cluster, ns, EDGE if via_edge else WORKERS, target_port=1935) as ingest:
+        if via_edge:
+            # The Service sends cameras to a Ready edge pod only.
+            cluster.wait_for(lambda: ingest.ready_endpoints(), 120, 0.5, "a Ready edge pod")
         urls = [f"rtmp://127.0.0.1:{ingest.port}/{ns}/{name}/churn-k3y" for name in push]
-        with RtmpFanout(urls, clip=clip, reconnect=True):
+        with RtmpFanout(urls, clip=clip, reconnect=True) as fanout:
+            if cameras is not None:
+                cameras.append(fanout)
             cluster.wait_for(
                 lambda: _all_live(cluster, ns, len(names)), 240, 1.0, f"{len(names)} streams Live"
             )
@@ -212,12 +277,14 @@ def _time_of_day(wall: float | None) -> str | None:
     return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 10)}"
 
 
-def _check(results: dict[str, WatchResult]) -> None:
+def _check(results: dict[str, WatchResult], *, via_edge: bool = False) -> None:
+    """Every stream kept producing; `via_edge`: pushed ones as pulled ones (no MAX_PUSH_GAP)."""
     for name, r in results.items():
         assert r.new_segments > 0, f"{name} never produced a segment: {r}"
         assert r.sequence_regressions == 0, f"{name} media sequence went backwards: {r}"
         assert not r.ever_unreachable, f"{name} was unreachable: {r}"
-        bound = MAX_PUSH_GAP if name.startswith("push-") else MAX_GAP
+        pushed = name.startswith("push-") and not via_edge
+        bound = MAX_PUSH_GAP if pushed else MAX_GAP
         assert r.longest_gap <= bound, f"{name} gap {r.longest_gap:.1f} s: {r}"
 
 
@@ -225,8 +292,12 @@ def _moved(before: Any, after: Any) -> int:
     return sum(1 for a, b in zip(before.serving, after.serving, strict=True) if a != b)
 
 
-def test_scale_3_to_5_to_2_loses_no_stream(fleet: tuple[Cluster, str, list[str]]) -> None:
-    cluster, ns, names = fleet
+Fleet = tuple[Cluster, str, list[str], Pushed]
+
+
+def test_scale_3_to_5_to_2_loses_no_stream(fleet: Fleet) -> None:
+    cluster, ns, names, pushed = fleet
+    counts = pushed.counts()
     with PlaybackService(cluster, ns, WORKERS) as proxy, _watch(proxy, ns, names) as watcher:
         time.sleep(3)
         before = _ring(cluster, ns)
@@ -248,11 +319,50 @@ def test_scale_3_to_5_to_2_loses_no_stream(fleet: tuple[Cluster, str, list[str]]
         ideal_on_join=ideal_up,
         moved_on_leave=moved_down,
         ideal_on_leave=ideal_down,
+        **pushed.check_none_since(counts),
     )
-    _check(results)
+    _check(results, via_edge=True)
     assert moved_up <= math.ceil(ideal_up) + 1
     assert moved_down <= math.ceil(ideal_down) + 1
     assert _all_live(cluster, ns, len(names))
+
+
+def _edge_rolling_restart_costs_each_camera_one_reconnect(fleet: Fleet) -> None:
+    """The edge's own rolling update: a new edge pod is Ready first, the old one
+    drains (stops accepting, keeps its cameras up to --drain-seconds), then lets
+    them go; each camera reconnects once, to the new pod, and its stream's gap
+    is that reconnect plus a segment. Pulled streams do not notice."""
+    cluster, ns, names, pushed = fleet
+    cameras_before, _ = pushed.counts()
+    with PlaybackService(cluster, ns, WORKERS) as proxy, _watch(proxy, ns, names) as watcher:
+        time.sleep(3)
+        cluster.kubectl("rollout", "restart", "deployment", EDGE, "-n", ns)
+        cluster.kubectl(
+            "rollout", "status", "deployment", EDGE, "-n", ns, "--timeout=120s", timeout=130
+        )
+
+        def one_edge_pod() -> bool:
+            pods = cluster.kubectl_json("get", "pods", "-n", ns, "-l", f"app={EDGE}")["items"]
+            return len(pods) == 1
+
+        cluster.wait_for(one_edge_pod, 60, 0.5, "the old edge pod gone")
+        time.sleep(5)
+        results = watcher.stop()
+    cameras_after, publishes = pushed.counts()
+    _report(
+        "rolling restart of the edge",
+        results,
+        camera_reconnects=cameras_after - cameras_before,
+        publishes_on_the_new_edge=publishes,
+    )
+    assert cameras_after - cameras_before == RTMP_CAMERAS
+    assert publishes == RTMP_CAMERAS  # the new pod took each camera once
+    pulled = {n: r for n, r in results.items() if not n.startswith("push-")}
+    _check(pulled, via_edge=True)
+    for name in (n for n in names if n.startswith("push-")):
+        r = results[name]
+        assert r.sequence_regressions == 0 and not r.ever_unreachable, r
+        assert r.longest_gap <= MAX_PUSH_GAP, f"{name} gap {r.longest_gap:.1f} s: {r}"
 
 
 class RingSampler:
@@ -305,9 +415,7 @@ def _changed(before: tuple[str, ...], after: tuple[str, ...]) -> int:
     return sum(1 for a, b in zip(before, after, strict=True) if a != b)
 
 
-def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
-    fleet: tuple[Cluster, str, list[str]],
-) -> None:
+def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(fleet: Fleet) -> None:
     """A rolling update restarts every worker; none loses its home partitions.
 
     A restarting worker keeps its share (riak_core's claimant does not
@@ -316,10 +424,11 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
     table never changes. (Before: a leaving pod lost its share and a returning
     one got a fresh one, so partitions moved between the others as well.)
     """
-    cluster, ns, names = fleet
+    cluster, ns, names, pushed = fleet
     cluster.kubectl("scale", "statefulset", WORKERS, "-n", ns, "--replicas=5")
     cluster.wait_for(lambda: _settled(cluster, ns, _workers(5)), 120, 1.0, "5 workers")
     before = _ring(cluster, ns)
+    counts = pushed.counts()
     with (
         PlaybackService(cluster, ns, WORKERS) as proxy,
         _watch(proxy, ns, names) as watcher,
@@ -345,8 +454,9 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
         home_moves=sampler.home_moves,
         serving_moves=sampler.serving_moves,
         most_moves_of_one_partition=max(sampler.serving_moves_by_partition.values(), default=0),
+        **pushed.check_none_since(counts),
     )
-    _check(results)
+    _check(results, via_edge=True)
     assert after.table == before.table and sampler.home_moves == 0
     # Out to a fallback and back, once each: two serving moves per partition at most.
     assert max(sampler.serving_moves_by_partition.values(), default=0) <= 2
@@ -356,8 +466,11 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
     cluster.wait_for(lambda: _all_live(cluster, ns, len(names)), 60, 1.0, "all Live on 3")
 
 
-def test_crash_fails_over_fast_and_hands_back(fleet: tuple[Cluster, str, list[str]]) -> None:
-    cluster, ns, names = fleet
+def test_crash_fails_over_fast_and_hands_back(fleet: Fleet) -> None:
+    """SIGKILL of a worker: its streams fail over, pushed ones no slower than pulled ones
+    (the edge holds their cameras and feeds the fallback), the others do not notice."""
+    cluster, ns, names, pushed = fleet
+    counts = pushed.counts()
     victim = f"{WORKERS}-1"
     before = _ring(cluster, ns)
     home = {p for p, owner in enumerate(before.serving) if owner == victim}
@@ -399,21 +512,27 @@ def test_crash_fails_over_fast_and_hands_back(fleet: tuple[Cluster, str, list[st
         failover_s=round(failover, 2),
         victim_streams=on_victim,
         handed_back=len(home),
+        **pushed.check_none_since(counts),
     )
     assert failover <= 10.0
     assert back.serving == before.serving
     # A crash cuts the victim's streams for the failover time; the others must not notice.
     survivors = {n: r for n, r in results.items() if n not in on_victim}
-    _check(survivors)
+    _check(survivors, via_edge=True)
     for name in on_victim:
         r = results[name]
         assert r.sequence_regressions == 0 and r.longest_gap <= failover + MAX_GAP + 2
+    # The edge holds a pushed camera through its owner's crash: its stream
+    # waits for the failover as a pulled one does, not for a reconnect too.
+    pushed_gaps = [results[n].longest_gap for n in on_victim if n.startswith("push-")]
+    pulled_gaps = [results[n].longest_gap for n in on_victim if not n.startswith("push-")]
+    if pushed_gaps and pulled_gaps:
+        assert max(pushed_gaps) <= max(pulled_gaps) + SEGMENT + 1.0, (pushed_gaps, pulled_gaps)
 
 
-def test_killing_the_active_operator_replica_changes_nothing(
-    fleet: tuple[Cluster, str, list[str]],
-) -> None:
-    cluster, ns, names = fleet
+def test_killing_the_active_operator_replica_changes_nothing(fleet: Fleet) -> None:
+    cluster, ns, names, pushed = fleet
+    counts = pushed.counts()
     cluster.kubectl("scale", "deployment", "camstream-operator", "-n", ns, "--replicas=2")
 
     def two_running() -> list[str] | None:
@@ -453,10 +572,18 @@ def test_killing_the_active_operator_replica_changes_nothing(
         takeover = time.monotonic() - killed_at
         time.sleep(5)
         results = watcher.stop()
-    _report("SIGKILL the active operator", results, takeover_s=round(takeover, 2))
-    _check(results)
+    _report(
+        "SIGKILL the active operator",
+        results,
+        takeover_s=round(takeover, 2),
+        **pushed.check_none_since(counts),
+    )
+    _check(results, via_edge=True)
     assert _ring_version(cluster, ns) == ring_version  # same ring re-derived: no write
     assert _versions(cluster, ns) == versions  # no stream was touched, none restarted
+    # Then the other tier that workers do not see restarts: the ingest edge
+    # (a second phase on the same fleet, not a fleet of its own).
+    _edge_rolling_restart_costs_each_camera_one_reconnect(fleet)
 
 
 def _ring_version(cluster: Cluster, ns: str) -> str:
@@ -493,15 +620,16 @@ def _set_operator_partitions(cluster: Cluster, ns: str, partitions: int) -> None
     )
 
 
-def test_growing_the_ring_moves_no_stream(fleet: tuple[Cluster, str, list[str]]) -> None:
+def test_growing_the_ring_moves_no_stream(fleet: Fleet) -> None:
     """--partitions 16 → 32 on a live ring: no stream written or restarted; 32 → 16 is refused.
 
     Every stream already carries the label for the larger ring (one label per
     ring size, written once), so growing switches which label the workers
     select on and costs no write per stream.
     """
-    cluster, ns, names = fleet
+    cluster, ns, names, pushed = fleet
     grown = 2 * P
+    counts = pushed.counts()
     before = _ring(cluster, ns)
     versions = _versions(cluster, ns)
     with PlaybackService(cluster, ns, WORKERS) as proxy, _watch(proxy, ns, names) as watcher:
@@ -529,8 +657,9 @@ def test_growing_the_ring_moves_no_stream(fleet: tuple[Cluster, str, list[str]])
         results,
         streams_kept_in_place=len(stayed),
         streams_written=sorted(written),
+        **pushed.check_none_since(counts),
     )
-    _check(results)
+    _check(results, via_edge=True)
     # Only a stream the planner moved afterwards may have a new status (its new worker).
     assert written <= set(names) - set(stayed)
     # Growing moves nothing by itself; the planner may even out one or two

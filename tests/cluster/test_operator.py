@@ -199,7 +199,10 @@ def operator_with_webhook(crd: Cluster, namespace: str, tmp_path: Path) -> Itera
     crd.kubectl("delete", "deployment", "camstream-operator", "-n", namespace, "--wait=false")
 
 
-def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Path) -> None:
+def _start_workers(
+    cluster: Cluster, namespace: str, replicas: int, hls_root: Path, *, push_via_edge: bool = False
+) -> None:
+    """`push_via_edge`: pushed cameras come through the ingest edge (`_start_edge`)."""
     _grant(cluster, namespace, "camstream-worker", WORKER_RULES_STREAMS, WORKER_RULES_RELEASE)
     command = [
         PY, "-m", "camstream_cli", "worker", "--http-port", "8080", "--rtmp-port", "1935",
@@ -207,6 +210,10 @@ def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Pa
         "--operator-namespace", "$(POD_NAMESPACE)", "--leave-seconds", "20",
         "--watch-namespace", "$(POD_NAMESPACE)",
     ]  # fmt: skip
+    env = []
+    if push_via_edge:
+        command.append("--push-via-edge")
+        env = [{"name": "CAMSTREAM_EDGE_TOKEN", "value": EDGE_TOKEN}]
     _apply(cluster, namespace, {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": WORKERS},
@@ -222,8 +229,52 @@ def _start_workers(cluster: Cluster, namespace: str, replicas: int, hls_root: Pa
                     "tolerations": TOLERATIONS,
                     "terminationGracePeriodSeconds": 30,
                     "containers": [{
-                        "name": "worker", "image": "camstream", "command": command,
+                        "name": "worker", "image": "camstream", "command": command, "env": env,
                         "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
+                                           "periodSeconds": 1, "timeoutSeconds": 5},
+                    }],
+                },
+            },
+        },
+    })  # fmt: skip
+
+
+EDGE = "camstream-edge"
+EDGE_HTTP = 8081
+# The secret with which the edge vouches for its cameras' addresses to the
+# workers (protocols/rtmp/forwarded.py); the chart generates one per release.
+EDGE_TOKEN = "churn-edge-token-0123456789"
+# What the edge reads: the ring ConfigMap, nothing else (the owner checks keys).
+EDGE_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+]  # fmt: skip
+
+
+def _start_edge(cluster: Cluster, namespace: str, replicas: int = 1, drain: float = 10.0) -> None:
+    """The ingest edge Deployment (camstream edge) in front of the workers' RTMP port."""
+    _grant(cluster, namespace, EDGE, [], EDGE_RULES)
+    command = [
+        PY, "-m", "camstream_cli", "edge", "--rtmp-port", "1935", "--worker-rtmp-port", "1935",
+        "--http-port", str(EDGE_HTTP), "--ring-configmap", RING,
+        "--operator-namespace", "$(POD_NAMESPACE)", "--drain-seconds", str(drain),
+    ]  # fmt: skip
+    _apply(cluster, namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": EDGE},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": EDGE}},
+            "template": {
+                "metadata": {"labels": {"app": EDGE}},
+                "spec": {
+                    "serviceAccountName": EDGE,
+                    "tolerations": TOLERATIONS,
+                    "terminationGracePeriodSeconds": int(drain) + 5,
+                    "containers": [{
+                        "name": "edge", "image": "camstream", "command": command,
+                        "env": [{"name": "CAMSTREAM_EDGE_TOKEN", "value": EDGE_TOKEN}],
+                        "ports": [{"name": "http", "containerPort": EDGE_HTTP}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
                                            "periodSeconds": 1, "timeoutSeconds": 5},
                     }],

@@ -37,6 +37,7 @@ from .conftest import (
 
 OPERATOR = f"{RELEASE}-operator"
 WORKER = f"{RELEASE}-worker"
+EDGE = f"{RELEASE}-edge"
 RING = f"{RELEASE}-ring"
 CLUSTER_SCOPED = {
     "ClusterRole",
@@ -46,17 +47,17 @@ CLUSTER_SCOPED = {
 }
 
 DEFAULT_KINDS = {
-    "ServiceAccount": 2,
+    "ServiceAccount": 3,  # operator, worker, edge
     "ClusterRole": 3,  # operator, worker, and the worker's Secrets (bound nowhere by default)
     "ClusterRoleBinding": 2,
-    "Role": 2,
-    "RoleBinding": 2,
-    "Deployment": 1,
+    "Role": 3,  # release namespace: operator, worker, edge (the ring ConfigMap only)
+    "RoleBinding": 3,
+    "Deployment": 2,  # operator, ingest edge
     "StatefulSet": 1,
     "Service": 5,  # operator metrics, operator webhook, worker headless, playback, rtmp
-    "PodDisruptionBudget": 2,
+    "PodDisruptionBudget": 3,  # operator, workers, edge
     "ConfigMap": 1,  # Grafana dashboard (the ring ConfigMap is the operator's)
-    "Secret": 1,  # the webhook's serving certificate
+    "Secret": 2,  # the webhook's serving certificate, the edge token
     "MutatingWebhookConfiguration": 1,
 }
 
@@ -100,13 +101,18 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
         (
             "small-site",
             # watchNamespaces [cameras]: Roles there instead of ClusterRoles, the
-            # Secrets' ClusterRole bound there only; no RTMP; an egress policy.
+            # Secrets' ClusterRole bound there only; no RTMP, so no edge; an
+            # egress policy.
             {
                 **DEFAULT_KINDS,
+                "ServiceAccount": 2,
                 "ClusterRole": 1,
                 "ClusterRoleBinding": 0,
                 "Role": 4,
                 "RoleBinding": 5,
+                "Deployment": 1,
+                "PodDisruptionBudget": 2,
+                "Secret": 1,
                 "Service": 4,
                 "Ingress": 1,
                 "NetworkPolicy": 1,
@@ -119,11 +125,15 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
                 "Ingress": 1,
                 "HorizontalPodAutoscaler": 1,
                 "ServiceMonitor": 2,
+                "PodMonitor": 1,  # the ingest edge
                 "PrometheusRule": 1,
             },
         ),
         ("rtmp-edge", {**DEFAULT_KINDS, "Ingress": 1}),
-        ("recording-s3", {**DEFAULT_KINDS, "ServiceMonitor": 2, "PrometheusRule": 1}),
+        (
+            "recording-s3",
+            {**DEFAULT_KINDS, "ServiceMonitor": 2, "PodMonitor": 1, "PrometheusRule": 1},
+        ),
     ],
 )
 def test_examples_render_expected_kinds(helm: Helm, example: str, expected: dict[str, int]) -> None:
@@ -237,7 +247,7 @@ def test_webhook_follows_watch_namespaces_cert_manager_and_can_be_off(helm: Helm
             "operator.webhook.certManager.issuerRef.name=internal-ca",
         ]
     )
-    assert not by_kind(managed, "Secret")
+    assert not _webhook_secrets(managed)
     (cert,) = by_kind(managed, "Certificate")
     assert cert["spec"]["secretName"] == f"{OPERATOR}-webhook-tls"
     config = one_kind(managed, "MutatingWebhookConfiguration")
@@ -247,9 +257,16 @@ def test_webhook_follows_watch_namespaces_cert_manager_and_can_be_off(helm: Helm
     with pytest.raises(Exception, match="issuerRef"):
         helm.render(sets=["operator.webhook.certManager.enabled=true"])
     off = helm.render(sets=["operator.webhook.enabled=false"])
-    assert not by_kind(off, "MutatingWebhookConfiguration") and not by_kind(off, "Secret")
+    assert not by_kind(off, "MutatingWebhookConfiguration") and not _webhook_secrets(off)
     args = _args_map(container(one(off, "Deployment", OPERATOR), "operator")["args"])
     assert "--webhook-cert-dir" not in args
+
+
+def _webhook_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Secrets but the edge's token (which has nothing to do with the webhook)."""
+    return [
+        s for s in by_kind(objects, "Secret") if s["metadata"]["name"] != f"{RELEASE}-edge-token"
+    ]
 
 
 def one_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -286,7 +303,11 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
         # The chart's default deny-list is the worker's own default.
         "--source-deny-cidrs": ",".join(DEFAULT_DENIED_CIDRS),
     }
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"] if "valueFrom" in e}
+    env = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in c["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
     assert env == {
         "POD_NAME": "metadata.name",
         "POD_NAMESPACE": "metadata.namespace",
@@ -299,6 +320,69 @@ def test_worker_statefulset_contract(helm: Helm) -> None:
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts["hls"] == "/var/lib/camstream/hls"
+
+
+def test_edge_deployment_contract(helm: Helm) -> None:
+    """The ingest edge (#15): its command, drain within the grace period, readiness, PDB, RBAC."""
+    objects = helm.render()
+    edge = one(objects, "Deployment", EDGE)
+    spec = edge["spec"]
+    assert spec["replicas"] == 2
+    # A new edge pod is Ready before an old one drains.
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == EDGE
+    c = container(edge, "edge")
+    assert c["command"] == ["/opt/venv/bin/camstream", "edge"]
+    args = _args_map(c["args"])
+    assert args == {
+        "--rtmp-port": "1935",
+        "--worker-rtmp-port": "1935",
+        "--http-port": "8081",
+        "--ring-configmap": RING,
+        "--operator-namespace": "$(POD_NAMESPACE)",
+        "--drain-seconds": "30",
+    }
+    assert pod["terminationGracePeriodSeconds"] > float(args["--drain-seconds"])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"rtmp": 1935, "http": 8081}
+    pdb = one(objects, "PodDisruptionBudget", EDGE)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    # RBAC: the ring ConfigMap by name, read only; no Secret, nothing cluster-wide.
+    role = one(objects, "Role", EDGE)
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [RING],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    assert _bound_subjects(objects, "Role", role) == [
+        {"kind": "ServiceAccount", "namespace": NAMESPACE, "name": EDGE}
+    ]
+    assert not [
+        b for b in by_kind(objects, "ClusterRoleBinding")
+        if any(s["name"] == EDGE for s in b["subjects"])
+    ]  # fmt: skip
+    # The workers confirm a pushed stream's handoff once the edge's publisher is live.
+    worker = container(one(objects, "StatefulSet", WORKER), "worker")
+    assert {"name": "CAMSTREAM_PUSH_VIA_EDGE", "value": "true"} in worker["env"]
+    # Both sides get the token with which the edge vouches for cameras' addresses.
+    token = {"secretKeyRef": {"name": f"{RELEASE}-edge-token", "key": "token"}}
+    for c_ in (c, worker):
+        assert {"name": "CAMSTREAM_EDGE_TOKEN", "valueFrom": token} in c_["env"]
+    secret = one(objects, "Secret", f"{RELEASE}-edge-token")
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+
+
+def test_edge_drain_must_fit_the_grace_period(helm: Helm) -> None:
+    result = helm.run("template", RELEASE, str(CHART), "--set", "edge.drainSeconds=60", check=False)
+    assert result.returncode != 0
+    assert "edge.terminationGracePeriodSeconds (45) must exceed edge.drainSeconds (60)" in (
+        result.stderr
+    )
 
 
 def test_grace_period_and_hard_anti_affinity_by_value(helm: Helm) -> None:
@@ -399,8 +483,18 @@ def test_services(helm: Helm) -> None:
     assert rtmp["spec"]["ports"][0]["port"] == 1935
     assert rtmp["spec"]["ports"][0]["targetPort"] == "rtmp"
     worker_selector = one(objects, "StatefulSet", WORKER)["spec"]["selector"]["matchLabels"]
-    for svc in (headless, playback, rtmp):
+    for svc in (headless, playback):
         assert svc["spec"]["selector"] == worker_selector
+    # Cameras connect to the ingest edge, which holds them through worker changes.
+    edge_selector = one(objects, "Deployment", EDGE)["spec"]["selector"]["matchLabels"]
+    assert rtmp["spec"]["selector"] == edge_selector != worker_selector
+    # Without the edge, any worker takes cameras (and relays them), as before.
+    off = helm.render(sets=["edge.enabled=false"])
+    rtmp_off = one(off, "Service", f"{RELEASE}-rtmp")
+    assert rtmp_off["spec"]["selector"] == worker_selector
+    assert EDGE not in {d["metadata"]["name"] for d in by_kind(off, "Deployment")}
+    off_env = container(one(off, "StatefulSet", WORKER), "worker")["env"]
+    assert "CAMSTREAM_PUSH_VIA_EDGE" not in {e["name"] for e in off_env}
 
 
 def test_rtmp_node_port(helm: Helm) -> None:
@@ -620,6 +714,24 @@ def test_rbac_worker_secrets_by_namespace_by_name_or_everywhere(helm: Helm) -> N
     )
 
 
+def test_workers_take_rtmp_from_the_edge_and_each_other_only(helm: Helm) -> None:
+    objects = helm.render(
+        sets=[
+            "worker.networkPolicy.enabled=true",
+            "worker.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+        ]
+    )
+    policy = one(objects, "NetworkPolicy", f"{WORKER}-rtmp-ingress")
+    workers = one(objects, "StatefulSet", WORKER)["spec"]["selector"]["matchLabels"]
+    edges = one(objects, "Deployment", EDGE)["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == workers
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    http, rtmp = policy["spec"]["ingress"]
+    assert "from" not in http and http["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert rtmp["ports"] == [{"port": 1935, "protocol": "TCP"}]
+    assert [f["podSelector"]["matchLabels"] for f in rtmp["from"]] == [edges, workers]
+
+
 def test_worker_egress_network_policy(helm: Helm) -> None:
     assert not by_kind(helm.render(), "NetworkPolicy")
     objects = helm.render(
@@ -806,6 +918,18 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_recording_retention_last_sweep_timestamp_seconds",
         "camstream_event_loop_stall_seconds",
         "camstream_event_loop_stall_max_seconds",
+        # The ingest edge (#15).
+        "camstream_edge_connections",
+        "camstream_edge_publishing",
+        "camstream_edge_accepting",
+        "camstream_edge_publishes_total",
+        "camstream_edge_refused_total",
+        "camstream_edge_received_bytes_total",
+        "camstream_edge_relayed_bytes_total",
+        "camstream_edge_owner_reconnects_total",
+        "camstream_edge_owner_lost_total",
+        "camstream_edge_handoffs_forked_total",
+        "camstream_edge_owner_overflows_total",
     }
 
 
@@ -818,7 +942,9 @@ def test_dashboard_configmap(helm: Helm) -> None:
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     assert exprs and _undocumented("\n".join(exprs)) == set()
     titles = " | ".join(p["title"].lower() for p in dash["panels"])
-    for needed in ("by phase", "per worker", "reconnect", "handoff", "segment age", "recording"):
+    for needed in (
+        "by phase", "per worker", "reconnect", "handoff", "segment age", "recording", "edge",
+    ):  # fmt: skip
         assert needed in titles, f"dashboard has no panel about {needed}"
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))

@@ -598,6 +598,17 @@ class RtmpPusher(_Process):
                 )
             time.sleep(0.05)
 
+    def reconnects(self) -> int:
+        """Times a publisher connected again after it was dropped (pyav engine, --reconnect),
+        counted from the cameras' own log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return 0
+        # Counted as occurrences, not lines: the publishers' threads print
+        # concurrently, and two lines may come out run together.
+        return text.count(": reconnected")
+
     def __repr__(self) -> str:
         urls = [_redact(u, self._secrets) for u in self.urls]
         return f"{type(self).__name__}({urls!r}, pid={self.pid})"

@@ -49,7 +49,7 @@ def _loaded(*argv: str) -> set[str]:
 def test_help_lists_every_command() -> None:
     result = _camstream("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("run", "demo", "worker", "operator"):
+    for command in ("run", "demo", "worker", "edge", "operator"):
         assert command in result.stdout
 
 
@@ -63,6 +63,20 @@ def test_the_worker_never_loads_the_operator() -> None:
     loaded = _loaded("worker", "--help")
     assert "camstream_worker" in loaded
     assert not loaded & {"camstream_operator", "kopf"}, loaded
+
+
+def test_the_edge_loads_neither_pyav_nor_the_operator() -> None:
+    # An edge pod holds sockets only: PyAV's libraries would be its biggest cost.
+    loaded = _loaded("edge", "--help")
+    assert "camstream_worker" in loaded
+    assert not loaded & {"camstream_operator", "kopf", "av"}, loaded
+
+
+def test_a_bad_edge_setting_is_named_with_its_flag_and_exits_2() -> None:
+    result = _camstream("edge", "--help", CAMSTREAM_EDGE_DRAIN_SECONDS="long")
+    assert result.returncode == 2
+    assert "CAMSTREAM_EDGE_DRAIN_SECONDS=long" in result.stderr
+    assert "--drain-seconds" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_bad_environment_setting_is_named_with_its_flag_and_exits_2() -> None:

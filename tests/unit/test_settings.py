@@ -31,6 +31,8 @@ def test_a_bad_number_names_the_variable_and_the_flag() -> None:
         (settings.seconds, "2.5", 2.5, ["-1", "soon", "nan", ""]),
         (settings.log_level, "debug", "DEBUG", ["LOUD", ""]),
         (settings.path, "/var/hls", Path("/var/hls"), [""]),
+        (settings.boolean, "True", True, ["", "2", "maybe"]),
+        (settings.boolean, "off", False, []),
     ],
 )
 def test_parsers(parse, good: str, value: object, bad: list[str]) -> None:

@@ -80,6 +80,7 @@ def confirm(
     reported: dict[str, str] | None = None,
     covered: frozenset[int] = frozenset(range(P)),
     protocol: str = "synthetic",
+    push_via_edge: bool = False,
 ) -> frozenset[tuple[int, int]]:
     bodies = [body(n, protocol) for n in NAMES]
     run = desired.streams_to_run(d, "w-0", bodies)
@@ -90,6 +91,7 @@ def confirm(
         engine_status=lambda k: status(k, phases[k.name]) if k.name in phases else None,
         reported_phase=lambda k: (reported or {}).get(k.name, "Live"),
         covered=covered,
+        push_via_edge=push_via_edge,
     )
 
 
@@ -119,6 +121,21 @@ def test_rtmp_push_streams_confirm_once_started() -> None:
     names = BY_PART[1]
     assert confirm(d, {n: Phase.CONNECTING for n in names}, protocol="rtmp") == {(1, 9)}
     assert confirm(d, {n: Phase.PENDING for n in names}, protocol="rtmp") == frozenset()
+
+
+def test_behind_the_edge_a_pushed_stream_confirms_only_once_its_publisher_is_live() -> None:
+    # The edge feeds the target beside the source (#15): a stream the source
+    # has live waits for the publisher here, as a pulled stream does.
+    h = Handoff(1, "w-1", "w-0", 9, 0.0)
+    d = doc(("w-0", "w-1", "w-1", "w-1"), (h,))
+    names = BY_PART[1]
+    waiting = {n: Phase.CONNECTING for n in names}
+    assert confirm(d, waiting, protocol="rtmp", push_via_edge=True) == frozenset()
+    live = {n: Phase.LIVE for n in names}
+    assert confirm(d, live, protocol="rtmp", push_via_edge=True) == {(1, 9)}
+    # A camera live nowhere: nothing to wait for.
+    nowhere = {n: "Reconnecting" for n in names}
+    assert confirm(d, waiting, nowhere, protocol="rtmp", push_via_edge=True) == {(1, 9)}
 
 
 def test_empty_incoming_partition_confirms_at_once() -> None:
@@ -230,6 +247,19 @@ def test_locator_routes_to_the_serving_worker() -> None:
     assert RingLocator("w-0", 8080, lambda: None).owner_url(theirs) is None
     rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
     assert rtmp.owner_rtmp(theirs) == ("127.0.10.2", 1935) and rtmp.owner_rtmp(mine) is None
+
+
+def test_a_handoff_target_takes_the_publisher_itself() -> None:
+    # The edge feeds a handoff's target directly; its front must not relay
+    # that publisher back to the source (servers/rtmp/front.py).
+    incoming = StreamKey("ns", BY_PART[2][0])
+    d = doc(("w-0", "w-1", "w-1", "w-1"), (Handoff(2, "w-1", "w-0", 9, 0.0),))
+    rtmp = RingLocator("w-0", 8080, lambda: d, rtmp_port=1935)
+    assert rtmp.owner_rtmp(incoming) is None
+    # Players still go to the serving worker until the handoff completes.
+    assert rtmp.owner_url(incoming) == "http://127.0.10.2:8080"
+    other = RingLocator("w-1", 8080, lambda: d, rtmp_port=1935)
+    assert other.owner_rtmp(incoming) is None  # w-1 serves it
 
 
 def test_a_failover_this_worker_could_not_see_is_superseded_a_handoff_is_not() -> None:

@@ -51,6 +51,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-ring" (include "camstream.fullname" .) -}}
 {{- end -}}
 
+{{- define "camstream.edgeName" -}}
+{{- printf "%s-edge" (include "camstream.fullname" .) -}}
+{{- end -}}
+
+{{/* Whether the ingest edge runs: it fronts RTMP, so only with rtmp.enabled. */}}
+{{- define "camstream.edgeEnabled" -}}
+{{- if and .Values.rtmp.enabled .Values.edge.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{- define "camstream.edgeTokenSecret" -}}
+{{- printf "%s-edge-token" (include "camstream.fullname" .) -}}
+{{- end -}}
+
+{{/* The edge token, for the edge and the workers (protocols/rtmp/forwarded.py). */}}
+{{- define "camstream.edgeTokenEnv" -}}
+- name: CAMSTREAM_EDGE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "camstream.edgeTokenSecret" . }}
+      key: token
+{{- end -}}
+
+{{- define "camstream.edgeServiceAccount" -}}
+{{- if .Values.edge.serviceAccount.create -}}
+{{- default (include "camstream.edgeName" .) .Values.edge.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.edge.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "camstream.operatorServiceAccount" -}}
 {{- if .Values.operator.serviceAccount.create -}}
 {{- default (include "camstream.operatorName" .) .Values.operator.serviceAccount.name -}}
@@ -150,6 +180,10 @@ the value to change.
 {{- end -}}
 {{- if and .Values.worker.podDisruptionBudget.enabled (not $w.autoscaling.enabled) (le (int $w.replicas) (int $w.podDisruptionBudget.maxUnavailable)) (gt (int $w.replicas) 1) -}}
 {{- fail (printf "worker.podDisruptionBudget.maxUnavailable (%d) must be below worker.replicas (%d), or every worker could be evicted at once" (int $w.podDisruptionBudget.maxUnavailable) (int $w.replicas)) -}}
+{{- end -}}
+{{- $e := .Values.edge -}}
+{{- if and (include "camstream.edgeEnabled" .) (le (int $e.terminationGracePeriodSeconds) (int $e.drainSeconds)) -}}
+{{- fail (printf "edge.terminationGracePeriodSeconds (%d) must exceed edge.drainSeconds (%d), or the kubelet kills the edge before its cameras are let go" (int $e.terminationGracePeriodSeconds) (int $e.drainSeconds)) -}}
 {{- end -}}
 {{- $hook := .Values.operator.webhook -}}
 {{- if and $hook.enabled $hook.certManager.enabled (not $hook.certManager.issuerRef) -}}

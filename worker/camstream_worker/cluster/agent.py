@@ -129,8 +129,12 @@ class Agent:
         clock: Callable[[], float] = time.time,
         cluster_clock: ClusterClock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        push_via_edge: bool = False,
     ) -> None:
+        """`push_via_edge`: pushed cameras reach the workers through an ingest edge
+        (the chart's edge is on), so a handoff waits for their publisher (desired.py)."""
         self._api = api
+        self._push_via_edge = push_via_edge
         self._engine = engine
         self.me = identity.pod_name
         self._http_port = http_port
@@ -270,6 +274,7 @@ class Agent:
             engine_status=self._engine.status,
             reported_phase=reported.get,
             covered=covered,
+            push_via_edge=self._push_via_edge,
         )
         self.heartbeat.announce(confirmed=confirmed)
         if self.ring.healthy_since is not None:

@@ -55,6 +55,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="namespace of the ring ConfigMap and the heartbeat Leases",
     )
     parser.add_argument(
+        "--push-via-edge",
+        action=argparse.BooleanOptionalAction,
+        default=settings.from_env(
+            "CAMSTREAM_PUSH_VIA_EDGE", settings.boolean, False, flag="--push-via-edge"
+        ),
+        help="pushed cameras come through the ingest edge: a handoff waits for their publisher",
+    )
+    parser.add_argument(
         "--leave-seconds",
         type=float,
         default=settings.from_env(
@@ -97,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
         log.error("POD_NAME is not set: cluster mode needs the pod's identity")
         return 2
     args.http = http_settings.from_args(args)  # a bad value ends here, naming its flag
+    from camstream_worker.protocols.rtmp import forwarded
+
+    try:
+        forwarded.token_from_env()  # read again by each RTMP server; checked once here
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     return asyncio.run(serve(args)) or 0
 
 
@@ -171,6 +186,7 @@ async def serve(args: argparse.Namespace) -> int:
             watch_namespaces=tuple(args.watch_namespace),
             heartbeat_seconds=args.heartbeat_seconds,
             cluster_clock=cluster_clock,
+            push_via_edge=args.push_via_edge,
         )
         locator = RingLocator(
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port

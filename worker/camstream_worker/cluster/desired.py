@@ -10,8 +10,12 @@ watched CameraStream or of a stream's state in the engine.
   Live, or Failed (a permanent error the source would hit as well), or a push
   (rtmp) stream that is waiting for its publisher (it cannot be live before the
   camera moves), or a stream the current owner does not have live either
-  (nothing to lose). Confirming needs the stream watch to cover the partition,
-  so a partition with streams not listed yet is never confirmed empty.
+  (nothing to lose). Behind an ingest edge (`push_via_edge`, #15) the camera
+  does reach the target during the handoff (the edge feeds both owners), so
+  a pushed stream the source has live is settled only once it is live here:
+  make-before-break, as for pulled streams. Confirming needs the stream
+  watch to cover the partition, so a partition with streams not listed yet
+  is never confirmed empty.
 - `superseded`: partitions failed over away from this worker while it
   could not see the ring; their streams must restart, not continue.
 - `stream_report`: the status the serving worker writes (all of it: the
@@ -119,6 +123,7 @@ def confirmations(
     engine_status: Callable[[StreamKey], StreamStatus | None],
     reported_phase: Callable[[StreamKey], str | None],
     covered: frozenset[int],
+    push_via_edge: bool = False,
 ) -> frozenset[tuple[int, int]]:
     if doc is None:
         return frozenset()
@@ -132,17 +137,22 @@ def confirmations(
     for p, h in incoming.items():
         if p not in covered:
             continue
-        if all(_settled(s, engine_status(s.key), reported_phase(s.key)) for s in by_partition[p]):
+        if all(
+            _settled(s, engine_status(s.key), reported_phase(s.key), push_via_edge)
+            for s in by_partition[p]
+        ):
             out.add((p, h.id))
     return frozenset(out)
 
 
-def _settled(spec: StreamSpec, status: StreamStatus | None, reported: str | None) -> bool:
+def _settled(
+    spec: StreamSpec, status: StreamStatus | None, reported: str | None, push_via_edge: bool
+) -> bool:
     if status is None:
         return False
     if status.phase in (Phase.LIVE, Phase.FAILED):
         return True
-    if spec.source.protocol == "rtmp" and status.phase is not Phase.PENDING:
+    if spec.source.protocol == "rtmp" and status.phase is not Phase.PENDING and not push_via_edge:
         return True
     return reported != Phase.LIVE.value
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from camstream import ring
-from camstream.handoff import RingDoc
+from camstream.handoff import RingDoc, handoffs_to
 from camstream.spec import StreamKey
 
 
@@ -63,7 +63,16 @@ class RingLocator:
 
     def owner_rtmp(self, key: StreamKey) -> tuple[str, int] | None:
         """Where to relay an RTMP publisher that reached us for another worker's stream
-        (for the RTMP front; the relay itself lives with the RTMP server)."""
+        (for the RTMP front; the relay itself lives with the RTMP server).
+
+        None too while this worker is the target of a handoff of the stream's
+        partition: it runs the stream already, and the ingest edge feeds it
+        beside the source (make-before-break, edge/session.py)."""
+        doc = self._doc()
+        if doc is not None:
+            partition = ring.partition_of(ring.stream_key(key.namespace, key.name), doc.partitions)
+            if partition in handoffs_to(doc, self._me):
+                return None
         address = self.owner_address(key)
         if address is None or self._rtmp_port is None:
             return None

@@ -27,7 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FlvError", "FlvTagParser", "MediaPacket", "TrackConfig", "parse_audio_specific_config"]
+__all__ = [
+    "FlvError",
+    "FlvTagParser",
+    "MediaPacket",
+    "TagRole",
+    "TrackConfig",
+    "parse_audio_specific_config",
+    "tag_role",
+]
 
 TAG_AUDIO = 8
 TAG_VIDEO = 9
@@ -271,3 +279,39 @@ class FlvTagParser:
             return None
         dts = self._unwrap(timestamp_ms)
         return MediaPacket("audio", dts, dts, True, bytes(payload))
+
+
+class TagRole:
+    """What a relay must know of a tag without parsing it (``tag_role``)."""
+
+    OTHER = 0  # a frame that depends on earlier ones, audio, or something unknown
+    VIDEO_CONFIG = 1  # a video sequence header (avcC/hvcC): needed before any frame
+    AUDIO_CONFIG = 2  # an audio sequence header (AudioSpecificConfig)
+    KEYFRAME = 3  # a video frame a decoder can start from
+
+
+def tag_role(tag_type: int, body: bytes) -> int:
+    """The role of an FLV tag body in a stream, from its first bytes only (for the edge).
+
+    The ingest edge (camstream_worker/edge) keeps each codec's sequence
+    header and starts a new owner at a keyframe; it reads only these bytes
+    of a tag, never the frame. Unknown or short tags are OTHER.
+    """
+    if not body:
+        return TagRole.OTHER
+    head = body[0]
+    if tag_type == TAG_VIDEO:
+        if head & 0x80:  # Enhanced RTMP: frame type in bits 4-6, packet type in 0-3
+            if head & 0x0F == _EX_SEQUENCE_START:
+                return TagRole.VIDEO_CONFIG
+            return TagRole.KEYFRAME if (head >> 4) & 0x07 == _FRAME_KEY else TagRole.OTHER
+        if len(body) >= 2 and body[1] == 0 and head & 0x0F in (_CODEC_AVC, _CODEC_HEVC):
+            return TagRole.VIDEO_CONFIG
+        return TagRole.KEYFRAME if head >> 4 == _FRAME_KEY else TagRole.OTHER
+    if tag_type == TAG_AUDIO:
+        sound_format = head >> 4
+        if sound_format == _SOUND_AAC and len(body) >= 2 and body[1] == 0:
+            return TagRole.AUDIO_CONFIG
+        if sound_format == _SOUND_EX_HEADER and head & 0x0F == 0:
+            return TagRole.AUDIO_CONFIG
+    return TagRole.OTHER

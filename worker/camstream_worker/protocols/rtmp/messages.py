@@ -69,6 +69,40 @@ def on_status(stream_id: int, level: str, code: str, description: str, chunk_siz
     return chunks.encode_message(CSID_STATUS, AMF0_COMMAND, stream_id, 0, payload, chunk_size)
 
 
+def connect_replies(
+    txid: float, *, window: int, chunk_size: int, new_chunk_size: int
+) -> bytes:
+    """A server's answer to ``connect``: window, peer bandwidth, its chunk size, ``_result``.
+
+    `chunk_size` is the one in force before; the ``_result`` goes out in
+    `new_chunk_size`, which this answer announces. The worker's RTMP
+    connections and the ingest edge answer the same way.
+    """
+    acks = u32(window)
+    return b"".join(
+        (
+            control(WINDOW_ACK_SIZE, acks, chunk_size),
+            control(SET_PEER_BANDWIDTH, acks + b"\x02", chunk_size),  # dynamic
+            control(SET_CHUNK_SIZE, u32(new_chunk_size), chunk_size),
+            command(
+                0,
+                [
+                    "_result",
+                    txid,
+                    {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
+                    {
+                        "level": "status",
+                        "code": "NetConnection.Connect.Success",
+                        "description": "Connection succeeded.",
+                        "objectEncoding": 0.0,
+                    },
+                ],
+                new_chunk_size,
+            ),
+        )
+    )
+
+
 def command_values(message: chunks.RtmpMessage) -> list[object]:
     """The values of an AMF0 or AMF3 command (an AMF3 command is a format byte + AMF0)."""
     payload = message.payload

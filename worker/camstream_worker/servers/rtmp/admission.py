@@ -61,6 +61,11 @@ class Admission:
         if pending:
             self._unpend(address)
 
+    def move_pending(self, old: str, new: str) -> None:
+        """A stranger turns out to be counted by another address (protocols/rtmp/forwarded.py)."""
+        self._unpend(old)
+        self._pending[new] = self._pending.get(new, 0) + 1
+
     def pending(self, address: str) -> int:
         return self._pending.get(address, 0)
 

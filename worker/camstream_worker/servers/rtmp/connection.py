@@ -59,7 +59,7 @@ import termios
 from collections import deque
 from collections.abc import Callable
 
-from camstream_worker.protocols.rtmp import amf0, chunks, handshake, messages
+from camstream_worker.protocols.rtmp import amf0, chunks, forwarded, handshake, messages
 from camstream_worker.protocols.rtmp.flv import FlvError, FlvTagParser, MediaPacket
 from camstream_worker.protocols.rtmp.names import (
     printable,
@@ -532,31 +532,28 @@ class RtmpConnection(asyncio.Protocol):
         if not isinstance(app, str):
             raise _RtmpProtocolError("connect without an app name")
         self._app = app
+        client = (
+            forwarded.vouched_client(props, self._host.edge_token)
+            if isinstance(props, dict)
+            else None
+        )
+        if client is not None:
+            # An ingest edge relays this camera: count it by the camera's
+            # address (key gate, cap of strangers), not by the edge's.
+            address = address_key(client)
+            self._host.readdress(self, address)
+            self.address = address
+            self.peer = f"{client} via edge {self.peer}"
         self._prefix = f"rtmp {self.peer} {redact_app(app)}"
-        size = self._out_chunk_size
-        window = messages.u32(WINDOW_ACK_SIZE)
-        self._write(messages.control(messages.WINDOW_ACK_SIZE, window, size))
         self._write(
-            messages.control(messages.SET_PEER_BANDWIDTH, window + b"\x02", size)
-        )  # dynamic
-        self._write(
-            messages.control(messages.SET_CHUNK_SIZE, messages.u32(SERVER_CHUNK_SIZE), size)
+            messages.connect_replies(
+                txid,
+                window=WINDOW_ACK_SIZE,
+                chunk_size=self._out_chunk_size,
+                new_chunk_size=SERVER_CHUNK_SIZE,
+            )
         )
         self._out_chunk_size = SERVER_CHUNK_SIZE
-        self._send_command(
-            0,
-            [
-                "_result",
-                txid,
-                {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0},
-                {
-                    "level": "status",
-                    "code": "NetConnection.Connect.Success",
-                    "description": "Connection succeeded.",
-                    "objectEncoding": 0.0,
-                },
-            ],
-        )
 
     def _on_publish(self, stream_id: int, stream_name: str) -> None:
         if self._sink is not None or self._auth_task is not None or self._published:

@@ -153,7 +153,7 @@ class RtmpFront:
         limits = self.limits
         try:
             async with asyncio.timeout(limits.handshake_timeout):
-                app, received = await _handshake_and_connect(client, limits)
+                app, received = await handshake_and_connect(client, limits)
             remote = self._remote_owner(app)
             if remote is not None:
                 self.relayed += 1
@@ -231,10 +231,11 @@ class RtmpFront:
         return self._owner(key)
 
 
-async def _handshake_and_connect(client: socket.socket, limits: Limits) -> tuple[str, bytes]:
+async def handshake_and_connect(client: socket.socket, limits: Limits) -> tuple[str, bytes]:
     """Do the plain RTMP handshake and read up to the client's connect command.
 
-    Returns the connect's app and every byte received after C2.
+    Returns the connect's app and every byte received after C2. The front
+    and the ingest edge (camstream_worker/edge) greet every client with it.
     """
     loop = asyncio.get_running_loop()
     shake = handshake.ServerHandshake()

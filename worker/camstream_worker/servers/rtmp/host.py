@@ -54,6 +54,7 @@ class Host(Protocol):
     refusals: Refusals
     key_gate: KeyGate
     authorize: Authorizer
+    edge_token: str | None  # believe an edge's word on a camera's address (forwarded.py)
 
     def clock(self) -> float:
         """Loop time without the loop's own stalls (clocks.StallClock)."""
@@ -66,6 +67,10 @@ class Host(Protocol):
 
     def admit(self, connection: RtmpConnection) -> str | None:
         """Count a new connection in; or the reason it is refused (too many open)."""
+        ...
+
+    def readdress(self, connection: RtmpConnection, address: str) -> None:
+        """Count a stranger by `address` from now on (an edge vouched for its camera)."""
         ...
 
     def published(self, connection: RtmpConnection) -> None:

@@ -38,6 +38,7 @@ import asyncio
 import logging
 import socket
 
+from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.servers.rtmp.acceptor import Acceptor
 from camstream_worker.servers.rtmp.admission import Admission
 from camstream_worker.servers.rtmp.clocks import StallClock
@@ -67,10 +68,16 @@ class RtmpServer:
         port: int = 1935,
         *,
         limits: Limits | None = None,
+        edge_token: str | None = None,
         **overrides: float | int | None,
     ) -> None:
-        """`overrides`: fields of `limits` to change (read_batch_seconds=0, ...)."""
+        """`overrides`: fields of `limits` to change (read_batch_seconds=0, ...).
+
+        `edge_token`: the ingest edge's shared secret (default: $CAMSTREAM_EDGE_TOKEN),
+        with which an edge vouches for its cameras' addresses (protocols/rtmp/forwarded.py).
+        """
         self.authorize = authorize
+        self.edge_token = edge_token if edge_token is not None else forwarded.token_from_env()
         self.host = host
         self.port = port
         self.limits = (limits or Limits()).replace(**overrides)
@@ -207,6 +214,10 @@ class RtmpServer:
         if refusal is None:
             self._connections.add(connection)
         return refusal
+
+    def readdress(self, connection: RtmpConnection, address: str) -> None:
+        if connection in self._connections and connection.stranger:
+            self.admission.move_pending(connection.address, address)
 
     def published(self, connection: RtmpConnection) -> None:
         self.admission.published(connection.address)

@@ -1,0 +1,204 @@
+"""Ingest edge benchmark: what the extra hop costs per pushed stream (#15).
+
+N RTMP publishers at 1 Mbit/s (H.264 + AAC, 2 s GOP; bench/worker_bench.py's
+senders: the FFmpeg CLI, ten outputs per process, `-re`) push through one
+edge process (`camstream_worker.edge`, the code `camstream edge` runs) to one
+standalone camstream worker (`camstream run`, RTMP → HLS on tmpfs, its
+engine processes as in worker_bench). The edge here reads a fixed ring
+document naming that worker instead of watching the ring ConfigMap: the
+relay is the same code. For each N it measures, over the same window, the
+edge's CPU (% of one core) and memory (PSS, and PSS above the edge's own
+idle footprint, measured before the cameras connect) per stream, beside
+the worker's, and prints the ratio edge / worker. The issue's target for
+the edge: at most 0.1 % of a core and 0.3 MB per stream.
+
+    .venv/bin/python bench/edge_bench.py                 # N = 10, 50
+    .venv/bin/python bench/edge_bench.py --streams 100 --window 30
+
+Streams count only if their playlist gained a segment during the window
+(the relay works, not just connects). Senders are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import worker_bench  # noqa: E402
+from tests.harness.cameras import free_port, make_clip, wait_for_port  # noqa: E402
+
+TARGETS = {"cpu": 0.1, "pss": 0.3}  # per stream, issue 15
+
+
+@dataclass(frozen=True)
+class Figures:
+    cpu_percent: float
+    pss_mb: float
+
+
+@dataclass(frozen=True)
+class Row:
+    streams: int
+    live: int
+    edge: Figures
+    edge_idle_pss_mb: float
+    worker: Figures
+    relayed_mbit_s: float  # written to the worker, all streams
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--window", type=float, default=20.0, help="seconds of CPU measurement")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=0, help="worker engine processes")
+    parser.add_argument(
+        "--serve-edge", nargs=2, type=int, metavar=("PORT", "WORKER_PORT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.serve_edge:
+        return asyncio.run(serve_edge(*args.serve_edge))
+    clip = make_clip(seconds=10, bitrate_kbps=1000, gop_seconds=2, fps=25, container="flv")
+    rows = [measure(count, clip, args) for count in args.streams]
+    return report(rows)
+
+
+async def serve_edge(port: int, worker_port: int) -> int:
+    """The edge with a ring naming one worker on 127.0.0.1 (bench only)."""
+    from camstream.handoff import RingDoc
+    from camstream_worker.edge.server import Edge, RtmpListener
+
+    doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
+    edge = Edge(ring=lambda: doc, worker_rtmp_port=worker_port)
+    edge.add_listener(RtmpListener(edge, "127.0.0.1", port))
+    await edge.start()
+    stats = Path(f"/dev/shm/edge-bench-{port}.stats")
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            relayed = edge.metrics.bytes_out._value.get()
+            _write(stats, f"{edge.stats()['publishing']} {relayed}\n")
+    finally:
+        _write(stats, None)
+
+
+def _write(path: Path, text: str | None) -> None:
+    """The edge's figures for the measuring process (a tiny file on tmpfs)."""
+    if text is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(text)
+
+
+def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
+    with worker_bench.camstream_receiver(count, processes=args.processes) as (
+        worker,
+        worker_urls,
+        playlists_at,
+    ):
+        worker_port = int(worker_urls[0].split(":")[2].split("/")[0])
+        edge_port = free_port()
+        edge = subprocess.Popen(
+            [sys.executable, __file__, "--serve-edge", str(edge_port), str(worker_port)],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(edge_port, timeout=20)
+            time.sleep(1.0)
+            edge_idle = worker_bench._memory_mb(worker_bench._process_tree([edge]))[1]
+            urls = [u.replace(f":{worker_port}/", f":{edge_port}/") for u in worker_urls]
+            positions = worker_bench._fetch_all(playlists_at)
+            senders = [
+                worker_bench._send(urls[i : i + worker_bench.SENDERS_PER_PROCESS], clip)
+                for i in range(0, len(urls), worker_bench.SENDERS_PER_PROCESS)
+            ]
+            try:
+                time.sleep(args.warmup)
+                before = positions()
+                relayed_before = _relayed(edge_port)
+                edge_procs = worker_bench._process_tree([edge])
+                worker_procs = worker_bench._process_tree([worker])
+                edge_cpu = worker_bench._cpu_seconds(edge_procs)
+                worker_cpu = worker_bench._cpu_seconds(worker_procs)
+                start = time.monotonic()
+                time.sleep(args.window)
+                elapsed = time.monotonic() - start
+                edge_cpu = (worker_bench._cpu_seconds(edge_procs) - edge_cpu) / elapsed * 100
+                worker_cpu = (worker_bench._cpu_seconds(worker_procs) - worker_cpu) / elapsed * 100
+                edge_pss = worker_bench._memory_mb(edge_procs)[1]
+                worker_pss = worker_bench._memory_mb(worker_bench._process_tree([worker]))[1]
+                relayed = _relayed(edge_port) - relayed_before
+                after = positions()
+                live = sum(1 for key, n in after.items() if n > before.get(key, 0))
+            finally:
+                worker_bench._stop(senders)
+        finally:
+            worker_bench._stop([edge])
+    row = Row(
+        streams=count,
+        live=live,
+        edge=Figures(edge_cpu, edge_pss),
+        edge_idle_pss_mb=edge_idle,
+        worker=Figures(worker_cpu, worker_pss),
+        relayed_mbit_s=relayed * 8 / 1e6 / elapsed,
+    )
+    print_row(row)
+    return row
+
+
+def _relayed(port: int) -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return float(Path(f"/dev/shm/edge-bench-{port}.stats").read_text().split()[1])
+    return 0.0
+
+
+HEADER = (
+    f"{'N':>4} | {'live':>4} | {'edge CPU %/stream':>17} | {'worker CPU %/stream':>19} | "
+    f"{'edge/worker':>11} | {'edge PSS MB/stream':>18} | {'above idle':>10} | "
+    f"{'worker PSS MB/stream':>20} | {'relayed Mbit/s':>14}"
+)
+
+
+def print_row(row: Row) -> None:
+    if not getattr(print_row, "printed", False):
+        print(HEADER)
+        print("-" * len(HEADER))
+        print_row.printed = True  # type: ignore[attr-defined]
+    n = max(row.live, 1)
+    edge_cpu, worker_cpu = row.edge.cpu_percent / n, row.worker.cpu_percent / n
+    print(
+        f"{row.streams:>4} | {row.live:>4} | {edge_cpu:>17.3f} | {worker_cpu:>19.3f} | "
+        f"{edge_cpu / worker_cpu if worker_cpu else 0:>10.2f}x | "
+        f"{row.edge.pss_mb / n:>18.3f} | {(row.edge.pss_mb - row.edge_idle_pss_mb) / n:>10.3f} | "
+        f"{row.worker.pss_mb / n:>20.2f} | {row.relayed_mbit_s:>14.1f}",
+        flush=True,
+    )
+
+
+def report(rows: list[Row]) -> int:
+    last = rows[-1]
+    n = max(last.live, 1)
+    print()
+    print(
+        f"edge at N = {last.streams}: {last.edge.cpu_percent / n:.3f} % of a core per stream "
+        f"(target {TARGETS['cpu']}), "
+        f"{(last.edge.pss_mb - last.edge_idle_pss_mb) / n:.3f} MB PSS per stream above its idle "
+        f"{last.edge_idle_pss_mb:.1f} MB (target {TARGETS['pss']}); "
+        f"the worker behind it: {last.worker.cpu_percent / n:.3f} % and "
+        f"{last.worker.pss_mb / n:.2f} MB per stream"
+    )
+    return 0 if all(r.live == r.streams for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

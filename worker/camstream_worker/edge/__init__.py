@@ -1,0 +1,27 @@
+"""The ingest edge: holds pushed cameras' connections while workers come and go (#15).
+
+Who runs this: the `camstream-edge` console script (`camstream edge`), one
+process per edge pod of the chart's edge Deployment, behind the RTMP
+LoadBalancer Service. Standalone mode does not use it.
+
+    camera ──RTMP──▶ edge ──RTMP (one chunk per message)──▶ owning worker
+                         └─ during a handoff, also ──────▶ the handoff's target
+
+Modules, top down:
+
+- `cli`: the command line, the ring ConfigMap watch, /readyz and /metrics,
+  SIGTERM → drain.
+- `server`: the `Edge`: its listener set (RTMP today; the seam where an SRT
+  listener is added), the shared caps, key gate and refusals of the worker's
+  RTMP ingest (servers/rtmp), and the drain.
+- `session`: one camera: answers its connect/createStream/publish, asks the
+  owner about its key, then dechunks its media and feeds every owner the ring
+  names for the stream, reconnecting to a new owner without the camera
+  noticing.
+- `upstream`: one RTMP publishing session from the edge to a worker.
+- `owners`: pure: which workers a stream is fed to, from the ring document.
+- `metrics`: the edge's Prometheus figures.
+
+The edge keeps no per-stream state beyond its connections: restarting an
+edge costs each of its cameras one reconnect, nothing else.
+"""
