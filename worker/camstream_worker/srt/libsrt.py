@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import functools
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 # The names Debian's packages give the library (libsrt1.5-gnutls, libsrt1.5-openssl).
 LIBRARY_NAMES = ("libsrt-gnutls.so.1.5", "libsrt-openssl.so.1.5", "libsrt.so.1.5")
+# A path tried first: the worker image keeps its copy in the venv (Dockerfile.worker).
+LIBRARY_VARIABLE = "CAMSTREAM_LIBSRT"
 
 # SRT_SOCKOPT (srt.h)
 SRTO_SNDSYN = 1
@@ -101,7 +104,8 @@ LISTEN_CALLBACK = ctypes.CFUNCTYPE(
 @functools.cache
 def library() -> ctypes.CDLL:
     """libsrt, loaded and started once per process; SrtError when it is not installed."""
-    names = [*LIBRARY_NAMES, ctypes.util.find_library("srt") or ""]
+    names = [os.environ.get(LIBRARY_VARIABLE, ""), *LIBRARY_NAMES]
+    names.append(ctypes.util.find_library("srt") or "")
     for name in filter(None, names):
         try:
             lib = ctypes.CDLL(name)
