@@ -107,13 +107,19 @@ def test_a_publisher_gets_its_own_stream_with_its_own_passphrase(serve) -> None:
     libsrt.close(door)
 
 
-def test_unknown_stream_is_told_not_found(serve) -> None:
-    listener, _ = serve()
-    with pytest.raises(libsrt.SrtError, match="1404"):
+def test_an_unknown_stream_looks_like_a_wrong_passphrase(serve) -> None:
+    listener, recorder = serve()
+    with pytest.raises(libsrt.SrtError) as unknown:
         call(listener.port, "site/nosuch", DOOR_PASS)
-    with pytest.raises(libsrt.SrtError, match="1400"):
+    with pytest.raises(libsrt.SrtError) as wrong:
+        call(listener.port, "site/door", GATE_PASS)
+    assert str(unknown.value) == str(wrong.value)  # a stranger learns nothing from it
+    eventually(lambda: listener.stats()["refused_stream_id"] == 1)
+    eventually(lambda: listener.stats()["refused_unauthorized"] == 1)
+    with pytest.raises(libsrt.SrtError, match="1400"):  # a malformed ID may be told so
         call(listener.port, "#!::r=site/door,m=request", DOOR_PASS)
     assert listener.stats()["refused_stream_id"] == 2
+    assert [key for key, _, _ in recorder.notes] == [DOOR]  # only a real stream is noted
 
 
 def test_connections_per_address_are_capped(serve) -> None:

@@ -22,9 +22,11 @@ The handshake, step by step (libsrt calls `_on_handshake` in its receiver
 thread before the handshake completes, which is SRT's standard place to pick
 a passphrase by stream ID):
 
-    stream ID parsed (protocols/srt/streamid.py) ── refused: bad ID, unknown stream
+    stream ID parsed (protocols/srt/streamid.py) ── refused: a malformed ID, m=request
       → caps: all connections, per address ── refused: capacity, per address
-      → the stream's passphrase and latency set on the new socket
+      → the stream's passphrase and latency set on the new socket (an unknown
+        stream: a random passphrase, so it fails below like a wrong one and a
+        stranger cannot learn which streams exist)
       → libsrt's key exchange ── fails: wrong or missing passphrase, seen as a
         handshake that never reached accept (`HANDSHAKE_TIMEOUT`, or the socket
         closed first): refused as unauthorized, noted on the stream
@@ -37,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -86,6 +89,7 @@ class _Pending:
     address: str
     peer: str
     since: float
+    known: bool  # the stream takes publishers here (else it was given a random passphrase)
 
 
 @dataclass(slots=True)
@@ -200,14 +204,6 @@ class SrtListener:
         if isinstance(parsed, streamid.Refused):
             return self._reject(sock, "stream_id", peer, parsed.reason, libsrt.REJX_BAD_REQUEST)
         publication = self._streams.get(parsed)
-        if publication is None:
-            return self._reject(
-                sock,
-                "stream_id",
-                peer,
-                f"{parsed} takes no SRT publishers here",
-                libsrt.REJX_NOTFOUND,
-            )
         with self._lock:
             if len(self._connections) + len(self._pending) >= self._limits.max_connections:
                 cap = self._limits.max_connections
@@ -220,9 +216,16 @@ class SrtListener:
                     sock, "per_address", peer, f"{cap} connections from {address} already",
                     libsrt.REJX_OVERLOAD,
                 )  # fmt: skip
-            libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, publication.passphrase)
-            libsrt.set_int(sock, libsrt.SRTO_RCVLATENCY, publication.latency_ms)
-            self._pending[sock] = _Pending(parsed, address, peer, self._clock())
+            if publication is None:
+                # An unknown stream gets a passphrase nobody knows, so it fails in the
+                # key exchange exactly as a wrong passphrase does: a stranger cannot
+                # tell which streams exist (as for RTMP, where both get BadName).
+                libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, secrets.token_urlsafe(32))
+            else:
+                libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, publication.passphrase)
+                libsrt.set_int(sock, libsrt.SRTO_RCVLATENCY, publication.latency_ms)
+            known = publication is not None
+            self._pending[sock] = _Pending(parsed, address, peer, self._clock(), known)
             self._per_address[address] = self._per_address.get(address, 0) + 1
         return 0
 
@@ -265,7 +268,7 @@ class SrtListener:
     def _adopt(self, sock: int, peer: str) -> None:
         with self._lock:
             pending = self._pending.pop(sock, None)
-        if pending is None:  # not through our callback: cannot happen, refuse anyway
+        if pending is None or not pending.known:  # cannot happen (see _decide); refuse anyway
             libsrt.close(sock)
             return
         libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)
@@ -335,8 +338,14 @@ class SrtListener:
                 del self._pending[sock]
                 self._release(pending.address)
         for _sock, pending in failed:
+            prefix = f"srt {pending.peer}"
+            if not pending.known:
+                self.refusals.refuse(
+                    "stream_id", prefix, f"{pending.key} takes no SRT publishers here"
+                )
+                continue
             why = "the handshake failed after the stream ID: wrong passphrase, or none"
-            self.refusals.refuse("unauthorized", f"srt {pending.peer}", f"{pending.key}: {why}")
+            self.refusals.refuse("unauthorized", prefix, f"{pending.key}: {why}")
             self._note(pending.key, "WrongPassphrase", pending.peer, "wrong or missing passphrase")
         for sock, connection in list(self._connections.items()):
             if libsrt.state(sock) >= libsrt.SRTS_BROKEN:
