@@ -37,9 +37,11 @@ def srt_push(name: str, latency_ms: int = 200) -> list[dict[str, object]]:
     ]
 
 
-def start(start_worker, manifests: list[dict[str, object]]) -> tuple[WorkerProcess, int]:
+def start(
+    start_worker, manifests: list[dict[str, object]], processes: int = 2
+) -> tuple[WorkerProcess, int]:
     port = udp_free_port()
-    return start_worker(manifests, extra_args=("--srt-port", str(port))), port
+    return start_worker(manifests, processes, extra_args=("--srt-port", str(port))), port
 
 
 def assert_plays(worker: WorkerProcess, name: str, count: int = 4) -> None:
@@ -68,8 +70,10 @@ def wait_metric(worker: WorkerProcess, line_start: str, at_least: float) -> floa
     return value
 
 
-def test_publish_with_passphrase_plays_as_hls(start_worker) -> None:
-    worker, port = start(start_worker, srt_push("door"))
+@pytest.mark.parametrize("processes", [1, 2])
+def test_publish_with_passphrase_plays_as_hls(start_worker, processes: int) -> None:
+    """Two engine processes: the front relays to the stream's process; one: to its engine."""
+    worker, port = start(start_worker, srt_push("door"), processes)
     assert worker.stream("door")["phase"] == "Connecting"  # waiting for its camera
     stream_id = "#!::u=cam7,r=default/door,m=publish"  # keys in any order, u ignored
     with SrtCamera(port, stream_id=stream_id, passphrase=PASSPHRASE + "door"):

@@ -8,9 +8,10 @@ answer `Engines`. The service
 - keeps the listener's table (`SrtListener.publish`) equal to the engine's
   SRT push streams, with each passphrase resolved from the stream's Secret in
   the event loop (the listener's handshake callback cannot wait for a
-  Secret); it looks at the specs every `REFRESH` seconds and resolves the
-  Secrets again when they change, or every `RESOLVE` seconds (a rotated
-  passphrase);
+  Secret); it looks at the specs every `REFRESH` seconds and reads the
+  Secrets of new or changed streams, of a stream whose publisher was just
+  refused (it may know a rotated passphrase), and of all every `RESOLVE`
+  seconds;
 - moves what the listener's thread reports into the event loop (`_LoopHandler`).
 
 A stream whose passphrase cannot be resolved, or is not 10 to 79 characters
@@ -38,7 +39,10 @@ from camstream_worker.sources.srt import passphrase_problem, takes_publishers
 log = logging.getLogger(__name__)
 
 REFRESH = 1.0  # seconds between looks at the engine's specs
-RESOLVE = 30.0  # seconds between resolving every passphrase again
+# Seconds between reading every stream's passphrase again. A cluster worker
+# with 500 SRT streams reads 1.7 Secrets a second for it; a rotated passphrase
+# is read at once anyway when a publisher is refused (`stale`).
+RESOLVE = 300.0
 
 
 class Engines(Protocol):
@@ -57,12 +61,18 @@ class _LoopHandler:
     def __init__(self, loop: asyncio.AbstractEventLoop, engines: Engines) -> None:
         self._loop = loop
         self._engines = engines
+        self.service: SrtService | None = None
 
     def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
         self._loop.call_soon_threadsafe(self._adopt, key, peer, sock)
 
     def refused(self, key: StreamKey, reason: str, message: str) -> None:
-        self._loop.call_soon_threadsafe(self._engines.note, key, reason, message)
+        self._loop.call_soon_threadsafe(self._refused, key, reason, message)
+
+    def _refused(self, key: StreamKey, reason: str, message: str) -> None:
+        self._engines.note(key, reason, message)
+        if self.service is not None:
+            self.service.stale(key)
 
     def _adopt(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
         try:
@@ -86,6 +96,8 @@ class SrtService:
         self._secrets = secrets
         self._clock = clock
         self._known: dict[StreamKey, StreamSpec] = {}
+        self._table: dict[StreamKey, Publication] = {}
+        self._stale: set[StreamKey] = set()
         self._resolved_at = -RESOLVE
         self._task: asyncio.Task[None] | None = None
 
@@ -98,11 +110,10 @@ class SrtService:
         secrets: SecretResolver,
         limits: SrtLimits | None = None,
     ) -> SrtService:
-        listener = SrtListener(
-            host, port, _LoopHandler(asyncio.get_running_loop(), engines), limits=limits
-        )
+        handler = _LoopHandler(asyncio.get_running_loop(), engines)
+        listener = SrtListener(host, port, handler, limits=limits)
         listener.start()
-        service = cls(listener, engines, secrets)
+        service = handler.service = cls(listener, engines, secrets)
         await service.refresh()
         service._task = asyncio.create_task(service._keep_current())
         return service
@@ -115,28 +126,47 @@ class SrtService:
         return self.listener.stats()
 
     async def refresh(self) -> None:
-        """Resolve the passphrases again if the specs changed or RESOLVE has passed."""
+        """Resolve the passphrases of new or changed streams, of streams that refused a
+        publisher (it may know a rotated passphrase), and of all every RESOLVE seconds."""
         wanted = {k: s for k, s in self._engines.specs().items() if takes_publishers(s)}
         now = self._clock()
-        if wanted == self._known and now - self._resolved_at < RESOLVE:
+        if now - self._resolved_at >= RESOLVE:
+            keys, self._resolved_at = set(wanted), now
+        else:
+            keys = {k for k, s in wanted.items() if self._known.get(k) != s}
+            keys |= self._stale & set(wanted)
+        gone = set(self._known) - set(wanted)
+        self._known, self._stale = wanted, set()
+        if not keys and not gone:
             return
-        self._known, self._resolved_at = wanted, now
-        table: dict[StreamKey, Publication] = {}
-        for key, spec in wanted.items():
-            ref = spec.source.srt.passphrase
-            if ref is None:  # spec.py requires one for a pushed stream
-                continue
-            try:
-                passphrase = await self._secrets.get(key.namespace, ref)
-            except SecretError as exc:
-                log.warning("[%s] srt: no publishers taken: %s", key, exc)
-                continue
-            problem = passphrase_problem(passphrase)
-            if problem is not None:
-                log.warning("[%s] srt: no publishers taken: %s", key, problem)
-                continue
-            table[key] = Publication(passphrase, spec.source.srt.latency_ms)
+        table = {k: v for k, v in self._table.items() if k in wanted}
+        for key in keys:
+            publication = await self._resolve(key, wanted[key])
+            if publication is None:
+                table.pop(key, None)
+            else:
+                table[key] = publication
+        self._table = table
         self.listener.publish(table)
+
+    def stale(self, key: StreamKey) -> None:
+        """A publisher of `key` was refused: read its passphrase again at the next refresh."""
+        self._stale.add(key)
+
+    async def _resolve(self, key: StreamKey, spec: StreamSpec) -> Publication | None:
+        ref = spec.source.srt.passphrase
+        if ref is None:  # spec.py requires one for a pushed stream
+            return None
+        try:
+            passphrase = await self._secrets.get(key.namespace, ref)
+        except SecretError as exc:
+            log.warning("[%s] srt: no publishers taken: %s", key, exc)
+            return None
+        problem = passphrase_problem(passphrase)
+        if problem is not None:
+            log.warning("[%s] srt: no publishers taken: %s", key, problem)
+            return None
+        return Publication(passphrase, spec.source.srt.latency_ms)
 
     async def _keep_current(self) -> None:
         while True:
