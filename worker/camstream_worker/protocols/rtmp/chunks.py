@@ -313,7 +313,9 @@ class ChunkDecoder:
         if type_id == SET_CHUNK_SIZE:
             value &= 0x7FFFFFFF  # the top bit is reserved
             if not MIN_CHUNK_SIZE <= value <= MAX_CHUNK_SIZE:
-                raise ChunkError(f"chunk size {value} outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
+                raise ChunkError(
+                    f"chunk size {value} outside {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}"
+                )
             self.chunk_size = value
         else:
             st = self._streams.get(value)
