@@ -30,13 +30,14 @@ from camstream.spec_rules import (
     secret_name_problem,
 )
 
-Protocol = Literal["rtsp", "rtmp", "synthetic", "file", "http"]
-PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "synthetic", "file", "http")
+Protocol = Literal["rtsp", "rtmp", "srt", "synthetic", "file", "http"]
+PROTOCOLS: tuple[str, ...] = ("rtsp", "rtmp", "srt", "synthetic", "file", "http")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _URL_SCHEMES: dict[str, tuple[str, ...]] = {
     "rtsp": ("rtsp", "rtsps"),
     "http": ("http", "https"),
     "file": ("", "file"),
+    "srt": ("srt",),
 }
 
 
@@ -95,6 +96,15 @@ class SyntheticOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class SrtOptions:
+    """spec.source.srt: how an SRT camera is received (push) or called (pull, with a url)."""
+
+    passphrase: SecretRef | None = None
+    latency_ms: int = 120
+    key_length: int = 16
+
+
+@dataclass(frozen=True, slots=True)
 class SourceSpec:
     protocol: Protocol
     url: str | None = None
@@ -103,6 +113,7 @@ class SourceSpec:
     # The author accepts sending credentials readable on the wire (rtsp://, http://).
     allow_insecure_credentials: bool = False
     stream_key: SecretRef | None = None
+    srt: SrtOptions = field(default_factory=SrtOptions)
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
     stall_timeout_seconds: int = 10
 
@@ -315,8 +326,8 @@ def _parse_source(raw: Mapping[str, Any], local_files: bool) -> SourceSpec:
     url = raw.get("url")
     if url is not None and not isinstance(url, str):
         raise SpecError("spec.source.url", "must be a string")
-    if protocol in _URL_SCHEMES:
-        url = _check_url(url, protocol)
+    if protocol in _URL_SCHEMES and (protocol != "srt" or url is not None):
+        url = _check_url(url, protocol)  # srt: a url makes it a pull, none a push
     transport = raw.get("rtspTransport", "tcp")
     if transport not in ("tcp", "udp"):
         raise SpecError("spec.source.rtspTransport", "must be tcp or udp")
@@ -347,6 +358,12 @@ def _parse_source(raw: Mapping[str, Any], local_files: bool) -> SourceSpec:
             "spec.source.streamKeySecretRef",
             "an rtmp source needs a stream key Secret (the key the camera must present)",
         )
+    srt = _parse_srt(_mapping(raw.get("srt", {}), "spec.source.srt"))
+    if protocol == "srt" and url is None and srt.passphrase is None:
+        raise SpecError(
+            "spec.source.srt.passphraseSecretRef",
+            "a pushed srt source needs a passphrase Secret (the passphrase the camera must use)",
+        )
     syn = _mapping(raw.get("synthetic", {}), "spec.source.synthetic")
     path = "spec.source.synthetic"
     synthetic = SyntheticOptions(
@@ -364,8 +381,28 @@ def _parse_source(raw: Mapping[str, Any], local_files: bool) -> SourceSpec:
         credentials=credentials,
         allow_insecure_credentials=allow_insecure,
         stream_key=stream_key,
+        srt=srt,
         synthetic=synthetic,
         stall_timeout_seconds=_int(raw, "stallTimeoutSeconds", 10, 2, 300, "spec.source"),
+    )
+
+
+def _parse_srt(raw: Mapping[str, Any]) -> SrtOptions:
+    path = "spec.source.srt"
+    passphrase = None
+    if "passphraseSecretRef" in raw:
+        ref_path = f"{path}.passphraseSecretRef"
+        ref = _mapping(raw["passphraseSecretRef"], ref_path)
+        passphrase = SecretRef(
+            _secret_name(ref, ref_path), _secret_key(ref, "key", "passphrase", ref_path)
+        )
+    key_length = raw.get("keyLength", 16)
+    if key_length not in (16, 24, 32) or isinstance(key_length, bool):
+        raise SpecError(f"{path}.keyLength", "must be one of 16, 24, 32")
+    return SrtOptions(
+        passphrase=passphrase,
+        latency_ms=_int(raw, "latencyMs", 120, 20, 8000, path),
+        key_length=key_length,
     )
 
 
@@ -384,6 +421,19 @@ def _check_url(url: str | None, protocol: str) -> str:
         )
     if protocol != "file" and not parts.hostname:
         raise SpecError("spec.source.url", "has no host")
+    if protocol == "srt":
+        if "passphrase" in parts.query.lower():
+            raise SpecError(
+                "spec.source.url",
+                "the passphrase must not be written in the url; "
+                "use spec.source.srt.passphraseSecretRef",
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is None or parts.path not in ("", "/"):
+            raise SpecError("spec.source.url", "an srt url is srt://host:port")
     return url
 
 

@@ -161,3 +161,33 @@ def test_libfaketime_is_a_test_package() -> None:
     assert "libfaketime" in read_list(DEPS / "apt-test.txt")
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
     assert "libfaketime does not shift the clock" in bootstrap  # the check after the install
+
+
+def test_libsrt_is_listed_for_machines_and_the_worker_image() -> None:
+    """The SRT ingest loads Debian's libsrt (camstream_worker/srt/libsrt.py).
+
+    tests/srt fails on a machine without it; this fails when a list a fresh
+    machine or the worker image installs from loses it, or names a package
+    whose library the binding does not look for.
+    """
+    package = "libsrt1.5-gnutls"
+    assert package in read_list(DEPS / "apt-media.txt")  # make demo, make test
+    assert package in read_list(DEPS / "apt-worker-runtime.txt")  # Dockerfile.worker
+    dockerfile = (REPO / "Dockerfile.worker").read_text()
+    assert "scripts/deps/apt-worker-runtime.txt" in dockerfile
+    library = "libsrt-gnutls.so.1.5"
+    assert library in dockerfile
+    binding = (REPO / "worker" / "camstream_worker" / "srt" / "libsrt.py").read_text()
+    assert f'"{library}"' in binding
+    assert f"CAMSTREAM_LIBSRT=/opt/venv/lib/native/{library}" in dockerfile
+
+
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="not a Debian machine")
+def test_runtime_and_media_packages_exist_in_debian() -> None:
+    for listed in ("apt-worker-runtime.txt", "apt-media.txt"):
+        for package in read_list(DEPS / listed):
+            result = subprocess.run(
+                ["apt-cache", "show", "--no-all-versions", package],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert result.returncode == 0 and f"Package: {package}" in result.stdout, package

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from camstream.spec import SpecError, parse_stream
+from camstream.spec import SecretRef, SpecError, parse_stream
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "camerastream.yaml"
 
@@ -112,3 +112,60 @@ def test_secret_references_keep_their_keys() -> None:
         "username",
         "pw",
     )
+
+
+# -- srt
+
+
+def _srt(source: dict[str, object]) -> dict[str, object]:
+    return {"metadata": {"name": "cam", "namespace": "site"}, "spec": {"source": source}}
+
+
+def test_srt_push_needs_a_passphrase_and_gets_the_crd_defaults() -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_stream(_srt({"protocol": "srt"}))
+    assert refused.value.field == "spec.source.srt.passphraseSecretRef"
+    spec = parse_stream(_srt({"protocol": "srt", "srt": {"passphraseSecretRef": {"name": "k"}}}))
+    assert spec.source.url is None
+    assert spec.source.srt.passphrase == SecretRef("k", "passphrase")
+    assert (spec.source.srt.latency_ms, spec.source.srt.key_length) == (120, 16)
+    schema = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    srt = schema["properties"]["spec"]["properties"]["source"]["properties"]["srt"]["properties"]
+    assert srt["latencyMs"]["default"] == 120 and srt["keyLength"]["default"] == 16
+    assert srt["passphraseSecretRef"]["properties"]["key"]["default"] == "passphrase"
+
+
+def test_srt_pull_takes_a_url_without_a_passphrase() -> None:
+    spec = parse_stream(_srt({"protocol": "srt", "url": "srt://127.0.0.1:9000"}))
+    assert spec.source.url == "srt://127.0.0.1:9000" and spec.source.srt.passphrase is None
+
+
+@pytest.mark.parametrize(
+    ("source", "field", "words"),
+    [
+        ({"protocol": "srt", "url": "srt://cam"}, "spec.source.url", "srt://host:port"),
+        ({"protocol": "srt", "url": "rtsp://cam:1"}, "spec.source.url", "srt://"),
+        (
+            {"protocol": "srt", "url": "srt://cam:1?passphrase=hunter2hunter2"},
+            "spec.source.url",
+            "passphraseSecretRef",
+        ),
+        (
+            {"protocol": "srt", "url": "srt://c:1", "srt": {"latencyMs": 5}},
+            "spec.source.srt.latencyMs",
+            "20 to 8000",
+        ),
+        (
+            {"protocol": "srt", "url": "srt://c:1", "srt": {"keyLength": 20}},
+            "spec.source.srt.keyLength",
+            "16, 24, 32",
+        ),
+    ],
+)
+def test_bad_srt_sources_name_their_field(
+    source: dict[str, object], field: str, words: str
+) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse_stream(_srt(source))
+    assert refused.value.field == field and words in refused.value.message
+    assert "hunter2" not in str(refused.value)

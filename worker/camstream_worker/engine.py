@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from camstream_worker.outputs.hls.sequence import SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
-from camstream_worker.sources.base import PushedSource
+from camstream_worker.sources.base import PushedSource, SocketFedSource
 from camstream_worker.sources.egress import Egress
 from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
@@ -75,6 +76,10 @@ class Engine:
         """The latest spec applied for `key` (the HTTP server reads its playback
         policy; a change of that alone restarts nothing)."""
         return self._specs.get(key)
+
+    def specs(self) -> Mapping[StreamKey, StreamSpec]:
+        """Every spec applied (the SRT service reads which streams take publishers)."""
+        return self._specs
 
     # -- desired state
 
@@ -152,6 +157,24 @@ class Engine:
             log.info("rtmp publish from %s rejected: %s is not an rtmp stream here", peer, key)
             return None
         return await source.admit(offered, peer)
+
+    # -- SRT: the listener (servers/srt/listener.py) delivers accepted publishers
+
+    def adopt_publisher(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        """A publisher the SRT listener accepted for `key`: its stream's source takes it."""
+        stream = self._streams.get(key)
+        source = stream.source if stream is not None else None
+        if not isinstance(source, SocketFedSource):
+            log.info("srt publisher %s dropped: %s is not an srt stream here", peer, key)
+            sock.close()
+            return
+        source.admit_socket(sock, peer)
+
+    def note(self, key: StreamKey, reason: str, message: str) -> None:
+        """Show on a waiting stream why a publisher was refused (secret-free `message`)."""
+        stream = self._streams.get(key)
+        if stream is not None:
+            stream.note(reason, message)
 
     def _notify(self, status: StreamStatus) -> None:
         for listener in self._listeners:

@@ -18,6 +18,7 @@ from pathlib import Path
 from camstream import settings
 from camstream_worker.servers.http import settings as http_settings
 from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.servers.srt.limits import SrtLimits
 from camstream_worker.sources import policy
 from camstream_worker.sources.policy import SourcePolicy
 
@@ -35,6 +36,9 @@ class Serving:
     hls_dir: Path
     sources: SourcePolicy  # what pulled sources may reach, which files they may read
     rtmp: Limits = field(default_factory=Limits)  # CAMSTREAM_RTMP_* (limits.py)
+    # The SRT ingest's UDP port; None: no SRT listener (SRT pull works regardless).
+    srt_port: int | None = None
+    srt: SrtLimits = field(default_factory=SrtLimits)  # CAMSTREAM_SRT_* (servers/srt/limits.py)
     # Viewer auth, CORS, the admin surface and connection limits of the HTTP port.
     http: http_settings.HttpSettings = field(default_factory=http_settings.HttpSettings)
 
@@ -66,6 +70,13 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--rtmp-port", type=int, default=1935)
+    parser.add_argument(
+        "--srt-port",
+        type=int,
+        default=None,
+        help="UDP port of the SRT ingest (off unless given; 8890 is the usual one; "
+        "0 picks a free port); pushed `protocol: srt` streams need it",
+    )
     parser.add_argument(
         "--processes",
         type=int,
@@ -127,6 +138,8 @@ def serving(
         hls_dir=hls_dir,
         sources=SourcePolicy.build(denied=denied, file_roots=file_roots),
         rtmp=Limits.from_env(environ),
+        srt_port=args.srt_port,
+        srt=SrtLimits.from_env(environ),
         http=http_settings.from_args(args, environ),
     )
 

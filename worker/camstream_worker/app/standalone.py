@@ -38,6 +38,7 @@ from camstream_worker.servers.http.server import bound_port, make_admin_app, mak
 from camstream_worker.servers.rtmp.front import RtmpFront
 from camstream_worker.servers.rtmp.limits import raise_fd_limit
 from camstream_worker.servers.rtmp.listener import RtmpServer
+from camstream_worker.servers.srt.hosting import SrtService
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,11 @@ class Standalone:
     recording: recording.Recording
     admin: Any = None  # the admin port's runner, when it has a port of its own
     admin_port: int | None = None
+    srt: SrtService | None = None  # with --srt-port
 
     async def close(self) -> None:
+        if self.srt is not None:
+            await self.srt.close()
         await self.rtmp.close()
         await self.engine.close()  # recorders close their groups
         await self.recording.close(deadline=time.monotonic() + UPLOAD_ON_EXIT_SECONDS)
@@ -154,7 +158,12 @@ async def start_standalone(
         await listener.start()
         engine, rtmp, rtmp_stats = single, listener, listener.stats
     await engine.apply(manifests.streams)
-    registry = worker_registry(rtmp_stats)
+    srt = None
+    if serving.srt_port is not None:
+        srt = await SrtService.start(
+            serving.host, serving.srt_port, engine, secrets, limits=serving.srt
+        )
+    registry = worker_registry(rtmp_stats, srt_stats=srt.stats if srt is not None else None)
     # Exported with recording off too (all zero), so dashboards and alerts see one shape.
     stats = kept.uploader.stats if kept.uploader is not None else UploadStats()
     registry.register(RecordingCollector(stats))
@@ -170,7 +179,7 @@ async def start_standalone(
     )
     recordings.use_store(app, kept.store)
     http = await serve(app, serving.host, serving.http_port)
-    worker = Standalone(engine, rtmp, http, bound_port(http), kept)
+    worker = Standalone(engine, rtmp, http, bound_port(http), kept, srt=srt)
     if serving.http.admin_port is not None:
         worker.admin = await serve(make_admin_app(app), serving.host, serving.http.admin_port)
         worker.admin_port = bound_port(worker.admin)
@@ -189,7 +198,8 @@ async def run_standalone(run: config.RunConfig) -> int:
     index_port = worker.admin_port if worker.admin_port is not None else worker.http_port
     print(
         f"camstream: {len(manifests.streams)} streams, "
-        f"index page http://{host}:{index_port}/ , rtmp://{host}:{worker.rtmp.port}/",
+        f"index page http://{host}:{index_port}/ , rtmp://{host}:{worker.rtmp.port}/"
+        + (f" , srt://{host}:{worker.srt.port}" if worker.srt is not None else ""),
         flush=True,
     )
     await wait_for_signal()

@@ -42,6 +42,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--http-port", type=int, default=8080)
     parser.add_argument("--rtmp-port", type=int, default=1935)
     parser.add_argument(
+        "--srt-port",
+        type=int,
+        default=None,
+        help="UDP port of the SRT ingest (off unless given); takes publishers of this "
+        "worker's own streams only (routing to the owner is the ingest edge's job)",
+    )
+    parser.add_argument(
         "--hls-dir",
         type=Path,
         default=settings.from_env(
@@ -125,6 +132,8 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream_worker.servers.http.server import make_admin_app, make_app
     from camstream_worker.servers.http.server import serve as serve_http
     from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
+    from camstream_worker.servers.srt.hosting import SrtService
+    from camstream_worker.servers.srt.limits import SrtLimits
 
     from .agent import Agent, Identity
     from .clock import ClusterClock
@@ -194,8 +203,14 @@ async def serve(args: argparse.Namespace) -> int:
         rtmp = await engine.serve_rtmp(
             host, args.rtmp_port, owner=locator.owner_rtmp, is_mine=locator.is_mine
         )
+        srt = None
+        if args.srt_port is not None:
+            srt = await SrtService.start(
+                host, args.srt_port, engine, secrets, limits=SrtLimits.from_env()
+            )
         registry = worker_registry(
             lambda: engine.rtmp_stats(rtmp),
+            srt_stats=srt.stats if srt is not None else None,
             partitions=lambda: _owned_partitions(agent.current_doc(), identity.pod_name),
             double_serving=lambda: agent.double_serving_seconds,
         )
@@ -242,6 +257,8 @@ async def serve(args: argparse.Namespace) -> int:
             agent_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await agent_task
+            if srt is not None:
+                await srt.close()
             await rtmp.close()
             await engine.apply({})  # stop every stream and remove its files
             await engine.close()

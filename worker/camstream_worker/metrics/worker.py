@@ -10,6 +10,12 @@ time from counters the RTMP server and the cluster agent keep anyway:
                                           reason one of RTMP_REFUSAL_REASONS below
     camstream_rtmp_accepting              gauge, 1 while the RTMP port accepts
                                           connections (0: out of file descriptors)
+    camstream_srt_connections             gauge, SRT publishers connected now
+    camstream_srt_handshakes              gauge, SRT handshakes past the stream ID, not done
+    camstream_srt_received_bytes_total    counter, bytes SRT publishers delivered
+    camstream_srt_rejected_total{reason}  counter, SRT publishers refused or dropped,
+                                          reason one of SRT_REFUSAL_REASONS below
+                                          (the three SRT families only with an SRT port)
     camstream_worker_partitions           gauge, ring partitions this worker owns
                                           (cluster mode only)
     camstream_stream_double_serving_seconds_total
@@ -46,14 +52,28 @@ RTMP_REFUSAL_REASONS: Mapping[str, str] = {
 }
 
 
+# The label values of camstream_srt_rejected_total (docs/threat-model-srt.md).
+SRT_REFUSAL_REASONS: Mapping[str, str] = {
+    "stream_id": "a stream ID that is malformed, asks to play, or names no SRT stream here",
+    "unauthorized": "the handshake failed after the stream ID: wrong or missing passphrase",
+    "capacity": "the listener's connection cap is reached",
+    "per_address": "too many connections from one address",
+    "timeout": "a publisher that sends nothing for the idle timeout",
+    "bitrate": "a publisher above the bitrate cap",
+    "buffer": "bytes waiting for a stream that does not take them, over the cap",
+}
+
+
 class WorkerCollector(Collector):
     def __init__(
         self,
         rtmp_stats: RtmpStats,
         partitions: Callable[[], int] | None,
         double_serving: Callable[[], float] | None = None,
+        srt_stats: RtmpStats | None = None,
     ) -> None:
         self._rtmp_stats = rtmp_stats
+        self._srt_stats = srt_stats
         self._partitions = partitions
         self._double_serving = double_serving
 
@@ -76,6 +96,8 @@ class WorkerCollector(Collector):
                 "1 while the RTMP port accepts connections",
                 value=stats["accepting"],
             )
+        if self._srt_stats is not None:
+            yield from _srt_metrics(self._srt_stats())
         if self._partitions is not None:
             yield GaugeMetricFamily(
                 "camstream_worker_partitions",
@@ -91,17 +113,42 @@ class WorkerCollector(Collector):
             )
 
 
+def _srt_metrics(stats: Mapping[str, int]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "camstream_srt_connections",
+        "SRT publishers connected now",
+        value=stats.get("connections", 0),
+    )
+    yield GaugeMetricFamily(
+        "camstream_srt_handshakes",
+        "SRT handshakes past the stream ID and not completed yet",
+        value=stats.get("handshaking", 0),
+    )
+    yield CounterMetricFamily(
+        "camstream_srt_received_bytes",
+        "Bytes SRT publishers delivered",
+        value=stats.get("bytes_received", 0),
+    )
+    rejected = CounterMetricFamily(
+        "camstream_srt_rejected", "SRT publishers refused or dropped", labels=["reason"]
+    )
+    for reason in SRT_REFUSAL_REASONS:
+        rejected.add_metric([reason], stats.get(f"refused_{reason}", 0))
+    yield rejected
+
+
 def worker_registry(
     rtmp_stats: RtmpStats,
     partitions: Callable[[], int] | None = None,
     double_serving: Callable[[], float] | None = None,
+    srt_stats: RtmpStats | None = None,
 ) -> CollectorRegistry:
     """A registry with the process collectors and the worker's own metrics."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    registry.register(WorkerCollector(rtmp_stats, partitions, double_serving))
+    registry.register(WorkerCollector(rtmp_stats, partitions, double_serving, srt_stats))
     return registry
 
 

@@ -127,6 +127,9 @@ class _Child:
             self._spawn(self._apply(number, specs, sequences))
         elif verb == ipc.CLOSE:
             self._spawn(self._close(message[1]))
+        elif verb == ipc.NOTE:
+            _, key, reason, text = message
+            self._engine.note(key, reason, text)
         elif verb == ipc.SECRET:
             _, number, ok, value = message
             self._secrets.requests.answer(number, (ok, value))
@@ -155,9 +158,11 @@ class _Child:
         if passed is None:
             self._done.set()  # the parent closed its end
             return
-        connection, received, connected_at = passed
-        age = max(0.0, time.monotonic() - connected_at)
-        self._spawn(self._rtmp.adopt(connection, received, age=age))
+        if isinstance(passed, ipc.SrtPublisher):
+            self._engine.adopt_publisher(passed.key, passed.peer, passed.sock)
+            return
+        age = max(0.0, time.monotonic() - passed.connected_at)
+        self._spawn(self._rtmp.adopt(passed.sock, passed.received, age=age))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -9,13 +9,17 @@ answered with the same number (`Requests` keeps the futures):
 
     parent → child   (APPLY, n, specs, start_sequences) | (CLOSE, n)
                      | (SECRET, n, ok, value or the SecretError, whose class is the reason)
+                     | (NOTE, StreamKey, reason, message): a refused SRT publisher
     child → parent   (DONE, n) | (STATUS, StreamStatus) | (SNAPSHOT, [StreamStatus])
                      | (SECRET, n, namespace, SecretRef) | (RTMP, {counter: value})
 
 The connection socket (a Unix SOCK_SEQPACKET pair) passes RTMP connections:
 the file descriptor itself (SCM_RIGHTS) and, in the same message, the time
 the client connected (time.monotonic(), one clock for the whole system) and
-the bytes the parent read after the handshake. A message is never empty, so
+the bytes the parent read after the handshake. It also passes SRT publishers: the
+Unix socket the SRT listener relays a publisher's MPEG-TS bytes into (the
+SRT socket itself lives in libsrt and cannot be passed), with the stream and
+the peer. The first byte of a message says which (`_RTMP`, `_SRT`). A message is never empty, so
 the parent's hang-up (an empty message) is told from a connection whose
 descriptor the kernel dropped because the child had none left
 (`DescriptorLost`).
@@ -28,8 +32,11 @@ import itertools
 import multiprocessing.connection
 import socket
 import struct
+from dataclasses import dataclass
 from multiprocessing.context import SpawnContext
 from typing import Generic, TypeVar
+
+from camstream.spec import StreamKey
 
 APPLY = "apply"
 CLOSE = "close"
@@ -38,9 +45,13 @@ DONE = "done"
 STATUS = "status"
 SNAPSHOT = "snapshot"
 RTMP = "rtmp"
+NOTE = "note"
 
 MAX_RECEIVED = 1 << 17  # bytes read after the handshake; the front reads at most 64 KiB + a chunk
 _CONNECTED_AT = struct.Struct(">d")
+_RTMP = b"R"
+_SRT = b"S"
+MAX_SRT_HEADER = 1024  # "namespace/name peer": two DNS labels and an address
 
 
 class DescriptorLost(OSError):
@@ -64,16 +75,38 @@ def pass_connection(
     channel: socket.socket, sock: socket.socket, received: bytes, connected_at: float
 ) -> None:
     """Send an RTMP connection (after its handshake), when it connected and the bytes read since."""
-    socket.send_fds(channel, [_CONNECTED_AT.pack(connected_at) + received], [sock.fileno()])
+    message = _RTMP + _CONNECTED_AT.pack(connected_at) + received
+    socket.send_fds(channel, [message], [sock.fileno()])
 
 
-def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes, float] | None:
-    """The next passed connection, its bytes and when it connected; None when the parent left.
+def pass_publisher(channel: socket.socket, sock: socket.socket, key: StreamKey, peer: str) -> None:
+    """Send an accepted SRT publisher's byte socket, for stream `key`."""
+    socket.send_fds(
+        channel, [_SRT + f"{key.namespace}/{key.name} {peer}".encode()], [sock.fileno()]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RtmpConnection:
+    sock: socket.socket
+    received: bytes
+    connected_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SrtPublisher:
+    sock: socket.socket
+    key: StreamKey
+    peer: str
+
+
+def receive_connection(channel: socket.socket) -> RtmpConnection | SrtPublisher | None:
+    """The next passed connection; None when the parent left.
 
     Raises BlockingIOError when nothing is waiting (the channel is non-blocking),
     DescriptorLost when a connection came without its descriptor.
     """
-    data, fds, _, _ = socket.recv_fds(channel, _CONNECTED_AT.size + MAX_RECEIVED, 1)
+    data, fds, _, _ = socket.recv_fds(channel, 1 + _CONNECTED_AT.size + MAX_RECEIVED, 1)
     if not data:
         for fd in fds:
             socket.close(fd)
@@ -83,9 +116,14 @@ def receive_connection(channel: socket.socket) -> tuple[socket.socket, bytes, fl
     for extra in fds[1:]:
         socket.close(extra)
     connection = socket.socket(fileno=fds[0])
+    kind, body = data[:1], data[1:]
+    if kind == _SRT:
+        name, _, peer = body.decode().partition(" ")
+        namespace, _, stream = name.partition("/")
+        return SrtPublisher(connection, StreamKey(namespace, stream), peer)
     connection.setblocking(False)
-    (connected_at,) = _CONNECTED_AT.unpack_from(data)
-    return connection, data[_CONNECTED_AT.size :], connected_at
+    (connected_at,) = _CONNECTED_AT.unpack_from(body)
+    return RtmpConnection(connection, body[_CONNECTED_AT.size :], connected_at)
 
 
 class Requests(Generic[T]):

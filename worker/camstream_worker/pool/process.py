@@ -120,6 +120,18 @@ class EngineProcess:
         assert self._connections is not None
         ipc.pass_connection(self._connections, sock, received, connected_at)
 
+    def pass_publisher(self, sock: socket.socket, key: StreamKey, peer: str) -> None:
+        """Give an accepted SRT publisher's byte socket to this process (then ours is closed)."""
+        if self._connections is None:  # restarting: the publisher reconnects
+            return
+        ipc.pass_publisher(self._connections, sock, key, peer)
+
+    def note(self, key: StreamKey, reason: str, message: str) -> None:
+        """A refused SRT publisher of `key`: its status says so (a secret-free message)."""
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.send((ipc.NOTE, key, reason, message))
+
     async def _request(self, verb: str, *args: Any) -> None:
         number, answered = self._requests.open()
         assert self._control is not None

@@ -112,6 +112,10 @@ class ShardedEngine:
         """The latest spec applied for `key` (the HTTP server reads its playback policy)."""
         return self._desired.get(key)
 
+    def specs(self) -> Mapping[StreamKey, StreamSpec]:
+        """Every spec applied (the SRT service reads which streams take publishers)."""
+        return self._desired
+
     def _status_of(self, key: StreamKey, spec: StreamSpec) -> StreamStatus:
         known = self._statuses.get(key)
         if known is not None:
@@ -185,6 +189,17 @@ class ShardedEngine:
             )
             engine = self._engines[0]
         engine.hand_over(sock, received, connected_at)
+
+    # -- SRT: the listener (servers/srt/) delivers publishers to the stream's process
+
+    def adopt_publisher(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        try:
+            self._engines[shard_of(key, len(self._engines))].pass_publisher(sock, key, peer)
+        finally:
+            sock.close()  # the engine process has its own copy of the descriptor now
+
+    def note(self, key: StreamKey, reason: str, message: str) -> None:
+        self._engines[shard_of(key, len(self._engines))].note(key, reason, message)
 
     # -- from the engine processes
 

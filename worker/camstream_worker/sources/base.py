@@ -18,6 +18,7 @@ it speaks.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ class PushedSource(Protocol):
 
     async def admit(self, offered_key: str, peer: str) -> PublishSink | None:
         """A publisher offering `offered_key` from `peer`: its sink, or None to refuse."""
+        ...
+
+
+@runtime_checkable
+class SocketFedSource(Protocol):
+    """A source fed a publisher's bytes as a socket (SRT push: the listener relays them)."""
+
+    def admit_socket(self, sock: socket.socket, peer: str) -> None:
+        """An accepted publisher (the listener checked it): the source owns `sock` now."""
         ...
 
 

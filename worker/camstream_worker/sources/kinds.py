@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from camstream.spec import StreamSpec
-from camstream_worker.sources import file, http, rtmp, rtsp, synthetic
+from camstream_worker.sources import file, http, rtmp, rtsp, srt, synthetic
 from camstream_worker.sources.base import Context, Source
 
 _BY_PROTOCOL: dict[str, Callable[[StreamSpec, Context], Source]] = {
     "rtsp": rtsp.RtspSource,
     "rtmp": rtmp.RtmpPushSource,
+    "srt": srt.make_source,
     "file": file.FileSource,
     "http": http.HttpSource,
     "synthetic": synthetic.SyntheticSource,

@@ -14,7 +14,7 @@ Callers pass text that is already safe (peers and redacted stream names).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from camstream_worker.metrics.worker import RTMP_REFUSAL_REASONS
 
@@ -25,10 +25,17 @@ LINES_PER_INTERVAL = 5
 
 
 class Refusals:
-    def __init__(self, clock: Callable[[], float], logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        logger: logging.Logger,
+        *,
+        reasons: Mapping[str, str] = RTMP_REFUSAL_REASONS,
+    ) -> None:
+        """`reasons`: the fixed label set (the SRT listener has its own)."""
         self._clock = clock
         self._log = logger
-        self.counts = dict.fromkeys(RTMP_REFUSAL_REASONS, 0)
+        self.counts = dict.fromkeys(reasons, 0)
         self._window: dict[str, tuple[float, int, int]] = {}  # reason: (start, logged, quiet)
 
     def refuse(self, reason: str, prefix: str, detail: str) -> None:

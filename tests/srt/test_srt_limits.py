@@ -1,0 +1,198 @@
+"""The SRT listener's limits, each with its number: real libsrt on both ends, in this process.
+
+The listener (servers/srt/listener.py) runs as the worker runs it; the
+publishers are libsrt callers made with the same binding, so each test can
+push a peer past exactly one cap and read the refusal: what the caller is
+told (SRT's reject reason), the listener's counter, and the note the stream
+would show. Loopback only.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from camstream.spec import StreamKey
+from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.servers.srt.listener import Publication, SrtListener
+from camstream_worker.srt import libsrt
+
+pytestmark = pytest.mark.media
+
+DOOR = StreamKey("site", "door")
+GATE = StreamKey("site", "gate")
+DOOR_PASS = "door-passphrase-1"
+GATE_PASS = "gate-passphrase-2"
+MESSAGE = bytes(range(188)) * 7  # 1316 bytes: one live-mode message
+
+
+class Recorder:
+    """The listener's Handler: keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[StreamKey, socket.socket]] = []
+        self.notes: list[tuple[StreamKey, str, str]] = []
+        self.lock = threading.Lock()
+
+    def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        with self.lock:
+            self.delivered.append((key, sock))
+
+    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+        with self.lock:
+            self.notes.append((key, reason, message))
+
+
+@pytest.fixture
+def serve() -> Iterator[object]:
+    started: list[SrtListener] = []
+
+    def start(**limits: object) -> tuple[SrtListener, Recorder]:
+        recorder = Recorder()
+        listener = SrtListener("127.0.0.1", 0, recorder, limits=SrtLimits(**limits))  # type: ignore[arg-type]
+        listener.publish({DOOR: Publication(DOOR_PASS, 120), GATE: Publication(GATE_PASS, 120)})
+        listener.start()
+        started.append(listener)
+        return listener, recorder
+
+    yield start
+    for listener in started:
+        listener.close()
+
+
+def call(port: int, stream_id: str, passphrase: str | None) -> int:
+    sock = libsrt.create()
+    libsrt.set_int(sock, libsrt.SRTO_CONNTIMEO, 2000)
+    libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
+    if passphrase is not None:
+        libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, passphrase)
+    try:
+        libsrt.connect(sock, "127.0.0.1", port)
+    except libsrt.SrtError:
+        libsrt.close(sock)
+        raise
+    return sock
+
+
+def eventually(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.05)
+
+
+def test_a_publisher_gets_its_own_stream_with_its_own_passphrase(serve) -> None:
+    listener, recorder = serve()
+    door = call(listener.port, "site/door", DOOR_PASS)
+    for _ in range(20):
+        libsrt.send(door, MESSAGE)
+    eventually(lambda: len(recorder.delivered) == 1)
+    key, sock = recorder.delivered[0]
+    assert key == DOOR
+    sock.settimeout(5)
+    received = b""
+    while len(received) < 20 * len(MESSAGE):
+        received += sock.recv(65536)
+    assert received == MESSAGE * 20  # the bytes as sent, in order
+    # The other stream's passphrase does not open this one.
+    with pytest.raises(libsrt.SrtError):
+        call(listener.port, "site/door", GATE_PASS)
+    eventually(lambda: listener.stats()["refused_unauthorized"] == 1)
+    eventually(lambda: recorder.notes and recorder.notes[0][:2] == (DOOR, "WrongPassphrase"))
+    assert GATE_PASS not in recorder.notes[0][2] and DOOR_PASS not in recorder.notes[0][2]
+    libsrt.close(door)
+
+
+def test_an_unknown_stream_looks_like_a_wrong_passphrase(serve) -> None:
+    listener, recorder = serve()
+    with pytest.raises(libsrt.SrtError) as unknown:
+        call(listener.port, "site/nosuch", DOOR_PASS)
+    with pytest.raises(libsrt.SrtError) as wrong:
+        call(listener.port, "site/door", GATE_PASS)
+    assert str(unknown.value) == str(wrong.value)  # a stranger learns nothing from it
+    eventually(lambda: listener.stats()["refused_stream_id"] == 1)
+    eventually(lambda: listener.stats()["refused_unauthorized"] == 1)
+    with pytest.raises(libsrt.SrtError, match="1400"):  # a malformed ID may be told so
+        call(listener.port, "#!::r=site/door,m=request", DOOR_PASS)
+    assert listener.stats()["refused_stream_id"] == 2
+    assert [key for key, _, _ in recorder.notes] == [DOOR]  # only a real stream is noted
+
+
+def test_connections_per_address_are_capped(serve) -> None:
+    listener, _ = serve(max_per_address=2)
+    first, second = (call(listener.port, "site/door", DOOR_PASS) for _ in range(2))
+    with pytest.raises(libsrt.SrtError, match="1402"):
+        call(listener.port, "site/gate", GATE_PASS)
+    assert listener.stats()["refused_per_address"] == 1
+    libsrt.close(first)
+    eventually(lambda: listener.stats()["connections"] == 1)
+    libsrt.close(call(listener.port, "site/gate", GATE_PASS))  # room again
+    libsrt.close(second)
+
+
+def test_connections_in_all_are_capped(serve) -> None:
+    listener, _ = serve(max_connections=2)
+    held = [call(listener.port, "site/door", DOOR_PASS) for _ in range(2)]
+    with pytest.raises(libsrt.SrtError, match="1402"):
+        call(listener.port, "site/gate", GATE_PASS)
+    assert listener.stats()["refused_capacity"] == 1
+    for sock in held:
+        libsrt.close(sock)
+
+
+def test_a_silent_publisher_is_dropped_after_the_idle_timeout(serve) -> None:
+    listener, recorder = serve(idle_timeout=1.0)
+    sock = call(listener.port, "site/door", DOOR_PASS)
+    eventually(lambda: len(recorder.delivered) == 1)
+    started = time.monotonic()
+    eventually(lambda: listener.stats()["refused_timeout"] == 1, timeout=5)
+    assert 0.9 <= time.monotonic() - started < 3
+    delivered = recorder.delivered[0][1]
+    delivered.settimeout(2)
+    assert delivered.recv(10) == b""  # the stream's side sees the end
+    libsrt.close(sock)
+
+
+def test_a_publisher_above_the_bitrate_cap_is_dropped(serve) -> None:
+    listener, recorder = serve(max_bitrate=100_000, bitrate_window=0.5)  # 0.8 Mbit/s
+    sock = call(listener.port, "site/door", DOOR_PASS)
+    eventually(lambda: len(recorder.delivered) == 1)
+    reader = recorder.delivered[0][1]
+    threading.Thread(target=lambda: _drain(reader), daemon=True).start()
+    deadline = time.monotonic() + 5
+    with pytest.raises(libsrt.SrtError):  # the listener hangs up on it
+        while time.monotonic() < deadline:
+            libsrt.send(sock, MESSAGE)  # ~ as fast as loopback takes it
+            time.sleep(0.001)
+    eventually(lambda: listener.stats()["refused_bitrate"] == 1)
+    assert any(reason == "BitrateExceeded" for _, reason, _ in recorder.notes)
+    libsrt.close(sock)
+
+
+def test_a_stream_that_does_not_read_costs_at_most_the_buffer_cap(serve) -> None:
+    listener, recorder = serve(max_buffer=256 * 1024)
+    sock = call(listener.port, "site/door", DOOR_PASS)
+    eventually(lambda: len(recorder.delivered) == 1)  # and never read
+    sent = 0
+    with pytest.raises(libsrt.SrtError):
+        while sent < 64 * 1024 * 1024:
+            libsrt.send(sock, MESSAGE)
+            sent += len(MESSAGE)
+            if sent % (100 * len(MESSAGE)) == 0:
+                time.sleep(0.005)
+    eventually(lambda: listener.stats()["refused_buffer"] == 1)
+    assert sent < 16 * 1024 * 1024, sent  # dropped long before: the queue is bounded
+    libsrt.close(sock)
+
+
+def _drain(sock: socket.socket) -> None:
+    sock.settimeout(10)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass

@@ -1,0 +1,57 @@
+"""The SRT ingest's numbers and settings (servers/srt/limits.py); the caps themselves are
+pushed past in tests/srt/test_srt_limits.py with real libsrt on both ends."""
+
+from __future__ import annotations
+
+import pytest
+
+from camstream.settings import SettingError
+from camstream_worker.metrics.worker import SRT_REFUSAL_REASONS, worker_registry
+from camstream_worker.servers.srt import listener
+from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.sources.srt import passphrase_problem
+
+
+def test_the_numbers() -> None:
+    """The documented limits (docs/threat-model-srt.md); change both together."""
+    defaults = SrtLimits()
+    assert (defaults.max_connections, defaults.max_per_address) == (1000, 32)
+    assert (defaults.handshake_timeout, defaults.idle_timeout) == (3.0, 10.0)
+    assert (defaults.max_bitrate * 8, defaults.bitrate_window) == (40_000_000, 2.0)
+    assert (defaults.max_buffer, defaults.receive_buffer) == (4 * 2**20, 8 * 2**20)
+    assert listener.NOTE_INTERVAL == 30.0
+    assert set(SRT_REFUSAL_REASONS) == {
+        "stream_id", "unauthorized", "capacity", "per_address", "timeout", "bitrate", "buffer",
+    }  # fmt: skip
+
+
+def test_settings_from_the_environment_name_the_variable() -> None:
+    tuned = SrtLimits.from_env(
+        {"CAMSTREAM_SRT_MAX_PER_ADDRESS": "4", "CAMSTREAM_SRT_MAX_BITRATE_BPS": "8000000"}
+    )
+    assert (tuned.max_per_address, tuned.max_bitrate) == (4, 1_000_000)
+    with pytest.raises(SettingError, match="CAMSTREAM_SRT_MAX_CONNECTIONS=lots"):
+        SrtLimits.from_env({"CAMSTREAM_SRT_MAX_CONNECTIONS": "lots"})
+
+
+def test_passphrase_rule_never_quotes_it() -> None:
+    assert passphrase_problem("x" * 10) is None and passphrase_problem("x" * 79) is None
+    for bad in ("short-one", "y" * 80):
+        problem = passphrase_problem(bad)
+        assert problem is not None and "10 to 79" in problem and bad not in problem
+
+
+def test_publication_repr_hides_the_passphrase() -> None:
+    assert "hunter2hunter2" not in repr(listener.Publication("hunter2hunter2", 120))
+
+
+def test_srt_metrics_only_with_an_srt_port() -> None:
+    def names(registry: object) -> set[str]:
+        return {m.name for m in registry.collect()}  # type: ignore[attr-defined]
+
+    assert not any(n.startswith("camstream_srt") for n in names(worker_registry(dict)))
+    stats = {"connections": 2, "refused_bitrate": 1, "bytes_received": 10}
+    with_srt = worker_registry(dict, srt_stats=lambda: stats)
+    assert {"camstream_srt_connections", "camstream_srt_rejected"} <= names(with_srt)
+    rejected = next(m for m in with_srt.collect() if m.name == "camstream_srt_rejected")
+    assert {s.labels["reason"] for s in rejected.samples} == set(SRT_REFUSAL_REASONS)

@@ -1,0 +1,411 @@
+"""One UDP port and one thread for every SRT publisher of a worker.
+
+Who calls this: standalone mode starts one `SrtListener` (app/standalone.py)
+beside the RTMP port and keeps its table of streams current (`publish`); an
+ingest edge can host it the same way. What it is given and gives back:
+
+- in: `publish(key, Publication)`, the streams that take SRT publishers with
+  their passphrase and latency (the owner resolves the Secrets, in its event
+  loop; the listener never waits on anything but libsrt);
+- out: `Handler.deliver(key, peer, sock)`, one Unix stream socket per
+  accepted publisher carrying its MPEG-TS bytes as received (SRT has already
+  reordered, recovered and decrypted them), and `Handler.refused(key, ...)`,
+  a refusal that the stream's status should show (a wrong passphrase).
+
+Why here and not in the engine processes: one UDP port cannot be shared by
+processes without splitting a connection's datagrams among them, and libsrt's
+sockets live in its own user space, so they cannot be handed over like a TCP
+socket (pool/ipc.py does that for RTMP). The listener therefore relays the
+bytes; the socket it delivers is what crosses to the engine process.
+
+The handshake, step by step (libsrt calls `_on_handshake` in its receiver
+thread before the handshake completes, which is SRT's standard place to pick
+a passphrase by stream ID):
+
+    stream ID parsed (protocols/srt/streamid.py) ── refused: a malformed ID, m=request
+      → caps: all connections, per address ── refused: capacity, per address
+      → the stream's passphrase and latency set on the new socket (an unknown
+        stream: a random passphrase, so it fails below like a wrong one and a
+        stranger cannot learn which streams exist)
+      → libsrt's key exchange ── fails: wrong or missing passphrase, seen as a
+        handshake that never reached accept (`HANDSHAKE_TIMEOUT`, or the socket
+        closed first): refused as unauthorized, noted on the stream
+      → accepted: bytes relayed until the peer leaves, is idle, exceeds its
+        bitrate, or the stream's side stops reading (buffer cap)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from camstream.spec import StreamKey
+from camstream_worker.metrics.worker import SRT_REFUSAL_REASONS
+from camstream_worker.protocols.srt import streamid
+from camstream_worker.servers.rtmp.admission import address_key
+from camstream_worker.servers.rtmp.refusals import Refusals
+from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.srt import libsrt
+
+log = logging.getLogger(__name__)
+
+# At most one status note per stream this often about refused publishers.
+NOTE_INTERVAL = 30.0
+HOUSEKEEPING = 0.25  # seconds between checks of timers, buffers and windows
+READS_PER_TURN = 64  # messages read from one connection before the others' turn
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """A stream that takes SRT publishers. `passphrase` is a secret: never logged."""
+
+    passphrase: str = dataclasses.field(repr=False)
+    latency_ms: int = 120
+
+
+class Handler(Protocol):
+    """Who runs the streams; called from the listener's thread, must not block."""
+
+    def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        """A publisher of `key` was accepted: `sock` carries its bytes (the callee owns it)."""
+        ...
+
+    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+        """A publisher of `key` was refused for a reason its status should show."""
+        ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: StreamKey
+    address: str
+    peer: str
+    since: float
+    known: bool  # the stream takes publishers here (else it was given a random passphrase)
+
+
+@dataclass(slots=True)
+class _Connection:
+    key: StreamKey
+    address: str
+    peer: str
+    out: socket.socket
+    since: float
+    last_data: float
+    window_start: float
+    window_bytes: int = 0
+    queued: bytearray = dataclasses.field(default_factory=bytearray)
+    received: int = 0
+
+
+class SrtListener:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        *,
+        limits: SrtLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._host, self._requested_port = host, port
+        self._handler = handler
+        self._limits = limits or SrtLimits()
+        self._clock = clock
+        self._streams: dict[StreamKey, Publication] = {}
+        self._lock = threading.Lock()  # the handshake callback runs in libsrt's thread
+        self._pending: dict[int, _Pending] = {}
+        self._connections: dict[int, _Connection] = {}
+        self._per_address: dict[str, int] = {}
+        self._last_note: dict[StreamKey, float] = {}
+        self.refusals = Refusals(clock, log, reasons=SRT_REFUSAL_REASONS)
+        self._socket = -1
+        self._hook: object = None
+        self._epoll: libsrt.Epoll | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.port = port
+        self.bytes_received = 0
+
+    # -- the owner's side
+
+    def start(self) -> None:
+        """Bind and start serving; SrtError (libsrt missing, port taken) otherwise."""
+        sock = libsrt.create()
+        try:
+            libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)
+            libsrt.set_bool(sock, libsrt.SRTO_SNDSYN, False)
+            libsrt.set_int(sock, libsrt.SRTO_RCVBUF, self._limits.receive_buffer)
+            libsrt.set_int(sock, libsrt.SRTO_PEERIDLETIMEO, int(self._limits.idle_timeout * 1000))
+            libsrt.bind(sock, self._host, self._requested_port)
+            self._hook = libsrt.on_listen(sock, self._on_handshake)
+            libsrt.listen(sock, 128)
+            self._epoll = libsrt.Epoll()
+            self._epoll.add(sock)
+        except BaseException:
+            libsrt.close(sock)
+            raise
+        self._socket = sock
+        self.port = libsrt.bound_port(sock)
+        self._thread = threading.Thread(target=self._serve, name="srt listener", daemon=True)
+        self._thread.start()
+        log.info("srt: listening on %s:%d (udp)", self._host, self.port)
+
+    def publish(self, streams: dict[StreamKey, Publication]) -> None:
+        """The streams that take publishers now (the whole table, replaced at once)."""
+        self._streams = dict(streams)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            connections = list(self._connections.items())
+            self._connections.clear()
+        for sock, connection in connections:
+            libsrt.close(sock)
+            connection.out.close()
+        if self._socket >= 0:
+            libsrt.close(self._socket)
+            self._socket = -1
+        if self._epoll is not None:
+            self._epoll.release()
+            self._epoll = None
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            counts = {"connections": len(self._connections), "handshaking": len(self._pending)}
+        return counts | {"bytes_received": self.bytes_received} | self.refusals.stats()
+
+    # -- libsrt's receiver thread
+
+    def _on_handshake(
+        self, sock: int, _version: int, peer_pointer: int | None, raw_id: bytes | None
+    ) -> int:
+        try:
+            return self._decide(sock, libsrt.peer_from_pointer(peer_pointer), raw_id or b"")
+        except Exception:  # an exception must not unwind into libsrt's thread
+            log.exception("srt: handshake callback failed")
+            libsrt.set_reject_reason(sock, libsrt.REJX_DOWN)
+            return -1
+
+    def _decide(self, sock: int, peer: str, raw_id: bytes) -> int:
+        host = peer.rpartition(":")[0].strip("[]") or peer
+        address = address_key(host)
+        parsed = streamid.parse(raw_id.decode("utf-8", errors="replace"))
+        if isinstance(parsed, streamid.Refused):
+            return self._reject(sock, "stream_id", peer, parsed.reason, libsrt.REJX_BAD_REQUEST)
+        publication = self._streams.get(parsed)
+        with self._lock:
+            if len(self._connections) + len(self._pending) >= self._limits.max_connections:
+                cap = self._limits.max_connections
+                return self._reject(
+                    sock, "capacity", peer, f"{cap} connections already", libsrt.REJX_OVERLOAD
+                )
+            if self._per_address.get(address, 0) >= self._limits.max_per_address:
+                cap = self._limits.max_per_address
+                return self._reject(
+                    sock, "per_address", peer, f"{cap} connections from {address} already",
+                    libsrt.REJX_OVERLOAD,
+                )  # fmt: skip
+            if publication is None:
+                # An unknown stream gets a passphrase nobody knows, so it fails in the
+                # key exchange exactly as a wrong passphrase does: a stranger cannot
+                # tell which streams exist (as for RTMP, where both get BadName).
+                libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, secrets.token_urlsafe(32))
+            else:
+                libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, publication.passphrase)
+                libsrt.set_int(sock, libsrt.SRTO_RCVLATENCY, publication.latency_ms)
+            known = publication is not None
+            self._pending[sock] = _Pending(parsed, address, peer, self._clock(), known)
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        return 0
+
+    def _reject(self, sock: int, reason: str, peer: str, detail: str, code: int) -> int:
+        libsrt.set_reject_reason(sock, code)
+        self.refusals.refuse(reason, f"srt {peer}", detail)
+        return -1
+
+    # -- the listener's thread
+
+    def _serve(self) -> None:
+        assert self._epoll is not None
+        buffer = libsrt.receive_buffer()
+        next_check = self._clock()
+        while not self._stopping.is_set():
+            waiting = any(c.queued for c in self._connections.values())
+            for sock, _events in self._epoll.wait(20 if waiting else int(HOUSEKEEPING * 1000)):
+                if sock == self._socket:
+                    self._accept_all()
+                elif sock in self._connections:
+                    self._read(sock, buffer)
+            now = self._clock()
+            if waiting:
+                self._flush_all()
+            if now >= next_check:
+                next_check = now + HOUSEKEEPING
+                self._housekeeping(now)
+
+    def _accept_all(self) -> None:
+        while True:
+            try:
+                accepted = libsrt.accept(self._socket)
+            except libsrt.SrtError as exc:
+                log.warning("srt: accept failed: %s", exc)
+                return
+            if accepted is None:
+                return
+            self._adopt(*accepted)
+
+    def _adopt(self, sock: int, peer: str) -> None:
+        with self._lock:
+            pending = self._pending.pop(sock, None)
+        if pending is None or not pending.known:  # cannot happen (see _decide); refuse anyway
+            libsrt.close(sock)
+            return
+        libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        now = self._clock()
+        connection = _Connection(pending.key, pending.address, peer, ours, now, now, now)
+        with self._lock:
+            self._connections[sock] = connection
+        assert self._epoll is not None
+        self._epoll.add(sock)
+        log.info("[%s] srt: publisher %s accepted", pending.key, peer)
+        try:
+            self._handler.deliver(pending.key, peer, theirs)
+        except Exception:
+            log.exception("[%s] srt: could not hand the publisher over", pending.key)
+            theirs.close()
+            self._drop(sock, None, "")
+
+    def _read(self, sock: int, buffer: object) -> None:
+        connection = self._connections[sock]
+        for _ in range(READS_PER_TURN):
+            got = libsrt.receive(sock, buffer)  # type: ignore[arg-type]
+            if got.closed:
+                self._drop(sock, None, "the publisher left")
+                return
+            if got.would_block:
+                break
+            size = len(got.data)
+            connection.received += size
+            connection.window_bytes += size
+            self.bytes_received += size
+            connection.queued += got.data
+        connection.last_data = self._clock()
+        if len(connection.queued) > self._limits.max_buffer:
+            cap = self._limits.max_buffer
+            self._drop(sock, "buffer", f"{cap} bytes waiting for the stream to take them")
+            return
+        self._flush(sock, connection)
+
+    def _flush(self, sock: int, connection: _Connection) -> None:
+        if not connection.queued:
+            return
+        try:
+            sent = connection.out.send(connection.queued)
+        except BlockingIOError:
+            return
+        except OSError:  # the stream's side closed: it stopped, or a newer publisher replaced it
+            self._drop(sock, None, "the stream stopped taking this publisher")
+            return
+        del connection.queued[:sent]
+
+    def _flush_all(self) -> None:
+        for sock, connection in list(self._connections.items()):
+            self._flush(sock, connection)
+
+    def _housekeeping(self, now: float) -> None:
+        limits = self._limits
+        with self._lock:
+            failed = [
+                (sock, p)
+                for sock, p in self._pending.items()
+                if now - p.since > limits.handshake_timeout
+                or libsrt.state(sock) >= libsrt.SRTS_BROKEN
+            ]
+            for sock, pending in failed:
+                del self._pending[sock]
+                self._release(pending.address)
+        for _sock, pending in failed:
+            prefix = f"srt {pending.peer}"
+            if not pending.known:
+                self.refusals.refuse(
+                    "stream_id", prefix, f"{pending.key} takes no SRT publishers here"
+                )
+                continue
+            why = "the handshake failed after the stream ID: wrong passphrase, or none"
+            self.refusals.refuse("unauthorized", prefix, f"{pending.key}: {why}")
+            self._note(pending.key, "WrongPassphrase", pending.peer, "wrong or missing passphrase")
+        for sock, connection in list(self._connections.items()):
+            if libsrt.state(sock) >= libsrt.SRTS_BROKEN:
+                self._drop(sock, None, "the connection broke")
+            elif now - connection.last_data > limits.idle_timeout:
+                self._drop(sock, "timeout", f"no data for {limits.idle_timeout:g} s")
+            elif now - connection.window_start >= limits.bitrate_window:
+                rate = connection.window_bytes / (now - connection.window_start)
+                if rate > limits.max_bitrate:
+                    self._drop(
+                        sock, "bitrate",
+                        f"{rate * 8 / 1e6:.1f} Mbit/s over the cap of "
+                        f"{limits.max_bitrate * 8 / 1e6:g} Mbit/s",
+                    )  # fmt: skip
+                    self._note(
+                        connection.key, "BitrateExceeded", connection.peer, "above the bitrate cap"
+                    )
+                    continue
+                connection.window_start, connection.window_bytes = now, 0
+            elif not self._stream_reads(connection):
+                self._drop(sock, None, "the stream stopped taking this publisher")
+
+    @staticmethod
+    def _stream_reads(connection: _Connection) -> bool:
+        """False once the stream's end of the socket is closed (nothing is ever sent back)."""
+        try:
+            return connection.out.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def _drop(self, sock: int, reason: str | None, detail: str) -> None:
+        with self._lock:
+            connection = self._connections.pop(sock, None)
+            if connection is not None:
+                self._release(connection.address)
+        if self._epoll is not None:
+            self._epoll.remove(sock)
+        libsrt.close(sock)
+        if connection is None:
+            return
+        connection.out.close()
+        if reason is not None:
+            self.refusals.refuse(reason, f"srt {connection.peer}", f"{connection.key}: {detail}")
+        else:
+            log.info("[%s] srt: publisher %s closed: %s", connection.key, connection.peer, detail)
+
+    def _release(self, address: str) -> None:
+        left = self._per_address.get(address, 0) - 1
+        if left > 0:
+            self._per_address[address] = left
+        else:
+            self._per_address.pop(address, None)
+
+    def _note(self, key: StreamKey, reason: str, peer: str, why: str) -> None:
+        now = self._clock()
+        if now - self._last_note.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
+            return
+        self._last_note[key] = now
+        host = peer.rpartition(":")[0] or peer
+        with contextlib.suppress(Exception):
+            self._handler.refused(key, reason, f"refused a publisher: {why} (last from {host})")
