@@ -22,6 +22,7 @@ pushing to any worker, which relays), and keep MAX_PUSH_GAP for them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -38,6 +39,7 @@ import pytest
 from camstream import ring
 from tests.harness.cameras import RtmpFanout, RtspCamera, make_clip
 from tests.harness.hlscheck import PlaylistWatcher, WatchResult
+from tests.harness.player import PlayResult, play_many_async
 
 from .conftest import Cluster
 from .services import IngestService, PlaybackService
@@ -124,6 +126,11 @@ class Pushed:
     cluster: Cluster
     ns: str
     cameras: RtmpFanout
+    ingest_port: int  # the stand-in for the RTMP LoadBalancer Service
+
+    def url(self, name: str) -> str:
+        """Where a camera publishes stream `name` (the churn suite's one key)."""
+        return f"rtmp://127.0.0.1:{self.ingest_port}/{self.ns}/{name}/churn-k3y"
 
     def counts(self) -> tuple[int, int]:
         """(reconnects the cameras logged, publishes the edge pods accepted)."""
@@ -162,8 +169,11 @@ def fleet(
     cluster: Cluster = request.getfixturevalue("crd")
     ns: str = request.getfixturevalue("operator")
     cameras: list[RtmpFanout] = []
-    with churn_fleet(cluster, ns, tmp_path, rtsp_cameras, via_edge=True, cameras=cameras) as names:
-        yield cluster, ns, names, Pushed(cluster, ns, cameras[0])
+    ports: list[int] = []
+    with churn_fleet(
+        cluster, ns, tmp_path, rtsp_cameras, via_edge=True, cameras=cameras, ingest_ports=ports
+    ) as names:
+        yield cluster, ns, names, Pushed(cluster, ns, cameras[0], ports[0])
 
 
 @contextlib.contextmanager
@@ -175,6 +185,7 @@ def churn_fleet(
     *,
     via_edge: bool = False,
     cameras: list[RtmpFanout] | None = None,
+    ingest_ports: list[int] | None = None,
 ) -> Iterator[list[str]]:
     """3 workers and 22 Live streams in `ns`, whose operator runs already; yields the names.
 
@@ -182,7 +193,8 @@ def churn_fleet(
     reconnect when dropped, as real ones do. The Service selects the ingest
     edge with `via_edge` (one edge pod; the workers confirm pushed handoffs
     only once the publisher is live, --push-via-edge), else any worker,
-    which relays to the owner. `cameras` receives the RtmpFanout. Shared with
+    which relays to the owner. `cameras` receives the RtmpFanout and
+    `ingest_ports` the stand-in Service's port. Shared with
     the clock and outage scenarios (test_e2e_clocks.py, test_e2e_outages.py),
     which keep one fleet for a whole module.
     """
@@ -207,6 +219,8 @@ def churn_fleet(
         if via_edge:
             # The Service sends cameras to a Ready edge pod only.
             cluster.wait_for(lambda: ingest.ready_endpoints(), 120, 0.5, "a Ready edge pod")
+        if ingest_ports is not None:
+            ingest_ports.append(ingest.port)
         urls = [f"rtmp://127.0.0.1:{ingest.port}/{ns}/{name}/churn-k3y" for name in push]
         with RtmpFanout(urls, clip=clip, reconnect=True) as fanout:
             if cameras is not None:
@@ -415,7 +429,54 @@ def _changed(before: tuple[str, ...], after: tuple[str, ...]) -> int:
     return sum(1 for a, b in zip(before, after, strict=True) if a != b)
 
 
-def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(fleet: Fleet) -> None:
+# What a viewer sees: the chart's HLS defaults (the CRD's), not the suite's 1 s segments.
+CHART_HLS = {"segmentSeconds": 2, "windowSegments": 6}
+# hls.js plays this long after it starts: a calm lead-in, then a rolling restart
+# of five workers (about 40-60 s here) and the ring settling back home.
+VIEWING = 100.0
+
+
+def _segments_listed(proxy: PlaybackService, ns: str, name: str) -> int:
+    url = f"{proxy.url}/streams/{ns}/{name}/index.m3u8"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode().count("#EXTINF")
+    except OSError:
+        return 0
+
+
+class Viewers:
+    """hls.js in headless Chromium, one tab per stream, playing in a thread of its own.
+
+    The churn suite's watcher reads playlists; this is a real player through
+    the same stand-in for the playback Service, so a stall it would show a
+    person (an empty buffer while a segment is missing) is counted as such.
+    """
+
+    def __init__(self, urls: dict[str, str], seconds: float) -> None:
+        self.results: dict[str, PlayResult] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(urls, seconds), daemon=True)
+        self._thread.start()
+
+    def _run(self, urls: dict[str, str], seconds: float) -> None:
+        try:
+            self.results = asyncio.run(play_many_async(urls, seconds, startup_timeout=60))
+        except BaseException as exc:  # re-raised in the test's thread by wait()
+            self._error = exc
+
+    def wait(self, timeout: float) -> dict[str, PlayResult]:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"the players did not finish within {timeout:.0f} s")
+        if self._error is not None:
+            raise self._error
+        return self.results
+
+
+def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
+    fleet: Fleet, rtsp_cameras: RtspCamera
+) -> None:
     """A rolling update restarts every worker; none loses its home partitions.
 
     A restarting worker keeps its share (riak_core's claimant does not
@@ -423,30 +484,71 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(fleet: F
     fallback while its home worker restarts and comes back to it, and the home
     table never changes. (Before: a leaving pod lost its share and a returning
     one got a fresh one, so partitions moved between the others as well.)
+
+    Meanwhile hls.js plays one pushed and one pulled stream with the chart's
+    HLS defaults, through the restart: neither stalls once (#15; before the
+    ingest edge the pushed one stalled 5-7 times).
     """
     cluster, ns, names, pushed = fleet
     cluster.kubectl("scale", "statefulset", WORKERS, "-n", ns, "--replicas=5")
-    cluster.wait_for(lambda: _settled(cluster, ns, _workers(5)), 120, 1.0, "5 workers")
-    before = _ring(cluster, ns)
-    counts = pushed.counts()
-    with (
-        PlaybackService(cluster, ns, WORKERS) as proxy,
-        _watch(proxy, ns, names) as watcher,
-        RingSampler(cluster, ns) as sampler,
-    ):
-        time.sleep(3)
-        cluster.kubectl("rollout", "restart", "statefulset", WORKERS, "-n", ns)
-        cluster.kubectl(
-            "rollout", "status", "statefulset", WORKERS, "-n", ns, "--timeout=300s", timeout=320
+    _apply(
+        cluster,
+        ns,
+        _stream(
+            "view-pulled",
+            hls=CHART_HLS,
+            source={"protocol": "rtsp", "url": rtsp_cameras.url("/cam0")},
+        ),
+    )
+    _apply(cluster, ns, _stream("view-pushed", hls=CHART_HLS, source={
+        "protocol": "rtmp", "streamKeySecretRef": {"name": PUSH_KEY}}))  # fmt: skip
+    clip = make_clip(seconds=10, size="192x108", fps=10, bitrate_kbps=100, gop_seconds=1.0)
+    with RtmpFanout([pushed.url("view-pushed")], clip=clip, reconnect=True) as viewed_camera:
+        cluster.wait_for(
+            lambda: _all_live(cluster, ns, len(names) + 2), 120, 1.0, "the viewed streams Live"
         )
-        after = cluster.wait_for(
-            lambda: (d := _settled(cluster, ns, _workers(5))) and d.serving == before.serving and d,
-            120,
-            1.0,
-            "every partition back home",
-        )
-        time.sleep(3)
-        results = watcher.stop()
+        cluster.wait_for(lambda: _settled(cluster, ns, _workers(5)), 120, 1.0, "5 workers")
+        before = _ring(cluster, ns)
+        counts = pushed.counts()
+        viewed_reconnects = viewed_camera.reconnects()
+        with (
+            PlaybackService(cluster, ns, WORKERS) as proxy,
+            _watch(proxy, ns, names) as watcher,
+            RingSampler(cluster, ns) as sampler,
+        ):
+            for viewed in ("view-pulled", "view-pushed"):  # what a player needs to start
+                cluster.wait_for(
+                    lambda v=viewed: _segments_listed(proxy, ns, v) >= 3,
+                    60,
+                    1.0,
+                    f"3 segments of {viewed} through the playback Service",
+                )
+            viewers = Viewers(
+                {
+                    n: f"{proxy.url}/streams/{ns}/{n}/index.m3u8"
+                    for n in ("view-pulled", "view-pushed")
+                },
+                VIEWING,
+            )
+            time.sleep(15)  # the players start and play calmly for a while
+            restart_began = time.monotonic()
+            cluster.kubectl("rollout", "restart", "statefulset", WORKERS, "-n", ns)
+            cluster.kubectl(
+                "rollout", "status", "statefulset", WORKERS, "-n", ns, "--timeout=300s", timeout=320
+            )
+            after = cluster.wait_for(
+                lambda: (
+                    (d := _settled(cluster, ns, _workers(5))) and d.serving == before.serving and d
+                ),
+                120,
+                1.0,
+                "every partition back home",
+            )
+            settled_after = time.monotonic() - restart_began
+            time.sleep(3)
+            results = watcher.stop()
+            played = viewers.wait(VIEWING + 120)
+        viewed_reconnects = viewed_camera.reconnects() - viewed_reconnects
     _report(
         "rolling restart of 5",
         results,
@@ -454,9 +556,30 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(fleet: F
         home_moves=sampler.home_moves,
         serving_moves=sampler.serving_moves,
         most_moves_of_one_partition=max(sampler.serving_moves_by_partition.values(), default=0),
+        restart_to_settled_s=round(settled_after, 1),
+        players={
+            n: {
+                "stalls": r.stalls,
+                "longest_freeze_s": round(r.longest_freeze, 2),
+                "played_s": round(r.played, 1),
+                "errors": list(r.fatal_errors),
+            }
+            for n, r in played.items()
+        },
+        viewed_camera_reconnects=viewed_reconnects,
         **pushed.check_none_since(counts),
     )
     _check(results, via_edge=True)
+    # The players watched the whole restart (they start within seconds; the
+    # restart began 15 s in), and neither stalled.
+    assert 15 + settled_after < VIEWING, (
+        f"the restart outlasted the players ({settled_after:.0f} s)"
+    )
+    for name, r in played.items():
+        assert r.started and not r.fatal_errors, f"{name}: {r}"
+        assert r.stalls == 0, f"{name} stalled {r.stalls} times: {r}"
+        assert r.played >= VIEWING - 10, f"{name} played only {r.played:.1f} s: {r}"
+    assert viewed_reconnects == 0
     assert after.table == before.table and sampler.home_moves == 0
     # Out to a fallback and back, once each: two serving moves per partition at most.
     assert max(sampler.serving_moves_by_partition.values(), default=0) <= 2

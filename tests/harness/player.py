@@ -76,6 +76,10 @@ CHROMIUM_FLAGS = (
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
+    # play_many_async opens one tab per stream, all but one in the background,
+    # where Chromium suspends a video-only player (a camera without audio)
+    # after a few seconds: it would never start.
+    "--disable-background-media-suspend",
     "--window-size=800,450",
 )
 
