@@ -27,18 +27,17 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from fractions import Fraction
 
 import av
 
 from camstream.spec import StreamSpec
 from camstream_worker.errors import SecretError, SourceEnded, SourceError, UnsupportedMedia
+from camstream_worker.packets import Frame
 from camstream_worker.protocols.rtmp.flv import FlvError, MediaPacket, TrackConfig
 from camstream_worker.sources.base import Context, PacketSink
 
 log = logging.getLogger(__name__)
 
-MILLISECONDS = Fraction(1, 1000)
 _FLV_VIDEO_CODEC_IDS = {"h264": 7, "hevc": 12}
 # Between two sessions the supervisor briefly runs no session: a camera that
 # reconnects then waits this long for the next one instead of being refused.
@@ -192,12 +191,11 @@ class _PublishSession:
         index = self._index.get(packet.kind)
         if index is None:
             return
-        frame = av.Packet(packet.data)
-        frame.time_base = MILLISECONDS
-        frame.dts = packet.dts_ms
-        frame.pts = packet.pts_ms
-        frame.is_keyframe = packet.keyframe
-        self._sink.packet(index, frame)
+        # A light Frame, not an av.Packet: no copy into an FFmpeg buffer and no
+        # Fraction per frame; the HLS writer muxes Frames itself (packets.py).
+        self._sink.packet(
+            index, Frame(packet.data, packet.dts_ms, packet.pts_ms, packet.keyframe)
+        )
 
     def on_close(self, reason: str | None) -> None:
         if self.detached:

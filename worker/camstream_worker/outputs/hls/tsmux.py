@@ -1,0 +1,440 @@
+"""MPEG-TS segments for passthrough H.264 + AAC, written in Python without PyAV.
+
+Who calls this: writer.py, at each segment cut, for a session whose packets
+are light `Frame`s (packets.py: the RTMP source) and whose codecs this module
+carries (`TsMuxer.for_codecs` says None otherwise, and the writer keeps
+PyAV's muxer: HEVC, HE-AAC, anything odd). Pure byte work, no I/O.
+
+Why: PyAV's muxer needs an `av.Packet` per frame and a fresh muxer per
+segment; together they were 20-25 % of an engine's CPU at N = 200
+(bench/README.md). What FFmpeg's mpegts muxer does for these two codecs is
+small, and done here the same way, so the segments read the same to a player:
+
+- each segment starts with a PAT and a PMT (program 1, PMT on PID 0x1000, the
+  PCR on the video PID, elementary streams on 0x100 + their template index,
+  as FFmpeg numbers them);
+- one PES per frame, PTS and DTS in 90 kHz (FLV milliseconds times 90, no offset:
+  FFmpeg adds none when the muxer is opened by PyAV), DTS only when it
+  differs; video PES length 0 (unbounded), audio's stated;
+- H.264 from RTMP is AVCC (length-prefixed NAL units): written as Annex B,
+  an access unit delimiter first, and the SPS and PPS of the AVC decoder
+  configuration before an IDR that does not carry its own (FFmpeg's
+  h264_mp4toannexb filter and its muxer's AUD, in one pass, with their
+  start code lengths: the segments demux to the same bytes as PyAV's);
+- AAC from RTMP is raw: each frame gets the ADTS header its
+  AudioSpecificConfig gives (frames already in ADTS pass as they are);
+- the first TS packet of a video PES carries a PCR (= DTS, as FFmpeg's
+  variable-rate PCR) and, on keyframes, the random access indicator; the last
+  TS packet of each PES is padded with adaptation-field stuffing;
+- continuity counters run per PID for the whole session (a player reading
+  the segments back to back sees no gap).
+
+Cheap per TS packet: headers are precomputed per PID and continuity counter,
+a PES is one bytes object cut by slices, and the segment is one bytes.join.
+A frame that cannot be written (an AVCC length running past its frame, an
+ADTS frame over 8 KiB) raises `TsUnsupported`; the writer then muxes that
+segment with PyAV instead, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+PAT_PID: Final = 0x0000
+PMT_PID: Final = 0x1000
+FIRST_ES_PID: Final = 0x100  # + the template's index, as FFmpeg numbers them
+PROGRAM: Final = 1
+TS_ID: Final = 1
+PACKET_SIZE: Final = 188
+PAYLOAD_SIZE: Final = 184
+
+STREAM_TYPE_H264: Final = 0x1B
+STREAM_TYPE_AAC_ADTS: Final = 0x0F
+STREAM_ID_VIDEO: Final = 0xE0
+STREAM_ID_AUDIO: Final = 0xC0
+
+START_CODE: Final = b"\x00\x00\x00\x01"
+SHORT_START_CODE: Final = b"\x00\x00\x01"
+AUD: Final = START_CODE + b"\x09\xf0"  # access unit delimiter, any slice type
+NAL_IDR: Final = 5
+NAL_SPS: Final = 7
+NAL_PPS: Final = 8
+NAL_AUD: Final = 9
+# AAC object types ADTS can name (its profile field is 2 bits: Main, LC, SSR, LTP).
+ADTS_OBJECT_TYPES: Final = range(1, 5)
+ADTS_MAX_FRAME: Final = (1 << 13) - 1
+TIMESTAMP_MASK: Final = (1 << 33) - 1
+
+__all__ = ["TsMuxer", "TsUnsupported"]
+
+
+class TsUnsupported(ValueError):
+    """Codecs or a frame this writer does not carry: use PyAV's muxer instead."""
+
+
+class TimedFrame(Protocol):
+    """What the muxer reads of a packet (packets.py `Frame`)."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def dts(self) -> int: ...
+    @property
+    def pts(self) -> int: ...
+    @property
+    def is_keyframe(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _H264:
+    length_size: int  # bytes of each NAL unit's length prefix (1, 2 or 4)
+    parameter_sets: bytes  # SPS and PPS in Annex B, put before an IDR that lacks them
+
+
+@dataclass(frozen=True, slots=True)
+class _Aac:
+    adts_head: bytes  # the first two bytes after the sync word's byte, without frame length
+
+
+def parse_avc_config(extradata: bytes) -> _H264:
+    """The NAL length size and Annex B SPS + PPS of an AVCDecoderConfigurationRecord."""
+    if len(extradata) < 7 or extradata[0] != 1:
+        raise TsUnsupported("not an AVC decoder configuration record")
+    length_size = (extradata[4] & 0x03) + 1
+    if length_size == 3:
+        raise TsUnsupported("3-byte NAL unit lengths")
+    parts: list[bytes] = []
+    pos = 5
+    try:
+        for count_mask in (0x1F, 0xFF):  # SPS count (5 bits), then PPS count (8 bits)
+            count = extradata[pos] & count_mask
+            pos += 1
+            for _ in range(count):
+                size = int.from_bytes(extradata[pos : pos + 2], "big")
+                pos += 2
+                if size == 0 or pos + size > len(extradata):
+                    raise TsUnsupported("truncated AVC decoder configuration record")
+                parts += (START_CODE, extradata[pos : pos + size])
+                pos += size
+    except IndexError:
+        raise TsUnsupported("truncated AVC decoder configuration record") from None
+    return _H264(length_size, b"".join(parts))
+
+
+def parse_audio_config(extradata: bytes) -> _Aac:
+    """The fixed part of the ADTS header an AudioSpecificConfig gives."""
+    if len(extradata) < 2:
+        raise TsUnsupported("truncated AudioSpecificConfig")
+    object_type = extradata[0] >> 3
+    rate_index = ((extradata[0] & 0x07) << 1) | (extradata[1] >> 7)
+    channels = (extradata[1] >> 3) & 0x0F
+    if object_type not in ADTS_OBJECT_TYPES:
+        raise TsUnsupported(f"AAC object type {object_type} has no ADTS profile")
+    if rate_index > 12:
+        raise TsUnsupported("explicit AAC sampling rate")
+    if not 1 <= channels <= 7:
+        raise TsUnsupported(f"AAC channel configuration {channels}")
+    # syncword's second byte, MPEG-4, layer 0, no CRC; then profile, rate, channels.
+    head = bytes((0xF1, ((object_type - 1) << 6) | (rate_index << 2) | (channels >> 2)))
+    return _Aac(head + bytes(((channels & 0x03) << 6,)))
+
+
+class _Pid:
+    """One PID's continuity counter and its precomputed TS packet headers."""
+
+    __slots__ = ("cc", "pid", "plain", "plain_run", "start", "start_af", "tail_af")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cc = 0
+        high, low = pid >> 8, pid & 0xFF
+        self.plain = [bytes((0x47, high, low, 0x10 | cc)) for cc in range(16)]
+        self.plain_run = self.plain * 64  # sliced for runs of up to 1008 full packets
+        self.start = [bytes((0x47, 0x40 | high, low, 0x10 | cc)) for cc in range(16)]
+        self.start_af = [bytes((0x47, 0x40 | high, low, 0x30 | cc)) for cc in range(16)]
+        self.tail_af = [bytes((0x47, high, low, 0x30 | cc)) for cc in range(16)]
+
+
+def _stuffing(total: int, fields: bytes = b"") -> bytes:
+    """An adaptation field of `total` bytes (its length byte included) after `fields`."""
+    if total == 1:
+        return b"\x00"
+    if not fields:
+        fields = b"\x00"  # no flags
+    return bytes((total - 1,)) + fields + b"\xff" * (total - 1 - len(fields))
+
+
+def _timestamp(prefix: int, ticks: int) -> bytes:
+    ticks &= TIMESTAMP_MASK
+    return bytes(
+        (
+            (prefix << 4) | ((ticks >> 29) & 0x0E) | 1,
+            (ticks >> 22) & 0xFF,
+            ((ticks >> 14) & 0xFE) | 1,
+            (ticks >> 7) & 0xFF,
+            ((ticks << 1) & 0xFE) | 1,
+        )
+    )
+
+
+def _pcr_fields(ticks: int, keyframe: bool) -> bytes:
+    """Adaptation field flags and a PCR of `ticks` (90 kHz base, extension 0)."""
+    base = ticks & TIMESTAMP_MASK
+    flags = 0x50 if keyframe else 0x10  # PCR, and random access on keyframes
+    return bytes(
+        (
+            flags,
+            (base >> 25) & 0xFF,
+            (base >> 17) & 0xFF,
+            (base >> 9) & 0xFF,
+            (base >> 1) & 0xFF,
+            ((base & 1) << 7) | 0x7E,
+            0x00,
+        )
+    )
+
+
+def _crc32_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc32_table()
+
+
+def crc32_mpeg(data: bytes) -> int:
+    """CRC-32/MPEG-2, the checksum of PSI sections."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[((crc >> 24) ^ byte) & 0xFF]
+    return crc
+
+
+def _section(table_id: int, extension: int, body: bytes) -> bytes:
+    """A PSI section (version 0, current, section 0 of 0) with its CRC."""
+    length = 5 + len(body) + 4
+    head = bytes(
+        (
+            table_id,
+            0xB0 | (length >> 8),
+            length & 0xFF,
+            extension >> 8,
+            extension & 0xFF,
+            0xC1,
+            0,
+            0,
+        )
+    )
+    section = head + body
+    return section + crc32_mpeg(section).to_bytes(4, "big")
+
+
+class TsMuxer:
+    """MPEG-TS for one source session: `segment()` per cut, counters carried between them."""
+
+    def __init__(self, codecs: Sequence[tuple[str, bytes]]) -> None:
+        """`codecs`: (PyAV codec name, extradata) per template index; raises TsUnsupported."""
+        self._tracks: list[_H264 | _Aac] = []
+        self._pids: list[_Pid] = []
+        self._video: int | None = None
+        entries = b""
+        for index, (name, extradata) in enumerate(codecs):
+            pid = FIRST_ES_PID + index
+            if name == "h264":
+                if self._video is not None:
+                    raise TsUnsupported("two video tracks")
+                self._tracks.append(parse_avc_config(extradata))
+                self._video = index
+                stream_type = STREAM_TYPE_H264
+            elif name == "aac":
+                self._tracks.append(parse_audio_config(extradata))
+                stream_type = STREAM_TYPE_AAC_ADTS
+            else:
+                raise TsUnsupported(f"codec {name}")
+            self._pids.append(_Pid(pid))
+            entries += bytes((stream_type, 0xE0 | (pid >> 8), pid & 0xFF, 0xF0, 0x00))
+        if not self._tracks:
+            raise TsUnsupported("no tracks")
+        pcr_pid = FIRST_ES_PID + (self._video if self._video is not None else 0)
+        pat = _section(
+            0x00,
+            TS_ID,
+            bytes((PROGRAM >> 8, PROGRAM & 0xFF, 0xE0 | (PMT_PID >> 8), PMT_PID & 0xFF)),
+        )
+        pmt = _section(
+            0x02, PROGRAM, bytes((0xE0 | (pcr_pid >> 8), pcr_pid & 0xFF, 0xF0, 0x00)) + entries
+        )
+        self._pat = _Pid(PAT_PID)
+        self._pmt = _Pid(PMT_PID)
+        # pointer field 0, the section, then 0xff to the end of the packet
+        self._pat_payload = b"\x00" + pat + b"\xff" * (PAYLOAD_SIZE - 1 - len(pat))
+        self._pmt_payload = b"\x00" + pmt + b"\xff" * (PAYLOAD_SIZE - 1 - len(pmt))
+
+    @classmethod
+    def for_codecs(cls, codecs: Sequence[tuple[str, bytes]]) -> TsMuxer | None:
+        """A muxer for these tracks, or None when this module does not carry them."""
+        try:
+            return cls(codecs)
+        except TsUnsupported:
+            return None
+
+    def segment(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
+        """One segment: PAT, PMT, then a PES per packet, in the order given.
+
+        Raises TsUnsupported for a frame it cannot write, with the counters
+        left as they were (the caller muxes this segment another way).
+        """
+        saved = [p.cc for p in self._pids], self._pat.cc, self._pmt.cc
+        try:
+            return self._segment(packets)
+        except (TsUnsupported, IndexError) as exc:
+            counters, self._pat.cc, self._pmt.cc = saved
+            for pid, cc in zip(self._pids, counters, strict=True):
+                pid.cc = cc
+            if isinstance(exc, TsUnsupported):
+                raise
+            raise TsUnsupported("malformed frame") from exc
+
+    def _segment(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
+        pat, pmt = self._pat, self._pmt
+        parts: list[bytes] = [
+            pat.start[pat.cc],
+            self._pat_payload,
+            pmt.start[pmt.cc],
+            self._pmt_payload,
+        ]
+        pat.cc = (pat.cc + 1) & 15
+        pmt.cc = (pmt.cc + 1) & 15
+        tracks, pids, video = self._tracks, self._pids, self._video
+        for index, frame in packets:
+            track = tracks[index]
+            pts = frame.pts * 90
+            if index == video:
+                assert isinstance(track, _H264)
+                dts = frame.dts * 90
+                if dts == pts:
+                    header = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + _timestamp(2, pts)
+                else:
+                    header = (
+                        b"\x00\x00\x01\xe0\x00\x00\x80\xc0\x0a"
+                        + _timestamp(3, pts)
+                        + _timestamp(1, dts)
+                    )
+                pes = _annex_b(header, frame.data, track, frame.is_keyframe)
+                _packetize(parts, pids[index], pes, _pcr_fields(dts, frame.is_keyframe))
+            else:
+                assert isinstance(track, _Aac)
+                data = frame.data
+                if len(data) >= 2 and data[0] == 0xFF and data[1] & 0xF0 == 0xF0:
+                    adts = data  # already framed
+                else:
+                    size = len(data) + 7
+                    if size > ADTS_MAX_FRAME:
+                        raise TsUnsupported("AAC frame too long for ADTS")
+                    head = track.adts_head
+                    adts = (
+                        bytes(
+                            (
+                                0xFF,
+                                head[0],
+                                head[1],
+                                head[2] | (size >> 11),
+                                (size >> 3) & 0xFF,
+                                ((size & 7) << 5) | 0x1F,
+                                0xFC,
+                            )
+                        )
+                        + data
+                    )
+                length = 8 + len(adts)  # flags, header length, PTS, then the payload
+                pes = (
+                    b"\x00\x00\x01\xc0"
+                    + bytes((length >> 8, length & 0xFF, 0x80, 0x80, 0x05))
+                    + _timestamp(2, pts)
+                    + adts
+                )
+                if length > 0xFFFF:
+                    raise TsUnsupported("audio PES too long")
+                _packetize(parts, pids[index], pes, b"")
+        return b"".join(parts)
+
+
+def _annex_b(header: bytes, data: bytes, track: _H264, keyframe: bool) -> bytes:
+    """The video PES: `header`, an AUD, SPS+PPS before a bare IDR, the NAL units.
+
+    Start codes as FFmpeg's h264_mp4toannexb writes them: 4 bytes for the
+    first NAL unit and for parameter sets, 3 bytes for the others; then its
+    mpegts muxer's AUD in front unless the frame starts with one.
+    """
+    size_of = track.length_size
+    end = len(data)
+    view = memoryview(data)  # slices without copies; the join below copies once
+    parts: list[bytes | memoryview] = [header, AUD]
+    pos = 0
+    has_sps = False
+    while pos < end:
+        size = int.from_bytes(data[pos : pos + size_of], "big")
+        pos += size_of
+        if size == 0 or pos + size > end:
+            raise TsUnsupported("NAL unit length past the end of its frame")
+        kind = data[pos] & 0x1F
+        if kind == NAL_SPS or kind == NAL_PPS:
+            has_sps = has_sps or kind == NAL_SPS
+            parts += (START_CODE, view[pos : pos + size])
+        else:
+            if kind == NAL_IDR and not has_sps:
+                parts.append(track.parameter_sets)
+                has_sps = True
+            if len(parts) == 2:  # the frame's first NAL unit
+                if kind == NAL_AUD:
+                    parts.pop()  # it brings its own delimiter
+                parts += (START_CODE, view[pos : pos + size])
+            else:
+                parts += (SHORT_START_CODE, view[pos : pos + size])
+        pos += size
+    return b"".join(parts)
+
+
+def _packetize(parts: list[bytes], pid: _Pid, pes: bytes, fields: bytes) -> None:
+    """Append the TS packets of one PES: `fields` (adaptation flags + PCR) in its first."""
+    cc = pid.cc
+    total = len(pes)
+    room = PAYLOAD_SIZE - (1 + len(fields) if fields else 0)
+    if total < (room if fields else PAYLOAD_SIZE):
+        # One packet: its adaptation field carries the flags and the stuffing.
+        parts += (pid.start_af[cc], _stuffing(PAYLOAD_SIZE - total, fields), pes)
+        pid.cc = (cc + 1) & 15
+        return
+    if fields:
+        parts += (pid.start_af[cc], bytes((len(fields),)), fields, pes[:room])
+    else:
+        parts += (pid.start[cc], pes[:room])
+    cc = (cc + 1) & 15
+    pos = room
+    full, tail = divmod(total - pos, PAYLOAD_SIZE)
+    if full:
+        if cc + full <= len(pid.plain_run):
+            headers = pid.plain_run[cc : cc + full]
+        else:
+            plain = pid.plain
+            headers = [plain[(cc + i) & 15] for i in range(full)]
+        run: list[bytes] = [b""] * (2 * full)
+        run[0::2] = headers
+        run[1::2] = [
+            pes[at : at + PAYLOAD_SIZE]
+            for at in range(pos, pos + full * PAYLOAD_SIZE, PAYLOAD_SIZE)
+        ]
+        parts += run
+        cc = (cc + full) & 15
+        pos += full * PAYLOAD_SIZE
+    if tail:
+        parts += (pid.tail_af[cc], _stuffing(PAYLOAD_SIZE - tail), pes[pos:])
+        cc = (cc + 1) & 15
+    pid.cc = cc
