@@ -315,4 +315,4 @@ def test_config_parsers(clip: Encoded) -> None:
     assert h264.length_size == 4
     assert h264.parameter_sets == START_CODE + clip.sps + START_CODE + clip.pps
     aac = parse_audio_config(clip.asc)
-    assert aac.adts_head[0] == 0xF1
+    assert aac.adts.to_bytes(7, "big")[:3] == _adts(clip, b"")[:3]

@@ -52,6 +52,7 @@ import av
 
 from camstream import wire
 from camstream.spec import HlsOptions
+from camstream_worker.media import coding_format
 from camstream_worker.outputs.hls import fmp4
 from camstream_worker.outputs.hls.playlist import (
     Segment,
@@ -215,7 +216,7 @@ class HlsWriter:
             None
             if self._options.segment_type == "fmp4"
             else TsMuxer.for_codecs(
-                [(t.codec_context.name, bytes(t.codec_context.extradata or b"")) for t in templates]
+                [(coding_format(t), bytes(t.codec_context.extradata or b"")) for t in templates]
             )
         )
         self._held = []
