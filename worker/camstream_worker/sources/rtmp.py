@@ -166,6 +166,7 @@ class _PublishSession:
         self._ended = ended
         self._prefix = log_prefix
         self._configs: dict[str, TrackConfig] = {}
+        self._current: tuple[TrackConfig, ...] = ()  # the configs now, video first
         self._begun_with: tuple[TrackConfig, ...] | None = None
         self._index: dict[str, int] = {}
         self.stopping = False
@@ -173,6 +174,8 @@ class _PublishSession:
 
     def on_config(self, config: TrackConfig) -> None:
         self._configs[config.kind] = config
+        # Kept as the tuple _begin compares, built here and not per packet.
+        self._current = tuple(self._configs[k] for k in ("video", "audio") if k in self._configs)
 
     def on_metadata(self, metadata: dict[str, object]) -> None:
         pass  # codec facts come from the sequence headers, which cannot lie
@@ -183,11 +186,13 @@ class _PublishSession:
         if self.stopping:
             # Raising makes the RTMP server drop this publisher (stall, handoff, delete).
             raise FlvError("publish ended by the worker")
-        configs = tuple(self._configs[k] for k in ("video", "audio") if k in self._configs)
-        if configs != self._begun_with:
-            if "video" not in self._configs or packet.kind != "video" or not packet.keyframe:
+        if self._current is not self._begun_with:  # a config came since: compare once
+            if self._current == self._begun_with:
+                self._begun_with = self._current  # the same again: no new session
+            elif "video" not in self._configs or packet.kind != "video" or not packet.keyframe:
                 return  # wait for a keyframe: the first segment must be playable alone
-            self._begin(configs, packet)
+            else:
+                self._begin(self._current, packet)
         index = self._index.get(packet.kind)
         if index is None:
             return
