@@ -84,6 +84,8 @@ MAX_SEGMENT_TARGETS = 3
 # ...or when its packets reach this size (a 4K camera at 16 Mbit/s fills it in
 # 16 s, past the duration cap; MediaMTX's hlsSegmentMaxSize defaults to 50M).
 MAX_SEGMENT_BYTES = 32 * 1024 * 1024
+# The I/O buffer of the container that only holds the session's stream templates.
+TEMPLATE_BUFFER_SIZE = 512
 # What a held packet costs besides its payload (the AVPacket and Python objects).
 PACKET_OVERHEAD = 200
 # Packets of one timestamp are joined (one access unit split by RTP: SPS,
@@ -207,7 +209,11 @@ class HlsWriter:
         self._source_templates = list(templates)
         # Copy the codec parameters into a muxer this writer owns: the source's
         # container may be closed (its streams freed) before our last flush.
-        self._own_templates = av.open(io.BytesIO(), "w", format="mpegts")
+        # Never written to: a small I/O buffer (PyAV's default is 32 KiB) keeps
+        # ~25 KB per stream off the heap (bench/README.md, part 3).
+        self._own_templates = av.open(
+            io.BytesIO(), "w", format="mpegts", buffer_size=TEMPLATE_BUFFER_SIZE
+        )
         self._templates = [self._own_templates.add_stream_from_template(t) for t in templates]
         self._video_index = next(
             (i for i, s in enumerate(self._templates) if s.type == "video"), None
