@@ -198,9 +198,7 @@ def _packets_of(segment: Path) -> dict[str, list[tuple[int | None, int | None, b
     with av.open(str(segment)) as container:
         for p in container.demux():
             if p.size:
-                found.setdefault(p.stream.type, []).append(
-                    (p.pts, p.dts, p.is_keyframe, bytes(p))
-                )
+                found.setdefault(p.stream.type, []).append((p.pts, p.dts, p.is_keyframe, bytes(p)))
     return found
 
 
@@ -225,7 +223,7 @@ def test_frames_from_rtmp_are_muxed_by_tsmux_as_pyav_would(tmp_path: Path) -> No
             frame = Frame(bytes(packet), packet.dts, packet.pts, packet.is_keyframe)
             writer.write(streams.index(packet.stream), frame)
         writer.end()
-    assert writer.ts_fallbacks == 0
+    assert writer.malformed_frames == 0
     reference = parse_media_playlist((by_pyav / "index.m3u8").read_text())
     ours = parse_media_playlist((by_tsmux / "index.m3u8").read_text())
     assert [s.duration for s in ours.segments] == [s.duration for s in reference.segments]
@@ -244,3 +242,45 @@ def test_frames_from_rtmp_are_muxed_by_tsmux_as_pyav_would(tmp_path: Path) -> No
         )
         assert probe.stderr == "", f"{path.name}: {probe.stderr[:500]}"
         assert probe.stdout.count("packet,video") > 0
+
+
+def test_a_malformed_frame_is_left_out_and_its_segment_written(tmp_path: Path) -> None:
+    """An AVCC length past its frame: counted as dropped, the rest of the segment plays."""
+    clip = make_clip(seconds=6)
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2, window_segments=10))
+    video_frames = 0
+    with av.open(str(clip)) as container:
+        streams = [container.streams.video[0], container.streams.audio[0]]
+        writer.begin(streams)
+        for packet in container.demux(streams):
+            if packet.dts is None or packet.pts is None:
+                continue
+            data = bytes(packet)
+            index = streams.index(packet.stream)
+            if index == 0:
+                video_frames += 1
+                if video_frames == 10:  # a P-frame inside the first segment
+                    data = (len(data) + 100).to_bytes(4, "big") + data[4:]
+            writer.write(index, Frame(data, packet.dts, packet.pts, packet.is_keyframe))
+        writer.end()
+    assert writer.malformed_frames == 1
+    assert writer.dropped_packets == 1
+    playlist = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert writer.ts_segments == len(playlist.segments) >= 3
+    first = _packets_of(tmp_path / playlist.segments[0].uri)
+    assert len(first["video"]) == 49  # 2 s at 25 fps, less the malformed one
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_packets",
+            "-of",
+            "csv",
+            str(tmp_path / playlist.segments[0].uri),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stderr == ""

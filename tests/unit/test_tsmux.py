@@ -301,13 +301,18 @@ def test_what_it_does_not_carry_is_refused_by_name(
     assert TsMuxer.for_codecs(codecs) is None
 
 
-def test_a_malformed_frame_is_refused_and_the_counters_stay(clip: Encoded) -> None:
-    muxer = TsMuxer([("h264", clip.avcc_config)])
-    good = _segment_frames(clip, 0, 1, 0, False)
-    bad = [*good, (0, Frame(b"\x00\x00\x10\x00\x65", 9_000, 9_000, False))]  # length past the end
-    with pytest.raises(TsUnsupported, match="NAL unit length"):
-        muxer.segment(bad)
-    _check_packets(muxer.segment(good) + muxer.segment(good))  # as if the bad one never ran
+def test_a_malformed_frame_is_left_out_and_the_counters_do_not_move(clip: Encoded) -> None:
+    muxer = TsMuxer([("h264", clip.avcc_config), ("aac", clip.asc)])
+    good = _segment_frames(clip, 0, 1, 0, True)
+    bad_video = (0, Frame(b"\x00\x00\x10\x00\x65", 9_000, 9_000, False))  # length past the end
+    too_long = (1, Frame(b"\x21" * 8200, 9_000, 9_000, True))  # over ADTS's 8191 bytes
+    data = muxer.segment([*good[:5], bad_video, *good[5:], too_long])
+    assert muxer.refused == 2
+    assert "ADTS holds 8191" in muxer.last_refusal
+    _check_packets(data)
+    assert _demux(data) == _demux(
+        TsMuxer([("h264", clip.avcc_config), ("aac", clip.asc)]).segment(good)
+    )
 
 
 def test_config_parsers(clip: Encoded) -> None:

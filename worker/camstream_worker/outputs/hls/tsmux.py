@@ -29,11 +29,14 @@ small, and done here the same way, so the segments read the same to a player:
 - continuity counters run per PID for the whole session (a player reading
   the segments back to back sees no gap).
 
-Cheap per TS packet: headers are precomputed per PID and continuity counter,
-a PES is one bytes object cut by slices, and the segment is one bytes.join.
-A frame that cannot be written (an AVCC length running past its frame, an
-ADTS frame over 8 KiB) raises `TsUnsupported`; the writer then muxes that
-segment with PyAV instead, so nothing is lost.
+Cheap per TS packet: headers precomputed per PID and continuity counter,
+each PES head (PES header, timestamps, AUD or ADTS) built as one integer, a
+one-NAL frame cut straight from its AVCC bytes (its 4-byte length becomes
+the start code in place: no copy), full packets sliced by `map` over cached
+slice objects, and one bytes.join per segment. A frame that cannot be
+written (an AVCC length running past its frame, an AAC frame over ADTS's
+8191 bytes) is left out and counted (`refused`); its segment is written
+without it, as PyAV's muxer, which fails on such a frame, could not.
 """
 
 from __future__ import annotations
@@ -240,6 +243,8 @@ class TsMuxer:
         )
         self._pat = _Pid(PAT_PID)
         self._pmt = _Pid(PMT_PID)
+        self.refused = 0  # frames left out, malformed
+        self.last_refusal = ""
         # pointer field 0, the section, then 0xff to the end of the packet
         self._pat_payload = b"\x00" + pat + b"\xff" * (PAYLOAD_SIZE - 1 - len(pat))
         self._pmt_payload = b"\x00" + pmt + b"\xff" * (PAYLOAD_SIZE - 1 - len(pmt))
@@ -255,21 +260,11 @@ class TsMuxer:
     def segment(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
         """One segment: PAT, PMT, then a PES per packet, in the order given.
 
-        Raises TsUnsupported for a frame it cannot write, with the counters
-        left as they were (the caller muxes this segment another way).
+        A frame that cannot be written (an AVCC length past its frame, an AAC
+        frame too long for ADTS) is left out, counted in `refused` with the
+        reason in `last_refusal`: the rest of the segment is written as if it
+        never came (no continuity counter moves for it).
         """
-        saved = [p.cc for p in self._pids], self._pat.cc, self._pmt.cc
-        try:
-            return self._segment(packets)
-        except (TsUnsupported, IndexError) as exc:
-            counters, self._pat.cc, self._pmt.cc = saved
-            for pid, cc in zip(self._pids, counters, strict=True):
-                pid.cc = cc
-            if isinstance(exc, TsUnsupported):
-                raise
-            raise TsUnsupported("malformed frame") from exc
-
-    def _segment(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
         pat, pmt = self._pat, self._pmt
         parts: list[bytes | memoryview] = [
             pat.start[pat.cc],
@@ -283,66 +278,70 @@ class TsMuxer:
         # Headers are built as one integer each and turned into bytes once:
         # cheaper in CPython than a bytes object per field.
         for index, frame in packets:
-            track = tracks[index]
-            pts = (frame.pts * 90) & TIMESTAMP_MASK
-            if index == video:
-                assert isinstance(track, _H264)
-                dts = (frame.dts * 90) & TIMESTAMP_MASK
-                if dts == pts:  # PES header, PTS, then the AUD: 20 bytes
-                    head = (
-                        _VIDEO_PTS
-                        | (
-                            ((pts >> 30) << 33 | ((pts >> 15) & 0x7FFF) << 17 | (pts & 0x7FFF) << 1)
-                            << 48
-                        )
-                    ).to_bytes(20, "big")
-                else:  # PES header, PTS, DTS, then the AUD: 25 bytes
-                    head = (
-                        _VIDEO_PTS_DTS
-                        | (
-                            ((pts >> 30) << 33 | ((pts >> 15) & 0x7FFF) << 17 | (pts & 0x7FFF) << 1)
-                            << 88
-                        )
-                        | (
-                            ((dts >> 30) << 33 | ((dts >> 15) & 0x7FFF) << 17 | (dts & 0x7FFF) << 1)
-                            << 48
-                        )
-                    ).to_bytes(25, "big")
-                data = frame.data
-                size_of = track.length_size
-                if (
-                    size_of == 4
-                    and int.from_bytes(data[:4], "big") == len(data) - 4
-                    and len(data) > 4
-                    and data[4] & 0x1F not in _SPECIAL_NALS
-                ):
-                    # One NAL unit, no parameter sets due: AVCC's 4-byte length
-                    # becomes the start code in place, so the frame is not copied.
-                    head += START_CODE
-                    offset = 4
+            try:
+                track = tracks[index]
+                pts = (frame.pts * 90) & TIMESTAMP_MASK
+                if index == video:
+                    assert isinstance(track, _H264)
+                    dts = (frame.dts * 90) & TIMESTAMP_MASK
+                    if dts == pts:  # PES header, PTS, then the AUD: 20 bytes
+                        head = (
+                            _VIDEO_PTS
+                            | (
+                                (
+                                    (pts >> 30) << 33
+                                    | ((pts >> 15) & 0x7FFF) << 17
+                                    | (pts & 0x7FFF) << 1
+                                )
+                                << 48
+                            )
+                        ).to_bytes(20, "big")
+                    else:  # PES header, PTS, DTS, then the AUD: 25 bytes
+                        head = (
+                            _VIDEO_PTS_DTS
+                            | (
+                                (
+                                    (pts >> 30) << 33
+                                    | ((pts >> 15) & 0x7FFF) << 17
+                                    | (pts & 0x7FFF) << 1
+                                )
+                                << 88
+                            )
+                            | (
+                                (
+                                    (dts >> 30) << 33
+                                    | ((dts >> 15) & 0x7FFF) << 17
+                                    | (dts & 0x7FFF) << 1
+                                )
+                                << 48
+                            )
+                        ).to_bytes(25, "big")
+                    data = frame.data
+                    size_of = track.length_size
+                    if (
+                        size_of == 4
+                        and int.from_bytes(data[:4], "big") == len(data) - 4
+                        and len(data) > 4
+                        and data[4] & 0x1F not in _SPECIAL_NALS
+                    ):
+                        # One NAL unit, no parameter sets due: AVCC's 4-byte length
+                        # becomes the start code in place, so the frame is not copied.
+                        head += START_CODE
+                        offset = 4
+                    else:
+                        data = _annex_b(data, track)
+                        offset = 0
+                    # The adaptation field of the first TS packet: PCR (= DTS), random access.
+                    fields = (_PCR_KEY if frame.is_keyframe else _PCR) | dts << 15
+                    _packetize(parts, pids[index], head, data, offset, fields.to_bytes(8, "big"))
                 else:
-                    data = _annex_b(data, track)
-                    offset = 0
-                # The adaptation field of the first TS packet: PCR (= DTS), random access.
-                fields = (_PCR_KEY if frame.is_keyframe else _PCR) | dts << 15
-                _packetize(parts, pids[index], head, data, offset, fields.to_bytes(8, "big"))
-            else:
-                assert isinstance(track, _Aac)
-                data = frame.data
-                if len(data) >= 2 and data[0] == 0xFF and data[1] & 0xF0 == 0xF0:
-                    length = 8 + len(data)  # already ADTS
-                    head = (
-                        _AUDIO_PTS
-                        | length << 64
-                        | ((pts >> 30) << 33 | ((pts >> 15) & 0x7FFF) << 17 | (pts & 0x7FFF) << 1)
-                    ).to_bytes(14, "big")
-                else:
-                    size = len(data) + 7
-                    if size > ADTS_MAX_FRAME:
-                        raise TsUnsupported("AAC frame too long for ADTS")
-                    length = 8 + size  # flags, header length, PTS, then the payload
-                    head = (
-                        (
+                    assert isinstance(track, _Aac)
+                    data = frame.data
+                    if len(data) >= 2 and data[0] == 0xFF and data[1] & 0xF0 == 0xF0:
+                        length = 8 + len(data)  # already ADTS
+                        if length > 0xFFFF:
+                            raise TsUnsupported(f"audio frame of {len(data)} bytes")
+                        head = (
                             _AUDIO_PTS
                             | length << 64
                             | (
@@ -350,12 +349,32 @@ class TsMuxer:
                                 | ((pts >> 15) & 0x7FFF) << 17
                                 | (pts & 0x7FFF) << 1
                             )
-                        )
-                        << 56
-                        | track.adts
-                        | size << 13
-                    ).to_bytes(21, "big")
-                _packetize(parts, pids[index], head, data, 0, b"")
+                        ).to_bytes(14, "big")
+                    else:
+                        size = len(data) + 7
+                        if size > ADTS_MAX_FRAME:
+                            raise TsUnsupported(
+                                f"AAC frame of {size} bytes: ADTS holds {ADTS_MAX_FRAME}"
+                            )
+                        length = 8 + size  # flags, header length, PTS, then the payload
+                        head = (
+                            (
+                                _AUDIO_PTS
+                                | length << 64
+                                | (
+                                    (pts >> 30) << 33
+                                    | ((pts >> 15) & 0x7FFF) << 17
+                                    | (pts & 0x7FFF) << 1
+                                )
+                            )
+                            << 56
+                            | track.adts
+                            | size << 13
+                        ).to_bytes(21, "big")
+                    _packetize(parts, pids[index], head, data, 0, b"")
+            except TsUnsupported as exc:  # raised before any TS packet of the frame
+                self.refused += 1
+                self.last_refusal = str(exc)
         return b"".join(parts)
 
 
@@ -475,7 +494,7 @@ def _stuffing_of(total: int) -> bytes:
 
 
 _STUFFING = [b""] + [_stuffing_of(total) for total in range(1, PAYLOAD_SIZE + 1)]
-# The PES headers' fixed bits, to OR the timestamps into (see _Track._segment):
+# The PES headers' fixed bits, to OR the timestamps into (see TsMuxer.segment):
 # 00 00 01 E0, length 0, flags 0x80, PTS (0x80) or PTS+DTS (0xC0), header length,
 # the timestamps' prefixes and marker bits, then the AUD.
 _TIMESTAMP_MARKERS = (1 << 32) | (1 << 16) | 1

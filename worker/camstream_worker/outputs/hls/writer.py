@@ -14,8 +14,10 @@ never sees a half-written segment or playlist.
 Two muxers: a session of light `Frame`s (packets.py; the RTMP source) in
 H.264 + AAC is written by tsmux.py, in Python, with no `av.Packet` per frame
 and no muxer per segment; everything else (PyAV sources' `av.Packet`s, HEVC,
-HE-AAC, fMP4, a frame tsmux.py refuses) goes through a fresh PyAV muxer per
-segment, the Frames converted to `av.Packet`s there and only there.
+HE-AAC, fMP4) goes through a fresh PyAV muxer per segment, the Frames
+converted to `av.Packet`s there and only there. A malformed Frame (an AVCC
+length past its end) is left out of its segment by tsmux.py and counted as
+dropped, where PyAV's muxer would have failed on it.
 
 A new source session (`begin` after `end`, e.g. a camera reconnect or a
 handoff) continues the media sequence and marks its first segment with
@@ -61,7 +63,7 @@ from camstream_worker.outputs.hls.playlist import (
     target_duration,
 )
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
-from camstream_worker.outputs.hls.tsmux import TsMuxer, TsUnsupported
+from camstream_worker.outputs.hls.tsmux import TsMuxer
 from camstream_worker.packets import Frame, Packet, to_av
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,7 @@ class HlsWriter:
         self.forced_cuts = 0
         self.failed_writes = 0
         self.ts_segments = 0  # segments tsmux.py wrote
-        self.ts_fallbacks = 0  # segments of Frames tsmux.py refused, muxed by PyAV instead
+        self.malformed_frames = 0  # Frames tsmux.py left out (also in dropped_packets)
         directory.mkdir(parents=True, exist_ok=True)
         resumed = _next_sequence_on_disk(directory / wire.PLAYLIST)
         if resumed is not None and resumed > self._next_sequence:
@@ -469,19 +471,23 @@ class HlsWriter:
 
     def _mux(self, packets: list[tuple[int, Packet]]) -> bytes:
         if self._ts is not None and all(type(packet) is Frame for _, packet in packets):
-            try:
-                data = self._ts.segment(packets)  # type: ignore[arg-type]  # all Frames
-                self.ts_segments += 1
-                return data
-            except TsUnsupported as exc:
-                self.ts_fallbacks += 1
-                if self.ts_fallbacks == 1 or self.ts_fallbacks % 100 == 0:
+            refused = self._ts.refused
+            data = self._ts.segment(packets)  # type: ignore[arg-type]  # all Frames
+            self.ts_segments += 1
+            if self._ts.refused > refused:
+                # Malformed frames (PyAV's muxer would have failed on them): the
+                # segment is written without them, and they count as dropped.
+                before = self.malformed_frames
+                self.malformed_frames += self._ts.refused - refused
+                self.dropped_packets += self._ts.refused - refused
+                if before == 0 or before // 100 != self.malformed_frames // 100:
                     log.warning(
-                        "%s: segment muxed by PyAV instead (%s; %d such segments)",
+                        "%s: malformed frame left out of a segment (%s; %d so far)",
                         self._dir.name,
-                        exc,
-                        self.ts_fallbacks,
+                        self._ts.last_refusal,
+                        self.malformed_frames,
                     )
+            return data
         buffer = io.BytesIO()
         with av.open(buffer, "w", format="mpegts") as muxer:
             outputs = [muxer.add_stream_from_template(t) for t in self._templates]
