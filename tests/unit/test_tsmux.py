@@ -119,19 +119,18 @@ class Encoded:
         self.asc = bytes(audio.extradata or b"")
 
 
-@pytest.fixture(scope="module")
-def clip() -> Encoded:
-    return Encoded()
-
-
-_CLIP: Encoded | None = None
+_CLIP: list[Encoded] = []  # encoded once per run: hypothesis examples cannot take fixtures
 
 
 def _clip() -> Encoded:
-    global _CLIP
-    if _CLIP is None:
-        _CLIP = Encoded()
-    return _CLIP
+    if not _CLIP:
+        _CLIP.append(Encoded())
+    return _CLIP[0]
+
+
+@pytest.fixture
+def clip() -> Encoded:
+    return _clip()
 
 
 def _expected_video(clip: Encoded, avcc: bytes, key: bool) -> bytes:
