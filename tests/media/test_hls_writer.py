@@ -5,6 +5,7 @@ writer's output is read back by the playlist parser and PyAV.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from camstream.spec import HlsOptions
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
+from camstream_worker.packets import Frame
 from tests.harness.cameras import make_clip
 from tests.harness.hlscheck import parse_media_playlist
 
@@ -188,3 +190,97 @@ def test_an_access_unit_split_over_two_packets_is_joined(tmp_path: Path) -> None
         frames = sum(1 for _ in segment.decode(video=0))
     assert frames == 50  # 2 s at 25 fps, every frame decodable
     assert writer.dropped_packets == 0
+
+
+def _packets_of(segment: Path) -> dict[str, list[tuple[int | None, int | None, bool, bytes]]]:
+    """Each stream's packets in order (how the two muxers interleave streams may differ)."""
+    found: dict[str, list[tuple[int | None, int | None, bool, bytes]]] = {}
+    with av.open(str(segment)) as container:
+        for p in container.demux():
+            if p.size:
+                found.setdefault(p.stream.type, []).append((p.pts, p.dts, p.is_keyframe, bytes(p)))
+    return found
+
+
+def test_frames_from_rtmp_are_muxed_by_tsmux_as_pyav_would(tmp_path: Path) -> None:
+    """Light Frames (the RTMP source's) go through tsmux.py; PyAV's muxer gets av.Packets.
+
+    The same clip fed both ways must give the same segments to a demuxer:
+    every packet's stream, pts, dts, keyframe flag and payload; and FFmpeg's
+    own ffprobe must find nothing wrong in the Frames' segments, alone or
+    read back to back.
+    """
+    clip = make_clip(seconds=10)  # FLV: AVCC video with an avcC record, raw AAC, as RTMP
+    by_pyav, by_tsmux = tmp_path / "pyav", tmp_path / "tsmux"
+    feed(HlsWriter(by_pyav, HlsOptions(segment_seconds=2, window_segments=10)), clip)
+    writer = HlsWriter(by_tsmux, HlsOptions(segment_seconds=2, window_segments=10))
+    with av.open(str(clip)) as container:
+        streams = [container.streams.video[0], container.streams.audio[0]]
+        writer.begin(streams)
+        for packet in container.demux(streams):
+            if packet.dts is None or packet.pts is None:
+                continue
+            frame = Frame(bytes(packet), packet.dts, packet.pts, packet.is_keyframe)
+            writer.write(streams.index(packet.stream), frame)
+        writer.end()
+    assert writer.malformed_frames == 0
+    reference = parse_media_playlist((by_pyav / "index.m3u8").read_text())
+    ours = parse_media_playlist((by_tsmux / "index.m3u8").read_text())
+    assert [s.duration for s in ours.segments] == [s.duration for s in reference.segments]
+    assert len(ours.segments) >= 4
+    assert writer.ts_segments == len(ours.segments)  # the path under test was taken
+    for mine, theirs in zip(ours.segments, reference.segments, strict=True):
+        assert _packets_of(by_tsmux / mine.uri) == _packets_of(by_pyav / theirs.uri)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join((by_tsmux / s.uri).read_bytes() for s in ours.segments))
+    for path in [*(by_tsmux / s.uri for s in ours.segments), joined]:
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_packets", "-of", "csv", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert probe.stderr == "", f"{path.name}: {probe.stderr[:500]}"
+        assert probe.stdout.count("packet,video") > 0
+
+
+def test_a_malformed_frame_is_left_out_and_its_segment_written(tmp_path: Path) -> None:
+    """An AVCC length past its frame: counted as dropped, the rest of the segment plays."""
+    clip = make_clip(seconds=6)
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2, window_segments=10))
+    video_frames = 0
+    with av.open(str(clip)) as container:
+        streams = [container.streams.video[0], container.streams.audio[0]]
+        writer.begin(streams)
+        for packet in container.demux(streams):
+            if packet.dts is None or packet.pts is None:
+                continue
+            data = bytes(packet)
+            index = streams.index(packet.stream)
+            if index == 0:
+                video_frames += 1
+                if video_frames == 10:  # a P-frame inside the first segment
+                    data = (len(data) + 100).to_bytes(4, "big") + data[4:]
+            writer.write(index, Frame(data, packet.dts, packet.pts, packet.is_keyframe))
+        writer.end()
+    assert writer.malformed_frames == 1
+    assert writer.dropped_packets == 1
+    playlist = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert writer.ts_segments == len(playlist.segments) >= 3
+    first = _packets_of(tmp_path / playlist.segments[0].uri)
+    assert len(first["video"]) == 49  # 2 s at 25 fps, less the malformed one
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_packets",
+            "-of",
+            "csv",
+            str(tmp_path / playlist.segments[0].uri),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stderr == ""

@@ -22,6 +22,7 @@ import av
 
 from camstream_worker.media import coding_format
 from camstream_worker.outputs.base import Output
+from camstream_worker.packets import Packet
 
 
 class Session:
@@ -53,7 +54,7 @@ class Session:
         for output in self._outputs:
             output.begin(templates)
 
-    def packet(self, index: int, packet: av.Packet) -> None:
+    def packet(self, index: int, packet: Packet) -> None:
         if self.closed:
             return
         self.bytes_in += packet.size

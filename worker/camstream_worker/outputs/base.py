@@ -17,14 +17,19 @@ from typing import Protocol
 
 import av
 
+from camstream_worker.packets import Packet
+
 
 class Output(Protocol):
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         """A new session whose packets refer to `templates` by index."""
         ...
 
-    def write(self, index: int, packet: av.Packet) -> None:
-        """One packet of template `index` (timestamps in its time base)."""
+    def write(self, index: int, packet: Packet) -> None:
+        """One packet of template `index` (timestamps in its time base).
+
+        An `av.Packet` or a light `Frame` (packets.py); an output that needs
+        an `av.Packet` converts it with `packets.to_av`."""
         ...
 
     def end(self, *, keep_last: bool = True) -> None:

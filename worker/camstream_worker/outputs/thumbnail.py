@@ -22,6 +22,7 @@ import av
 
 from camstream import wire
 from camstream_worker.media import decoder_for
+from camstream_worker.packets import Packet
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Thumbnailer:
         if self._video_index is not None:
             self._decoder = decoder_for(templates[self._video_index])
 
-    def write(self, index: int, packet: av.Packet) -> None:
+    def write(self, index: int, packet: Packet) -> None:
         """Consider one packet; decode it if it is a video keyframe and a still is due."""
         if index != self._video_index or self._decoder is None or not packet.is_keyframe:
             return

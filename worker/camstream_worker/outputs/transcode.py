@@ -33,6 +33,7 @@ from camstream_worker.media import decoder_for
 from camstream_worker.outputs.hls.playlist import Variant, render_master_playlist
 from camstream_worker.outputs.hls.sequence import FirstNumber
 from camstream_worker.outputs.hls.writer import HlsWriter
+from camstream_worker.packets import Packet
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Transcoder:
         self._put(("begin", _Session(copies, owner)), force=True)
         self._first_master(templates)
 
-    def write(self, index: int, packet: av.Packet) -> None:
+    def write(self, index: int, packet: Packet) -> None:
         """Queue a packet (any thread); under overload drop until the next keyframe."""
         if self._skipping and not packet.is_keyframe:
             self.dropped += 1
@@ -272,7 +273,7 @@ class _Ladder:
                 writer.write(0, packet)
 
 
-def _copy(packet: av.Packet) -> av.Packet:
+def _copy(packet: Packet) -> av.Packet:
     """An independent packet: muxing rescales and re-targets packets in place."""
     copy = av.Packet(bytes(packet))
     copy.time_base = packet.time_base

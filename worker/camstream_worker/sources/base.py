@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import av
 
 from camstream.spec import Credentials
+from camstream_worker.packets import Packet
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.sources.egress import Egress
@@ -42,7 +43,9 @@ class PacketSink(Protocol):
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None: ...
 
-    def packet(self, index: int, packet: av.Packet) -> None: ...
+    def packet(self, index: int, packet: Packet) -> None:
+        """One packet of template `index`: an `av.Packet`, or a light `Frame` (packets.py)."""
+        ...
 
 
 class Source(Protocol):

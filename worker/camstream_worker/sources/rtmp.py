@@ -27,18 +27,17 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from fractions import Fraction
 
 import av
 
 from camstream.spec import StreamSpec
 from camstream_worker.errors import SecretError, SourceEnded, SourceError, UnsupportedMedia
+from camstream_worker.packets import Frame
 from camstream_worker.protocols.rtmp.flv import FlvError, MediaPacket, TrackConfig
 from camstream_worker.sources.base import Context, PacketSink
 
 log = logging.getLogger(__name__)
 
-MILLISECONDS = Fraction(1, 1000)
 _FLV_VIDEO_CODEC_IDS = {"h264": 7, "hevc": 12}
 # Between two sessions the supervisor briefly runs no session: a camera that
 # reconnects then waits this long for the next one instead of being refused.
@@ -167,6 +166,7 @@ class _PublishSession:
         self._ended = ended
         self._prefix = log_prefix
         self._configs: dict[str, TrackConfig] = {}
+        self._current: tuple[TrackConfig, ...] = ()  # the configs now, video first
         self._begun_with: tuple[TrackConfig, ...] | None = None
         self._index: dict[str, int] = {}
         self.stopping = False
@@ -174,6 +174,8 @@ class _PublishSession:
 
     def on_config(self, config: TrackConfig) -> None:
         self._configs[config.kind] = config
+        # Kept as the tuple _begin compares, built here and not per packet.
+        self._current = tuple(self._configs[k] for k in ("video", "audio") if k in self._configs)
 
     def on_metadata(self, metadata: dict[str, object]) -> None:
         pass  # codec facts come from the sequence headers, which cannot lie
@@ -184,20 +186,21 @@ class _PublishSession:
         if self.stopping:
             # Raising makes the RTMP server drop this publisher (stall, handoff, delete).
             raise FlvError("publish ended by the worker")
-        configs = tuple(self._configs[k] for k in ("video", "audio") if k in self._configs)
-        if configs != self._begun_with:
-            if "video" not in self._configs or packet.kind != "video" or not packet.keyframe:
+        if self._current is not self._begun_with:  # a config came since: compare once
+            if self._current == self._begun_with:
+                self._begun_with = self._current  # the same again: no new session
+            elif "video" not in self._configs or packet.kind != "video" or not packet.keyframe:
                 return  # wait for a keyframe: the first segment must be playable alone
-            self._begin(configs, packet)
+            else:
+                self._begin(self._current, packet)
         index = self._index.get(packet.kind)
         if index is None:
             return
-        frame = av.Packet(packet.data)
-        frame.time_base = MILLISECONDS
-        frame.dts = packet.dts_ms
-        frame.pts = packet.pts_ms
-        frame.is_keyframe = packet.keyframe
-        self._sink.packet(index, frame)
+        # A light Frame, not an av.Packet: no copy into an FFmpeg buffer and no
+        # Fraction per frame; the HLS writer muxes Frames itself (packets.py).
+        self._sink.packet(
+            index, Frame(packet.data, packet.dts_ms, packet.pts_ms, packet.keyframe)
+        )
 
     def on_close(self, reason: str | None) -> None:
         if self.detached:

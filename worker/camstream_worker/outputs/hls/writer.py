@@ -6,10 +6,18 @@ per rendition. The writer never decodes: packets are remuxed as they come.
 
 How it works: packets of the current segment are held in memory (about one
 GOP); when a video keyframe arrives and the segment is long enough, the held
-packets are muxed into one MPEG-TS file by a fresh muxer (so every segment
-starts with PAT/PMT and a keyframe and stands alone), the file is written under
-a temporary name and renamed, then the playlist is rewritten the same way. A
-reader therefore never sees a half-written segment or playlist.
+packets are muxed into one MPEG-TS file (so every segment starts with PAT/PMT
+and a keyframe and stands alone), the file is written under a temporary name
+and renamed, then the playlist is rewritten the same way. A reader therefore
+never sees a half-written segment or playlist.
+
+Two muxers: a session of light `Frame`s (packets.py; the RTMP source) in
+H.264 + AAC is written by tsmux.py, in Python, with no `av.Packet` per frame
+and no muxer per segment; everything else (PyAV sources' `av.Packet`s, HEVC,
+HE-AAC, fMP4) goes through a fresh PyAV muxer per segment, the Frames
+converted to `av.Packet`s there and only there. A malformed Frame (an AVCC
+length past its end) is left out of its segment by tsmux.py and counted as
+dropped, where PyAV's muxer would have failed on it.
 
 A new source session (`begin` after `end`, e.g. a camera reconnect or a
 handoff) continues the media sequence and marks its first segment with
@@ -46,6 +54,7 @@ import av
 
 from camstream import wire
 from camstream.spec import HlsOptions
+from camstream_worker.media import coding_format
 from camstream_worker.outputs.hls import fmp4
 from camstream_worker.outputs.hls.playlist import (
     Segment,
@@ -54,6 +63,8 @@ from camstream_worker.outputs.hls.playlist import (
     target_duration,
 )
 from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
+from camstream_worker.outputs.hls.tsmux import TsMuxer
+from camstream_worker.packets import Frame, Packet, to_av
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,8 @@ MAX_SEGMENT_TARGETS = 3
 # ...or when its packets reach this size (a 4K camera at 16 Mbit/s fills it in
 # 16 s, past the duration cap; MediaMTX's hlsSegmentMaxSize defaults to 50M).
 MAX_SEGMENT_BYTES = 32 * 1024 * 1024
+# The I/O buffer of the container that only holds the session's stream templates.
+TEMPLATE_BUFFER_SIZE = 512
 # What a held packet costs besides its payload (the AVPacket and Python objects).
 PACKET_OVERHEAD = 200
 # Packets of one timestamp are joined (one access unit split by RTP: SPS,
@@ -141,7 +154,8 @@ class HlsWriter:
         self._own_templates: av.container.OutputContainer | None = None
         self._init_uri: str | None = None
         self._video_index: int | None = None
-        self._held: list[tuple[int, av.Packet]] = []
+        self._held: list[tuple[int, Packet]] = []
+        self._ts: TsMuxer | None = None  # this session's own MPEG-TS writer, if it carries it
         self._held_bytes = 0
         self._joined: dict[int, int] = {}  # position in _held: packets joined into it
         self._max_seconds = (
@@ -161,6 +175,8 @@ class HlsWriter:
         self.timeline_jumps = 0
         self.forced_cuts = 0
         self.failed_writes = 0
+        self.ts_segments = 0  # segments tsmux.py wrote
+        self.malformed_frames = 0  # Frames tsmux.py left out (also in dropped_packets)
         directory.mkdir(parents=True, exist_ok=True)
         resumed = _next_sequence_on_disk(directory / wire.PLAYLIST)
         if resumed is not None and resumed > self._next_sequence:
@@ -195,10 +211,21 @@ class HlsWriter:
         self._source_templates = list(templates)
         # Copy the codec parameters into a muxer this writer owns: the source's
         # container may be closed (its streams freed) before our last flush.
-        self._own_templates = av.open(io.BytesIO(), "w", format="mpegts")
+        # Never written to: a small I/O buffer (PyAV's default is 32 KiB) keeps
+        # ~25 KB per stream off the heap (bench/README.md, part 3).
+        self._own_templates = av.open(
+            io.BytesIO(), "w", format="mpegts", buffer_size=TEMPLATE_BUFFER_SIZE
+        )
         self._templates = [self._own_templates.add_stream_from_template(t) for t in templates]
         self._video_index = next(
             (i for i, s in enumerate(self._templates) if s.type == "video"), None
+        )
+        self._ts = (
+            None
+            if self._options.segment_type == "fmp4"
+            else TsMuxer.for_codecs(
+                [(coding_format(t), bytes(t.codec_context.extradata or b"")) for t in templates]
+            )
         )
         self._held = []
         self._held_bytes = 0
@@ -209,17 +236,20 @@ class HlsWriter:
         self._last_dts = {}
         self._init_uri = None
 
-    def write(self, index: int, packet: av.Packet) -> None:
+    def write(self, index: int, packet: Packet) -> None:
         """Take one packet of template `index` (timestamps in its time base)."""
         if packet.dts is None:
             return  # flush packets carry no data and no timestamp
         # The time base as two integers, read once: PyAV hands it out as a new
         # Fraction, and Fraction arithmetic per packet (pure Python) was the
         # largest single cost of the writer (bench/README.md, worker profile).
-        base = packet.time_base
-        if base is None:
-            raise TypeError("packet has a dts but no time base")
-        num, den = base.numerator, base.denominator
+        if type(packet) is Frame:
+            num, den = 1, 1000
+        else:
+            base = packet.time_base
+            if base is None:
+                raise TypeError("packet has a dts but no time base")
+            num, den = base.numerator, base.denominator
         previous = self._last_dts.get(index)
         if previous is not None and _timeline_jumped(packet.dts - previous[0], num, den):
             log.info("%s: source timestamps jumped; continuing as a new session", self._dir.name)
@@ -324,7 +354,7 @@ class HlsWriter:
         except OSError:
             pass
 
-    def _join(self, position: int, packet: av.Packet) -> None:
+    def _join(self, position: int, packet: Packet) -> None:
         index, first = self._held[position]
         parts = self._joined.get(position, 1)
         if parts >= MAX_JOINED_PACKETS:
@@ -332,10 +362,16 @@ class HlsWriter:
             return
         self._joined[position] = parts + 1
         self._held_bytes += packet.size
-        joined = av.Packet(bytes(first) + bytes(packet))
-        joined.time_base = first.time_base
-        joined.pts, joined.dts = first.pts, first.dts
-        joined.is_keyframe = first.is_keyframe or packet.is_keyframe
+        keyframe = first.is_keyframe or packet.is_keyframe
+        joined: Packet
+        if isinstance(first, Frame):
+            # Length-prefixed NAL units (AVCC) concatenate as they are.
+            joined = Frame(first.data + bytes(packet), first.dts, first.pts, keyframe)
+        else:
+            joined = av.Packet(bytes(first) + bytes(packet))
+            joined.time_base = first.time_base
+            joined.pts, joined.dts = first.pts, first.dts
+            joined.is_keyframe = keyframe
         self._held[position] = (index, joined)
 
     def _flush(self, end_seconds: float, *, forced: bool = False) -> None:
@@ -354,7 +390,7 @@ class HlsWriter:
         self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
         try:
             if self._options.segment_type == "fmp4":
-                init, data = fmp4.mux_fragment(self._templates, held)
+                init, data = fmp4.mux_fragment(self._templates, [(i, to_av(p)) for i, p in held])
                 if self._init_uri is None:
                     init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
                     _write_atomically(self._dir / init_uri, init)
@@ -433,11 +469,30 @@ class HlsWriter:
             if old.init_uri is not None and old.init_uri not in still_used:
                 (self._dir / old.init_uri).unlink(missing_ok=True)
 
-    def _mux(self, packets: list[tuple[int, av.Packet]]) -> bytes:
+    def _mux(self, packets: list[tuple[int, Packet]]) -> bytes:
+        if self._ts is not None and all(type(packet) is Frame for _, packet in packets):
+            refused = self._ts.refused
+            data = self._ts.segment(packets)  # type: ignore[arg-type]  # all Frames
+            self.ts_segments += 1
+            if self._ts.refused > refused:
+                # Malformed frames (PyAV's muxer would have failed on them): the
+                # segment is written without them, and they count as dropped.
+                before = self.malformed_frames
+                self.malformed_frames += self._ts.refused - refused
+                self.dropped_packets += self._ts.refused - refused
+                if before == 0 or before // 100 != self.malformed_frames // 100:
+                    log.warning(
+                        "%s: malformed frame left out of a segment (%s; %d so far)",
+                        self._dir.name,
+                        self._ts.last_refusal,
+                        self.malformed_frames,
+                    )
+            return data
         buffer = io.BytesIO()
         with av.open(buffer, "w", format="mpegts") as muxer:
             outputs = [muxer.add_stream_from_template(t) for t in self._templates]
-            for index, packet in packets:
+            for index, held in packets:
+                packet = to_av(held)
                 packet.stream = outputs[index]
                 muxer.mux(packet)
         return buffer.getvalue()

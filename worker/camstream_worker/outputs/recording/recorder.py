@@ -38,6 +38,7 @@ from camstream.spec import RecordingOptions, StreamKey
 from camstream_worker.outputs.hls.writer import SegmentWritten
 from camstream_worker.outputs.recording import spool
 from camstream_worker.outputs.recording.dvr import DvrWindow
+from camstream_worker.packets import Packet
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class Recorder:
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         pass
 
-    def write(self, index: int, packet: av.Packet) -> None:
+    def write(self, index: int, packet: Packet) -> None:
         pass
 
     def end(self, *, keep_last: bool = True) -> None:

@@ -89,9 +89,14 @@ class ChunkTooLarge(ChunkError):
     """A message, or the bytes held in unfinished messages, over the decoder's caps."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RtmpMessage:
-    """One reassembled RTMP message."""
+    """One reassembled RTMP message.
+
+    Not frozen: one is made per audio or video frame, and a frozen
+    dataclass's __init__ (object.__setattr__ per field) costs three times a
+    plain one's (0.64 against 0.20 us here). Nobody changes or hashes it.
+    """
 
     csid: int  # chunk stream it arrived on
     type_id: int  # 1..6 protocol control, 8 audio, 9 video, 18/20 AMF0 data/command...

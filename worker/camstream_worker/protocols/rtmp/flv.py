@@ -88,9 +88,14 @@ class TrackConfig:
     channels: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MediaPacket:
-    """One coded frame."""
+    """One coded frame.
+
+    Not frozen, unlike the configs: one is made per frame (~70 a second per
+    stream), and a frozen dataclass's __init__ sets each field through
+    object.__setattr__, about twice the cost. Nobody keeps or hashes it.
+    """
 
     kind: Literal["video", "audio"]
     dts_ms: int  # FLV timestamp, unwrapped to keep increasing past 2**32 ms
