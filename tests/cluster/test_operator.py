@@ -298,6 +298,72 @@ def test_api_server_rejects_what_the_schema_forbids(crd: Cluster, namespace: str
     assert result.returncode != 0 and "segmentSeconds" in result.stderr
 
 
+SRT_PASSPHRASE = "srt-secret-0123456789"  # never stored: the apply is refused
+
+
+def _srt_stream(name: str, **srt: Any) -> dict[str, Any]:
+    body = _stream(name)
+    body["spec"]["source"] = {"protocol": "srt", "srt": srt}
+    return body
+
+
+def test_api_server_rejects_srt_sources_the_schema_forbids(crd: Cluster, namespace: str) -> None:
+    """spec.source.srt's schema and CEL rules, as a real API server applies them."""
+
+    def refused(body: dict[str, Any], *words: str) -> str:
+        result = crd.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+        )
+        assert result.returncode != 0, f"{body['metadata']['name']} was taken"
+        for word in words:
+            assert word in result.stderr, result.stderr
+        # Refused at admission: nothing stored, so no worker ever sees it.
+        assert _get(crd, namespace, "camerastream", body["metadata"]["name"]) is None
+        return str(result.stderr)
+
+    secret = {"name": "cam-srt"}
+    refused(_srt_stream("srt-no-passphrase"), "passphraseSecretRef")
+    refused(_srt_stream("srt-empty", passphraseSecretRef={}), "passphraseSecretRef", "name")
+    refused(
+        _srt_stream("srt-bad-secret", passphraseSecretRef={"name": "../kube-system"}),
+        "must name a Secret",
+    )
+    for latency in (19, 8001, -1):
+        refused(_srt_stream("srt-latency", passphraseSecretRef=secret, latencyMs=latency),
+                "latencyMs")  # fmt: skip
+    for key_length in (0, 8, 20, 64):
+        refused(_srt_stream("srt-key", passphraseSecretRef=secret, keyLength=key_length),
+                "keyLength")  # fmt: skip
+    # A pull url carrying the passphrase: refused before it is stored, and the
+    # refusal does not echo it back.
+    for query in (f"?passphrase={SRT_PASSPHRASE}", f"?latency=200&PassPhrase={SRT_PASSPHRASE}"):
+        leaky = _srt_stream("srt-leaky")
+        leaky["spec"]["source"]["url"] = "srt://127.0.0.1:9000" + query
+        stderr = refused(leaky, "spec.source.url", "the passphrase must not be written in the url")
+        assert SRT_PASSPHRASE not in stderr
+
+    # What the rules let through, with the schema's defaults filled in.
+    pushed = _srt_stream("srt-pushed", passphraseSecretRef=secret)
+    pulled = _srt_stream("srt-pulled", latencyMs=8000, keyLength=32)
+    pulled["spec"]["source"]["url"] = "srt://127.0.0.1:9000?latency=200#passphrase"
+    edges = _srt_stream("srt-edges", passphraseSecretRef={**secret, "key": "pp"}, latencyMs=20)
+    for body in (pushed, pulled, edges):
+        _apply(crd, namespace, body)
+    stored = _get(crd, namespace, "camerastream", "srt-pushed")
+    assert stored is not None
+    assert stored["spec"]["source"]["srt"] == {
+        "passphraseSecretRef": {"name": "cam-srt", "key": "passphrase"},
+        "latencyMs": 120,
+        "keyLength": 16,
+    }
+    stored = _get(crd, namespace, "camerastream", "srt-pulled")
+    assert stored is not None and stored["spec"]["source"]["srt"] == {
+        "latencyMs": 8000, "keyLength": 32
+    }  # fmt: skip
+    stored = _get(crd, namespace, "camerastream", "srt-edges")
+    assert stored is not None and stored["spec"]["source"]["srt"]["latencyMs"] == 20
+
+
 def _operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
     pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app=camstream-operator")
     running = [p for p in pods["items"] if (p.get("status") or {}).get("podIP")]
