@@ -25,6 +25,8 @@ from camstream import wire
 from camstream.spec_rules import (
     INSECURE_CREDENTIALS_MESSAGE,
     LOCAL_FILES_MESSAGE,
+    SRT_URL_PASSPHRASE_MESSAGE,
+    SRT_URL_PASSPHRASE_PATTERN,
     TLS_URL_PATTERN,
     secret_key_problem,
     secret_name_problem,
@@ -422,12 +424,9 @@ def _check_url(url: str | None, protocol: str) -> str:
     if protocol != "file" and not parts.hostname:
         raise SpecError("spec.source.url", "has no host")
     if protocol == "srt":
-        if "passphrase" in parts.query.lower():
-            raise SpecError(
-                "spec.source.url",
-                "the passphrase must not be written in the url; "
-                "use spec.source.srt.passphraseSecretRef",
-            )
+        if re.search(SRT_URL_PASSPHRASE_PATTERN, url):
+            # The CRD's rule, to the letter; never echo the url (it holds the secret).
+            raise SpecError("spec.source.url", SRT_URL_PASSPHRASE_MESSAGE)
         try:
             port = parts.port
         except ValueError:

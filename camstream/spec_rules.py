@@ -38,6 +38,14 @@ SECRET_KEY_MESSAGE = (
     "must be a key of the Secret: letters, digits, '-', '_' and '.', "
     "not starting with '..', at most 253 characters"
 )
+# An srt pull url with a passphrase in its query (srt://host:port?passphrase=...)
+# would store the secret in the resource, readable by anyone who may read
+# streams; it is refused at admission, before it reaches etcd. The query is
+# what follows the first "?" that comes before any "#", as urlsplit reads it.
+SRT_URL_PASSPHRASE_PATTERN = r"^[^?#]*[?][^#]*(?i:passphrase)"
+SRT_URL_PASSPHRASE_MESSAGE = (
+    "the passphrase must not be written in the url; use spec.source.srt.passphraseSecretRef"
+)
 INSECURE_CREDENTIALS_MESSAGE = (
     "credentials would be sent without TLS: use an rtsps:// or https:// url, "
     "or set spec.source.allowInsecureCredentials: true"

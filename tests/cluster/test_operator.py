@@ -200,9 +200,18 @@ def operator_with_webhook(crd: Cluster, namespace: str, tmp_path: Path) -> Itera
 
 
 def _start_workers(
-    cluster: Cluster, namespace: str, replicas: int, hls_root: Path, *, push_via_edge: bool = False
+    cluster: Cluster,
+    namespace: str,
+    replicas: int,
+    hls_root: Path,
+    *,
+    push_via_edge: bool = False,
+    srt_port: int | None = None,
 ) -> None:
-    """`push_via_edge`: pushed cameras come through the ingest edge (`_start_edge`)."""
+    """`push_via_edge`: pushed cameras come through the ingest edge (`_start_edge`).
+
+    `srt_port`: the workers also take SRT publishers on that UDP port (off otherwise).
+    """
     _grant(cluster, namespace, "camstream-worker", WORKER_RULES_STREAMS, WORKER_RULES_RELEASE)
     command = [
         PY, "-m", "camstream_cli", "worker", "--http-port", "8080", "--rtmp-port", "1935",
@@ -210,6 +219,8 @@ def _start_workers(
         "--operator-namespace", "$(POD_NAMESPACE)", "--leave-seconds", "20",
         "--watch-namespace", "$(POD_NAMESPACE)",
     ]  # fmt: skip
+    if srt_port is not None:
+        command += ["--srt-port", str(srt_port)]
     env = []
     if push_via_edge:
         command.append("--push-via-edge")
@@ -296,6 +307,72 @@ def test_api_server_rejects_what_the_schema_forbids(crd: Cluster, namespace: str
         "apply", "-n", namespace, "-f", "-", input=json.dumps(bad_range), check=False
     )
     assert result.returncode != 0 and "segmentSeconds" in result.stderr
+
+
+SRT_PASSPHRASE = "srt-secret-0123456789"  # never stored: the apply is refused
+
+
+def _srt_stream(name: str, **srt: Any) -> dict[str, Any]:
+    body = _stream(name)
+    body["spec"]["source"] = {"protocol": "srt", "srt": srt}
+    return body
+
+
+def test_api_server_rejects_srt_sources_the_schema_forbids(crd: Cluster, namespace: str) -> None:
+    """spec.source.srt's schema and CEL rules, as a real API server applies them."""
+
+    def refused(body: dict[str, Any], *words: str) -> str:
+        result = crd.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(body), check=False
+        )
+        assert result.returncode != 0, f"{body['metadata']['name']} was taken"
+        for word in words:
+            assert word in result.stderr, result.stderr
+        # Refused at admission: nothing stored, so no worker ever sees it.
+        assert _get(crd, namespace, "camerastream", body["metadata"]["name"]) is None
+        return str(result.stderr)
+
+    secret = {"name": "cam-srt"}
+    refused(_srt_stream("srt-no-passphrase"), "passphraseSecretRef")
+    refused(_srt_stream("srt-empty", passphraseSecretRef={}), "passphraseSecretRef", "name")
+    refused(
+        _srt_stream("srt-bad-secret", passphraseSecretRef={"name": "../kube-system"}),
+        "must name a Secret",
+    )
+    for latency in (19, 8001, -1):
+        refused(_srt_stream("srt-latency", passphraseSecretRef=secret, latencyMs=latency),
+                "latencyMs")  # fmt: skip
+    for key_length in (0, 8, 20, 64):
+        refused(_srt_stream("srt-key", passphraseSecretRef=secret, keyLength=key_length),
+                "keyLength")  # fmt: skip
+    # A pull url carrying the passphrase: refused before it is stored, and the
+    # refusal does not echo it back.
+    for query in (f"?passphrase={SRT_PASSPHRASE}", f"?latency=200&PassPhrase={SRT_PASSPHRASE}"):
+        leaky = _srt_stream("srt-leaky")
+        leaky["spec"]["source"]["url"] = "srt://127.0.0.1:9000" + query
+        stderr = refused(leaky, "spec.source.url", "the passphrase must not be written in the url")
+        assert SRT_PASSPHRASE not in stderr
+
+    # What the rules let through, with the schema's defaults filled in.
+    pushed = _srt_stream("srt-pushed", passphraseSecretRef=secret)
+    pulled = _srt_stream("srt-pulled", latencyMs=8000, keyLength=32)
+    pulled["spec"]["source"]["url"] = "srt://127.0.0.1:9000?latency=200#passphrase"
+    edges = _srt_stream("srt-edges", passphraseSecretRef={**secret, "key": "pp"}, latencyMs=20)
+    for body in (pushed, pulled, edges):
+        _apply(crd, namespace, body)
+    stored = _get(crd, namespace, "camerastream", "srt-pushed")
+    assert stored is not None
+    assert stored["spec"]["source"]["srt"] == {
+        "passphraseSecretRef": {"name": "cam-srt", "key": "passphrase"},
+        "latencyMs": 120,
+        "keyLength": 16,
+    }
+    stored = _get(crd, namespace, "camerastream", "srt-pulled")
+    assert stored is not None and stored["spec"]["source"]["srt"] == {
+        "latencyMs": 8000, "keyLength": 32
+    }  # fmt: skip
+    stored = _get(crd, namespace, "camerastream", "srt-edges")
+    assert stored is not None and stored["spec"]["source"]["srt"]["latencyMs"] == 20
 
 
 def _operator_pod(cluster: Cluster, namespace: str) -> dict[str, Any] | None:
@@ -531,6 +608,55 @@ def test_pause_resume_and_degraded_source(crd: Cluster, operator: str, tmp_path:
     assert [e["reason"] for e in invalid] == ["InvalidSpec"]
     assert invalid[0]["source"]["component"] == "camstream-worker"
     assert all("hunter2" not in e.get("message", "") for e in events)
+
+
+def test_worker_takes_an_srt_publisher_for_a_stream_it_owns(
+    crd: Cluster, operator: str, tmp_path: Path
+) -> None:
+    """Cluster mode with --srt-port: Debian's ffmpeg pushes over SRT, encrypted; Live."""
+    from tests.harness.srt import SrtCamera
+
+    ns = operator
+    srt_port = 8890
+    _start_workers(crd, ns, 1, tmp_path, srt_port=srt_port)
+    passphrase = "gate-srt-0123456789"
+    _apply(crd, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "gate-srt", "labels": {"camstream.io/usage": "camera-credentials"}},
+                     "stringData": {"passphrase": passphrase}})  # fmt: skip
+    gate = _srt_stream("gate", passphraseSecretRef={"name": "gate-srt"})
+    _apply(crd, ns, gate)
+    worker = f"{WORKERS}-0"
+
+    def waiting() -> Any:
+        doc = _ring(crd, ns)
+        status = (_get(crd, ns, "stream", "gate") or {}).get("status") or {}
+        # The worker has taken the stream (its status names it) and waits for the camera.
+        return doc if doc and worker in doc.addresses and status.get("worker") == worker else None
+
+    doc = crd.wait_for(waiting, 120, interval=0.5, what="gate taken by its worker")
+    address = doc.addresses[worker]
+    # A wrong passphrase is refused by the worker: the caller exits, nothing goes Live.
+    wrong = SrtCamera(srt_port, host=address, stream_id=f"{ns}/gate", passphrase="wrong-0123456789")
+    try:
+        wrong.run_once(timeout=20)
+    finally:
+        wrong.cleanup()
+    status = (_get(crd, ns, "stream", "gate") or {}).get("status") or {}
+    assert status.get("phase") != "Live"
+    camera = SrtCamera(srt_port, host=address, stream_id=f"{ns}/gate", passphrase=passphrase)
+    with camera:
+
+        def live() -> Any:
+            status = (_get(crd, ns, "stream", "gate") or {}).get("status") or {}
+            return status if status.get("phase") == "Live" else None
+
+        status = crd.wait_for(live, 60, interval=0.5, what="gate Live over SRT")
+        assert status["worker"] == worker
+        playlist = tmp_path / worker / ns / "gate" / "index.m3u8"
+        crd.wait_for(playlist.exists, 30, 0.5, "gate's playlist written")
+    # The passphrase stays out of what any reader of the stream sees.
+    events = crd.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    assert passphrase not in json.dumps(status) and passphrase not in events
 
 
 def test_rtmp_push_to_a_worker_that_does_not_own_the_stream_reaches_the_owner(

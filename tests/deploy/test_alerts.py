@@ -98,7 +98,12 @@ def test_dashboard_queries_parse(promtool: Path, tmp_path: Path) -> None:
     )
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 15
-    substitutions = {"$__rate_interval": "2m", "$operator_job": ".+", "$job": ".+"}
+    substitutions = {
+        "$__rate_interval": "2m",
+        "$operator_job": ".+",
+        "$edge_job": ".+",
+        "$job": ".+",
+    }
     rules = []
     for i, expr in enumerate(exprs):
         for var, value in substitutions.items():

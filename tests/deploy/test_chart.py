@@ -930,6 +930,11 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_edge_owner_lost_total",
         "camstream_edge_handoffs_forked_total",
         "camstream_edge_owner_overflows_total",
+        # The SRT ingest (#15), with --srt-port.
+        "camstream_srt_connections",
+        "camstream_srt_handshakes",
+        "camstream_srt_received_bytes_total",
+        "camstream_srt_rejected_total",
     }
 
 

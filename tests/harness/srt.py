@@ -1,8 +1,9 @@
 """SRT test parts: Debian's FFmpeg as an SRT camera (caller or listener) and a lossy UDP relay.
 
-Who calls this: tests/srt. The camera loops a pre-encoded MPEG-TS clip
-(make_clip) with `-c copy`, so it costs little CPU. Its passphrase is kept
-out of the harness's messages (redacted like an RTMP key).
+Who calls this: tests/srt, and tests/cluster/test_operator.py (a worker pod's
+SRT port). The camera loops a pre-encoded MPEG-TS clip (make_clip) with
+`-c copy`, so it costs little CPU. Its passphrase is kept out of the
+harness's messages (redacted like an RTMP key).
 
 `LossyRelay` sits between a camera and the worker's SRT port on loopback and
 drops a fraction of the datagrams in both directions (seeded, so a run is
@@ -18,7 +19,7 @@ import threading
 import time
 from urllib.parse import quote
 
-from tests.harness.cameras import LOOPBACK, HarnessError, _Process, make_clip
+from tests.harness.cameras import LOOPBACK, HarnessError, _Process, _require_loopback, make_clip
 
 
 def udp_free_port(host: str = LOOPBACK) -> int:
@@ -41,8 +42,12 @@ class SrtCamera(_Process):
         listener: bool = False,
         latency_ms: int = 200,
         startup_check: float = 0.5,
+        host: str = LOOPBACK,
     ) -> None:
+        """`host`: the worker's address (a pod's loopback address in tests/cluster)."""
         super().__init__()
+        _require_loopback(host)
+        self.host = host
         self.port = port
         self.stream_id = stream_id
         self.passphrase = passphrase
@@ -62,7 +67,7 @@ class SrtCamera(_Process):
             query.append("streamid=" + quote(self.stream_id, safe="#!:=,/"))
         if self.passphrase is not None:
             query.append(f"passphrase={self.passphrase}")
-        return f"srt://{LOOPBACK}:{self.port}?" + "&".join(query)
+        return f"srt://{self.host}:{self.port}?" + "&".join(query)
 
     def _argv(self) -> list[str]:
         return [

@@ -130,3 +130,75 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 member.kill()
         proc.wait(timeout=30)
+
+
+# Run by the image's own python: the binding loads the libsrt the Dockerfile
+# copied into the venv (CAMSTREAM_LIBSRT), listens with a passphrase (so
+# GnuTLS's AES is exercised too) and counts what one encrypted caller sends.
+SRT_LISTENER = """
+import os, sys, time
+from camstream_worker.srt import libsrt as s
+lib = s.library()
+print("LIB", lib._name, os.environ.get(s.LIBRARY_VARIABLE), flush=True)
+sock = s.create()
+s.set_string(sock, s.SRTO_PASSPHRASE, sys.argv[1])
+s.bind(sock, "127.0.0.1", 0)
+s.listen(sock, 1)
+print("PORT", s.bound_port(sock), flush=True)
+conn, _ = s.accept(sock)
+s.set_int(conn, s.SRTO_RCVTIMEO, 2000)
+buffer, total, deadline = s.receive_buffer(), 0, time.monotonic() + 20
+while total < 200_000 and time.monotonic() < deadline:
+    got = s.receive(conn, buffer)
+    if got.closed:
+        break
+    total += len(got.data)
+print("BYTES", total, flush=True)
+s.close(conn)
+s.close(sock)
+print("CLOSED", flush=True)
+"""
+SRT_PASSPHRASE = "image-srt-0123456789"
+
+
+def test_worker_image_loads_its_libsrt_and_takes_an_encrypted_srt_caller(
+    worker_image: Image,
+) -> None:
+    """A broken copy of libsrt (missing, wrong path, a dependency absent) fails here."""
+    library = dict(e.split("=", 1) for e in worker_image.config()["Env"])["CAMSTREAM_LIBSRT"]
+    assert library.startswith("/opt/venv/")
+    with worker_image.container() as box:
+        listener = subprocess.Popen(
+            box.argv(["/opt/venv/bin/python", "-c", SRT_LISTENER, SRT_PASSPHRASE]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        camera = None
+        try:
+            assert listener.stdout is not None
+            lines = [listener.stdout.readline().split() for _ in range(2)]
+            assert lines[0][:3] == ["LIB", library, library], lines
+            assert lines[1][0] == "PORT"
+            port = int(lines[1][1])
+            # Debian's ffmpeg (its own libsrt) as the camera, encrypted.
+            camera = subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-re",
+                 "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+                 "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-f", "mpegts",
+                 f"srt://127.0.0.1:{port}?mode=caller&passphrase={SRT_PASSPHRASE}&pbkeylen=16"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            out, err = listener.communicate(timeout=60)
+        finally:
+            if listener.poll() is None:
+                listener.kill()
+                listener.wait()
+            if camera is not None:
+                camera.terminate()
+                camera.wait(10)
+    assert listener.returncode == 0, err[-3000:]
+    (total,) = [int(line.split()[1]) for line in out.splitlines() if line.startswith("BYTES")]
+    assert total >= 200_000, out
+    assert out.splitlines()[-1] == "CLOSED"

@@ -196,3 +196,69 @@ def test_the_examples_parse_and_their_secrets_opt_in() -> None:
     for doc in secrets:
         labels = doc["metadata"].get("labels") or {}
         assert labels.get(wire.SECRET_USAGE_LABEL) == wire.SECRET_USAGE_VALUE, doc["metadata"]
+
+
+def _spec_rule(message_start: str) -> dict[str, Any]:
+    (found,) = [
+        r for r in _SCHEMA["properties"]["spec"]["x-kubernetes-validations"]
+        if r["message"].startswith(message_start)
+    ]  # fmt: skip
+    return dict(found)
+
+
+_SRT_URLS = st.builds(
+    lambda host, query: f"srt://{host}{query}",
+    st.sampled_from(["127.0.0.1:9000", "enc.example:9000", "[::1]:9000", "enc:9000/"]),
+    st.lists(
+        st.sampled_from(
+            ["?", "#", "&", "=", "passphrase", "PassPhrase", "pass", "phrase", "latency=200", "x"]
+        ),
+        max_size=6,
+    ).map("".join),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(url=_SRT_URLS)
+def test_a_passphrase_in_an_srt_url_is_refused_alike(url: str) -> None:
+    rule = _spec_rule("the passphrase must not")
+    assert rule == {
+        "rule": "self.source.protocol != 'srt' || !has(self.source.url) || "
+        f"!self.source.url.matches(r'{spec.SRT_URL_PASSPHRASE_PATTERN}')",
+        "message": spec.SRT_URL_PASSPHRASE_MESSAGE,
+        "fieldPath": ".source.url",
+    }
+    crd_refuses = re.search(spec.SRT_URL_PASSPHRASE_PATTERN, url) is not None
+    source = {"protocol": "srt", "url": url}
+    try:
+        parse_stream({"metadata": {"name": "cam"}, "spec": {"source": source}})
+        refused = None
+    except SpecError as err:
+        refused = err
+    if crd_refuses:
+        assert refused is not None
+        assert (refused.field, refused.message) == ("spec.source.url", rule["message"])
+    elif refused is not None:
+        assert refused.message != rule["message"]  # the url's shape, never this rule
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "srt://127.0.0.1:9000?passphrase=0123456789abc",
+        "srt://127.0.0.1:9000?latency=200&PASSPHRASE=0123456789abc",
+        "srt://127.0.0.1:9000/?pbkeylen=16&passphrase=0123456789abc#x",
+    ],
+)
+def test_srt_pull_url_with_a_passphrase_is_refused_without_echoing_it(url: str) -> None:
+    body = {"metadata": {"name": "cam"}, "spec": {"source": {"protocol": "srt", "url": url}}}
+    with pytest.raises(SpecError) as caught:
+        parse_stream(body)
+    assert caught.value.field == "spec.source.url"
+    assert "0123456789abc" not in str(caught.value)
+
+
+def test_srt_url_without_a_passphrase_in_its_query_is_taken() -> None:
+    for url in ("srt://127.0.0.1:9000", "srt://127.0.0.1:9000#passphrase"):
+        body = {"metadata": {"name": "cam"}, "spec": {"source": {"protocol": "srt", "url": url}}}
+        assert parse_stream(body).source.url == url
