@@ -45,11 +45,17 @@ def test_publication_repr_hides_the_passphrase() -> None:
     assert "hunter2hunter2" not in repr(listener.Publication("hunter2hunter2", 120))
 
 
-def test_srt_metrics_only_with_an_srt_port() -> None:
+def test_srt_metrics_are_zero_without_an_srt_port_and_counted_with_one() -> None:
     def names(registry: object) -> set[str]:
         return {m.name for m in registry.collect()}  # type: ignore[attr-defined]
 
-    assert not any(n.startswith("camstream_srt") for n in names(worker_registry(dict)))
+    without = worker_registry(dict)
+    srt_families = [m for m in without.collect() if m.name.startswith("camstream_srt")]
+    assert {m.name for m in srt_families} == {
+        "camstream_srt_connections", "camstream_srt_handshakes",
+        "camstream_srt_received_bytes", "camstream_srt_rejected",
+    }  # fmt: skip
+    assert all(s.value == 0 for m in srt_families for s in m.samples)
     stats = {"connections": 2, "refused_bitrate": 1, "bytes_received": 10}
     with_srt = worker_registry(dict, srt_stats=lambda: stats)
     assert {"camstream_srt_connections", "camstream_srt_rejected"} <= names(with_srt)

@@ -15,7 +15,7 @@ time from counters the RTMP server and the cluster agent keep anyway:
     camstream_srt_received_bytes_total    counter, bytes SRT publishers delivered
     camstream_srt_rejected_total{reason}  counter, SRT publishers refused or dropped,
                                           reason one of SRT_REFUSAL_REASONS below
-                                          (the three SRT families only with an SRT port)
+                                          (the SRT families are all 0 without an SRT port)
     camstream_worker_partitions           gauge, ring partitions this worker owns
                                           (cluster mode only)
     camstream_stream_double_serving_seconds_total
@@ -96,8 +96,10 @@ class WorkerCollector(Collector):
                 "1 while the RTMP port accepts connections",
                 value=stats["accepting"],
             )
-        if self._srt_stats is not None:
-            yield from _srt_metrics(self._srt_stats())
+        # Exported without an SRT port too (all zero), as the recording
+        # metrics are: dashboards, alerts and the chart's metrics contract
+        # see the same series on every worker.
+        yield from _srt_metrics(self._srt_stats() if self._srt_stats is not None else {})
         if self._partitions is not None:
             yield GaugeMetricFamily(
                 "camstream_worker_partitions",
