@@ -70,7 +70,15 @@ ADTS_OBJECT_TYPES: Final = range(1, 5)
 ADTS_MAX_FRAME: Final = (1 << 13) - 1
 TIMESTAMP_MASK: Final = (1 << 33) - 1
 
+
 __all__ = ["TsMuxer", "TsUnsupported"]
+
+
+def _pes_time(ticks: int) -> int:
+    """A 33-bit 90 kHz time as a PES header spreads it: 3 + 15 + 15 bits, each
+    followed by a marker bit (the markers and the 4-bit prefix are in the
+    constant it is ORed into)."""
+    return (ticks >> 30) << 33 | ((ticks >> 15) & 0x7FFF) << 17 | (ticks & 0x7FFF) << 1
 
 
 class TsUnsupported(ValueError):
@@ -285,36 +293,10 @@ class TsMuxer:
                     assert isinstance(track, _H264)
                     dts = (frame.dts * 90) & TIMESTAMP_MASK
                     if dts == pts:  # PES header, PTS, then the AUD: 20 bytes
-                        head = (
-                            _VIDEO_PTS
-                            | (
-                                (
-                                    (pts >> 30) << 33
-                                    | ((pts >> 15) & 0x7FFF) << 17
-                                    | (pts & 0x7FFF) << 1
-                                )
-                                << 48
-                            )
-                        ).to_bytes(20, "big")
+                        head = (_VIDEO_PTS | (_pes_time(pts) << 48)).to_bytes(20, "big")
                     else:  # PES header, PTS, DTS, then the AUD: 25 bytes
                         head = (
-                            _VIDEO_PTS_DTS
-                            | (
-                                (
-                                    (pts >> 30) << 33
-                                    | ((pts >> 15) & 0x7FFF) << 17
-                                    | (pts & 0x7FFF) << 1
-                                )
-                                << 88
-                            )
-                            | (
-                                (
-                                    (dts >> 30) << 33
-                                    | ((dts >> 15) & 0x7FFF) << 17
-                                    | (dts & 0x7FFF) << 1
-                                )
-                                << 48
-                            )
+                            _VIDEO_PTS_DTS | (_pes_time(pts) << 88) | (_pes_time(dts) << 48)
                         ).to_bytes(25, "big")
                     data = frame.data
                     size_of = track.length_size
@@ -341,15 +323,7 @@ class TsMuxer:
                         length = 8 + len(data)  # already ADTS
                         if length > 0xFFFF:
                             raise TsUnsupported(f"audio frame of {len(data)} bytes")
-                        head = (
-                            _AUDIO_PTS
-                            | length << 64
-                            | (
-                                (pts >> 30) << 33
-                                | ((pts >> 15) & 0x7FFF) << 17
-                                | (pts & 0x7FFF) << 1
-                            )
-                        ).to_bytes(14, "big")
+                        head = (_AUDIO_PTS | length << 64 | _pes_time(pts)).to_bytes(14, "big")
                     else:
                         size = len(data) + 7
                         if size > ADTS_MAX_FRAME:
@@ -358,16 +332,7 @@ class TsMuxer:
                             )
                         length = 8 + size  # flags, header length, PTS, then the payload
                         head = (
-                            (
-                                _AUDIO_PTS
-                                | length << 64
-                                | (
-                                    (pts >> 30) << 33
-                                    | ((pts >> 15) & 0x7FFF) << 17
-                                    | (pts & 0x7FFF) << 1
-                                )
-                            )
-                            << 56
+                            (_AUDIO_PTS | length << 64 | _pes_time(pts)) << 56
                             | track.adts
                             | size << 13
                         ).to_bytes(21, "big")
