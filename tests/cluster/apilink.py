@@ -112,19 +112,28 @@ class ApiLink:
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
+            splice(source, sink)
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    sock.close()
-            with self._lock:
+            with self._lock:  # the set a cut has not taken yet
                 self._open.discard(source)
                 self._open.discard(sink)
+
+
+def splice(source: socket.socket, sink: socket.socket) -> None:
+    """Copy one direction; when either side ends, end both (a reset, as for a dead pod).
+
+    Shared with services.py's Service stand-ins."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def _reset(sock: socket.socket) -> None:

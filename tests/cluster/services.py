@@ -22,6 +22,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from .apilink import splice
 from .conftest import Cluster
 
 LOOPBACK = "127.0.0.1"
@@ -171,18 +172,9 @@ class IngestService:
         client.close()
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        """Copy one direction; when either side ends, end both (a reset, as for a dead pod)."""
         try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
+            splice(source, sink)
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    sock.close()
             with self._lock:
                 self._open.discard(source)
                 self._open.discard(sink)
