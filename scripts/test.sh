@@ -11,4 +11,6 @@ echo "== ruff"; ruff check camstream camstream_cli operator worker tests bench
 echo "== mypy"; mypy camstream camstream_cli operator/camstream_operator worker/camstream_worker
 echo "== import layers"; lint-imports
 echo "== pytest"
-exec pytest -ra --timeout=900 --junitxml=artifacts/junit.xml "$@"
+# The 25 slowest set-ups and tests close the log: where the suite's time goes
+# (it must stay within 45 minutes on a fresh machine, builds included).
+exec pytest -ra --durations=25 --timeout=900 --junitxml=artifacts/junit.xml "$@"
