@@ -416,10 +416,12 @@ class Session:
 
     def _aggregate(self, message: chunks.RtmpMessage) -> int:
         """An aggregate message's role: KEYFRAME if one of its FLV tags is a video
-        keyframe, else OTHER; its sequence headers and metadata are kept as a
-        plain message's are. It is forwarded whole (the worker unpacks it), so an
-        owner started at it may get the tags before its keyframe too (the
-        worker's pipeline waits for a keyframe as it does for a camera's start).
+        keyframe, else a sequence header's role if it holds one (an owner waiting
+        for a keyframe takes those too), else OTHER; its sequence headers and
+        metadata are kept as a plain message's are. It is forwarded whole (the
+        worker unpacks it), so an owner started at it may get the tags before
+        its keyframe too; the worker's RTMP source drops video until its first
+        keyframe (sources/rtmp.py), as for any camera's start.
         One that does not hold whole FLV tags closes the camera, as the worker would.
         """
         role = flv.TagRole.OTHER
@@ -431,8 +433,11 @@ class Session:
                     inner = flv.tag_role(kind, body)
                     if inner == flv.TagRole.KEYFRAME:
                         role = inner
-                    elif inner in _CONFIGS and len(body) <= MAX_CACHED:
-                        self._configs[inner] = body
+                    elif inner in _CONFIGS:
+                        if role == flv.TagRole.OTHER:
+                            role = inner
+                        if len(body) <= MAX_CACHED:
+                            self._configs[inner] = body
                 elif kind == messages.AMF0_DATA and len(body) <= MAX_CACHED:
                     data = chunks.RtmpMessage(message.csid, kind, 0, timestamp, body)
                     values = messages.data_values(data)
