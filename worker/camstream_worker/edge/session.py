@@ -16,7 +16,10 @@ edge is as slow as against a worker.
 
 While relaying, the camera's chunks are decoded into messages and each
 read's messages are written to every owner the ring names for the stream
-(owners.py), one chunk per message. The session keeps the stream's metadata
+(owners.py), one chunk per message, in one write per owner and read. Every
+session reads into one buffer of the edge and decodes it before it yields.
+Aggregate messages (type 22) are forwarded whole; their FLV tags are looked
+into for keyframes, sequence headers and metadata. The session keeps the stream's metadata
 and codec sequence headers (a few hundred bytes); a worker it (re)connects
 to gets those first and then media from the next keyframe. So:
 
