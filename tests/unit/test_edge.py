@@ -122,11 +122,12 @@ class Ring:
 
 @contextlib.asynccontextmanager
 async def bed(
-    token: str = "", **limits: float
+    token: str = "", edge_limits: dict[str, float] | None = None, **limits: float
 ) -> AsyncIterator[tuple[Edge, int, Worker, Worker, Ring]]:
     """An edge on 127.0.0.1 and two workers, a (serving) and b, on one port.
 
-    `token`: the edge token both sides share ("": none); `limits` apply to all three.
+    `token`: the edge token both sides share ("": none); `limits` apply to all
+    three, `edge_limits` to the edge only.
     """
     a = make_worker("a", "127.0.0.2", 0, edge_token=token, **limits)
     await a.server.start()
@@ -136,7 +137,7 @@ async def bed(
     edge = Edge(
         ring=lambda: the_ring.doc,
         worker_rtmp_port=a.server.port,
-        limits=Limits().replace(**{"read_batch_seconds": 0.0, **limits}),
+        limits=Limits().replace(**{"read_batch_seconds": 0.0, **limits, **(edge_limits or {})}),
         edge_token=token,
     )
     listener = RtmpListener(edge, "127.0.0.1", 0)
@@ -455,5 +456,95 @@ async def test_a_camera_no_worker_takes_is_closed_after_the_orphan_timeout(
             assert await asyncio.to_thread(push_until_closed)
             assert time.monotonic() - started < 3.0
             assert edge.refusals.counts["capacity"] == 1
+        finally:
+            client.close()
+
+
+AGGREGATE = 22
+
+
+def aggregate(*tags: tuple[int, int, bytes]) -> bytes:
+    """An RTMP aggregate message's payload: FLV tags (type, timestamp, body), each
+    with its 11-byte header and trailing PreviousTagSize, as FMS and Wowza send them."""
+    out = b""
+    for kind, ts, body in tags:
+        head = bytes([kind]) + len(body).to_bytes(3, "big") + (ts & 0xFFFFFF).to_bytes(3, "big")
+        out += head + bytes([ts >> 24]) + bytes(3) + body + (11 + len(body)).to_bytes(4, "big")
+    return out
+
+
+def push_aggregates(client: RtmpClient, start: int, count: int, *, gop: int = 5) -> None:
+    """`push`, but each frame and its audio in one aggregate message (type 22)."""
+    for n in range(start, start + count):
+        time.sleep(0.01)
+        ts = n * 40
+        video = keyframe(n) if n % gop == 0 else frame(n)
+        tags = ((VIDEO, ts, video), (AUDIO, ts, bytes([0xAF, 1]) + b"aac"))
+        client.send(6, AGGREGATE, 1, ts, aggregate(*tags))
+
+
+async def test_aggregate_messages_carry_keyframes_and_sequence_headers_to_a_new_owner() -> None:
+    # The edge looks into aggregates: a camera that sends everything in them
+    # still gets a new owner started at a keyframe, with the sequence headers
+    # it sent once, inside an aggregate too.
+    async with bed() as (_edge, port, a, b, the_ring):
+        client = await asyncio.to_thread(camera, port)
+        try:
+            status = await asyncio.to_thread(client.publish, "ns/cam", SECRET)
+            assert status == "NetStream.Publish.Start"
+            configs = aggregate((VIDEO, 0, AVC_CONFIG), (AUDIO, 0, AAC_CONFIG))
+            await asyncio.to_thread(client.send, 6, AGGREGATE, 1, 0, configs)
+            await asyncio.to_thread(push_aggregates, client, 0, 7)
+            await until(lambda: a.sinks and len(videos(a.sink)) == 7)
+            assert [c.kind for c in a.sink.configs] == ["video", "audio"]
+            await a.server.close()
+            the_ring.serve("b")
+            await asyncio.sleep(0.1)
+            await asyncio.to_thread(push_aggregates, client, 7, 20)
+            await until(lambda: b.sinks and len(videos(b.sink)) >= 5)
+            assert [c.kind for c in b.sink.configs] == ["video", "audio"]
+            got = videos(b.sink)
+            assert got[0].keyframe, got[0]
+            assert not await asyncio.to_thread(client.closed_within, 0.2)
+        finally:
+            client.close()
+
+
+async def test_a_malformed_aggregate_closes_the_camera_with_a_protocol_refusal() -> None:
+    async with bed() as (edge, port, a, _b, _ring):
+        client = await start_camera(port)
+        try:
+            await asyncio.to_thread(push, client, 0, 5)
+            await until(lambda: a.sinks and len(videos(a.sink)) == 5)
+            whole = aggregate((VIDEO, 200, keyframe(5)))
+            await asyncio.to_thread(client.send, 6, AGGREGATE, 1, 200, whole[:-8])  # cut short
+            assert await asyncio.to_thread(client.closed_within, 2.0)
+            assert edge.refusals.counts["protocol"] == 1
+            assert len(videos(a.sink)) == 5  # nothing of it reached the owner
+        finally:
+            client.close()
+
+
+async def test_a_camera_faster_than_one_buffer_per_batch_is_read_at_its_pace() -> None:
+    # A read that fills the edge's buffer (READ_SIZE) is followed by another at
+    # once: a batch pause caps no camera's rate. Here 0.5 s batches and 4 MB of
+    # frames (16 buffers' worth): held to one buffer per batch this took ~8 s.
+    from camstream_worker.edge.session import READ_SIZE
+
+    size = 64 * 1024
+    count = 16 * READ_SIZE // size
+    async with bed(edge_limits={"read_batch_seconds": 0.5}) as (_edge, port, a, _b, _ring):
+        client = await start_camera(port)
+        try:
+            started = time.monotonic()
+
+            def burst() -> None:
+                for n in range(count):
+                    body = (keyframe(n) if n % 5 == 0 else frame(n)) + bytes(size)
+                    client.tag(VIDEO, n * 40, body)
+
+            await asyncio.to_thread(burst)
+            await until(lambda: a.sinks and len(videos(a.sink)) == count, within=10.0)
+            assert time.monotonic() - started < 3.0
         finally:
             client.close()

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from camstream.handoff import RingDoc
 from camstream_worker.edge.metrics import EdgeMetrics
-from camstream_worker.edge.session import Session
+from camstream_worker.edge.session import READ_SIZE, Session
 from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.servers.rtmp.acceptor import Acceptor
 from camstream_worker.servers.rtmp.admission import Admission, address_key
@@ -103,6 +103,8 @@ class Edge:
         )
         self.listeners: list[Listener] = []
         self.draining = False
+        # Every session reads into this and decodes before it yields (session.py).
+        self.read_buffer = bytearray(READ_SIZE)
         self._tick: asyncio.Future[None] | None = None
         self.metrics.watch(stats=self.stats)
 

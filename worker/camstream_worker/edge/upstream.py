@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 
 from camstream_worker.protocols.rtmp import chunks, handshake, messages
 
@@ -40,6 +41,11 @@ CSID_AUDIO = 4
 CSID_VIDEO = 6
 CSID_DATA = 5
 _CSIDS = {messages.AUDIO: CSID_AUDIO, messages.VIDEO: CSID_VIDEO}
+# A fmt 0 chunk header in one pack: basic header (csid < 64), timestamp (24
+# bits: 16 + 8), length (24 bits: 8 + 16), type, then the message stream id,
+# which RTMP writes little-endian (packed here as its byte-swapped value).
+_HEADER = struct.Struct(">BHBBHBI")
+_EXTENDED = 0xFFFFFF
 
 
 class Refused(Exception):
@@ -62,6 +68,7 @@ class Upstream:
         self.address = address
         self._vouch = vouch or {}
         self.stream_id = 1
+        self.batch: list[bytes] = []  # this read's framed messages, written by `flush`
         self.need_keyframe = True  # nothing but headers until the next keyframe
         self.sent_bytes = 0
         self.skipped = 0  # messages not sent: over MAX_BUFFER, or before a keyframe
@@ -155,6 +162,37 @@ class Upstream:
         return chunks.encode_message(
             csid, type_id, self.stream_id, timestamp, payload, OUT_CHUNK_SIZE
         )
+
+    def queue(self, type_id: int, timestamp: int, payload: bytes) -> None:
+        """Add one message to this read's batch (`flush` writes it): `frame`'s bytes,
+        with the header packed in one call and the payload not copied until the write."""
+        timestamp &= 0xFFFFFFFF
+        size = len(payload)
+        if timestamp >= _EXTENDED or size > OUT_CHUNK_SIZE:
+            self.batch.append(self.frame(type_id, timestamp, payload))
+            return
+        self.batch.append(
+            _HEADER.pack(
+                _CSIDS.get(type_id, CSID_DATA),
+                timestamp >> 8,
+                timestamp & 0xFF,
+                size >> 16,
+                size & 0xFFFF,
+                type_id,
+                int.from_bytes(self.stream_id.to_bytes(4, "little"), "big"),
+            )
+        )
+        self.batch.append(payload)
+
+    def flush(self) -> int | None:
+        """Write this read's batch in one write: the bytes written, 0 for an empty
+        batch, None when `write` refused it (nothing queued; the batch is gone)."""
+        batch = self.batch
+        if not batch:
+            return 0
+        data = b"".join(batch)
+        batch.clear()
+        return len(data) if self.write(data) else None
 
     def write(self, data: bytes) -> bool:
         """Queue bytes for the worker; False (nothing queued) past MAX_BUFFER or once lost."""
