@@ -31,6 +31,7 @@ from typing import Protocol
 
 from camstream.spec import StreamKey, StreamSpec
 from camstream_worker.errors import SecretError
+from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.secrets.base import SecretResolver
 from camstream_worker.servers.srt.limits import SrtLimits
 from camstream_worker.servers.srt.listener import Publication, SrtListener
@@ -111,7 +112,9 @@ class SrtService:
         limits: SrtLimits | None = None,
     ) -> SrtService:
         handler = _LoopHandler(asyncio.get_running_loop(), engines)
-        listener = SrtListener(host, port, handler, limits=limits)
+        # Behind an ingest edge, count each camera by the address the edge vouches for.
+        token = forwarded.token_from_env()
+        listener = SrtListener(host, port, handler, limits=limits, edge_token=token)
         listener.start()
         service = handler.service = cls(listener, engines, secrets)
         await service.refresh()
