@@ -47,3 +47,13 @@ def test_pat_start_finds_the_first_pat_only_on_a_packet_boundary() -> None:
     assert pat_start(STREAM[PACKET:]) == 2 * PACKET
     assert pat_start(packet(0x100) * 5) is None
     assert pat_start(packet(0, start=False) + packet(0, start=True)) == PACKET  # a continuation
+
+
+def test_a_packet_without_its_sync_byte_is_cut_out_and_sync_found_again() -> None:
+    broken = STREAM[: 3 * PACKET] + b"\x00" * 50 + STREAM[3 * PACKET :]
+    aligner = Aligner()
+    out = aligner.feed(broken)
+    assert out == STREAM[: 3 * PACKET]
+    rest = aligner.feed(b"")  # the carry: 50 stray bytes, then whole packets again
+    assert rest and rest == STREAM[3 * PACKET : 3 * PACKET + len(rest)]
+    assert aligner.skipped == 50

@@ -43,13 +43,14 @@ class Aligner:
         self._carry = buf[end:]
         # A packet in the middle without its sync byte: the camera lost sync. What
         # follows is searched again from there (rare: SRT delivers whole messages).
-        for at in range(start, end, PACKET):
-            if buf[at] != SYNC:
-                self._carry = buf[at:]
-                if len(self._carry) > MAX_CARRY:
-                    self.skipped += len(self._carry)
-                    self._carry = b""
-                return bytes(buf[start:at])
+        syncs = buf[start:end:PACKET]  # every packet's first byte, checked in one C call
+        if syncs.count(SYNC) != len(syncs):
+            at = start + next(i for i, b in enumerate(syncs) if b != SYNC) * PACKET
+            self._carry = buf[at:]
+            if len(self._carry) > MAX_CARRY:
+                self.skipped += len(self._carry)
+                self._carry = b""
+            return bytes(buf[start:at])
         return bytes(buf[start:end])
 
 
