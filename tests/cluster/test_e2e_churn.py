@@ -712,7 +712,12 @@ def test_crash_fails_over_fast_and_hands_back(fleet: Fleet) -> None:
                     live_elsewhere_after.setdefault(n, now)
             return len(live_elsewhere_after) == len(on_victim)
 
-        cluster.wait_for(moved_and_live, 30, 0.2, "the victim's streams live elsewhere")
+        try:
+            cluster.wait_for(moved_and_live, 30, 0.2, "the victim's streams live elsewhere")
+        except TimeoutError:
+            statuses = {i["metadata"]["name"]: i.get("status") for i in _streams(cluster, ns)}
+            missing = {n: statuses[n] for n in on_victim if n not in live_elsewhere_after}
+            raise AssertionError(f"not seen Live elsewhere: {json.dumps(missing)}") from None
         failover = max(live_elsewhere_after.values(), default=0.0)
         # The pod restarts in place; its partitions come back make-before-break.
         back = cluster.wait_for(
