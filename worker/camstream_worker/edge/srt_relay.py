@@ -56,8 +56,9 @@ log = logging.getLogger(__name__)
 MAX_BUFFER = 4 * 1024 * 1024
 # From the SRT connect to the worker's accept (its key exchange included).
 OPEN_TIMEOUT = 5.0
-# Seconds before a lost or refused worker is called again.
-OWNER_RETRY = 0.5
+# Seconds before a lost or refused worker is called again (the RTMP edge's
+# figure, session.py): a new owner refuses until its table has the stream.
+OWNER_RETRY = 0.25
 # Seconds between looks at the ring, the feeds' states and their queues.
 HOUSEKEEPING = 0.1
 # Bytes read from a publisher's socket at once.
