@@ -16,6 +16,10 @@ Here the RTMP cameras push through the ingest edge (camstream edge, #15),
 which holds their connections while workers change: pushed streams get the
 same gap bound as pulled ones and no camera reconnects, counted on both
 sides (the cameras' own log and the edge's camstream_edge_publishes_total).
+The edge also hosts the one SRT port: SRT_CAMERAS more pushed streams
+(`push-srt-*`, Debian's FFmpeg as the camera, with a passphrase) go through
+it and are held to the same bounds; an SRT camera that had to reconnect
+would have exited (FFmpeg's SRT caller does not reconnect), and counts so.
 The clock and outage suites share `churn_fleet` without the edge (cameras
 pushing to any worker, which relays), and keep MAX_PUSH_GAP for them.
 """
@@ -38,9 +42,10 @@ from typing import Any
 import pytest
 
 from camstream import ring
-from tests.harness.cameras import RtmpFanout, RtspCamera, make_clip
+from tests.harness.cameras import HarnessError, RtmpFanout, RtspCamera, make_clip
 from tests.harness.hlscheck import PlaylistWatcher, WatchResult
 from tests.harness.player import PlayResult, play_many_async
+from tests.harness.srt import SrtCamera
 
 from .conftest import Cluster
 from .services import IngestService, PlaybackService
@@ -77,6 +82,10 @@ RTSP_CAMERAS = 10
 RTMP_CAMERAS = 10
 SYNTHETIC = 2
 PUSH_KEY = "churn-push-key"
+SRT_CAMERAS = 3
+SRT_PORT = 8890  # the edge's and the workers' (each pod has its own address)
+SRT_SECRET = "churn-srt"
+SRT_PASSPHRASE = "churn-srt-passphrase"
 
 
 def _streams(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
@@ -133,9 +142,12 @@ class Pushed:
         """Where a camera publishes stream `name` (the churn suite's one key)."""
         return f"rtmp://127.0.0.1:{self.ingest_port}/{self.ns}/{name}/churn-k3y"
 
+    srt: list[SrtCamera]  # SRT cameras, straight to the one edge pod's SRT port
+
     def counts(self) -> tuple[int, int]:
-        """(reconnects the cameras logged, publishes the edge pods accepted)."""
-        return self.cameras.reconnects(), _edge_publishes(self.cluster, self.ns)
+        """(reconnects the cameras logged or SRT cameras lost, publishes the edge pods accepted)."""
+        lost = sum(1 for camera in self.srt if not camera.running)
+        return self.cameras.reconnects() + lost, _edge_publishes(self.cluster, self.ns)
 
     def check_none_since(self, before: tuple[int, int]) -> dict[str, int]:
         """No camera reconnected since `before`, by either count; the figures for the report."""
@@ -171,10 +183,12 @@ def fleet(
     ns: str = request.getfixturevalue("operator")
     cameras: list[RtmpFanout] = []
     ports: list[int] = []
+    srt: list[SrtCamera] = []
     with churn_fleet(
-        cluster, ns, tmp_path, rtsp_cameras, via_edge=True, cameras=cameras, ingest_ports=ports
-    ) as names:
-        yield cluster, ns, names, Pushed(cluster, ns, cameras[0], ports[0])
+        cluster, ns, tmp_path, rtsp_cameras, via_edge=True, cameras=cameras, ingest_ports=ports,
+        srt_cameras=srt,
+    ) as names:  # fmt: skip
+        yield cluster, ns, names, Pushed(cluster, ns, cameras[0], ports[0], srt)
 
 
 @contextlib.contextmanager
@@ -187,6 +201,7 @@ def churn_fleet(
     via_edge: bool = False,
     cameras: list[RtmpFanout] | None = None,
     ingest_ports: list[int] | None = None,
+    srt_cameras: list[SrtCamera] | None = None,
 ) -> Iterator[list[str]]:
     """3 workers and 22 Live streams in `ns`, whose operator runs already; yields the names.
 
@@ -195,26 +210,35 @@ def churn_fleet(
     edge with `via_edge` (one edge pod; the workers confirm pushed handoffs
     only once the publisher is live, --push-via-edge), else any worker,
     which relays to the owner. `cameras` receives the RtmpFanout and
-    `ingest_ports` the stand-in Service's port. Shared with
+    `ingest_ports` the stand-in Service's port. With `via_edge` the edge
+    and the workers also take SRT, and SRT_CAMERAS SRT cameras push through
+    the edge (`srt_cameras` receives them). Shared with
     the clock and outage scenarios (test_e2e_clocks.py, test_e2e_outages.py),
     which keep one fleet for a whole module.
     """
-    _start_workers(cluster, ns, 3, hls_root, push_via_edge=via_edge)
+    srt_port = SRT_PORT if via_edge else None
+    _start_workers(cluster, ns, 3, hls_root, push_via_edge=via_edge, srt_port=srt_port)
     if via_edge:
-        _start_edge(cluster, ns)
+        _start_edge(cluster, ns, srt_port=srt_port)
+        _apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": SRT_SECRET, "labels": {"camstream.io/usage": "camera-credentials"}},
+                             "stringData": {"passphrase": SRT_PASSPHRASE}})  # fmt: skip
     _apply(cluster, ns, {"apiVersion": "v1", "kind": "Secret", "metadata": {
         "name": PUSH_KEY, "labels": {"camstream.io/usage": "camera-credentials"}},  # opted in
                          "stringData": {"streamKey": "churn-k3y"}})  # fmt: skip
     rtsp = [f"rtsp-{i}" for i in range(RTSP_CAMERAS)]
     push = [f"push-{i}" for i in range(RTMP_CAMERAS)]
     synthetic = [f"synth-{i}" for i in range(SYNTHETIC)]
+    srt = [f"push-srt-{i}" for i in range(SRT_CAMERAS)] if via_edge else []
     for i, name in enumerate(rtsp):
         _apply(cluster, ns, _rtsp_stream(name, rtsp_cameras.url(f"/cam{i}")))
     for name in push:
         _apply(cluster, ns, _push_stream(name))
     for name in synthetic:
         _apply(cluster, ns, _stream(name))
-    names = rtsp + push + synthetic
+    for name in srt:
+        _apply(cluster, ns, _srt_push_stream(name))
+    names = rtsp + push + synthetic + srt
     clip = make_clip(seconds=10, size="192x108", fps=10, bitrate_kbps=100, gop_seconds=SEGMENT)
     with IngestService(cluster, ns, EDGE if via_edge else WORKERS, target_port=1935) as ingest:
         if via_edge:
@@ -223,9 +247,16 @@ def churn_fleet(
         if ingest_ports is not None:
             ingest_ports.append(ingest.port)
         urls = [f"rtmp://127.0.0.1:{ingest.port}/{ns}/{name}/churn-k3y" for name in push]
-        with RtmpFanout(urls, clip=clip, reconnect=True) as fanout:
+        with RtmpFanout(urls, clip=clip, reconnect=True) as fanout, contextlib.ExitStack() as stack:
             if cameras is not None:
                 cameras.append(fanout)
+            if srt:
+                edge_ip = cluster.wait_for(lambda: _edge_ip(cluster, ns), 60, 0.5, "the edge's IP")
+                for name in srt:
+                    camera = _srt_camera(cluster, edge_ip, ns, name)
+                    stack.callback(camera.stop)
+                    if srt_cameras is not None:
+                        srt_cameras.append(camera)
             cluster.wait_for(
                 lambda: _all_live(cluster, ns, len(names)), 240, 1.0, f"{len(names)} streams Live"
             )
@@ -237,6 +268,40 @@ def churn_fleet(
                 cluster.kubectl(
                     "delete", "statefulset", WORKERS, "-n", ns, "--wait=false", check=False
                 )
+
+
+def _srt_push_stream(name: str) -> dict[str, Any]:
+    passphrase = {"passphraseSecretRef": {"name": SRT_SECRET}, "latencyMs": 200}
+    return _stream(name, source={"protocol": "srt", "srt": passphrase})
+
+
+def _edge_ip(cluster: Cluster, ns: str) -> str | None:
+    pods = cluster.kubectl_json("get", "pods", "-n", ns, "-l", f"app={EDGE}")["items"]
+    ready = [p for p in pods if (p.get("status") or {}).get("podIP")]
+    return ready[0]["status"]["podIP"] if len(ready) == 1 else None
+
+
+def _srt_camera(cluster: Cluster, edge_ip: str, ns: str, name: str) -> SrtCamera:
+    """An SRT camera through the edge, started once it stays connected.
+
+    Its first call is refused with "try again" (the edge looks the stream's
+    passphrase up meanwhile, edge/passphrases.py), as may be calls before the
+    stream's owner takes it; FFmpeg then exits, and is started again here.
+    """
+    camera = SrtCamera(
+        SRT_PORT, host=edge_ip, stream_id=f"{ns}/{name}", passphrase=SRT_PASSPHRASE,
+        startup_check=2.0,
+    )  # fmt: skip
+
+    def started() -> bool:
+        try:
+            camera.start()
+        except HarnessError:
+            return False
+        return True
+
+    cluster.wait_for(started, 60, 0.5, f"SRT camera {name} connected to the edge")
+    return camera
 
 
 def _table(cluster: Cluster, ns: str) -> dict[str, dict[str, str]]:
@@ -647,7 +712,12 @@ def test_crash_fails_over_fast_and_hands_back(fleet: Fleet) -> None:
                     live_elsewhere_after.setdefault(n, now)
             return len(live_elsewhere_after) == len(on_victim)
 
-        cluster.wait_for(moved_and_live, 30, 0.2, "the victim's streams live elsewhere")
+        try:
+            cluster.wait_for(moved_and_live, 30, 0.2, "the victim's streams live elsewhere")
+        except TimeoutError:
+            statuses = {i["metadata"]["name"]: i.get("status") for i in _streams(cluster, ns)}
+            missing = {n: statuses[n] for n in on_victim if n not in live_elsewhere_after}
+            raise AssertionError(f"not seen Live elsewhere: {json.dumps(missing)}") from None
         failover = max(live_elsewhere_after.values(), default=0.0)
         # The pod restarts in place; its partitions come back make-before-break.
         back = cluster.wait_for(

@@ -260,16 +260,32 @@ EDGE_TOKEN = "churn-edge-token-0123456789"
 EDGE_RULES = [
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
 ]  # fmt: skip
+# With an SRT port the edge also reads the CameraStreams its SRT cameras name
+# and the Secrets their passphrases come from (edge/passphrases.py).
+EDGE_RULES_SRT = [
+    {"apiGroups": ["camstream.io"], "resources": ["camerastreams"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+]  # fmt: skip
 
 
-def _start_edge(cluster: Cluster, namespace: str, replicas: int = 1, drain: float = 10.0) -> None:
-    """The ingest edge Deployment (camstream edge) in front of the workers' RTMP port."""
-    _grant(cluster, namespace, EDGE, [], EDGE_RULES)
+def _start_edge(
+    cluster: Cluster,
+    namespace: str,
+    replicas: int = 1,
+    drain: float = 10.0,
+    *,
+    srt_port: int | None = None,
+) -> None:
+    """The ingest edge Deployment (camstream edge) in front of the workers' RTMP port;
+    `srt_port`: also the one SRT port, relaying to the workers' SRT port (the same number)."""
+    _grant(cluster, namespace, EDGE, EDGE_RULES_SRT if srt_port is not None else [], EDGE_RULES)
     command = [
         PY, "-m", "camstream_cli", "edge", "--rtmp-port", "1935", "--worker-rtmp-port", "1935",
         "--http-port", str(EDGE_HTTP), "--ring-configmap", RING,
         "--operator-namespace", "$(POD_NAMESPACE)", "--drain-seconds", str(drain),
     ]  # fmt: skip
+    if srt_port is not None:
+        command += ["--srt-port", str(srt_port), "--worker-srt-port", str(srt_port)]
     _apply(cluster, namespace, {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": EDGE},

@@ -377,6 +377,61 @@ def test_edge_deployment_contract(helm: Helm) -> None:
     assert len(base64.b64decode(secret["data"]["token"])) >= 32
 
 
+def test_edge_srt_port_contract(helm: Helm) -> None:
+    """edge.srt.port (#15): one UDP Service on the edge pods, the workers' SRT port reached by
+    the edges only, and the edge reads CameraStreams and Secrets exactly where workers may."""
+    sets = [
+        "edge.srt.port=9000",
+        "watchNamespaces={cams}",
+        "worker.networkPolicy.enabled=true",
+        "worker.networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+    ]
+    objects = helm.render(sets=sets)
+    edge = one(objects, "Deployment", EDGE)
+    c = container(edge, "edge")
+    args = _args_map(c["args"])
+    assert (args["--srt-port"], args["--worker-srt-port"]) == ("9000", "8890")
+    assert {"name": "srt", "containerPort": 9000, "protocol": "UDP"} in c["ports"]
+    worker = container(one(objects, "StatefulSet", WORKER), "worker")
+    assert _args_map(worker["args"])["--srt-port"] == "8890"
+    assert {"name": "srt", "containerPort": 8890, "protocol": "UDP"} in worker["ports"]
+    service = one(objects, "Service", f"{RELEASE}-srt")
+    assert service["spec"]["ports"] == [
+        {"name": "srt", "port": 9000, "targetPort": "srt", "protocol": "UDP"}
+    ]
+    assert service["spec"]["selector"] == edge["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    # Only the edge pods reach the workers' SRT port.
+    policy = one(objects, "NetworkPolicy", f"{WORKER}-rtmp-ingress")
+    srt = policy["spec"]["ingress"][-1]
+    assert srt["ports"] == [{"port": 8890, "protocol": "UDP"}]
+    assert [f["podSelector"]["matchLabels"] for f in srt["from"]] == [
+        edge["spec"]["selector"]["matchLabels"]
+    ]
+    # RBAC: get (never list or watch) CameraStreams in the watched namespaces, and the
+    # Secrets there through the workers' own binding; nothing cluster-wide.
+    me = {"kind": "ServiceAccount", "namespace": NAMESPACE, "name": EDGE}
+    streams = one(objects, "Role", f"{RELEASE}-edge-streams")
+    assert streams["metadata"]["namespace"] == "cams"
+    assert streams["rules"] == [
+        {"apiGroups": ["camstream.io"], "resources": ["camerastreams"], "verbs": ["get"]}
+    ]
+    assert _bound_subjects(objects, "Role", streams) == [me]
+    secrets = one(objects, "RoleBinding", f"{RELEASE}-worker-secrets")
+    assert secrets["metadata"]["namespace"] == "cams" and me in secrets["subjects"]
+    assert not [
+        b for b in by_kind(objects, "ClusterRoleBinding") if me in b["subjects"]
+    ]  # fmt: skip
+    # Off by default: no SRT anywhere, and the edge reads no Secret.
+    default = helm.render()
+    assert not [s for s in by_kind(default, "Service") if s["metadata"]["name"].endswith("-srt")]
+    assert "--srt-port" not in container(one(default, "Deployment", EDGE), "edge")["args"]
+    assert not [
+        b for b in by_kind(default, "RoleBinding") + by_kind(default, "ClusterRoleBinding")
+        if me in b["subjects"] and "secrets" in b["roleRef"]["name"]
+    ]  # fmt: skip
+
+
 def test_edge_drain_must_fit_the_grace_period(helm: Helm) -> None:
     result = helm.run("template", RELEASE, str(CHART), "--set", "edge.drainSeconds=60", check=False)
     assert result.returncode != 0
@@ -930,6 +985,14 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_edge_owner_lost_total",
         "camstream_edge_handoffs_forked_total",
         "camstream_edge_owner_overflows_total",
+        "camstream_edge_srt_connections",
+        "camstream_edge_srt_relays",
+        "camstream_edge_srt_received_bytes_total",
+        "camstream_edge_srt_passphrases",
+        "camstream_edge_srt_lookups",
+        "camstream_edge_srt_lookups_busy_total",
+        "camstream_edge_srt_lookup_failures_total",
+        "camstream_edge_srt_refused_total",
         # The SRT ingest (#15), with --srt-port.
         "camstream_srt_connections",
         "camstream_srt_handshakes",

@@ -60,6 +60,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.rtmp.enabled .Values.edge.enabled -}}true{{- end -}}
 {{- end -}}
 
+{{- define "camstream.edgeSrt" -}}
+{{- if and (include "camstream.edgeEnabled" .) (not (kindIs "invalid" .Values.edge.srt.port)) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "camstream.edgeTokenSecret" -}}
 {{- printf "%s-edge-token" (include "camstream.fullname" .) -}}
 {{- end -}}

@@ -3,9 +3,11 @@
 Who calls this: camstream_cli/main.py wires `add_parser` into the `camstream`
 command; the chart's edge Deployment runs it. The kubeconfig comes from
 KUBECONFIG, else the in-cluster ServiceAccount; the edge reads one object,
-the ring ConfigMap (watched with camstream/kubewatch.py), and writes none.
+the ring ConfigMap (watched with camstream/kubewatch.py), and writes none;
+with --srt-port it also gets the CameraStreams its SRT cameras name and the
+Secrets their passphrases come from (passphrases.py).
 
-Startup: watch the ring, open the RTMP port, serve /healthz, /readyz and
+Startup: watch the ring, open the RTMP port (and the SRT port), serve /healthz, /readyz and
 /metrics on --http-port. /readyz is 200 once the ring is known and every
 port accepts, 503 while draining. SIGTERM: drain (server.py) for at most
 --drain-seconds (the chart's terminationGracePeriodSeconds is longer), then
@@ -45,6 +47,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rtmp-port", type=int, default=1935, help="the cameras' RTMP port")
     parser.add_argument(
         "--worker-rtmp-port", type=int, default=1935, help="the workers' RTMP port (all alike)"
+    )
+    parser.add_argument(
+        "--srt-port",
+        type=int,
+        default=None,
+        help="the cameras' SRT port (UDP; default: no SRT). Reads CameraStreams and their Secrets",
+    )
+    parser.add_argument(
+        "--worker-srt-port", type=int, default=8890, help="the workers' SRT port (all alike)"
     )
     parser.add_argument("--http-port", type=int, default=8081, help="/readyz and /metrics")
     parser.add_argument("--ring-configmap", default="camstream-ring")
@@ -98,9 +109,13 @@ async def serve(args: argparse.Namespace) -> int:
     from camstream.handoff import RingDoc
     from camstream.handoff_codec import CodecError, decode_doc
     from camstream.kubewatch import Informer
+    from camstream_worker.cluster.secrets import KubeSecrets
     from camstream_worker.servers.rtmp.limits import Limits, raise_fd_limit
+    from camstream_worker.servers.srt.limits import SrtLimits
 
+    from .passphrases import PassphraseCache, api_fetch
     from .server import READ_BATCH_SECONDS, Edge, RtmpListener
+    from .srt_relay import SrtRelay
 
     host = args.host or os.environ.get("POD_IP", "127.0.0.1")
     raise_fd_limit()
@@ -135,6 +150,18 @@ async def serve(args: argparse.Namespace) -> int:
             limits=Limits.from_env().replace(read_batch_seconds=READ_BATCH_SECONDS),
         )
         edge.add_listener(RtmpListener(edge, host, args.rtmp_port))
+        if args.srt_port is not None:
+            cache = PassphraseCache(api_fetch(api, KubeSecrets(api)), loop.call_soon_threadsafe)
+            srt = SrtRelay(
+                edge,
+                host,
+                args.srt_port,
+                worker_srt_port=args.worker_srt_port,
+                passphrases=cache,
+                limits=SrtLimits.from_env(),
+            )
+            edge.add_listener(srt)
+            edge.metrics.watch_srt(stats=srt.stats)
 
         async def healthz(_: web.Request) -> web.Response:
             return web.Response(text="ok\n")

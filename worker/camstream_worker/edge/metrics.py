@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from camstream_worker.metrics.worker import RTMP_REFUSAL_REASONS
+from camstream_worker.metrics.worker import RTMP_REFUSAL_REASONS, SRT_REFUSAL_REASONS
 
 __all__ = ["EdgeMetrics"]
 
@@ -62,6 +62,10 @@ class EdgeMetrics:
         """Report the edge's live figures (`Edge.stats`) at each scrape."""
         self.registry.register(_Live(stats))
 
+    def watch_srt(self, *, stats: Callable[[], Mapping[str, int]]) -> None:
+        """Report the SRT port's figures (`SrtRelay.stats`) at each scrape (with --srt-port)."""
+        self.registry.register(_LiveSrt(stats))
+
 
 class _Live(Collector):
     def __init__(self, stats: Callable[[], Mapping[str, int]]) -> None:
@@ -88,5 +92,55 @@ class _Live(Collector):
             "camstream_edge_refused", "Camera connections refused or dropped", labels=["reason"]
         )
         for reason in RTMP_REFUSAL_REASONS:
+            refused.add_metric([reason], stats.get(f"refused_{reason}", 0))
+        yield refused
+
+
+class _LiveSrt(Collector):
+    def __init__(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield GaugeMetricFamily(
+            "camstream_edge_srt_connections",
+            "SRT publishers connected or handshaking now",
+            value=stats.get("connections", 0) + stats.get("handshaking", 0),
+        )
+        yield GaugeMetricFamily(
+            "camstream_edge_srt_relays", "SRT publishers relayed to workers now",
+            value=stats.get("relays", 0),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "camstream_edge_srt_received_bytes",
+            "Bytes received from SRT cameras (decrypted MPEG-TS)",
+            value=stats.get("bytes_received", 0),
+        )
+        yield GaugeMetricFamily(
+            "camstream_edge_srt_passphrases",
+            "Streams whose SRT passphrase the edge holds (positive cache entries)",
+            value=stats.get("passphrases", 0),
+        )
+        yield GaugeMetricFamily(
+            "camstream_edge_srt_lookups",
+            "Passphrase lookups in flight",
+            value=stats.get("lookups", 0),
+        )
+        yield CounterMetricFamily(
+            "camstream_edge_srt_lookups_busy",
+            "Passphrase lookups not started because the in-flight cap was reached",
+            value=stats.get("lookup_busy", 0),
+        )
+        yield CounterMetricFamily(
+            "camstream_edge_srt_lookup_failures",
+            "Passphrase lookups the API server did not answer",
+            value=stats.get("lookup_failures", 0),
+        )
+        refused = CounterMetricFamily(
+            "camstream_edge_srt_refused",
+            "SRT publishers refused or dropped, by reason",
+            labels=["reason"],
+        )
+        for reason in SRT_REFUSAL_REASONS:
             refused.add_metric([reason], stats.get(f"refused_{reason}", 0))
         yield refused

@@ -61,6 +61,9 @@ SRT_REFUSAL_REASONS: Mapping[str, str] = {
     "timeout": "a publisher that sends nothing for the idle timeout",
     "bitrate": "a publisher above the bitrate cap",
     "buffer": "bytes waiting for a stream that does not take them, over the cap",
+    "lookup": "an edge still looking up the stream's passphrase, or with too many lookups "
+    "in flight (the caller is told to retry)",
+    "draining": "an edge that is draining (the caller is told to retry, elsewhere)",
 }
 
 

@@ -14,16 +14,30 @@ from a peer that proves it is an edge: with the shared secret of the chart's
 `<release>-edge-token` Secret (CAMSTREAM_EDGE_TOKEN, in the edge and worker
 pods both). Without a token configured, nothing is believed. The token
 never appears in a log line, a status or an error. Pure: no I/O.
+
+SRT has no ``connect`` properties, and its stream ID travels in clear in the
+handshake, so the SRT edge does not send the token: it sends an HMAC of the
+camera's address and the stream under the token (`proof`, checked with
+`proven`); protocols/srt/vouch.py puts both into the stream ID.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
 from collections.abc import Mapping
 
-__all__ = ["MIN_TOKEN_LENGTH", "TOKEN_ENV", "connect_props", "token_from_env", "vouched_client"]
+__all__ = [
+    "MIN_TOKEN_LENGTH",
+    "TOKEN_ENV",
+    "connect_props",
+    "proof",
+    "proven",
+    "token_from_env",
+    "vouched_client",
+]
 
 TOKEN_ENV = "CAMSTREAM_EDGE_TOKEN"
 MIN_TOKEN_LENGTH = 16
@@ -55,6 +69,25 @@ def vouched_client(props: Mapping[str, object], token: str | None) -> str | None
         return None
     if not hmac.compare_digest(offered.encode(), token.encode()):
         return None
+    return _address(client)
+
+
+def proof(token: str, client: str, subject: str) -> str:
+    """The edge's proof that it vouches for `client` publishing `subject` (hex HMAC-SHA256).
+
+    Unlike the token itself, a proof seen on the wire vouches for nothing else."""
+    message = f"{client}\n{subject}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def proven(token: str | None, client: str, subject: str, offered: str) -> bool:
+    """Whether `offered` is the edge's proof for `client` and `subject` (never without a token)."""
+    if not token:
+        return False
+    return hmac.compare_digest(offered.encode(), proof(token, client, subject).encode())
+
+
+def _address(client: str) -> str | None:
     try:
         return str(ipaddress.ip_address(client))
     except ValueError:

@@ -1,8 +1,12 @@
 """One UDP port and one thread for every SRT publisher of a worker.
 
 Who calls this: standalone mode starts one `SrtListener` (app/standalone.py)
-beside the RTMP port and keeps its table of streams current (`publish`); an
-ingest edge can host it the same way. What it is given and gives back:
+beside the RTMP port and keeps its table of streams current (`publish`); so
+does a cluster worker. The ingest edge (edge/srt_relay.py) hosts it with a
+`lookup` instead of a table: its passphrase cache, which answers at once
+and may say `LATER` (a lookup started: the caller is refused with
+SRT_REJX_DOWN, libsrt's "service unavailable", and its retry succeeds).
+What it is given and gives back:
 
 - in: `publish(key, Publication)`, the streams that take SRT publishers with
   their passphrase and latency (the owner resolves the Secrets, in its event
@@ -23,6 +27,10 @@ thread before the handshake completes, which is SRT's standard place to pick
 a passphrase by stream ID):
 
     stream ID parsed (protocols/srt/streamid.py) ── refused: a malformed ID, m=request
+      → with an edge token, the camera's own address the edge vouches for
+        (protocols/srt/vouch.py) replaces the edge's as the peer
+      → draining (the edge's) ── refused: try again (REJX_DOWN)
+      → the stream's publication looked up ── LATER: refused, try again
       → caps: all connections, per address ── refused: capacity, per address
       → the stream's passphrase and latency set on the new socket (an unknown
         stream: a random passphrase, so it fails below like a wrong one and a
@@ -49,7 +57,7 @@ from typing import Protocol
 
 from camstream.spec import StreamKey
 from camstream_worker.metrics.worker import SRT_REFUSAL_REASONS
-from camstream_worker.protocols.srt import streamid
+from camstream_worker.protocols.srt import streamid, vouch
 from camstream_worker.servers.rtmp.admission import address_key
 from camstream_worker.servers.rtmp.refusals import Refusals
 from camstream_worker.servers.srt.limits import SrtLimits
@@ -61,6 +69,16 @@ log = logging.getLogger(__name__)
 NOTE_INTERVAL = 30.0
 HOUSEKEEPING = 0.25  # seconds between checks of timers, buffers and windows
 READS_PER_TURN = 64  # messages read from one connection before the others' turn
+
+
+class Later:
+    """A lookup's answer: not known yet, asked for; the caller should try again."""
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+LATER = Later()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +133,16 @@ class SrtListener:
         *,
         limits: SrtLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lookup: Callable[[StreamKey], Publication | Later | None] | None = None,
+        edge_token: str | None = None,
     ) -> None:
+        """`lookup`: where a stream's publication is found (default: the `publish`ed table);
+        called in libsrt's thread, it must answer at once. `edge_token`: believe the client
+        address an edge vouches for in a stream ID (protocols/srt/vouch.py)."""
         self._host, self._requested_port = host, port
+        self._lookup = lookup
+        self._edge_token = edge_token
+        self.accepting = True
         self._handler = handler
         self._limits = limits or SrtLimits()
         self._clock = clock
@@ -163,7 +189,16 @@ class SrtListener:
         """The streams that take publishers now (the whole table, replaced at once)."""
         self._streams = dict(streams)
 
+    def stop_accepting(self) -> None:
+        """Refuse new publishers (try again: elsewhere); the accepted ones stay."""
+        self.accepting = False
+
+    def publishers(self) -> int:
+        with self._lock:
+            return len(self._connections) + len(self._pending)
+
     def close(self) -> None:
+        self.accepting = False
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -198,12 +233,21 @@ class SrtListener:
             return -1
 
     def _decide(self, sock: int, peer: str, raw_id: bytes) -> int:
-        host = peer.rpartition(":")[0].strip("[]") or peer
-        address = address_key(host)
-        parsed = streamid.parse(raw_id.decode("utf-8", errors="replace"))
+        text = raw_id.decode("utf-8", errors="replace")
+        parsed = streamid.parse(text)
         if isinstance(parsed, streamid.Refused):
             return self._reject(sock, "stream_id", peer, parsed.reason, libsrt.REJX_BAD_REQUEST)
-        publication = self._streams.get(parsed)
+        vouched = vouch.client_of(text, parsed, self._edge_token)
+        if vouched is not None:
+            peer = vouched  # the camera's own: counted as such, named so in logs and status
+        address = address_key(vouch.host_of(peer))
+        if not self.accepting:
+            return self._reject(sock, "draining", peer, "draining", libsrt.REJX_DOWN)
+        found = self._streams.get(parsed) if self._lookup is None else self._lookup(parsed)
+        if isinstance(found, Later):
+            detail = f"{parsed}: passphrase not known yet, looking it up; try again"
+            return self._reject(sock, "lookup", peer, detail, libsrt.REJX_DOWN)
+        publication = found
         with self._lock:
             if len(self._connections) + len(self._pending) >= self._limits.max_connections:
                 cap = self._limits.max_connections
@@ -265,13 +309,19 @@ class SrtListener:
                 return
             self._adopt(*accepted)
 
-    def _adopt(self, sock: int, peer: str) -> None:
+    def _adopt(self, sock: int, _peer: str) -> None:
         with self._lock:
             pending = self._pending.pop(sock, None)
         if pending is None or not pending.known:  # cannot happen (see _decide); refuse anyway
             libsrt.close(sock)
             return
-        libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)
+        peer = pending.peer  # the vouched camera's address behind an edge, else the same
+        try:
+            libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)
+        except libsrt.SrtError:  # it broke between the handshake and here (a caller that left)
+            self._release_address(pending.address)
+            libsrt.close(sock)
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
         now = self._clock()
@@ -393,6 +443,10 @@ class SrtListener:
             self.refusals.refuse(reason, f"srt {connection.peer}", f"{connection.key}: {detail}")
         else:
             log.info("[%s] srt: publisher %s closed: %s", connection.key, connection.peer, detail)
+
+    def _release_address(self, address: str) -> None:
+        with self._lock:
+            self._release(address)
 
     def _release(self, address: str) -> None:
         left = self._per_address.get(address, 0) - 1

@@ -1,0 +1,236 @@
+"""SRT through the ingest edge: one UDP port for all streams, relayed to the owning workers.
+
+Real parts: the edge (`Edge` + `SrtRelay`, libsrt), the workers' own SRT
+listener (`SrtListener`, the class a worker runs) on two loopback addresses,
+Debian's FFmpeg as the camera, and libsrt callers for the handshakes whose
+reject reason a test reads. The passphrase cache's answers come from the
+same manifests a standalone worker reads (`fetch` below); the API-server
+read (`passphrases.api_fetch`) is not exercised here.
+
+Under the shared lock: these start processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from prometheus_client import generate_latest
+
+from camstream import ring
+from camstream.handoff import Handoff, RingDoc
+from camstream.spec import StreamKey
+from camstream_worker.edge import tspackets
+from camstream_worker.edge.passphrases import PassphraseCache
+from camstream_worker.edge.server import Edge
+from camstream_worker.edge.srt_relay import SrtRelay
+from camstream_worker.servers.srt.listener import Publication, SrtListener
+from camstream_worker.srt import libsrt
+from tests.harness.srt import SrtCamera, udp_free_port
+
+pytestmark = pytest.mark.media
+
+PARTITIONS = 16
+KEY = StreamKey("default", "gate")
+PASSPHRASE = "gate-passphrase-0123"
+TOKEN = "edge-token-0123456789abcdef"
+STREAMS = {KEY: Publication(PASSPHRASE, 200)}
+WORKER_A, WORKER_B = "127.0.0.2", "127.0.0.3"
+
+
+@dataclass
+class Delivered:
+    key: StreamKey
+    peer: str
+    sock: socket.socket
+    head: bytes = b""
+    received: int = 0
+    closed: bool = False
+
+
+@dataclass
+class Worker:
+    """A worker's SRT listener (the real class) that records what it is handed."""
+
+    host: str
+    port: int
+    token: str | None
+    delivered: list[Delivered] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    listener: SrtListener | None = None
+
+    def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        item = Delivered(key, peer, sock)
+        self.delivered.append(item)
+        threading.Thread(target=self._drain, args=(item,), daemon=True).start()
+
+    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+        self.notes.append(reason)
+
+    @staticmethod
+    def _drain(item: Delivered) -> None:
+        with item.sock:
+            while data := item.sock.recv(65536):
+                if len(item.head) < tspackets.PACKET:
+                    item.head += data[: tspackets.PACKET]
+                item.received += len(data)
+        item.closed = True
+
+    def start(self) -> None:
+        self.listener = SrtListener(self.host, self.port, self, edge_token=self.token)
+        self.listener.publish(STREAMS)
+        self.listener.start()
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+
+class Ring:
+    def __init__(self) -> None:
+        self.doc = self._doc("a")
+
+    def _doc(self, serving: str, handoffs: tuple[Handoff, ...] = ()) -> RingDoc:
+        return RingDoc(
+            partitions=PARTITIONS, version=1, table=None, serving=(serving,) * PARTITIONS,
+            handoffs=handoffs, addresses={"a": WORKER_A, "b": WORKER_B},
+        )  # fmt: skip
+
+    def handoff(self) -> None:
+        partition = ring.partition_of(ring.stream_key(KEY.namespace, KEY.name), PARTITIONS)
+        self.doc = self._doc("a", (Handoff(partition, "a", "b", id=3, started=time.time()),))
+
+    def serve_b(self) -> None:
+        self.doc = self._doc("b")
+
+
+@dataclass
+class Bed:
+    edge: Edge
+    relay: SrtRelay
+    ring: Ring
+    workers: dict[str, Worker]
+    fetched: list[StreamKey]
+
+
+@contextlib.asynccontextmanager
+async def bed(worker_b_token: str | None = TOKEN) -> AsyncIterator[Bed]:
+    port = udp_free_port(WORKER_A)
+    workers = {"a": Worker(WORKER_A, port, TOKEN), "b": Worker(WORKER_B, port, worker_b_token)}
+    for worker in workers.values():
+        worker.start()
+    fetched: list[StreamKey] = []
+
+    async def fetch(key: StreamKey) -> Publication | None:
+        fetched.append(key)
+        await asyncio.sleep(0.05)  # an API read takes a while; the callback must not wait
+        return STREAMS.get(key)
+
+    loop = asyncio.get_running_loop()
+    the_ring = Ring()
+    edge = Edge(ring=lambda: the_ring.doc, worker_rtmp_port=1, edge_token=TOKEN)
+    cache = PassphraseCache(fetch, loop.call_soon_threadsafe)
+    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=port, passphrases=cache)
+    edge.add_listener(relay)
+    await relay.start()
+    try:
+        yield Bed(edge, relay, the_ring, workers, fetched)
+    finally:
+        await edge.close()
+        for worker in workers.values():
+            await asyncio.to_thread(worker.close)
+
+
+def call(port: int, stream_id: str, passphrase: str) -> str | None:
+    """One libsrt caller's handshake with the edge: None if accepted, else libsrt's reason."""
+    sock = libsrt.create()
+    try:
+        libsrt.set_int(sock, libsrt.SRTO_CONNTIMEO, 3000)
+        libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
+        libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, passphrase)
+        libsrt.connect(sock, "127.0.0.1", port)
+        return None
+    except libsrt.SrtError as exc:
+        return str(exc)
+    finally:
+        libsrt.close(sock)
+
+
+def refused(relay: SrtRelay, reason: str) -> int:
+    return relay.stats().get(f"refused_{reason}", 0)
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_cache_miss_is_refused_with_try_again_and_the_retry_is_accepted() -> None:
+    async with bed() as b:
+        port = b.relay.port
+        first = await asyncio.to_thread(call, port, "default/gate", PASSPHRASE)
+        assert first is not None and "1503" in first, first  # SRT_REJX_DOWN: try again
+        assert refused(b.relay, "lookup") == 1
+        await eventually(lambda: b.relay.passphrases.stats()["passphrases"] == 1)
+        assert await asyncio.to_thread(call, port, "default/gate", PASSPHRASE) is None
+        assert b.fetched == [KEY]  # one API read for both attempts
+        b.edge.metrics.watch_srt(stats=b.relay.stats)
+        exposed = generate_latest(b.edge.metrics.registry).decode()
+        assert 'camstream_edge_srt_refused_total{reason="lookup"} 1.0' in exposed
+        assert "camstream_edge_srt_passphrases 1.0" in exposed
+        assert PASSPHRASE not in exposed
+
+
+async def test_unknown_stream_and_wrong_passphrase_are_refused_alike() -> None:
+    async with bed() as b:
+        port = b.relay.port
+        for stream_id in ("default/gate", "default/nosuch"):
+            assert "1503" in (await asyncio.to_thread(call, port, stream_id, PASSPHRASE) or "")
+        await eventually(lambda: len(b.fetched) == 2 and not b.relay.passphrases.stats()["lookups"])
+        wrong = await asyncio.to_thread(call, port, "default/gate", "not-the-passphrase")
+        unknown = await asyncio.to_thread(call, port, "default/nosuch", PASSPHRASE)
+        assert wrong is not None and wrong == unknown, (wrong, unknown)
+        assert PASSPHRASE not in wrong
+        # The port sends both the same way: the key exchange fails; neither is accepted.
+        await eventually(
+            lambda: refused(b.relay, "unauthorized") + refused(b.relay, "stream_id") >= 2
+        )
+
+
+async def test_camera_is_relayed_to_its_owner_and_kept_through_a_handoff() -> None:
+    """The worker that has the edge token sees the camera's address; the other sees the edge's.
+    During the handoff both owners are fed from a PAT; once the ring serves the target the
+    source is dropped, and the camera never reconnects."""
+    async with bed(worker_b_token="another-token-0123456789") as b:
+        a, w_b = b.workers["a"], b.workers["b"]
+        b.relay.passphrases.lookup(KEY)  # warm the cache as a camera's first try would
+        await eventually(lambda: b.relay.passphrases.stats()["passphrases"] == 1)
+        with SrtCamera(b.relay.port, stream_id="default/gate", passphrase=PASSPHRASE):
+            await eventually(lambda: bool(a.delivered) and a.delivered[0].received > 50_000)
+            (relay,) = b.relay._relays.values()
+            camera = relay.peer
+            assert a.delivered[0].peer == camera  # vouched: the camera's own host:port
+            assert a.delivered[0].head[0] == tspackets.SYNC
+            assert tspackets.pat_start(a.delivered[0].head) == 0  # fed from a PAT
+
+            b.ring.handoff()
+            await eventually(lambda: bool(w_b.delivered) and w_b.delivered[0].received > 50_000)
+            assert w_b.delivered[0].peer != camera  # a wrong token vouches for nothing
+            assert tspackets.pat_start(w_b.delivered[0].head) == 0
+            assert not a.delivered[0].closed  # both fed: make-before-break
+
+            b.ring.serve_b()
+            await eventually(lambda: a.delivered[0].closed)
+            fed = w_b.delivered[0].received
+            await eventually(lambda: w_b.delivered[0].received > fed + 50_000)
+            assert len(a.delivered) == len(w_b.delivered) == 1
+            assert b.edge.metrics.publishes._value.get() == 1  # the camera never reconnected
+            assert b.relay.publishing() == 1

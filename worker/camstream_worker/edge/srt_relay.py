@@ -1,0 +1,355 @@
+"""The edge's SRT port: one UDP listener for every stream, each publisher relayed to its owner.
+
+Who calls this: cli.py adds one `SrtRelay` to the `Edge` (server.py) with
+`--srt-port`; tests make one on loopback.
+
+    camera ──SRT (its passphrase)──▶ edge: SrtListener (servers/srt/listener.py)
+        └─ decrypted MPEG-TS bytes, unchanged ─▶ SRT caller ──▶ owning worker's SRT port
+                          └─ during a handoff, also ─▶ SRT caller ──▶ the handoff's target
+
+The listener is the worker's own (caps, idle and bitrate limits, refusals);
+here it looks passphrases up in the edge's cache (passphrases.py) instead of
+a table, since the edge runs no streams. Each accepted publisher becomes a
+`_Relay`: it reads the Unix socket the listener delivers, cuts the bytes into
+whole 188-byte packets (tspackets.py) and gives them to one `_Feed` per owner
+the ring names (owners.py), recomputed at every HOUSEKEEPING tick:
+
+    wanted owner, no feed ─▶ feed opened (non-blocking SRT connect, the same
+        stream ID plus the camera's vouched address, the stream's passphrase
+        and latency); it starts at the next PAT, so the worker's demuxer syncs
+    feed no longer wanted (the ring serves the target) ─▶ closed
+    feed broken or refused ─▶ closed, opened again after OWNER_RETRY
+    feed over MAX_BUFFER (the worker does not take the bytes) ─▶ its queue is
+        dropped and it starts again at the next PAT (the RTMP edge's policy,
+        upstream.py's 4 MiB)
+
+The camera's SRT connection stays through all of it: no worker change makes
+an SRT camera reconnect. No demuxing here; the worker's SRT ingest stays the
+one ingest path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+
+from camstream.spec import StreamKey
+from camstream_worker.edge import owners, tspackets
+from camstream_worker.edge.passphrases import PassphraseCache
+from camstream_worker.edge.server import Edge
+from camstream_worker.protocols.srt import vouch
+from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.servers.srt.listener import Publication, SrtListener
+from camstream_worker.srt import libsrt
+
+__all__ = ["HOUSEKEEPING", "MAX_BUFFER", "OPEN_TIMEOUT", "OWNER_RETRY", "SrtRelay"]
+
+log = logging.getLogger(__name__)
+
+# Bytes queued for one worker before the edge drops them and starts that
+# worker again at the next PAT: the RTMP edge's figure (upstream.py), 32 s of
+# a 1 Mbit/s camera, far more than a live worker lags.
+MAX_BUFFER = 4 * 1024 * 1024
+# From the SRT connect to the worker's accept (its key exchange included).
+OPEN_TIMEOUT = 5.0
+# Seconds before a lost or refused worker is called again (the RTMP edge's
+# figure, session.py): a new owner refuses until its table has the stream.
+OWNER_RETRY = 0.25
+# Seconds between looks at the ring, the feeds' states and their queues.
+HOUSEKEEPING = 0.1
+# Bytes read from a publisher's socket at once.
+READ_SIZE = 64 * 1024
+# Bytes searched for a PAT before a feed starts at a packet boundary anyway.
+MAX_SYNC_SEARCH = 1024 * 1024
+_EASYNCSND = 6001  # libsrt: non-blocking send, the sender buffer is full
+
+
+@dataclass(slots=True)
+class _Feed:
+    """One SRT caller from the edge to a worker, for one camera."""
+
+    worker: str
+    address: tuple[str, int]
+    sock: int
+    opened: float
+    queue: bytearray = field(default_factory=bytearray)
+    synced: bool = False  # a PAT was found: whole packets flow from here on
+    searched: int = 0
+    connected: bool = False
+    sent: int = 0
+
+    def push(self, packets: bytes) -> bool:
+        """Queue whole packets; False when the queue went over MAX_BUFFER (dropped)."""
+        if not self.synced:
+            at = tspackets.pat_start(packets)
+            if at is None:
+                self.searched += len(packets)
+                if self.searched < MAX_SYNC_SEARCH:
+                    return True
+                at = 0  # a camera without a PAT in 1 MiB: start at a packet boundary
+            self.synced = True
+            packets = packets[at:]
+        self.queue += packets
+        if len(self.queue) > MAX_BUFFER:
+            self.queue.clear()
+            self.synced, self.searched = False, 0
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Send what the worker's connection takes now; SrtError: the connection is lost."""
+        if not self.connected:
+            return
+        queue = self.queue
+        sent = 0
+        try:
+            while len(queue) - sent >= tspackets.PACKET:
+                size = min(libsrt.LIVE_PAYLOAD, (len(queue) - sent) // 188 * 188)
+                libsrt.send(self.sock, bytes(queue[sent : sent + size]))
+                sent += size
+        except libsrt.SrtError as exc:
+            if exc.code != _EASYNCSND:
+                raise
+        finally:
+            del queue[:sent]
+            self.sent += sent
+
+
+class _Relay:
+    """One accepted SRT publisher: its bytes to every owner the ring names."""
+
+    def __init__(
+        self,
+        host: SrtRelay,
+        key: StreamKey,
+        peer: str,
+        sock: socket.socket,
+        publication: Publication,
+    ) -> None:
+        self._host = host
+        self.key = key
+        self.peer = peer
+        self._sock = sock
+        self._publication = publication
+        self._aligner = tspackets.Aligner()
+        self.feeds: dict[str, _Feed] = {}
+        self._retry_at: dict[str, float] = {}
+        self._seen: set[str] = set()  # workers fed before: opening one again is a reconnect
+        self.received = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        metrics = self._host.edge.metrics
+        try:
+            self.housekeeping(time.monotonic())
+            while data := await loop.sock_recv(self._sock, READ_SIZE):
+                self.received += len(data)
+                metrics.bytes_in.inc(len(data))
+                packets = self._aligner.feed(data)
+                if packets:
+                    for feed in list(self.feeds.values()):
+                        self._push(feed, packets)
+        except OSError:
+            pass  # the listener dropped the publisher (it left, idle, over a limit)
+        finally:
+            self._sock.close()
+            for worker in list(self.feeds):
+                self._close(worker)
+
+    def _push(self, feed: _Feed, packets: bytes) -> None:
+        if not feed.push(packets):
+            self._host.edge.metrics.overflows.inc()
+            log.warning(
+                "[%s] srt edge: worker %s took no bytes for %d; starting it again at a PAT",
+                self.key, feed.worker, MAX_BUFFER,
+            )  # fmt: skip
+        before = feed.sent
+        try:
+            feed.flush()
+        except libsrt.SrtError as exc:
+            self._lost(feed.worker, f"send failed: {exc}")
+        self._host.edge.metrics.bytes_out.inc(feed.sent - before)
+
+    def housekeeping(self, now: float) -> None:
+        """Open feeds to the owners the ring names, close the others, flush queues."""
+        edge = self._host.edge
+        doc = edge.ring()
+        wanted = owners.owners(doc, self.key)
+        for worker in list(self.feeds):
+            feed = self.feeds[worker]
+            address = owners.address(doc, worker, self._host.worker_srt_port)
+            if worker not in wanted or address != feed.address:
+                self._close(worker)
+                continue
+            state = libsrt.state(feed.sock)
+            if state >= libsrt.SRTS_BROKEN:
+                reason = libsrt.reject_reason(feed.sock)
+                why = libsrt.reject_reason_text(reason) if reason else "the connection broke"
+                self._lost(worker, why)
+            elif state == libsrt.SRTS_CONNECTED:
+                if not feed.connected:
+                    feed.connected = True
+                    log.info("[%s] srt edge: feeding worker %s", self.key, worker)
+                before = feed.sent
+                try:
+                    feed.flush()
+                except libsrt.SrtError as exc:
+                    self._lost(worker, f"send failed: {exc}")
+                edge.metrics.bytes_out.inc(feed.sent - before)
+            elif now - feed.opened > OPEN_TIMEOUT:
+                self._lost(worker, f"no answer in {OPEN_TIMEOUT:g} s")
+        for worker in wanted:
+            if worker in self.feeds or now < self._retry_at.get(worker, 0.0):
+                continue
+            address = owners.address(doc, worker, self._host.worker_srt_port)
+            if address is not None:
+                self._open(worker, address, now, handoff=worker != wanted[0])
+
+    def _open(self, worker: str, address: tuple[str, int], now: float, *, handoff: bool) -> None:
+        metrics = self._host.edge.metrics
+        current = self._host.passphrases.lookup(self.key)
+        if isinstance(current, Publication):  # a rotated passphrase reaches new owners too
+            self._publication = current
+        sock = libsrt.create()
+        try:
+            libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)  # connect returns at once
+            libsrt.set_bool(sock, libsrt.SRTO_SNDSYN, False)
+            stream_id = vouch.stream_id(self.key, self._host.edge.edge_token, self.peer)
+            libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
+            libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, self._publication.passphrase)
+            libsrt.set_int(sock, libsrt.SRTO_LATENCY, self._publication.latency_ms)
+            libsrt.connect(sock, *address)
+        except libsrt.SrtError as exc:
+            libsrt.close(sock)
+            self._retry_at[worker] = now + OWNER_RETRY
+            log.warning("[%s] srt edge: cannot call worker %s: %s", self.key, worker, exc)
+            return
+        self.feeds[worker] = _Feed(worker, address, sock, now)
+        if worker in self._seen:
+            metrics.owner_connects.inc()
+        self._seen.add(worker)
+        if handoff:
+            metrics.handoffs_forked.inc()
+
+    def _lost(self, worker: str, why: str) -> None:
+        log.info("[%s] srt edge: worker %s lost (%s); calling again", self.key, worker, why)
+        self._host.edge.metrics.owner_lost.inc()
+        self._close(worker)
+        self._retry_at[worker] = time.monotonic() + OWNER_RETRY
+
+    def _close(self, worker: str) -> None:
+        feed = self.feeds.pop(worker, None)
+        if feed is not None:
+            libsrt.close(feed.sock)
+
+
+class _Handler:
+    """The listener's Handler: hops from libsrt's thread into the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, relay: SrtRelay) -> None:
+        self._loop = loop
+        self._relay = relay
+
+    def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        self._loop.call_soon_threadsafe(self._relay.adopt, key, peer, sock)
+
+    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+        # A wrong passphrase, or a rotated one the cache has not read yet.
+        self._relay.passphrases.refused(key)
+
+
+class SrtRelay:
+    """The edge's SRT port (a server.Listener)."""
+
+    name = "srt"
+
+    def __init__(
+        self,
+        edge: Edge,
+        host: str,
+        port: int,
+        *,
+        worker_srt_port: int,
+        passphrases: PassphraseCache,
+        limits: SrtLimits | None = None,
+    ) -> None:
+        self.edge = edge
+        self.host = host
+        self.port = port
+        self.worker_srt_port = worker_srt_port
+        self.passphrases = passphrases
+        self._limits = limits
+        self.listener: SrtListener | None = None
+        self._relays: dict[asyncio.Task[None], _Relay] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def accepting(self) -> bool:
+        return self.listener is not None and self.listener.accepting
+
+    def connections(self) -> int:
+        return 0 if self.listener is None else self.listener.publishers()
+
+    def publishing(self) -> int:
+        return len(self._relays)
+
+    def stats(self) -> dict[str, int]:
+        listener = {} if self.listener is None else self.listener.stats()
+        relayed = sum(f.sent for r in self._relays.values() for f in r.feeds.values())
+        return listener | self.passphrases.stats() | {"relays": len(self._relays), "sent": relayed}
+
+    async def start(self) -> None:
+        handler = _Handler(asyncio.get_running_loop(), self)
+        self.listener = SrtListener(
+            self.host, self.port, handler, limits=self._limits, lookup=self.passphrases.lookup
+        )
+        self.listener.start()
+        self.port = self.listener.port
+        self._ticker = asyncio.create_task(self._tick(), name="srt edge housekeeping")
+
+    def adopt(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        publication = self.passphrases.lookup(key)
+        if not isinstance(publication, Publication):  # evicted meanwhile: the camera retries
+            sock.close()
+            return
+        sock.setblocking(False)
+        self.edge.metrics.publishes.inc()
+        relay = _Relay(self, key, peer, sock, publication)
+        task = asyncio.create_task(relay.run(), name=f"srt edge {key}")
+        self._relays[task] = relay
+        task.add_done_callback(self._relays.pop)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING)
+            now = time.monotonic()
+            for relay in list(self._relays.values()):
+                try:
+                    relay.housekeeping(now)
+                except Exception:
+                    log.exception("[%s] srt edge: housekeeping failed", relay.key)
+
+    def stop_accepting(self) -> None:
+        if self.listener is not None:
+            self.listener.stop_accepting()
+
+    async def idle(self) -> None:
+        while self._relays:
+            await asyncio.wait(list(self._relays))
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self.listener is not None:
+            await asyncio.to_thread(self.listener.close)  # closes the publishers' sockets
+        tasks = list(self._relays)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
