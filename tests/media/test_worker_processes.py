@@ -51,6 +51,10 @@ def test_a_front_and_its_engines_and_nothing_else(start_worker) -> None:
         assert len(children) == 2, commands
         assert all(ENGINE_MODULE in command for command in commands), commands
         assert not any("resource_tracker" in command for command in commands), commands
+        # The engines mux with PyAV (FFmpeg's libraries are mapped); the front never
+        # touches a packet and does not load them.
+        assert all("libavformat" in _maps(child.pid) for child in children)
+        assert "libavformat" not in _maps(front.pid)
     assert worker.stop() == 0
     assert not _wait_gone(children, 5), "an engine process outlived its front"
 

@@ -37,6 +37,14 @@ def _loaded(module: str) -> set[str]:
     return set(line.split()[1:])
 
 
+def test_the_standalone_front_does_not_load_pyav() -> None:
+    # PyAV is ~7 MB of private heap plus its libraries' private pages; the
+    # front never touches a packet (a clip download imports it when asked).
+    loaded = _loaded("camstream_worker.app.standalone")
+    assert "aiohttp" in loaded  # the probe sees the front's real imports
+    assert "av" not in loaded, loaded
+
+
 def test_the_pool_needs_no_resource_tracker() -> None:
     assert "multiprocessing.resource_tracker" not in _loaded("camstream_worker.pool.sharded")
 
