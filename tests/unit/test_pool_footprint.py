@@ -45,6 +45,13 @@ def test_the_standalone_front_does_not_load_pyav() -> None:
     assert "av" not in loaded, loaded
 
 
+def test_an_engine_process_loads_neither_prometheus_nor_the_http_stack() -> None:
+    # Engines serve no /metrics and no HTTP: the front does.
+    loaded = _loaded("camstream_worker.pool.child")
+    assert "av" in loaded  # the probe sees the engine's real imports
+    assert not loaded & {"prometheus_client", "aiohttp", "jwt"}, loaded
+
+
 def test_the_pool_needs_no_resource_tracker() -> None:
     assert "multiprocessing.resource_tracker" not in _loaded("camstream_worker.pool.sharded")
 
