@@ -268,31 +268,31 @@ class TsMuxer:
     def segment(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
         """One segment: PAT, PMT, then a PES per packet, in the order given.
 
-        The same bytes as `tables()` followed by `frames(packets)`, which a
-        writer that writes its segment as it goes calls apart.
+        The same bytes as `tables()` followed by `frames()`, which a writer
+        that writes its segment as it goes calls apart.
         """
         parts: list[bytes | memoryview] = []
-        self._tables(parts)
-        self._frames(parts, packets)
+        self.tables(parts)
+        self.frames(parts, packets)
         return b"".join(parts)
 
-    def tables(self) -> bytes:
-        """The start of a segment: PAT and PMT (their continuity counters move)."""
-        parts: list[bytes | memoryview] = []
+    def tables(self, parts: list[bytes | memoryview]) -> None:
+        """Append the start of a segment to `parts`: PAT and PMT (their counters move)."""
         self._tables(parts)
-        return b"".join(parts)
 
-    def frames(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
-        """A PES per packet, in the order given: the rest of a segment, in pieces.
+    def frames(
+        self, parts: list[bytes | memoryview], packets: Sequence[tuple[int, TimedFrame]]
+    ) -> None:
+        """Append a PES per packet to `parts`, in the order given: a segment in pieces.
 
-        A frame that cannot be written (an AVCC length past its frame, an AAC
-        frame too long for ADTS) is left out, counted in `refused` with the
-        reason in `last_refusal`: the rest of the segment is written as if it
-        never came (no continuity counter moves for it).
+        `parts` holds pieces of the TS packets (headers, slices of the frames),
+        to be joined. A frame that cannot be written
+        (an AVCC length past its frame, an AAC frame too long for ADTS) is
+        left out, counted in `refused` with the reason in `last_refusal`: the
+        rest of the segment is written as if it never came (no continuity
+        counter moves for it).
         """
-        parts: list[bytes | memoryview] = []
         self._frames(parts, packets)
-        return b"".join(parts)
 
     def _tables(self, parts: list[bytes | memoryview]) -> None:
         pat, pmt = self._pat, self._pmt

@@ -107,11 +107,13 @@ PACKET_OVERHEAD = 200
 # them must not cost quadratic time.
 MAX_JOINED_PACKETS = 32
 # A segment written as it goes (tsmux.py) is appended to its temporary file
-# in pieces of at least this many bytes (~0.5 s at 1 Mbit/s: two appends a
-# second, three system calls each), and muxed at least this many frames at a
-# time.
-SPILL_BYTES = 64 * 1024
-DRAIN_FRAMES = 8
+# once at least this many bytes of frames are muxed (~1 s at 1 Mbit/s: an
+# append a second, three system calls; a smaller piece holds less but opens
+# the file more often, which costs more CPU than the memory saved is worth),
+# and muxed at least this many frames at a time (~0.5 s at 25 fps with
+# audio): fewer, larger calls.
+SPILL_BYTES = 128 * 1024
+DRAIN_FRAMES = 32
 # The temporary file of the segment being written as it goes (renamed at its cut).
 PARTIAL_SEGMENT = ".partial.ts.tmp"
 
@@ -190,7 +192,7 @@ class HlsWriter:
         # not yet appended, what its temporary file holds, why appending failed.
         self._streaming = False
         self._tables_done = False
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []  # pieces of TS packets (tsmux.py)
         self._pending_bytes = 0
         self._spilled = 0
         self._spill_error: OSError | None = None
@@ -437,14 +439,14 @@ class HlsWriter:
         held = self._held
         if not self._tables_done:
             self._tables_done = True
-            self._pending.append(self._ts.tables())
+            self._ts.tables(self._pending)
         refused = self._ts.refused
-        chunk = self._ts.frames(held[:count])  # type: ignore[arg-type]  # all Frames
+        muxed = held[:count]
+        self._ts.frames(self._pending, muxed)  # type: ignore[arg-type]  # all Frames
         self._count_refused(refused)
         del held[:count]
         self._held_base += count
-        self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
+        self._pending_bytes += sum(packet.size for _, packet in muxed)  # less TS framing
 
     def _spill(self) -> None:
         """Append the pending bytes to the segment's temporary file."""
@@ -455,9 +457,9 @@ class HlsWriter:
         path = self._dir / PARTIAL_SEGMENT
         try:
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._spilled else os.O_TRUNC)
+            data = b"".join(pending)  # one copy: writev of ~1,000 small pieces costs more
             fd = os.open(path, flags, 0o666)
             try:
-                data = b"".join(pending)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
