@@ -284,3 +284,135 @@ def test_a_malformed_frame_is_left_out_and_its_segment_written(tmp_path: Path) -
         check=True,
     )
     assert probe.stderr == ""
+
+
+def _frames_of(clip: Path) -> tuple[list[av.stream.Stream], list[tuple[int, Frame]], av.Container]:
+    """The clip's packets as the RTMP source hands them over (Frames), and its templates."""
+    container = av.open(str(clip))
+    streams = [container.streams.video[0], container.streams.audio[0]]
+    frames = [
+        (streams.index(p.stream), Frame(bytes(p), p.dts, p.pts, p.is_keyframe))
+        for p in container.demux(streams)
+        if p.dts is not None and p.pts is not None
+    ]
+    return streams, frames, container
+
+
+def test_a_segment_is_written_as_it_goes_and_is_the_same_bytes(tmp_path: Path) -> None:
+    """tsmux segments are appended to a partial file while their frames come, not held.
+
+    The segments must be byte for byte what muxing each segment's frames at
+    its cut gives (TsMuxer.segment, what the writer did before), the partial
+    file must grow before the cut (the GOP is not in memory) and never be
+    listed, and the recorder's copy (`data`) must be the file's bytes.
+    """
+    from camstream_worker.media import coding_format
+    from camstream_worker.outputs.hls.tsmux import TsMuxer
+    from camstream_worker.outputs.hls.writer import PARTIAL_SEGMENT, SPILL_BYTES
+
+    streams, frames, container = _frames_of(make_clip(seconds=10, bitrate_kbps=1000))
+    written: list[SegmentWritten] = []
+    cuts: list[int] = []  # how many frames were fed when each segment was cut
+    fed = 0
+
+    def on_segment(segment: SegmentWritten) -> None:
+        written.append(segment)
+        cuts.append(fed)
+
+    writer = HlsWriter(
+        tmp_path, HlsOptions(segment_seconds=2, window_segments=10), on_segment=on_segment
+    )
+    partial = tmp_path / PARTIAL_SEGMENT
+    grown_before_first_cut = 0
+    with container:
+        writer.begin(streams)
+        for index, frame in frames:
+            writer.write(index, frame)
+            fed += 1
+            if not written and partial.exists():
+                grown_before_first_cut = partial.stat().st_size
+        writer.end()
+        reference = TsMuxer.for_codecs(
+            [(coding_format(s), bytes(s.codec_context.extradata or b"")) for s in streams]
+        )
+    assert reference is not None
+    assert grown_before_first_cut >= SPILL_BYTES  # the first GOP went to disk as it came
+    assert not partial.exists()
+    playlist = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert len(playlist.segments) == len(written) >= 4
+    assert writer.ts_segments == len(written)
+    assert all(PARTIAL_SEGMENT not in s.uri for s in playlist.segments)
+    # A segment ends with the frame before the keyframe that cut it (the last
+    # one, at end(), with the last frame).
+    bounds = [0, *(cut for cut in cuts[:-1]), len(frames)]
+    for number, segment in enumerate(playlist.segments):
+        expected = reference.segment(frames[bounds[number] : bounds[number + 1]])
+        on_disk = (tmp_path / segment.uri).read_bytes()
+        assert on_disk == expected, f"segment {number} differs"
+        assert written[number].data == on_disk and written[number].size == len(on_disk)
+
+
+def test_without_a_recorder_a_written_segment_is_not_read_back(tmp_path: Path) -> None:
+    streams, frames, container = _frames_of(make_clip(seconds=6))
+    written: list[SegmentWritten] = []
+    writer = HlsWriter(
+        tmp_path, HlsOptions(segment_seconds=2), on_segment=written.append, keep_data=False
+    )
+    with container:
+        writer.begin(streams)
+        for index, frame in frames:
+            writer.write(index, frame)
+        writer.end()
+    assert len(written) >= 3
+    for segment in written:
+        assert segment.data == b""
+        assert segment.size == (tmp_path / f"seg{segment.sequence}.ts").stat().st_size > 0
+
+
+def test_a_dropped_session_leaves_no_partial_segment(tmp_path: Path) -> None:
+    """The stream moved away mid-segment (end(keep_last=False)): nothing is left behind."""
+    from camstream_worker.outputs.hls.writer import PARTIAL_SEGMENT
+
+    streams, frames, container = _frames_of(make_clip(seconds=4))
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2))
+    with container:
+        writer.begin(streams)
+        for index, frame in frames:
+            writer.write(index, frame)
+            if (tmp_path / "seg0.ts").exists() and (tmp_path / PARTIAL_SEGMENT).exists():
+                break  # the second segment is part written
+        assert (tmp_path / PARTIAL_SEGMENT).exists()
+        writer.end(keep_last=False)
+    assert not (tmp_path / PARTIAL_SEGMENT).exists()
+    assert sorted(p.name for p in tmp_path.glob("seg*")) == ["seg0.ts"]
+
+
+def test_a_segment_that_cannot_be_appended_is_dropped_and_the_stream_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Appending fails mid-segment (the disk went away): that segment is lost, the
+    next ones are written, numbered on, after a discontinuity."""
+    from camstream_worker.outputs.hls.writer import PARTIAL_SEGMENT
+
+    streams, frames, container = _frames_of(make_clip(seconds=12))
+    written: list[SegmentWritten] = []
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2), on_segment=written.append)
+    blocker = tmp_path / PARTIAL_SEGMENT
+    with container:
+        writer.begin(streams)
+        for index, frame in frames:
+            seconds = frame.dts / 1000
+            if 4.5 < seconds < 5.5 and not blocker.is_dir():
+                blocker.unlink(missing_ok=True)
+                blocker.mkdir()  # every append fails: EISDIR
+            elif seconds >= 5.5 and blocker.is_dir():
+                blocker.rmdir()
+            writer.write(index, frame)
+        writer.end()
+    assert writer.failed_writes >= 1
+    playlist = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert [s.sequence for s in playlist.segments] == list(range(len(playlist.segments)))
+    assert playlist.discontinuity_positions
+    assert written[-1].sequence == len(written) - 1  # no number lost to the failure
+    for segment in playlist.segments:  # what was written plays
+        assert _packets_of(tmp_path / segment.uri)["video"][0][2]  # starts on a keyframe

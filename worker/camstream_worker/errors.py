@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import errno
 
-import av
-
 
 class MediaError(Exception):
     """Base of the tree; `reason` is a CamelCase word for status and metrics."""
@@ -121,6 +119,8 @@ def from_ffmpeg(
     """
     if isinstance(exc, MediaError):
         return exc
+    import av  # here: the exception came from PyAV, which is loaded; the front never is
+
     denied = isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError)
     if denied and credentials:
         return AuthenticationFailed("the camera refused the credentials (401/403)")

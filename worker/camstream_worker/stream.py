@@ -124,6 +124,9 @@ class Stream:
             start_sequence=sequence,
             discontinuity_on_first=discontinuity,
             on_segment=self._segment_from_any_thread,
+            # Only the recorder reads a segment's bytes; without it the writer
+            # never holds or rereads a whole segment.
+            keep_data=self._recorder is not None,
         )
         return writer, transcoder, thumbnailer
 

@@ -20,14 +20,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from camstream.spec import SpecError, StreamKey, StreamSpec, parse_stream
 from camstream.wire import KIND
 from camstream_worker.app import config
-from camstream_worker.engine import Engine
 from camstream_worker.metrics.worker import worker_registry
 from camstream_worker.outputs.recording import service as recording
 from camstream_worker.outputs.recording.uploader import RecordingCollector, UploadStats
@@ -37,8 +36,14 @@ from camstream_worker.servers.http import recordings
 from camstream_worker.servers.http.server import bound_port, make_admin_app, make_app, serve
 from camstream_worker.servers.rtmp.front import RtmpFront
 from camstream_worker.servers.rtmp.limits import raise_fd_limit
-from camstream_worker.servers.rtmp.listener import RtmpServer
-from camstream_worker.servers.srt.hosting import SrtService
+
+if TYPE_CHECKING:
+    # Imported where used: with a pool and no SRT port, this process (the
+    # front) never loads the engine or an SRT source, nor PyAV through them;
+    # the engine processes do. PyAV's private heap is ~7 MB a process.
+    from camstream_worker.engine import Engine
+    from camstream_worker.servers.rtmp.listener import RtmpServer
+    from camstream_worker.servers.srt.hosting import SrtService
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +150,9 @@ async def start_standalone(
         engine, rtmp = pool, front
         rtmp_stats = lambda: pool.rtmp_stats(front)  # noqa: E731 - one line reads better here
     else:
+        from camstream_worker.engine import Engine
+        from camstream_worker.servers.rtmp.listener import RtmpServer
+
         single = Engine(
             serving.hls_dir,
             secrets,
@@ -160,6 +168,8 @@ async def start_standalone(
     await engine.apply(manifests.streams)
     srt = None
     if serving.srt_port is not None:
+        from camstream_worker.servers.srt.hosting import SrtService
+
         srt = await SrtService.start(
             serving.host, serving.srt_port, engine, secrets, limits=serving.srt
         )

@@ -36,21 +36,10 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+# Re-exported: the reasons are kept apart for engine processes (reasons.py).
+from camstream_worker.metrics.reasons import RTMP_REFUSAL_REASONS as RTMP_REFUSAL_REASONS
+
 RtmpStats = Callable[[], Mapping[str, int]]
-
-# The label values of camstream_rtmp_rejected_total: a fixed set, whatever a
-# client sends (docs/threat-model-rtmp.md says what triggers each).
-RTMP_REFUSAL_REASONS: Mapping[str, str] = {
-    "unauthorized": "unknown stream or wrong stream key",
-    "protocol": "not RTMP, or RTMP the server does not allow",
-    "timeout": "not publishing in time, or a publisher gone silent",
-    "capacity": "the worker's connection cap (sized from its file descriptors) is reached",
-    "per_address": "too many connections not publishing yet from one address",
-    "too_large": "a message, or the bytes sent before publishing, over their cap",
-    "flood": "too many messages (empty, tiny or pings) for the time",
-    "slow_reader": "the client does not read what the server sends",
-}
-
 
 # The label values of camstream_srt_rejected_total (docs/threat-model-srt.md).
 SRT_REFUSAL_REASONS: Mapping[str, str] = {

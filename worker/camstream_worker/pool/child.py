@@ -1,8 +1,11 @@
 """One engine process of the pool (sharded.py has the whole picture).
 
-Who calls this: multiprocessing, in a fresh interpreter (spawn), with the
-child's ends of the two channels of ipc.py: the control pipe to the parent
-and the socket on which the parent passes RTMP connections. The process runs
+Who calls this: the parent (process.py) starts a fresh interpreter on this
+module, `python -m camstream_worker.pool.child CONTROL_FD CONNECTIONS_FD`,
+with the child's ends of the two channels of ipc.py inherited under those
+numbers: the control pipe to the parent and the socket on which the parent
+passes RTMP connections. The parent's first message on the control pipe is
+the process's settings (`ipc.Settings`). The process runs
 an `Engine` for its share of the streams and an RTMP listener with no
 listening socket of its own; it reports status changes at once and a
 snapshot of every stream's counters each second.
@@ -15,6 +18,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -33,26 +37,35 @@ log = logging.getLogger(__name__)
 SNAPSHOT_INTERVAL = 1.0
 
 
-def main(
-    index: int,
-    hls_root: str,
-    control: ipc.Pipe,
-    connections: socket.socket,
-    log_level: int,
-    sources: SourcePolicy,
-    rtmp_limits: Limits,
-    recording_spool: str | None = None,
-) -> None:
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s %(levelname)s %(name)s[engine-{index}]: %(message)s",
-    )
+def main(argv: list[str]) -> int:
+    """The engine process: argv is the two inherited descriptors (control, connections)."""
     # The parent decides when children stop; Ctrl-C in a terminal reaches the
     # whole process group, and the child must not die before handing off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    spool = Path(recording_spool) if recording_spool is not None else None
-    asyncio.run(_Child(control, connections, Path(hls_root), sources, rtmp_limits, spool).run())
+    control, connections = ipc.child_ends(int(argv[0]), int(argv[1]))
+    try:
+        settings = control.recv()
+    except (EOFError, OSError):
+        return 1  # the parent left before it said what to run
+    if not isinstance(settings, ipc.Settings):
+        raise SystemExit(f"engine process: expected settings first, got {type(settings).__name__}")
+    logging.basicConfig(
+        level=settings.log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s[engine-{settings.index}]: %(message)s",
+    )
+    spool = Path(settings.recording_spool) if settings.recording_spool is not None else None
+    asyncio.run(
+        _Child(
+            control,
+            connections,
+            Path(settings.hls_root),
+            settings.sources,
+            settings.rtmp_limits,
+            spool,
+        ).run()
+    )
+    return 0
 
 
 class _ParentSecrets:
@@ -168,3 +181,7 @@ class _Child:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)  # keep a reference until it is done
         task.add_done_callback(self._tasks.discard)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -2,12 +2,15 @@
 
 Who calls this: the parent's handle of an engine process (process.py) and the
 engine process itself (child.py). Both ends are made before the child starts
-(`channels`) and passed to it by multiprocessing.
+(`channels`); the child inherits its ends as file descriptors (their numbers
+are on its command line) and rebuilds them (`child_ends`).
 
 The control pipe carries pickled tuples; a request carries a number and is
-answered with the same number (`Requests` keeps the futures):
+answered with the same number (`Requests` keeps the futures). The parent's
+first message is the child's settings (`Settings`), before any request:
 
-    parent → child   (APPLY, n, specs, start_sequences) | (CLOSE, n)
+    parent → child   Settings, once, first
+                     | (APPLY, n, specs, start_sequences) | (CLOSE, n)
                      | (SECRET, n, ok, value or the SecretError, whose class is the reason)
                      | (NOTE, StreamKey, reason, message): a refused SRT publisher
     child → parent   (DONE, n) | (STATUS, StreamStatus) | (SNAPSHOT, [StreamStatus])
@@ -33,10 +36,11 @@ import multiprocessing.connection
 import socket
 import struct
 from dataclasses import dataclass
-from multiprocessing.context import SpawnContext
 from typing import Generic, TypeVar
 
 from camstream.spec import StreamKey
+from camstream_worker.servers.rtmp.limits import Limits
+from camstream_worker.sources.policy import SourcePolicy
 
 APPLY = "apply"
 CLOSE = "close"
@@ -62,13 +66,36 @@ Pipe = multiprocessing.connection.Connection
 T = TypeVar("T")
 
 
-def channels(
-    context: SpawnContext,
-) -> tuple[tuple[Pipe, socket.socket], tuple[Pipe, socket.socket]]:
-    """(parent's ends, child's ends): the control pipe and the connection socket."""
-    parent_pipe, child_pipe = context.Pipe(duplex=True)
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What an engine process needs to start: the parent's first control message."""
+
+    index: int
+    hls_root: str
+    log_level: int
+    sources: SourcePolicy
+    rtmp_limits: Limits
+    recording_spool: str | None
+
+
+def channels() -> tuple[tuple[Pipe, socket.socket], tuple[socket.socket, socket.socket]]:
+    """(parent's ends, child's ends): the control pipe and the connection socket.
+
+    The child's ends are plain sockets for the child to inherit (`child_ends`
+    rebuilds them there). Made without multiprocessing's process machinery,
+    so no resource tracker process is started for them.
+    """
+    parent_control, child_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    return (parent_pipe, parent_sock), (child_pipe, child_sock)
+    for end in (child_control, child_sock):
+        end.set_inheritable(True)
+    parent_pipe = multiprocessing.connection.Connection(parent_control.detach())
+    return (parent_pipe, parent_sock), (child_control, child_sock)
+
+
+def child_ends(control_fd: int, connections_fd: int) -> tuple[Pipe, socket.socket]:
+    """In the child: the control pipe and the connection socket from inherited descriptors."""
+    return multiprocessing.connection.Connection(control_fd), socket.socket(fileno=connections_fd)
 
 
 def pass_connection(

@@ -6,6 +6,13 @@ segfault in FFmpeg stops only its own streams, briefly) is restarted with
 them; it answers the process's Secret requests through the pool, and passes
 the process the RTMP connections that are for its streams. The channels are
 ipc.py's; the process's own side is child.py.
+
+The process is a fresh interpreter started by asyncio (`python -m
+camstream_worker.pool.child`), not multiprocessing's spawn: spawn also
+starts multiprocessing's resource tracker, a third process of ~7 MB that
+tracks named semaphores and shared memory, of which the pool has none. The
+child inherits its two channel ends and nothing else, and this module does
+not import the engine: the parent (the front) never loads PyAV for it.
 """
 
 from __future__ import annotations
@@ -13,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,7 @@ from typing import Any
 from camstream.spec import SecretRef, StreamKey, StreamSpec
 from camstream_worker.errors import SecretError
 from camstream_worker.outputs.hls.sequence import SequenceStart
-from camstream_worker.pool import child, ipc
+from camstream_worker.pool import ipc
 from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.sources.policy import SourcePolicy
 from camstream_worker.state import StreamStatus
@@ -30,6 +37,7 @@ from camstream_worker.state import StreamStatus
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 1.0
+CHILD_MODULE = "camstream_worker.pool.child"
 
 # (status, changed): changed=False for the periodic snapshots of counters.
 OnStatus = Callable[[StreamStatus, bool], None]
@@ -59,7 +67,7 @@ class EngineProcess:
         self._on_status = on_status
         self._resolve_secret = resolve_secret
         self._closing = closing
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: asyncio.subprocess.Process | None = None
         self._control: ipc.Pipe | None = None
         self._connections: socket.socket | None = None
         self._share: dict[StreamKey, StreamSpec] = {}
@@ -69,29 +77,37 @@ class EngineProcess:
         self.rtmp_stats: dict[str, int] = {}
 
     async def start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        (control, connections), (child_control, child_connections) = ipc.channels(context)
-        process = context.Process(
-            target=child.main,
-            # Sockets and connections in args are duplicated into the child by
-            # multiprocessing itself (file descriptor numbers do not survive spawn).
-            args=(
-                self.index,
-                str(self._hls_root),
-                child_control,
-                child_connections,
-                logging.getLogger().level,
-                self._sources,
-                self._rtmp_limits,
-                str(self._recording_spool) if self._recording_spool is not None else None,
-            ),
-            name=f"camstream-engine-{self.index}",
-            daemon=True,
+        (control, connections), (child_control, child_connections) = ipc.channels()
+        descriptors = (child_control.fileno(), child_connections.fileno())
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                CHILD_MODULE,
+                *map(str, descriptors),
+                pass_fds=descriptors,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        except BaseException:
+            control.close()
+            connections.close()
+            raise
+        finally:
+            child_control.close()
+            child_connections.close()
+        control.send(
+            ipc.Settings(
+                index=self.index,
+                hls_root=str(self._hls_root),
+                log_level=logging.getLogger().level,
+                sources=self._sources,
+                rtmp_limits=self._rtmp_limits,
+                recording_spool=(
+                    str(self._recording_spool) if self._recording_spool is not None else None
+                ),
+            )
         )
-        process.start()
         log.info("engine process %d started (pid %s)", self.index, process.pid)
-        child_control.close()
-        child_connections.close()
         self._process, self._control, self._connections = process, control, connections
         asyncio.get_running_loop().add_reader(control.fileno(), self._on_readable)
         if self._share:
@@ -110,9 +126,12 @@ class EngineProcess:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._request(ipc.CLOSE), 30)
         # The child's exit may already have detached us (EOF on the pipe).
-        await asyncio.to_thread(process.join, 5)
-        if process.is_alive():
-            process.kill()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(process.wait(), 5)
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
         self._detach()
 
     def hand_over(self, sock: socket.socket, received: bytes, connected_at: float) -> None:
@@ -165,7 +184,7 @@ class EngineProcess:
                 self._control.send((ipc.SECRET, number, ok, value))
 
     def _on_exit(self) -> None:
-        code = self._process.exitcode if self._process is not None else None
+        code = self._process.returncode if self._process is not None else None
         self._detach()
         self._requests.answer_all(None)
         if self._closing():
@@ -191,6 +210,4 @@ class EngineProcess:
         if self._connections is not None:
             self._connections.close()
         self._control = self._connections = None
-        if self._process is not None:
-            self._process.join(0)
-        self._process = None
+        self._process = None  # asyncio's child watcher reaps it when it exits

@@ -268,20 +268,41 @@ class TsMuxer:
     def segment(self, packets: Sequence[tuple[int, TimedFrame]]) -> bytes:
         """One segment: PAT, PMT, then a PES per packet, in the order given.
 
-        A frame that cannot be written (an AVCC length past its frame, an AAC
-        frame too long for ADTS) is left out, counted in `refused` with the
-        reason in `last_refusal`: the rest of the segment is written as if it
-        never came (no continuity counter moves for it).
+        The same bytes as `tables()` followed by `frames()`, which a writer
+        that writes its segment as it goes calls apart.
         """
+        parts: list[bytes | memoryview] = []
+        self.tables(parts)
+        self.frames(parts, packets)
+        return b"".join(parts)
+
+    def tables(self, parts: list[bytes | memoryview]) -> None:
+        """Append the start of a segment to `parts`: PAT and PMT (their counters move)."""
+        self._tables(parts)
+
+    def frames(
+        self, parts: list[bytes | memoryview], packets: Sequence[tuple[int, TimedFrame]]
+    ) -> None:
+        """Append a PES per packet to `parts`, in the order given: a segment in pieces.
+
+        `parts` holds pieces of the TS packets (headers, slices of the frames),
+        to be joined. A frame that cannot be written
+        (an AVCC length past its frame, an AAC frame too long for ADTS) is
+        left out, counted in `refused` with the reason in `last_refusal`: the
+        rest of the segment is written as if it never came (no continuity
+        counter moves for it).
+        """
+        self._frames(parts, packets)
+
+    def _tables(self, parts: list[bytes | memoryview]) -> None:
         pat, pmt = self._pat, self._pmt
-        parts: list[bytes | memoryview] = [
-            pat.start[pat.cc],
-            self._pat_payload,
-            pmt.start[pmt.cc],
-            self._pmt_payload,
-        ]
+        parts += (pat.start[pat.cc], self._pat_payload, pmt.start[pmt.cc], self._pmt_payload)
         pat.cc = (pat.cc + 1) & 15
         pmt.cc = (pmt.cc + 1) & 15
+
+    def _frames(
+        self, parts: list[bytes | memoryview], packets: Sequence[tuple[int, TimedFrame]]
+    ) -> None:
         tracks, pids, video = self._tracks, self._pids, self._video
         # Headers are built as one integer each and turned into bytes once:
         # cheaper in CPython than a bytes object per field.
@@ -340,7 +361,6 @@ class TsMuxer:
             except TsUnsupported as exc:  # raised before any TS packet of the frame
                 self.refused += 1
                 self.last_refusal = str(exc)
-        return b"".join(parts)
 
 
 def _annex_b(data: bytes, track: _H264) -> bytes:

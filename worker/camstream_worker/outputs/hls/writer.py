@@ -11,6 +11,17 @@ and a keyframe and stands alone), the file is written under a temporary name
 and renamed, then the playlist is rewritten the same way. A reader therefore
 never sees a half-written segment or playlist.
 
+Written as it goes: a segment that tsmux.py writes (below) is not held as a
+GOP of frames. Frames are muxed as soon as no later packet can be joined to
+them (the last packet of each track stays held, see `_join`), and the bytes
+are appended to the segment's temporary file every SPILL_BYTES; the cut
+renames it. The bytes are the same as muxing the held GOP at the cut; what
+a stream holds between cuts falls from a GOP (~300 KB at 1 Mbit/s and 2 s)
+to at most SPILL_BYTES, which at hundreds of streams per process is most of
+a worker's memory (bench/README.md, part 3). The cut's guarantees hold: a
+failed write drops the segment and marks the gap, a dropped session's
+partial file is removed, nothing unrenamed is ever listed.
+
 Two muxers: a session of light `Frame`s (packets.py; the RTMP source) in
 H.264 + AAC is written by tsmux.py, in Python, with no `av.Packet` per frame
 and no muxer per segment; everything else (PyAV sources' `av.Packet`s, HEVC,
@@ -41,6 +52,7 @@ so a player that fetched an older playlist can still load them, then go.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -94,6 +106,16 @@ PACKET_OVERHEAD = 200
 # PPS, slices) up to this many; each join copies the whole, so a flood of
 # them must not cost quadratic time.
 MAX_JOINED_PACKETS = 32
+# A segment written as it goes (tsmux.py) is appended to its temporary file
+# once at least this many bytes of frames are muxed (~1 s at 1 Mbit/s: an
+# append a second, three system calls; a smaller piece holds less but opens
+# the file more often, which costs more CPU than the memory saved is worth),
+# and muxed at least this many frames at a time (~0.5 s at 25 fps with
+# audio): fewer, larger calls.
+SPILL_BYTES = 128 * 1024
+DRAIN_FRAMES = 32
+# The temporary file of the segment being written as it goes (renamed at its cut).
+PARTIAL_SEGMENT = ".partial.ts.tmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +151,13 @@ class HlsWriter:
         wall_clock: Callable[[], float] = time.time,
         max_segment_seconds: float | None = None,
         max_segment_bytes: int = MAX_SEGMENT_BYTES,
+        keep_data: bool = True,
     ) -> None:
         """`max_segment_seconds`: None for the default cap (the larger of
-        MAX_SEGMENT_SECONDS and MAX_SEGMENT_TARGETS segment durations)."""
+        MAX_SEGMENT_SECONDS and MAX_SEGMENT_TARGETS segment durations);
+        `keep_data`: `SegmentWritten.data` carries the segment's bytes (for a
+        recorder); False leaves it empty, so a segment written as it goes is
+        never read back."""
         self._dir = directory
         self._options = options
         if isinstance(start_sequence, FirstNumber):
@@ -155,9 +181,22 @@ class HlsWriter:
         self._init_uri: str | None = None
         self._video_index: int | None = None
         self._held: list[tuple[int, Packet]] = []
+        # Positions are counted over the session's segments: _held[0] is the
+        # packet at position _held_base (earlier ones were muxed as they went).
+        self._held_base = 0
+        self._segment_packets = 0  # taken into the current segment, held or muxed
         self._ts: TsMuxer | None = None  # this session's own MPEG-TS writer, if it carries it
-        self._held_bytes = 0
-        self._joined: dict[int, int] = {}  # position in _held: packets joined into it
+        self._held_bytes = 0  # of the current segment, held or muxed: for the byte cap
+        self._joined: dict[int, int] = {}  # position: packets joined into it
+        # The current segment written as it goes (tsmux, Frames): its muxed bytes
+        # not yet appended, what its temporary file holds, why appending failed.
+        self._streaming = False
+        self._tables_done = False
+        self._pending: list[bytes | memoryview] = []  # pieces of TS packets (tsmux.py)
+        self._pending_bytes = 0
+        self._spilled = 0
+        self._spill_error: OSError | None = None
+        self._keep_data = keep_data
         self._max_seconds = (
             max_segment_seconds
             if max_segment_seconds is not None
@@ -203,7 +242,7 @@ class HlsWriter:
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         """Start a source session whose packets refer to `templates` by index."""
-        if self._held:
+        if self._segment_packets:
             self.end()  # what the previous session left becomes its last segment
         if self._sessions:
             self._pending_discontinuity = True
@@ -227,9 +266,7 @@ class HlsWriter:
                 [(coding_format(t), bytes(t.codec_context.extradata or b"")) for t in templates]
             )
         )
-        self._held = []
-        self._held_bytes = 0
-        self._joined = {}
+        self._drop_segment()
         self._segment_start = None
         self._starts_on_keyframe = True
         self._last_time = None
@@ -294,11 +331,21 @@ class HlsWriter:
                         # Still its timeline: a later packet is no jump for the gap.
                         self._last_dts[index] = (packet.dts, None)
                         return
+        if not self._segment_packets:
+            self._streaming = self._ts is not None and type(packet) is Frame
+        elif self._streaming and type(packet) is not Frame:
+            # A session's packets are all Frames (the RTMP source) or all
+            # av.Packets (PyAV's sources); tsmux.py cannot write an av.Packet.
+            self.dropped_packets += 1
+            return
         self._held.append((index, packet))
+        self._segment_packets += 1
         self._held_bytes += packet.size + PACKET_OVERHEAD
-        self._last_dts[index] = (packet.dts, len(self._held) - 1)
+        self._last_dts[index] = (packet.dts, self._held_base + len(self._held) - 1)
         if is_video or self._video_index is None:
             self._last_time = seconds
+        if self._streaming and len(self._held) > DRAIN_FRAMES:
+            self._drain()
 
     def _start_segment(self, seconds: float, *, on_keyframe: bool) -> None:
         self._segment_start = seconds
@@ -330,15 +377,13 @@ class HlsWriter:
         """
         if (
             keep_last
-            and self._held
+            and self._segment_packets
             and self._last_time is not None
             and self._segment_start is not None
         ):
             frame = 1 / 25
             self._flush(self._last_time + frame)
-        self._held = []
-        self._held_bytes = 0
-        self._joined = {}
+        self._drop_segment()
         self._segment_start = None
 
     def close(self) -> None:
@@ -355,7 +400,8 @@ class HlsWriter:
             pass
 
     def _join(self, position: int, packet: Packet) -> None:
-        index, first = self._held[position]
+        slot = position - self._held_base  # the last packet of its track: never muxed yet
+        index, first = self._held[slot]
         parts = self._joined.get(position, 1)
         if parts >= MAX_JOINED_PACKETS:
             self.dropped_packets += 1  # a flood of one timestamp, not an access unit
@@ -372,7 +418,90 @@ class HlsWriter:
             joined.time_base = first.time_base
             joined.pts, joined.dts = first.pts, first.dts
             joined.is_keyframe = keyframe
-        self._held[position] = (index, joined)
+        self._held[slot] = (index, joined)
+
+    def _drain(self) -> None:
+        """Mux the held frames no later packet can join (all but each track's last)."""
+        assert self._ts is not None
+        upto = min(
+            (at for _, at in self._last_dts.values() if at is not None),
+            default=self._held_base + len(self._held),
+        )
+        count = upto - self._held_base
+        if count > 0:
+            self._mux_frames(count)
+        if self._pending_bytes >= SPILL_BYTES:
+            self._spill()
+
+    def _mux_frames(self, count: int) -> None:
+        """Mux the first `count` held frames onto the segment's pending bytes."""
+        assert self._ts is not None
+        held = self._held
+        if not self._tables_done:
+            self._tables_done = True
+            self._ts.tables(self._pending)
+        refused = self._ts.refused
+        muxed = held[:count]
+        self._ts.frames(self._pending, muxed)  # type: ignore[arg-type]  # all Frames
+        self._count_refused(refused)
+        del held[:count]
+        self._held_base += count
+        self._pending_bytes += sum(packet.size for _, packet in muxed)  # less TS framing
+
+    def _spill(self) -> None:
+        """Append the pending bytes to the segment's temporary file."""
+        pending, self._pending = self._pending, []
+        self._pending_bytes = 0
+        if self._spill_error is not None:
+            return  # the segment is lost already; its cut says so
+        path = self._dir / PARTIAL_SEGMENT
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._spilled else os.O_TRUNC)
+            data = b"".join(pending)  # one copy: writev of ~1,000 small pieces costs more
+            fd = os.open(path, flags, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            self._spilled += len(data)
+        except OSError as exc:  # out of descriptors, disk full
+            self._spill_error = exc
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+
+    def _drop_segment(self) -> None:
+        """Forget the current segment (written or dropped): held packets, partial file."""
+        self._held_base += len(self._held)
+        self._held = []
+        self._held_bytes = 0
+        self._joined = {}
+        self._segment_packets = 0
+        if self._spilled:
+            with contextlib.suppress(OSError):
+                (self._dir / PARTIAL_SEGMENT).unlink()
+        self._streaming = self._tables_done = False
+        self._pending = []
+        self._pending_bytes = self._spilled = 0
+        self._spill_error = None
+
+    def _count_refused(self, before: int) -> None:
+        """Malformed frames tsmux.py left out since `before` (PyAV's muxer would have
+        failed on them): the segment is written without them, and they count as dropped."""
+        assert self._ts is not None
+        if self._ts.refused == before:
+            return
+        previously = self.malformed_frames
+        self.malformed_frames += self._ts.refused - before
+        self.dropped_packets += self._ts.refused - before
+        if previously == 0 or previously // 100 != self.malformed_frames // 100:
+            log.warning(
+                "%s: malformed frame left out of a segment (%s; %d so far)",
+                self._dir.name,
+                self._ts.last_refusal,
+                self.malformed_frames,
+            )
 
     def _flush(self, end_seconds: float, *, forced: bool = False) -> None:
         assert self._segment_start is not None
@@ -383,11 +512,13 @@ class HlsWriter:
             self._next_sequence = max(self._next_sequence, first)
             self._first_number = None
         sequence = self._next_sequence
-        held, self._held = self._held, []
-        self._held_bytes = 0
-        self._joined = {}
-        init: bytes | None = None
         self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
+        if self._streaming:
+            self._flush_streamed(sequence, duration, cut_at, forced)
+            return
+        held = self._held
+        self._drop_segment()
+        init: bytes | None = None
         try:
             if self._options.segment_type == "fmp4":
                 init, data = fmp4.mux_fragment(self._templates, [(i, to_av(p)) for i, p in held])
@@ -403,6 +534,44 @@ class HlsWriter:
         except OSError as exc:
             self._write_failed(exc)
             return
+        self._written(sequence, uri, duration, cut_at, forced, len(data), data, init)
+
+    def _flush_streamed(self, sequence: int, duration: float, cut_at: float, forced: bool) -> None:
+        """Cut a segment written as it goes: mux what is held, append, rename."""
+        self.ts_segments += 1
+        self._mux_frames(len(self._held))
+        self._spill()
+        error, size = self._spill_error, self._spilled
+        uri = f"seg{sequence}.ts"
+        if error is None:
+            try:
+                os.replace(self._dir / PARTIAL_SEGMENT, self._dir / uri)
+            except OSError as exc:
+                error = exc
+        self._drop_segment()  # the partial file is renamed, or removed
+        if error is not None:
+            self._write_failed(error)
+            return
+        data = b""
+        if self._keep_data:
+            try:
+                data = (self._dir / uri).read_bytes()
+            except OSError:
+                pass  # written and listed; only its copy for the recorder is missing
+        self._written(sequence, uri, duration, cut_at, forced, size, data, None)
+
+    def _written(
+        self,
+        sequence: int,
+        uri: str,
+        duration: float,
+        cut_at: float,
+        forced: bool,
+        size: int,
+        data: bytes,
+        init: bytes | None,
+    ) -> None:
+        """A segment is on disk: list it and report it."""
         segment = Segment(
             sequence=sequence,
             uri=uri,
@@ -420,7 +589,7 @@ class HlsWriter:
                 SegmentWritten(
                     sequence=sequence,
                     duration=duration,
-                    size=len(data),
+                    size=size,
                     discontinuity=segment.discontinuity,
                     discontinuity_sequence=self._discontinuity_sequence,
                     written_at=cut_at,
@@ -474,19 +643,7 @@ class HlsWriter:
             refused = self._ts.refused
             data = self._ts.segment(packets)  # type: ignore[arg-type]  # all Frames
             self.ts_segments += 1
-            if self._ts.refused > refused:
-                # Malformed frames (PyAV's muxer would have failed on them): the
-                # segment is written without them, and they count as dropped.
-                before = self.malformed_frames
-                self.malformed_frames += self._ts.refused - refused
-                self.dropped_packets += self._ts.refused - refused
-                if before == 0 or before // 100 != self.malformed_frames // 100:
-                    log.warning(
-                        "%s: malformed frame left out of a segment (%s; %d so far)",
-                        self._dir.name,
-                        self._ts.last_refusal,
-                        self.malformed_frames,
-                    )
+            self._count_refused(refused)
             return data
         buffer = io.BytesIO()
         with av.open(buffer, "w", format="mpegts") as muxer:

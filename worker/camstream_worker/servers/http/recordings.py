@@ -42,7 +42,7 @@ from camstream.recording import layout
 from camstream.spec import StreamKey
 from camstream.storage import ObjectMissing, StorageError
 from camstream.storage.base import ObjectStore
-from camstream_worker.outputs.recording import clip, vod
+from camstream_worker.outputs.recording import vod
 from camstream_worker.outputs.recording.reader import RecordingReader
 from camstream_worker.servers.http import paths, playlist_tokens, streams
 from camstream_worker.servers.http.access import Access
@@ -249,6 +249,10 @@ async def _clip(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    # Imported here: clipping needs PyAV, which the front loads only when a clip
+    # is asked for (a front with an engine pool otherwise never does).
+    from camstream_worker.outputs.recording import clip
+
     await clip.stream_clip(reader.store, chosen, response.write)
     await response.write_eof()
     return response

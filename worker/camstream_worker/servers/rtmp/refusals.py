@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from camstream_worker.metrics.worker import RTMP_REFUSAL_REASONS
+from camstream_worker.metrics.reasons import RTMP_REFUSAL_REASONS
 
 __all__ = ["INTERVAL", "LINES_PER_INTERVAL", "Refusals"]
 
