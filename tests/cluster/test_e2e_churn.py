@@ -504,11 +504,27 @@ LEAD_IN = 45.0
 # five workers (about 40 s here) and the ring settling back home.
 VIEWING = 130.0
 # No picture stops for longer than one of the chart's segments. hls.js also
-# fires `waiting` (PlayResult.stalls) for a few milliseconds while it crosses
-# a new session's discontinuity; the samples (every 0.25 s) tell those from a
-# picture that stops. (Measured: the pushed stream never stopped; the pulled
-# one stopped once, 1.3 s, where its new owner's session began.)
+# fires `waiting` (PlayResult.stalls) while it crosses a new owner's session;
+# the samples (every 0.25 s) tell those from a picture that stops. (Measured:
+# the pushed stream stopped up to 0.5 s, the pulled one once for 1.3 s where
+# its new owner's session began.)
 MAX_FREEZE = float(CHART_HLS["segmentSeconds"])
+# ... and no picture ever goes back: currentTime only moves forward (sampled
+# every 0.25 s; a seek forward over a hole is allowed). Before every writer
+# based its discontinuity numbers on its first sequence number, the owner
+# taking a partition back reused the fallback's number and hls.js replayed
+# the new session from where the fallback's had begun (a two-owner
+# reproducer: frozen 2.0 s, then back 24 s).
+MAX_STEP_BACK = 0.05
+
+
+def _steps_back(result: PlayResult) -> list[tuple[float, float, float]]:
+    """(seconds since navigation, currentTime before, after) where the picture went back."""
+    return [
+        (round(t, 2), round(a, 2), round(b, 2))
+        for (_, a), (t, b) in itertools.pairwise(result.samples)
+        if b < a - MAX_STEP_BACK
+    ]
 
 
 def _playlist(proxy: PlaybackService, ns: str, name: str) -> str:
@@ -575,8 +591,9 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
     one got a fresh one, so partitions moved between the others as well.)
 
     Meanwhile hls.js plays one pushed and one pulled stream with the chart's
-    HLS defaults, through the restart: neither picture stops for a second
-    (#15; before the ingest edge the pushed one stalled 5-7 times, up to 5 s).
+    HLS defaults, through the restart: neither picture stops for longer than
+    a segment nor ever goes back (#15; before the ingest edge the pushed one
+    stalled 5-7 times, up to 5 s).
     """
     cluster, ns, names, pushed = fleet
     cluster.kubectl("scale", "statefulset", WORKERS, "-n", ns, "--replicas=5")
@@ -653,6 +670,7 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
                 "startup_s": r.startup_seconds and round(r.startup_seconds, 1),
                 "waiting_events": r.stalls,
                 "longest_freeze_s": round(r.longest_freeze, 2),
+                "steps_back": _steps_back(r),
                 "played_s": round(_watched(r), 1),
                 "errors": list(r.fatal_errors),
             }
@@ -671,6 +689,7 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
         assert r.started and not r.fatal_errors, f"{name}: {r}"
         assert r.startup_seconds is not None and r.startup_seconds < LEAD_IN, f"{name}: {r}"
         assert r.longest_freeze <= MAX_FREEZE, f"{name} froze {r.longest_freeze:.1f} s: {r}"
+        assert not _steps_back(r), f"{name} went back: {_steps_back(r)}"
         watched = _watched(r)
         assert watched >= VIEWING - 2 * MAX_FREEZE - 5, f"{name} played {watched:.1f} s: {r}"
     assert viewed_reconnects == 0

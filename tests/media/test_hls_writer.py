@@ -5,6 +5,7 @@ writer's output is read back by the playlist parser and PyAV.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import threading
 from pathlib import Path
@@ -416,3 +417,40 @@ def test_a_segment_that_cannot_be_appended_is_dropped_and_the_stream_goes_on(
     assert written[-1].sequence == len(written) - 1  # no number lost to the failure
     for segment in playlist.segments:  # what was written plays
         assert _packets_of(tmp_path / segment.uri)["video"][0][2]  # starts on a keyframe
+
+
+def test_every_writer_of_a_stream_gives_its_sessions_new_discontinuity_numbers(
+    tmp_path: Path,
+) -> None:
+    """A handoff and a hand-back: no two sessions of the stream share a number.
+
+    hls.js keys a session's timestamp offset by its discontinuity number; a
+    new owner that counted from 0 reused the fallback's number at the
+    hand-back, and the player placed the new session where the old one's
+    timestamps said: the picture froze, then jumped back ~24 s (#15).
+    """
+    clip = make_clip(seconds=6)
+    options = HlsOptions(segment_seconds=2, window_segments=10)
+    numbers: list[list[tuple[int, int]]] = []  # per writer: (sequence, discontinuity number)
+    start = SequenceStart(100)
+    for owner in ("home", "fallback", "home-again"):
+        writer = HlsWriter(
+            tmp_path / owner,
+            options,
+            start_sequence=FirstNumber(start),
+            discontinuity_on_first=owner != "home",
+        )
+        feed(writer, clip)
+        feed(writer, clip)  # a camera reconnect on this owner: one more session
+        text = (tmp_path / owner / "index.m3u8").read_text()
+        segments = parse_media_playlist(text).segments
+        numbers.append([(s.sequence, s.discontinuity_sequence) for s in segments])
+        # The next owner starts above this one, skipping a number as a
+        # handoff's outrunning start does (sequence.py).
+        start = SequenceStart(segments[-1].sequence + 2)
+    for before, after in itertools.pairwise(numbers):
+        assert max(d for _, d in before) < min(d for _, d in after), numbers
+    for listed in numbers:
+        assert len({d for _, d in listed}) == 2  # two sessions, two numbers
+        assert all(d <= s for s, d in listed)  # what the next writer relies on
+        assert listed[0][0] == listed[0][1]  # based on the first segment's number

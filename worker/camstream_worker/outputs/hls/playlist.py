@@ -8,7 +8,9 @@ Rules kept here:
 - EXT-X-MEDIA-SEQUENCE is the sequence number of the first listed segment; it
   only grows, across reconnects and handoffs (the caller chooses the start).
 - EXT-X-DISCONTINUITY-SEQUENCE counts the discontinuities that slid out of
-  the window, so a player can match segments across reloads.
+  the window, so a player can match segments across reloads. Its base is
+  the caller's: writer.py starts each writer's count at its first media
+  sequence number, so a new owner never reuses an old owner's numbers.
 - EXT-X-TARGETDURATION is at least every listed EXTINF rounded to the nearest
   integer (RFC 8216 4.3.3.1); the caller keeps it from shrinking.
 - EXT-X-INDEPENDENT-SEGMENTS only while every listed segment starts with a

@@ -34,6 +34,20 @@ A new source session (`begin` after `end`, e.g. a camera reconnect or a
 handoff) continues the media sequence and marks its first segment with
 EXT-X-DISCONTINUITY, because timestamps and codec parameters may change.
 
+Discontinuity numbers across writers. A player keys a session's timestamp
+mapping by the segment's discontinuity number (hls.js keeps one initPTS per
+number), so two sessions must never share one, whoever wrote them. A new
+owner's writer cannot count on from the old one's (a crashed owner cannot be
+asked), so each writer bases its count on its first segment's media sequence
+number: that segment's discontinuity number is its sequence number, and every
+later one adds one at a new segment. A segment's discontinuity number is
+therefore never above its sequence number, and since a stream's next writer
+starts above every number its previous writers published (sequence.py), it
+starts above their discontinuity numbers too. (Counting from 0 in every
+writer, a hand-back reused the number of the fallback's session: hls.js then
+placed the new session with the old one's timestamp offset, and the picture
+froze and jumped back ~20 s, #15.)
+
 Segment caps. Waiting for a keyframe holds the segment in memory; a camera
 with a very long keyframe interval (some "smart codec" modes send one every
 20 s or more), or a publisher that never sends another, would grow one
@@ -174,6 +188,7 @@ class HlsWriter:
         self._listed: tuple[Segment, ...] = ()
         self._retired: list[Segment] = []
         self._discontinuity_sequence = 0
+        self._counted = False  # whether the count is based yet (at the first segment)
         self._target = options.segment_seconds
         self._templates: list[av.stream.Stream] = []
         self._source_templates: list[av.stream.Stream] = []
@@ -572,6 +587,11 @@ class HlsWriter:
         init: bytes | None,
     ) -> None:
         """A segment is on disk: list it and report it."""
+        if not self._counted:
+            # This writer's first segment: its discontinuity number is its
+            # sequence number (see "Discontinuity numbers" above).
+            self._discontinuity_sequence = sequence - int(self._pending_discontinuity)
+            self._counted = True
         segment = Segment(
             sequence=sequence,
             uri=uri,
