@@ -37,10 +37,9 @@ from dataclasses import dataclass
 
 from camstream import kubeapi
 from camstream.spec import SpecError, StreamKey, parse_stream
-from camstream_worker.errors import SecretError
 from camstream_worker.secrets.base import SecretResolver
+from camstream_worker.servers.srt.hosting import resolve_publication
 from camstream_worker.servers.srt.listener import LATER, Later, Publication
-from camstream_worker.sources.srt import passphrase_problem, takes_publishers
 
 __all__ = [
     "MAX_ENTRIES",
@@ -219,19 +218,8 @@ def api_fetch(api: kubeapi.KubeApi, secrets: SecretResolver) -> Fetch:
         except SpecError as exc:
             log.info("[%s] srt: takes no publishers: %s", key, exc)
             return None
-        ref = spec.source.srt.passphrase
-        if not takes_publishers(spec) or ref is None:
-            return None
-        try:
-            passphrase = await secrets.get(key.namespace, ref)
-        except SecretError as exc:
-            log.info("[%s] srt: takes no publishers: %s", key, exc)
-            return None
-        problem = passphrase_problem(passphrase)
-        if problem is not None:
-            log.info("[%s] srt: takes no publishers: %s", key, problem)
-            return None
-        return Publication(passphrase, spec.source.srt.latency_ms)
+        # Info, not warning: a stranger may name any stream that exists.
+        return await resolve_publication(key, spec, secrets, logging.INFO)
 
     return fetch
 

@@ -148,7 +148,8 @@ class SrtService:
             return
         table = {k: v for k, v in self._table.items() if k in wanted}
         for key in keys:
-            publication = await self._resolve(key, wanted[key])
+            spec = wanted[key]
+            publication = await resolve_publication(key, spec, self._secrets, logging.WARNING)
             if publication is None:
                 table.pop(key, None)
             else:
@@ -159,21 +160,6 @@ class SrtService:
     def stale(self, key: StreamKey) -> None:
         """A publisher of `key` was refused: read its passphrase again at the next refresh."""
         self._stale.add(key)
-
-    async def _resolve(self, key: StreamKey, spec: StreamSpec) -> Publication | None:
-        ref = spec.source.srt.passphrase
-        if ref is None:  # spec.py requires one for a pushed stream
-            return None
-        try:
-            passphrase = await self._secrets.get(key.namespace, ref)
-        except SecretError as exc:
-            log.warning("[%s] srt: no publishers taken: %s", key, exc)
-            return None
-        problem = passphrase_problem(passphrase)
-        if problem is not None:
-            log.warning("[%s] srt: no publishers taken: %s", key, problem)
-            return None
-        return Publication(passphrase, spec.source.srt.latency_ms)
 
     async def _keep_current(self) -> None:
         while True:
@@ -189,3 +175,24 @@ class SrtService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await asyncio.to_thread(self.listener.close)
+
+
+async def resolve_publication(
+    key: StreamKey, spec: StreamSpec, secrets: SecretResolver, level: int
+) -> Publication | None:
+    """What the listener needs to take `key`'s publishers, from its spec and Secret; None
+    (the reason logged at `level`, never the value) when it takes none. Shared by the
+    worker's service and the edge's passphrase cache (edge/passphrases.py)."""
+    ref = spec.source.srt.passphrase
+    if not takes_publishers(spec) or ref is None:
+        return None
+    try:
+        passphrase = await secrets.get(key.namespace, ref)
+    except SecretError as exc:
+        log.log(level, "[%s] srt: takes no publishers: %s", key, exc)
+        return None
+    problem = passphrase_problem(passphrase)
+    if problem is not None:
+        log.log(level, "[%s] srt: takes no publishers: %s", key, problem)
+        return None
+    return Publication(passphrase, spec.source.srt.latency_ms)
