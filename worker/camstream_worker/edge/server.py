@@ -3,9 +3,10 @@
 Who calls this: cli.py makes one `Edge`, adds its listeners and runs it;
 tests make one on loopback with a ring document of their own.
 
-The listener set is the seam for more ingest protocols: `RtmpListener` is
-the one there is; an SRT listener (one UDP port for all streams) is added
-beside it with `Edge.add_listener`, under the same readiness and drain.
+The listener set holds one listener per ingest protocol, under one readiness
+and drain: `RtmpListener` here, and with --srt-port the SRT port
+(srt_relay.py's `SrtRelay`, one UDP port for all streams), added with
+`Edge.add_listener`.
 
 What a stranger may do is the worker's RTMP ingest's (servers/rtmp), not a
 copy: `Limits` (limits.py, the same environment variables), the global and
@@ -54,7 +55,7 @@ READ_BATCH_SECONDS = 0.1
 
 
 class Listener(Protocol):
-    """One ingest port of the edge (RTMP; SRT later)."""
+    """One ingest port of the edge (RTMP here; SRT in srt_relay.py)."""
 
     name: str
 
