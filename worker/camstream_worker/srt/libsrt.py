@@ -73,6 +73,8 @@ REJX_NOTFOUND = 1404
 REJX_BAD_MODE = 1405
 REJX_CONFLICT = 1409
 REJX_DOWN = 1503
+# HTTP's 202 in SRT's predefined range: a report taken (protocols/srt/vouch.py), no connection.
+REJX_NOTED = 1202
 
 LOG_CRIT = 2  # syslog's level numbers, as srt_setloglevel takes them
 
