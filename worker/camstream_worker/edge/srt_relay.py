@@ -71,6 +71,12 @@ OPEN_TIMEOUT = 5.0
 OWNER_RETRY = 0.25
 # Seconds between looks at the ring, the feeds' states and their queues.
 HOUSEKEEPING = 0.1
+# Packets in flight (SRTO_FC) on a caller to a worker: libsrt sizes each
+# socket's loss lists by it (the sender's at twice), touched at creation; its
+# default, 25600, cost 0.43 MB per camera more than this. 4096 packets are
+# 5.4 MB, a second of a camera at the listener's 40 Mbit/s cap, and the path
+# to a worker is inside the cluster, where a packet is acknowledged in ~10 ms.
+CALLER_FLOW_WINDOW = 4096
 # Bytes read from a publisher's socket at once.
 READ_SIZE = 64 * 1024
 # Bytes searched for a PAT before a feed starts at a packet boundary anyway.
@@ -157,7 +163,8 @@ class _Relay:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        metrics = self._host.edge.metrics
+        edge = self._host.edge
+        metrics = edge.metrics
         try:
             self.housekeeping(time.monotonic())
             while data := await loop.sock_recv(self._sock, READ_SIZE):
@@ -167,6 +174,12 @@ class _Relay:
                 if packets:
                     for feed in list(self.feeds.values()):
                         self._push(feed, packets)
+                if len(data) < READ_SIZE and edge.limits.read_batch_seconds > 0:
+                    # Read once per batch, as the RTMP edge does (server.py's
+                    # READ_BATCH_SECONDS): the listener delivers a camera's bytes one SRT
+                    # message (1316 bytes) at a time, and a wake-up per message was most
+                    # of the edge's CPU. A full read means more waits: read on at once.
+                    await asyncio.shield(edge.tick())
         except OSError:
             pass  # the listener dropped the publisher (it left, idle, over a limit)
         finally:
@@ -236,6 +249,8 @@ class _Relay:
             libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
             libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, self._publication.passphrase)
             libsrt.set_int(sock, libsrt.SRTO_LATENCY, self._publication.latency_ms)
+            libsrt.set_int(sock, libsrt.SRTO_FC, CALLER_FLOW_WINDOW)
+            self._host.bind_caller(sock)
             libsrt.connect(sock, *address)
         except libsrt.SrtError as exc:
             libsrt.close(sock)
@@ -309,6 +324,7 @@ class SrtRelay:
         self._relays: dict[asyncio.Task[None], _Relay] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._reports: dict[int, _Report] = {}  # SRT socket → a report in flight
+        self._caller_port = 0  # the local port every caller to a worker binds (bind_caller)
         self.reports = {"noted": 0, "failed": 0, "dropped": 0}
 
     @property
@@ -353,6 +369,23 @@ class SrtRelay:
         self._relays[task] = relay
         task.add_done_callback(self._relays.pop)
 
+    def bind_caller(self, sock: int) -> None:
+        """Bind a caller to the workers to the edge's one caller port, before its connect.
+
+        libsrt gives every unbound caller its own UDP port and its own pair of
+        threads and buffers (a "multiplexer"); callers bound to one address and
+        port share one (SRTO_REUSEADDR, on by default). Per camera that was a
+        thread pair and about 1.4 MB of PSS. When the port is gone (every caller
+        closed, and another process took it) a new one is picked."""
+        if self._caller_port:
+            try:
+                libsrt.bind(sock, self.host, self._caller_port)
+                return
+            except libsrt.SrtError:
+                log.info("srt edge: caller port %d is gone; binding another", self._caller_port)
+        libsrt.bind(sock, self.host, 0)
+        self._caller_port = libsrt.bound_port(sock)
+
     def report(self, key: StreamKey, reason: str, peer: str) -> None:
         """Tell `key`'s owner that this edge refused the camera at `peer` for `reason`."""
         worker = next(iter(owners.owners(self.edge.ring(), key)), None)
@@ -370,6 +403,7 @@ class SrtRelay:
         try:
             libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)  # the answer is read at a tick
             libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
+            self.bind_caller(sock)
             libsrt.connect(sock, *address)
         except libsrt.SrtError as exc:
             libsrt.close(sock)
