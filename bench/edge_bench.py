@@ -89,7 +89,8 @@ def main() -> int:
         # Inherited by the edge and the worker: the same token at both ends, and room for
         # every camera of the run from one address (loopback).
         os.environ.setdefault(forwarded.TOKEN_ENV, secrets.token_hex(16))
-        os.environ["CAMSTREAM_SRT_MAX_PER_ADDRESS"] = str(max(args.streams) + 10)
+        # setdefault: the edge's own process (--serve-edge) keeps the run's figure.
+        os.environ.setdefault("CAMSTREAM_SRT_MAX_PER_ADDRESS", str(max(args.streams) + 10))
     if args.serve_edge:
         port, worker_port, streams = args.serve_edge
         return asyncio.run(serve_edge(int(port), int(worker_port), args.protocol, int(streams)))
