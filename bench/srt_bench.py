@@ -56,7 +56,7 @@ class Drain:
         sock.setblocking(False)
         self.sockets.append(sock)
 
-    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+    def refused(self, key: StreamKey, reason: str, message: str, peer: str) -> None:
         print(f"refused {key}: {reason}", file=sys.stderr)
 
     def _run(self) -> None:

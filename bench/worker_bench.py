@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench import mediamtx, playlists  # noqa: E402
 from camstream import wire  # noqa: E402
 from tests.harness.cameras import free_port, make_clip, wait_for_port  # noqa: E402
+from tests.harness.srt import udp_free_port  # noqa: E402
 
 SENDERS_PER_PROCESS = 10
 # Issue 2: camstream against one FFmpeg per stream.
@@ -212,39 +213,38 @@ def measure_camstream(count: int, clip: Path, args: argparse.Namespace) -> Sampl
 
 @contextlib.contextmanager
 def camstream_receiver(
-    count: int, *, processes: int
+    count: int, *, processes: int, protocol: str = "rtmp"
 ) -> Iterator[tuple[subprocess.Popen[bytes], list[str], list[str]]]:
-    """A standalone camstream worker for `count` RTMP push streams, HLS on tmpfs.
+    """A standalone camstream worker for `count` push streams (`protocol` "rtmp" or "srt",
+    each stream's passphrase `srt_passphrase(i)`), HLS on tmpfs.
 
     Yields the worker process, the URL each sender publishes to, and each
     stream's playlist URL. `processes` 0 means one engine process per core.
-    Also used by bench/worker_profile.py.
+    Also used by bench/worker_profile.py and bench/edge_bench.py.
     """
     with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="bench-camstream-") as out:
         manifests = []
         for index in range(count):
+            if protocol == "srt":
+                ref = {"srt": {"passphraseSecretRef": {"name": f"cam{index}-key"}}}
+                secret = {"passphrase": srt_passphrase(index)}
+            else:
+                ref = {"streamKeySecretRef": {"name": f"cam{index}-key"}}
+                secret = {"streamKey": f"key{index}"}
             manifests.append(
                 {
                     "kind": "CameraStream",
                     "metadata": {"name": f"cam{index}"},
-                    "spec": {
-                        "source": {
-                            "protocol": "rtmp",
-                            "streamKeySecretRef": {"name": f"cam{index}-key"},
-                        }
-                    },
+                    "spec": {"source": {"protocol": protocol, **ref}},
                 }
             )
             manifests.append(
-                {
-                    "kind": "Secret",
-                    "metadata": {"name": f"cam{index}-key"},
-                    "stringData": {"streamKey": f"key{index}"},
-                }
+                {"kind": "Secret", "metadata": {"name": f"cam{index}-key"}, "stringData": secret}
             )
         manifest_path = Path(out) / "streams.yaml"
         manifest_path.write_text(yaml.safe_dump_all(manifests))
         rtmp_port, http_port = _distinct_ports(2)
+        srt_port = udp_free_port()
         command = [
             sys.executable,
             "-m",
@@ -261,6 +261,8 @@ def camstream_receiver(
             "--http-port",
             str(http_port),
         ]
+        if protocol == "srt":
+            command += ["--srt-port", str(srt_port)]
         processes = processes or os.cpu_count() or 1
         if processes > 1:
             command += ["--processes", str(processes)]
@@ -269,7 +271,14 @@ def camstream_receiver(
         )
         try:
             time.sleep(3.0)
-            urls = [f"rtmp://127.0.0.1:{rtmp_port}/default/cam{i}/key{i}" for i in range(count)]
+            if protocol == "srt":
+                urls = [
+                    f"srt://127.0.0.1:{srt_port}?streamid=default/cam{i}"
+                    f"&passphrase={srt_passphrase(i)}&pkt_size=1316"
+                    for i in range(count)
+                ]
+            else:
+                urls = [f"rtmp://127.0.0.1:{rtmp_port}/default/cam{i}/key{i}" for i in range(count)]
             playlists_at = [
                 f"http://127.0.0.1:{http_port}{wire.playlist_path('default', f'cam{i}')}"
                 for i in range(count)
@@ -315,8 +324,14 @@ def _measure(
         _stop(senders)
 
 
+def srt_passphrase(index: int) -> str:
+    """Stream `index`'s SRT passphrase in the benches (10 to 79 characters, SRT's rule)."""
+    return f"bench-passphrase-{index}"
+
+
 def _send(urls: list[str], clip: Path) -> subprocess.Popen[bytes]:
-    """One FFmpeg process publishing the clip, looped in real time, to each URL."""
+    """One FFmpeg process publishing the clip, looped in real time, to each URL (an srt://
+    URL gets MPEG-TS, SRT's payload; the others FLV)."""
     command = [
         "ffmpeg",
         "-nostdin",
@@ -329,7 +344,8 @@ def _send(urls: list[str], clip: Path) -> subprocess.Popen[bytes]:
         str(clip),
     ]
     for url in urls:
-        command += ["-map", "0", "-c", "copy", "-f", "flv", url]
+        muxer = "mpegts" if url.startswith("srt://") else "flv"
+        command += ["-map", "0", "-c", "copy", "-f", muxer, url]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
 
 

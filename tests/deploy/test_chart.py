@@ -993,6 +993,7 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_edge_srt_lookups_busy_total",
         "camstream_edge_srt_lookup_failures_total",
         "camstream_edge_srt_refused_total",
+        "camstream_edge_srt_refusal_reports_total",
         # The SRT ingest (#15), with --srt-port.
         "camstream_srt_connections",
         "camstream_srt_handshakes",

@@ -17,9 +17,13 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(
-        manifests: list[dict[str, Any]], processes: int = 2, extra_args: tuple[str, ...] = ()
+        manifests: list[dict[str, Any]],
+        processes: int = 2,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> WorkerProcess:
-        worker = WorkerProcess(manifests, tmp_path / f"worker{len(started)}", processes, extra_args)
+        workdir = tmp_path / f"worker{len(started)}"
+        worker = WorkerProcess(manifests, workdir, processes, extra_args, env=env)
         started.append(worker)
         return worker.start()
 

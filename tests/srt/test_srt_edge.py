@@ -2,10 +2,11 @@
 
 Real parts: the edge (`Edge` + `SrtRelay`, libsrt), the workers' own SRT
 listener (`SrtListener`, the class a worker runs) on two loopback addresses,
-Debian's FFmpeg as the camera, and libsrt callers for the handshakes whose
-reject reason a test reads. The passphrase cache's answers come from the
-same manifests a standalone worker reads (`fetch` below); the API-server
-read (`passphrases.api_fetch`) is not exercised here.
+or a whole standalone worker (`camstream run`) behind the edge where a test
+reads the stream's status, Debian's FFmpeg as the camera, and libsrt callers
+for the handshakes whose reject reason a test reads. The passphrase cache's
+answers come from the same manifests a standalone worker reads (`fetch`
+below); the API-server read (`passphrases.api_fetch`) is not exercised here.
 
 Under the shared lock: these start processes.
 """
@@ -30,9 +31,11 @@ from camstream_worker.edge import tspackets
 from camstream_worker.edge.passphrases import PassphraseCache
 from camstream_worker.edge.server import Edge
 from camstream_worker.edge.srt_relay import SrtRelay
+from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.servers.srt.listener import Publication, SrtListener
 from camstream_worker.srt import libsrt
 from tests.harness.srt import SrtCamera, udp_free_port
+from tests.media.worker_process import camera_stream, secret
 
 pytestmark = pytest.mark.media
 
@@ -70,7 +73,7 @@ class Worker:
         self.delivered.append(item)
         threading.Thread(target=self._drain, args=(item,), daemon=True).start()
 
-    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+    def refused(self, key: StreamKey, reason: str, message: str, peer: str) -> None:
         self.notes.append(reason)
 
     @staticmethod
@@ -234,3 +237,64 @@ async def test_camera_is_relayed_to_its_owner_and_kept_through_a_handoff() -> No
             assert len(a.delivered) == len(w_b.delivered) == 1
             assert b.edge.metrics.publishes._value.get() == 1  # the camera never reconnected
             assert b.relay.publishing() == 1
+
+
+async def test_wrong_passphrase_at_the_edge_shows_on_the_stream_and_clears(start_worker) -> None:
+    """The key exchange fails at the edge, which writes no status: it reports the refusal to
+    the owner (a real standalone worker with the edge token), whose status shows the reason.
+    A flood of wrong passphrases makes one report; the right passphrase afterwards goes live
+    through the edge and the reason is gone."""
+    source = {"protocol": "srt", "srt": {"passphraseSecretRef": {"name": "gate-srt"}}}
+    manifests = [
+        camera_stream("gate", source, hls={"segmentSeconds": 1}),
+        secret("gate-srt", passphrase=PASSPHRASE),
+    ]
+    worker_port = udp_free_port()
+    worker = await asyncio.to_thread(
+        start_worker, manifests, 1, ("--srt-port", str(worker_port)),
+        {forwarded.TOKEN_ENV: TOKEN},
+    )  # fmt: skip
+
+    async def fetch(key: StreamKey) -> Publication | None:
+        return STREAMS.get(key)
+
+    doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
+    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
+    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
+    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=worker_port, passphrases=cache)
+    edge.add_listener(relay)
+    await relay.start()
+    try:
+        cache.lookup(KEY)  # warm the cache as a camera's first try would
+        await eventually(lambda: cache.stats()["passphrases"] == 1)
+        wrong = "not-the-passphrase-1"
+        camera = SrtCamera(relay.port, stream_id="default/gate", passphrase=wrong)
+        await asyncio.to_thread(camera.run_once)
+        status = await asyncio.to_thread(
+            worker.wait_for, "gate", phase="Connecting", reason="WrongPassphrase", timeout=10
+        )
+        assert status["message"] == (
+            "refused a publisher: wrong or missing passphrase (last from 127.0.0.1)"
+        )
+        await eventually(lambda: relay.stats()["reports_noted"] == 1)
+
+        # A flood, all within NOTE_INTERVAL (30 s) of the first: each refused, one report.
+        for _ in range(5):
+            assert await asyncio.to_thread(call, relay.port, "default/gate", wrong) is not None
+        await eventually(lambda: refused(relay, "unauthorized") >= 6)
+        await asyncio.sleep(2 * 0.25)  # two of the listeners' housekeeping ticks
+        assert relay.stats()["reports_noted"] == 1, relay.stats()
+        assert relay.stats()["reports_failed"] == relay.stats()["reports_dropped"] == 0
+        edge.metrics.watch_srt(stats=relay.stats)
+        exposed = generate_latest(edge.metrics.registry).decode()
+        assert 'camstream_edge_srt_refusal_reports_total{outcome="noted"} 1.0' in exposed
+
+        with SrtCamera(relay.port, stream_id="default/gate", passphrase=PASSPHRASE):
+            live = await asyncio.to_thread(worker.wait_for, "gate", phase="Live", timeout=30)
+        assert live["reason"] != "WrongPassphrase" and "passphrase" not in live["message"]
+        log = worker.log()
+        assert wrong not in log and PASSPHRASE not in log
+        assert wrong not in str(worker.streams()) and PASSPHRASE not in str(worker.streams())
+        assert "the edge at 127.0.0.1" in log  # the owner says where the report came from
+    finally:
+        await edge.close()

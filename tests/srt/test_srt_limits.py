@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from camstream.spec import StreamKey
+from camstream_worker.protocols.srt import vouch
 from camstream_worker.servers.srt.limits import SrtLimits
 from camstream_worker.servers.srt.listener import Publication, SrtListener
 from camstream_worker.srt import libsrt
@@ -42,7 +43,7 @@ class Recorder:
         with self.lock:
             self.delivered.append((key, sock))
 
-    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+    def refused(self, key: StreamKey, reason: str, message: str, peer: str) -> None:
         with self.lock:
             self.notes.append((key, reason, message))
 
@@ -196,3 +197,30 @@ def _drain(sock: socket.socket) -> None:
             pass
     except OSError:
         pass
+
+
+def test_an_edge_report_is_noted_once_and_an_unproven_one_refused() -> None:
+    """What a worker does with an edge's report of a camera it refused (vouch.py)."""
+    token = "edge-token-0123456789abcdef"
+    recorder = Recorder()
+    listener = SrtListener("127.0.0.1", 0, recorder, edge_token=token)
+    listener.publish({DOOR: Publication(DOOR_PASS, 120)})
+    listener.start()
+    try:
+        report = vouch.report_id(DOOR, token, "192.0.2.7:4000", "WrongPassphrase")
+        assert report is not None
+        for _ in range(3):  # the second and third within NOTE_INTERVAL: not noted again
+            with pytest.raises(libsrt.SrtError, match=str(libsrt.REJX_NOTED)):
+                call(listener.port, report, None)
+        message = "refused a publisher: wrong or missing passphrase (last from 192.0.2.7)"
+        assert recorder.notes == [(DOOR, "WrongPassphrase", message)]
+        forged = vouch.report_id(
+            DOOR, "another-token-0123456789", "192.0.2.7:4000", "BitrateExceeded"
+        )
+        assert forged is not None
+        with pytest.raises(libsrt.SrtError, match="1400"):
+            call(listener.port, forged, None)
+        assert listener.stats()["refused_stream_id"] == 1
+        assert len(recorder.notes) == 1 and listener.stats()["connections"] == 0
+    finally:
+        listener.close()

@@ -77,3 +77,41 @@ def test_garbage_clients_are_never_believed(client: str) -> None:
         host, _, port = got.rpartition(":")
         ipaddress.ip_address(host.strip("[]"))
         assert 0 <= int(port) <= 65535
+
+
+@given(keys, clients)
+def test_a_report_reads_back_with_its_client_and_reason(key: StreamKey, client: str) -> None:
+    raw = vouch.report_id(key, TOKEN, client, "WrongPassphrase")
+    assert raw is not None and len(raw) <= streamid.MAX_LENGTH and TOKEN not in raw
+    assert streamid.parse(raw) == key
+    report = vouch.reported(raw, key, TOKEN)
+    assert report is not None and report.reason == "WrongPassphrase"
+    assert report.client is not None
+    assert vouch.host_of(report.client) == str(ipaddress.ip_address(vouch.host_of(client)))
+
+
+@given(clients)
+def test_a_report_and_a_publish_vouch_cannot_stand_for_each_other(client: str) -> None:
+    report = vouch.report_id(KEY, TOKEN, client, "WrongPassphrase")
+    publish = vouch.stream_id(KEY, TOKEN, client)
+    assert report is not None
+    assert vouch.client_of(report, KEY, TOKEN) is None  # a report opens no publish
+    assert vouch.reported(publish, KEY, TOKEN) is None  # a publish carries no report
+    # The proof covers the reason: another reason put in its place is not proven.
+    forged = report.replace("=WrongPassphrase,", "=BitrateExceeded,")
+    assert vouch.reported(forged, KEY, TOKEN) == vouch.Report(None, "BitrateExceeded")
+    # Nor the stream, nor another token's edge.
+    assert vouch.reported(report, StreamKey("default", "other"), TOKEN) == vouch.Report(
+        None, "WrongPassphrase"
+    )
+    assert vouch.reported(report, KEY, "another-token-0123456789").client is None  # type: ignore[union-attr]
+    assert vouch.reported(report, KEY, None).client is None  # type: ignore[union-attr]
+
+
+def test_a_report_carries_a_word_never_free_text() -> None:
+    assert vouch.report_id(KEY, TOKEN, "127.0.0.1:5", "wrong, passphrase") is None
+    assert vouch.report_id(KEY, TOKEN, "127.0.0.1:5", "x" * 33) is None
+    assert vouch.report_id(KEY, None, "127.0.0.1:5", "WrongPassphrase") is None
+    raw = f"{streamid.format_id(KEY)},{vouch.REFUSED}=<script>{'y' * 80}"
+    report = vouch.reported(raw, KEY, TOKEN)
+    assert report is not None and report.client is None and len(report.reason) < 50

@@ -144,3 +144,11 @@ class _LiveSrt(Collector):
         for reason in SRT_REFUSAL_REASONS:
             refused.add_metric([reason], stats.get(f"refused_{reason}", 0))
         yield refused
+        reports = CounterMetricFamily(
+            "camstream_edge_srt_refusal_reports",
+            "Refused SRT publishers reported to their stream's owner (for its status), by outcome",
+            labels=["outcome"],
+        )
+        for outcome in ("noted", "failed", "dropped"):
+            reports.add_metric([outcome], stats.get(f"reports_{outcome}", 0))
+        yield reports

@@ -26,6 +26,16 @@ the ring names (owners.py), recomputed at every HOUSEKEEPING tick:
 The camera's SRT connection stays through all of it: no worker change makes
 an SRT camera reconnect. No demuxing here; the worker's SRT ingest stays the
 one ingest path.
+
+A camera refused after its stream ID (a wrong passphrase: the key exchange
+runs here, so the owner never sees the attempt) is reported to the stream's
+owner, which writes the stream's status (the edge only reads CameraStreams):
+one SRT call to the owner's port whose stream ID carries the reason, vouched
+with the edge token (protocols/srt/vouch.py); the owner notes it and
+refuses the call with REJX_NOTED. No bytes flow. At most one report per
+stream per NOTE_INTERVAL (the listener notes no more often) and at most
+MAX_REPORTS in flight, so a flood of wrong passphrases costs the owner a
+handshake per stream every 30 s and the API server one status write then.
 """
 
 from __future__ import annotations
@@ -43,10 +53,10 @@ from camstream_worker.edge.passphrases import PassphraseCache
 from camstream_worker.edge.server import Edge
 from camstream_worker.protocols.srt import vouch
 from camstream_worker.servers.srt.limits import SrtLimits
-from camstream_worker.servers.srt.listener import Publication, SrtListener
+from camstream_worker.servers.srt.listener import NOTED, Publication, SrtListener
 from camstream_worker.srt import libsrt
 
-__all__ = ["HOUSEKEEPING", "MAX_BUFFER", "OPEN_TIMEOUT", "OWNER_RETRY", "SrtRelay"]
+__all__ = ["HOUSEKEEPING", "MAX_BUFFER", "MAX_REPORTS", "OPEN_TIMEOUT", "OWNER_RETRY", "SrtRelay"]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +71,20 @@ OPEN_TIMEOUT = 5.0
 OWNER_RETRY = 0.25
 # Seconds between looks at the ring, the feeds' states and their queues.
 HOUSEKEEPING = 0.1
+# Packets in flight (SRTO_FC) on a caller to a worker: libsrt sizes each
+# socket's loss lists by it (the sender's at twice), touched at creation; its
+# default, 25600, cost 0.43 MB per camera more than this. 4096 packets are
+# 5.4 MB, a second of a camera at the listener's 40 Mbit/s cap, and the path
+# to a worker is inside the cluster, where a packet is acknowledged in ~10 ms.
+CALLER_FLOW_WINDOW = 4096
 # Bytes read from a publisher's socket at once.
 READ_SIZE = 64 * 1024
 # Bytes searched for a PAT before a feed starts at a packet boundary anyway.
 MAX_SYNC_SEARCH = 1024 * 1024
+# Refusal reports to owners in flight at once (each a handshake, answered in a
+# round trip); beyond it a report is dropped and counted: the stream's next
+# refusal, a NOTE_INTERVAL later, tries again.
+MAX_REPORTS = 16
 _EASYNCSND = 6001  # libsrt: non-blocking send, the sender buffer is full
 
 
@@ -143,7 +163,8 @@ class _Relay:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        metrics = self._host.edge.metrics
+        edge = self._host.edge
+        metrics = edge.metrics
         try:
             self.housekeeping(time.monotonic())
             while data := await loop.sock_recv(self._sock, READ_SIZE):
@@ -153,6 +174,12 @@ class _Relay:
                 if packets:
                     for feed in list(self.feeds.values()):
                         self._push(feed, packets)
+                if len(data) < READ_SIZE and edge.limits.read_batch_seconds > 0:
+                    # Read once per batch, as the RTMP edge does (server.py's
+                    # READ_BATCH_SECONDS): the listener delivers a camera's bytes one SRT
+                    # message (1316 bytes) at a time, and a wake-up per message was most
+                    # of the edge's CPU. A full read means more waits: read on at once.
+                    await asyncio.shield(edge.tick())
         except OSError:
             pass  # the listener dropped the publisher (it left, idle, over a limit)
         finally:
@@ -222,6 +249,8 @@ class _Relay:
             libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
             libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, self._publication.passphrase)
             libsrt.set_int(sock, libsrt.SRTO_LATENCY, self._publication.latency_ms)
+            libsrt.set_int(sock, libsrt.SRTO_FC, CALLER_FLOW_WINDOW)
+            self._host.bind_caller(sock)
             libsrt.connect(sock, *address)
         except libsrt.SrtError as exc:
             libsrt.close(sock)
@@ -257,9 +286,17 @@ class _Handler:
     def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
         self._loop.call_soon_threadsafe(self._relay.adopt, key, peer, sock)
 
-    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+    def refused(self, key: StreamKey, reason: str, message: str, peer: str) -> None:
         # A wrong passphrase, or a rotated one the cache has not read yet.
         self._relay.passphrases.refused(key)
+        self._loop.call_soon_threadsafe(self._relay.report, key, reason, peer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    key: StreamKey
+    worker: str
+    opened: float
 
 
 class SrtRelay:
@@ -286,6 +323,9 @@ class SrtRelay:
         self.listener: SrtListener | None = None
         self._relays: dict[asyncio.Task[None], _Relay] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._reports: dict[int, _Report] = {}  # SRT socket → a report in flight
+        self._caller_port = 0  # the local port every caller to a worker binds (bind_caller)
+        self.reports = {"noted": 0, "failed": 0, "dropped": 0}
 
     @property
     def accepting(self) -> bool:
@@ -300,7 +340,13 @@ class SrtRelay:
     def stats(self) -> dict[str, int]:
         listener = {} if self.listener is None else self.listener.stats()
         relayed = sum(f.sent for r in self._relays.values() for f in r.feeds.values())
-        return listener | self.passphrases.stats() | {"relays": len(self._relays), "sent": relayed}
+        reports = {f"reports_{outcome}": n for outcome, n in self.reports.items()}
+        return (
+            listener
+            | self.passphrases.stats()
+            | reports
+            | {"relays": len(self._relays), "sent": relayed}
+        )
 
     async def start(self) -> None:
         handler = _Handler(asyncio.get_running_loop(), self)
@@ -323,10 +369,72 @@ class SrtRelay:
         self._relays[task] = relay
         task.add_done_callback(self._relays.pop)
 
+    def bind_caller(self, sock: int) -> None:
+        """Bind a caller to the workers to the edge's one caller port, before its connect.
+
+        libsrt gives every unbound caller its own UDP port and its own pair of
+        threads and buffers (a "multiplexer"); callers bound to one address and
+        port share one (SRTO_REUSEADDR, on by default). Per camera that was a
+        thread pair and about 1.4 MB of PSS. When the port is gone (every caller
+        closed, and another process took it) a new one is picked."""
+        if self._caller_port:
+            try:
+                libsrt.bind(sock, self.host, self._caller_port)
+                return
+            except libsrt.SrtError:
+                log.info("srt edge: caller port %d is gone; binding another", self._caller_port)
+        libsrt.bind(sock, self.host, 0)
+        self._caller_port = libsrt.bound_port(sock)
+
+    def report(self, key: StreamKey, reason: str, peer: str) -> None:
+        """Tell `key`'s owner that this edge refused the camera at `peer` for `reason`."""
+        worker = next(iter(owners.owners(self.edge.ring(), key)), None)
+        address = owners.address(self.edge.ring(), worker, self.worker_srt_port) if worker else None
+        stream_id = vouch.report_id(key, self.edge.edge_token, peer, reason)
+        if worker is None or address is None or stream_id is None or reason not in NOTED:
+            # No owner now, or no edge token (the owner would believe nothing).
+            log.info("[%s] srt edge: refused %s (%s), not reported", key, peer, reason)
+            self.reports["failed"] += 1
+            return
+        if len(self._reports) >= MAX_REPORTS:
+            self.reports["dropped"] += 1
+            return
+        sock = libsrt.create()
+        try:
+            libsrt.set_bool(sock, libsrt.SRTO_RCVSYN, False)  # the answer is read at a tick
+            libsrt.set_string(sock, libsrt.SRTO_STREAMID, stream_id)
+            self.bind_caller(sock)
+            libsrt.connect(sock, *address)
+        except libsrt.SrtError as exc:
+            libsrt.close(sock)
+            self.reports["failed"] += 1
+            log.warning("[%s] srt edge: cannot report to worker %s: %s", key, worker, exc)
+            return
+        self._reports[sock] = _Report(key, worker, time.monotonic())
+
+    def _reap_reports(self, now: float) -> None:
+        """Close the reports the owners answered (or did not, in OPEN_TIMEOUT)."""
+        for sock, report in list(self._reports.items()):
+            state = libsrt.state(sock)
+            if state < libsrt.SRTS_CONNECTED and now - report.opened <= OPEN_TIMEOUT:
+                continue  # still calling
+            noted = state >= libsrt.SRTS_BROKEN and libsrt.reject_reason(sock) == libsrt.REJX_NOTED
+            if noted:
+                self.reports["noted"] += 1
+            else:  # refused otherwise (another token), no answer, or taken as a publisher
+                self.reports["failed"] += 1
+                log.warning(
+                    "[%s] srt edge: worker %s did not take the refusal report", report.key,
+                    report.worker,
+                )  # fmt: skip
+            del self._reports[sock]
+            libsrt.close(sock)
+
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING)
             now = time.monotonic()
+            self._reap_reports(now)
             for relay in list(self._relays.values()):
                 try:
                     relay.housekeeping(now)
@@ -348,6 +456,9 @@ class SrtRelay:
                 await self._ticker
         if self.listener is not None:
             await asyncio.to_thread(self.listener.close)  # closes the publishers' sockets
+        for sock in self._reports:
+            libsrt.close(sock)
+        self._reports.clear()
         tasks = list(self._relays)
         for task in tasks:
             task.cancel()

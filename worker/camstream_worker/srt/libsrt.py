@@ -35,6 +35,7 @@ LIBRARY_VARIABLE = "CAMSTREAM_LIBSRT"
 # SRT_SOCKOPT (srt.h)
 SRTO_SNDSYN = 1
 SRTO_RCVSYN = 2
+SRTO_FC = 4
 SRTO_RCVBUF = 6
 SRTO_UDP_RCVBUF = 9
 SRTO_RCVTIMEO = 14
@@ -73,6 +74,8 @@ REJX_NOTFOUND = 1404
 REJX_BAD_MODE = 1405
 REJX_CONFLICT = 1409
 REJX_DOWN = 1503
+# HTTP's 202 in SRT's predefined range: a report taken (protocols/srt/vouch.py), no connection.
+REJX_NOTED = 1202
 
 LOG_CRIT = 2  # syslog's level numbers, as srt_setloglevel takes them
 

@@ -71,7 +71,7 @@ class _LoopHandler:
     def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
         self._loop.call_soon_threadsafe(self._adopt, key, peer, sock)
 
-    def refused(self, key: StreamKey, reason: str, message: str) -> None:
+    def refused(self, key: StreamKey, reason: str, message: str, peer: str) -> None:
         self._loop.call_soon_threadsafe(self._refused, key, reason, message)
 
     def _refused(self, key: StreamKey, reason: str, message: str) -> None:

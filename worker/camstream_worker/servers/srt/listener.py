@@ -14,7 +14,11 @@ What it is given and gives back:
 - out: `Handler.deliver(key, peer, sock)`, one Unix stream socket per
   accepted publisher carrying its MPEG-TS bytes as received (SRT has already
   reordered, recovered and decrypted them), and `Handler.refused(key, ...)`,
-  a refusal that the stream's status should show (a wrong passphrase).
+  a refusal that the stream's status should show (a wrong passphrase), at
+  most once per stream per NOTE_INTERVAL. Behind an edge the key exchange
+  runs at the edge's listener: the edge reports such a refusal to the owner
+  in a stream ID (protocols/srt/vouch.py) and the owner's listener notes it
+  as if its own key exchange had failed.
 
 Why here and not in the engine processes: one UDP port cannot be shared by
 processes without splitting a connection's datagrams among them, and libsrt's
@@ -27,6 +31,8 @@ thread before the handshake completes, which is SRT's standard place to pick
 a passphrase by stream ID):
 
     stream ID parsed (protocols/srt/streamid.py) ── refused: a malformed ID, m=request
+      → an edge's report of a camera it refused ── proven: noted on the stream,
+        refused with REJX_NOTED; not proven: refused (a bad stream ID)
       → with an edge token, the camera's own address the edge vouches for
         (protocols/srt/vouch.py) replaces the edge's as the peer
       → draining (the edge's) ── refused: try again (REJX_DOWN)
@@ -65,10 +71,18 @@ from camstream_worker.srt import libsrt
 
 log = logging.getLogger(__name__)
 
-# At most one status note per stream this often about refused publishers.
+# At most one status note per stream this often about refused publishers: at
+# the edge, one report to the owner per stream this often (srt_relay.py).
 NOTE_INTERVAL = 30.0
+# The refusals a stream's status shows, and what it says about them. Behind an
+# edge only these names cross to the owner (vouch.py): no peer-chosen text.
+NOTED = {
+    "WrongPassphrase": "wrong or missing passphrase",
+    "BitrateExceeded": "above the bitrate cap",
+}
 HOUSEKEEPING = 0.25  # seconds between checks of timers, buffers and windows
 READS_PER_TURN = 64  # messages read from one connection before the others' turn
+MAX_NOTED = 10_000  # streams whose last note is remembered before the old ones are forgotten
 
 
 class Later:
@@ -96,8 +110,9 @@ class Handler(Protocol):
         """A publisher of `key` was accepted: `sock` carries its bytes (the callee owns it)."""
         ...
 
-    def refused(self, key: StreamKey, reason: str, message: str) -> None:
-        """A publisher of `key` was refused for a reason its status should show."""
+    def refused(self, key: StreamKey, reason: str, message: str, peer: str) -> None:
+        """A publisher of `key` at `peer` ("host:port") was refused for `reason` (a key of
+        NOTED), which its status should show with `message`."""
         ...
 
 
@@ -237,6 +252,9 @@ class SrtListener:
         parsed = streamid.parse(text)
         if isinstance(parsed, streamid.Refused):
             return self._reject(sock, "stream_id", peer, parsed.reason, libsrt.REJX_BAD_REQUEST)
+        report = vouch.reported(text, parsed, self._edge_token)
+        if report is not None:
+            return self._reported(sock, parsed, report, peer)
         vouched = vouch.client_of(text, parsed, self._edge_token)
         if vouched is not None:
             peer = vouched  # the camera's own: counted as such, named so in logs and status
@@ -272,6 +290,19 @@ class SrtListener:
             self._pending[sock] = _Pending(parsed, address, peer, self._clock(), known)
             self._per_address[address] = self._per_address.get(address, 0) + 1
         return 0
+
+    def _reported(self, sock: int, key: StreamKey, report: vouch.Report, peer: str) -> int:
+        """An edge's report that it refused a camera: noted as this listener's own refusal."""
+        if report.client is None or report.reason not in NOTED:
+            detail = f"{key}: a refusal report ({report.reason}) without a valid edge proof"
+            return self._reject(sock, "stream_id", peer, detail, libsrt.REJX_BAD_REQUEST)
+        if self._note(key, report.reason, report.client):
+            log.info(
+                "[%s] srt: the edge at %s refused publisher %s: %s",
+                key, peer, report.client, NOTED[report.reason],
+            )  # fmt: skip
+        libsrt.set_reject_reason(sock, libsrt.REJX_NOTED)
+        return -1
 
     def _reject(self, sock: int, reason: str, peer: str, detail: str, code: int) -> int:
         libsrt.set_reject_reason(sock, code)
@@ -396,7 +427,7 @@ class SrtListener:
                 continue
             why = "the handshake failed after the stream ID: wrong passphrase, or none"
             self.refusals.refuse("unauthorized", prefix, f"{pending.key}: {why}")
-            self._note(pending.key, "WrongPassphrase", pending.peer, "wrong or missing passphrase")
+            self._note(pending.key, "WrongPassphrase", pending.peer)
         for sock, connection in list(self._connections.items()):
             if libsrt.state(sock) >= libsrt.SRTS_BROKEN:
                 self._drop(sock, None, "the connection broke")
@@ -410,9 +441,7 @@ class SrtListener:
                         f"{rate * 8 / 1e6:.1f} Mbit/s over the cap of "
                         f"{limits.max_bitrate * 8 / 1e6:g} Mbit/s",
                     )  # fmt: skip
-                    self._note(
-                        connection.key, "BitrateExceeded", connection.peer, "above the bitrate cap"
-                    )
+                    self._note(connection.key, "BitrateExceeded", connection.peer)
                     continue
                 connection.window_start, connection.window_bytes = now, 0
             elif not self._stream_reads(connection):
@@ -455,11 +484,19 @@ class SrtListener:
         else:
             self._per_address.pop(address, None)
 
-    def _note(self, key: StreamKey, reason: str, peer: str, why: str) -> None:
+    def _note(self, key: StreamKey, reason: str, peer: str) -> bool:
+        """Tell the handler, unless `key` was noted within NOTE_INTERVAL; True if told.
+        Called from the listener's thread and (an edge's report) from libsrt's."""
         now = self._clock()
-        if now - self._last_note.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
-            return
-        self._last_note[key] = now
-        host = peer.rpartition(":")[0] or peer
+        with self._lock:
+            if now - self._last_note.get(key, -NOTE_INTERVAL) < NOTE_INTERVAL:
+                return False
+            if len(self._last_note) >= MAX_NOTED:  # keys of old notes: the interval is over
+                self._last_note = {
+                    k: t for k, t in self._last_note.items() if now - t < NOTE_INTERVAL
+                }
+            self._last_note[key] = now
+        message = f"refused a publisher: {NOTED[reason]} (last from {vouch.host_of(peer)})"
         with contextlib.suppress(Exception):
-            self._handler.refused(key, reason, f"refused a publisher: {why} (last from {host})")
+            self._handler.refused(key, reason, message, peer)
+        return True
