@@ -76,8 +76,10 @@ ABORT = 2
 
 _EXTENDED = 0xFFFFFF
 # Messages of up to this many continuation chunks may take the one-copy path
-# (_whole): a 256 KB frame at FFmpeg's 4096, 8 KB at the minimum of 128.
-_WHOLE_MAX_CHUNKS = 64
+# (_whole): a 64 KB frame at FFmpeg's 4096, 2 KB at the minimum of 128. Past
+# that, a list of views per chunk costs more than the general path's slicing
+# (bench/rtmp_bench.py, librtmp 128).
+_WHOLE_MAX_CHUNKS = 16
 
 _U32 = struct.Struct(">I")
 _U32_LE = struct.Struct("<I")
@@ -381,7 +383,7 @@ def _whole(
     ``_WHOLE_MAX_CHUNKS``: the general path takes it. That bound keeps a
     failed look cheap: a message start costs at least one chunk of 128
     bytes, so a peer that starts message after message in front of a long
-    buffer gets a look of at most 64 header bytes each, never a scan of the
+    buffer gets a look of at most 16 header bytes each, never a scan of the
     buffer (decoding stays linear; the general path's own run check is the
     doubling window of ``_continuations``).
     Returns the position after the message and its payload.
