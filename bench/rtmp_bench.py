@@ -12,6 +12,9 @@ Every pattern is fed in 256 KiB reads (what asyncio hands a protocol), through
 
 - ffmpeg 4096 (the baseline): what FFmpeg sends, media messages of a 1 Mbit/s
   camera in 4096-byte chunks, back to back;
+- camera reads: the same bytes in 4 KiB reads, what the listener reads from
+  a 1 Mbit/s publisher once per read batch (~30 ms; the live case, where the
+  cost of a decode call counts as much as the bytes);
 - librtmp 128: the same media in 128-byte chunks (the fast path's case);
 - interleaved 128: two large messages alternating chunk by chunk at the
   minimum chunk size, which defeats the fast path (the attack, at 128);
@@ -20,9 +23,14 @@ Every pattern is fed in 256 KiB reads (what asyncio hands a protocol), through
   cost per step).
 
 Columns: ns per byte and its ratio to the baseline measured in the same run;
-the same for eight times the input (linear time keeps the ratio ~1); and the
+the same for eight times the input (linear time keeps the ratio ~1); the
 mean time of one `decode` call (the longest single call says more about the
-machine's other load than about the decoder, so it is not the target).
+machine's other load than about the decoder, so it is not the target); and
+µs per message returned, for the media rows.
+
+To compare two versions of the decoder in one run, run this file with
+`PYTHONPATH` pointing at the other checkout's `worker` (and its root); the
+bench imports whatever `camstream_worker` is found first.
 
 With --before, the decoder of `git show main:...chunks.py` (before issue 8)
 runs the interleaved pattern at chunk size 1 on 16 and 64 KiB, to show what
@@ -50,6 +58,8 @@ from camstream_worker.protocols.rtmp.chunks import ChunkDecoder, ChunkError, enc
 from camstream_worker.servers.rtmp.limits import WORK_BUDGET
 
 READ = 256 * 1024
+CAMERA_READ = 4096  # ~30 ms of a 1 Mbit/s camera: one read batch of the listener
+NOT_MEDIA = ("interleaved 128", "empty flood")  # few or no messages: no per-message figure
 REPO = Path(__file__).resolve().parents[1]
 CHUNKS_PATH = "worker/camstream_worker/protocols/rtmp/chunks.py"
 
@@ -86,28 +96,31 @@ def empty_flood(total: int) -> bytes:
     return encode_message(3, 20, 0, 0, b"") + b"\xc3" * (total - 12)
 
 
-def run(decoder_class: type, data: bytes) -> tuple[float, int]:
-    """(seconds in all, decode calls) for `data` in 256 KiB reads, budgeted as a connection."""
+def run(decoder_class: type, data: bytes, read: int = READ) -> tuple[float, int, int]:
+    """(seconds in all, decode calls, messages) for `data` in reads of `read` bytes,
+    budgeted as a connection."""
     decoder = decoder_class(max_message_size=16 << 20, max_pending_bytes=32 << 20)
-    calls = 0
+    calls = messages = 0
     started = time.perf_counter()
-    for offset in range(0, len(data), READ):
+    for offset in range(0, len(data), read):
         if hasattr(decoder, "push"):
-            decoder.push(data[offset : offset + READ])
+            decoder.push(data[offset : offset + read])
             while True:
-                decoder.decode(WORK_BUDGET)
+                messages += len(decoder.decode(WORK_BUDGET))
                 calls += 1
                 if not decoder.backlog:
                     break
         else:  # the decoder before issue 8: feed only, one call a read
-            decoder.feed(data[offset : offset + READ])
+            messages += len(decoder.feed(data[offset : offset + read]))
             calls += 1
-    return time.perf_counter() - started, calls
+    return time.perf_counter() - started, calls, messages
 
 
-def median_run(decoder_class: type, data: bytes, repeat: int) -> tuple[float, int]:
-    runs = [run(decoder_class, data) for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), runs[0][1]
+def median_run(
+    decoder_class: type, data: bytes, repeat: int, read: int = READ
+) -> tuple[float, int, int]:
+    runs = [run(decoder_class, data, read) for _ in range(repeat)]
+    return statistics.median(r[0] for r in runs), runs[0][1], runs[0][2]
 
 
 def old_decoder() -> type | None:
@@ -138,26 +151,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--before", action="store_true", help="also time main's old decoder")
     args = parser.parse_args(argv)
     size = args.size
-    patterns: list[tuple[str, Callable[[int], bytes]]] = [
-        ("ffmpeg 4096", lambda n: media(n, 4096)),
-        ("librtmp 128", lambda n: media(n, 128)),
-        ("interleaved 128", interleaved),
-        ("empty flood", empty_flood),
+    patterns: list[tuple[str, Callable[[int], bytes], int]] = [
+        ("ffmpeg 4096", lambda n: media(n, 4096), READ),
+        ("camera reads", lambda n: media(n, 4096), CAMERA_READ),
+        ("librtmp 128", lambda n: media(n, 128), READ),
+        ("interleaved 128", interleaved, READ),
+        ("empty flood", empty_flood, READ),
     ]
     print(f"chunk decoding, {size // 1024} KiB and 8x that, in {READ // 1024} KiB reads, "
           f"budget {WORK_BUDGET} chunks a call, median of {args.repeat}")  # fmt: skip
-    print(f"{'pattern':<16} {'ns/B':>7} {'ratio':>6} {'ns/B 8x':>8} {'8x/1x':>6} {'ms a call':>10}")
+    print(f"{'pattern':<16} {'ns/B':>7} {'ratio':>6} {'ns/B 8x':>8} {'8x/1x':>6} {'ms a call':>10}"
+          f" {'us a msg':>9}")  # fmt: skip
     baseline = None
     failures = []
-    for name, make in patterns:
-        small, calls = median_run(ChunkDecoder, make(size), args.repeat)
-        large, _ = median_run(ChunkDecoder, make(8 * size), args.repeat)
+    for name, make, read in patterns:
+        small, calls, count = median_run(ChunkDecoder, make(size), args.repeat, read)
+        large, _, _ = median_run(ChunkDecoder, make(8 * size), args.repeat, read)
         per_byte, per_byte_large = small / size * 1e9, large / (8 * size) * 1e9
         baseline = baseline or per_byte
         growth = per_byte_large / per_byte
         per_call = small / calls
-        print(f"{name:<16} {per_byte:>7.1f} {per_byte / baseline:>6.1f} {per_byte_large:>8.1f} "
-              f"{growth:>6.2f} {per_call * 1000:>10.3f}")  # fmt: skip
+        per_message = f"{small / count * 1e6:>9.2f}" if name not in NOT_MEDIA else ""
+        print(f"{name:<16} {per_byte:>7.2f} {per_byte / baseline:>6.2f} {per_byte_large:>8.2f} "
+              f"{growth:>6.2f} {per_call * 1000:>10.3f} {per_message}")  # fmt: skip
         if name in ("interleaved 128", "empty flood") and growth > 1.5:
             failures.append(f"{name}: 8x the input took {growth:.2f}x the time per byte")
         if per_call > 0.002:

@@ -75,6 +75,11 @@ SET_CHUNK_SIZE = 1
 ABORT = 2
 
 _EXTENDED = 0xFFFFFF
+# Messages of up to this many continuation chunks may take the one-copy path
+# (_whole): a 64 KB frame at FFmpeg's 4096, 2 KB at the minimum of 128. Past
+# that, a list of views per chunk costs more than the general path's slicing
+# (bench/rtmp_bench.py, librtmp 128).
+_WHOLE_MAX_CHUNKS = 16
 
 _U32 = struct.Struct(">I")
 _U32_LE = struct.Struct("<I")
@@ -184,15 +189,23 @@ class ChunkDecoder:
         """
         buf = self._buf
         out: list[RtmpMessage] = []
+        self.backlog = False
         end = len(buf)
+        if not end:
+            return out
+        # Every step consumes at least one byte, so end + 1 steps is no budget.
+        limit = end + 1 if budget is None else budget
         pos = 0
         steps = 0
-        self.backlog = False
+        done = 0  # messages completed (added to self.messages once, at the end)
+        append = out.append
         streams = self._streams
+        chunk_size = self.chunk_size
+        max_size = self._max_message_size
         view = memoryview(buf)
         try:
             while pos < end:
-                if budget is not None and steps >= budget:
+                if steps >= limit:
                     self.backlog = True
                     break
                 steps += 1
@@ -223,24 +236,26 @@ class ChunkDecoder:
                     st = _ChunkStream()
                     streams[csid] = st
                 # -- message header, into locals until the whole chunk is here
-                continuing = fmt == 3 and st.received > 0
+                received = st.received
                 if fmt == 3:
+                    continuing = received > 0
                     field = st.delta
                     extended = st.extended
                     length = st.length
                     type_id = st.type_id
                     stream_id = st.stream_id
                 else:
+                    continuing = False
                     field = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
                     extended = field == _EXTENDED
-                    if fmt <= 1:
-                        length = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
-                        type_id = buf[p + 6]
-                        stream_id = _U32_LE.unpack_from(buf, p + 7)[0] if fmt == 0 else st.stream_id
-                    else:
+                    if fmt == 2:
                         length = st.length
                         type_id = st.type_id
                         stream_id = st.stream_id
+                    else:
+                        length = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
+                        type_id = buf[p + 6]
+                        stream_id = _U32_LE.unpack_from(buf, p + 7)[0] if fmt == 0 else st.stream_id
                 p += hsize
                 if extended:
                     if p + 4 > end:
@@ -248,13 +263,15 @@ class ChunkDecoder:
                     if not continuing:
                         field = _U32.unpack_from(buf, p)[0]
                     p += 4
-                if length > self._max_message_size:
-                    raise ChunkTooLarge(
-                        f"message length {length} exceeds the {self._max_message_size} byte cap"
-                    )
-                received = st.received if continuing else 0
-                take = min(self.chunk_size, length - received)
-                if p + take > end:
+                if length > max_size:
+                    raise ChunkTooLarge(f"message length {length} exceeds the {max_size} byte cap")
+                if not continuing:
+                    received = 0
+                take = length - received
+                if take > chunk_size:
+                    take = chunk_size
+                q = p + take
+                if q > end:
                     break
                 # -- the whole chunk is present: commit it
                 if not continuing:
@@ -273,20 +290,32 @@ class ChunkDecoder:
                     st.length = length
                     st.type_id = type_id
                     st.stream_id = stream_id
-                pos = p + take
+                pos = q
                 if received == 0 and take == length:
-                    self.messages += 1
+                    done += 1
                     if not length:
                         continue  # an empty message carries nothing (but was counted)
-                    payload = bytes(view[p:pos])  # whole message in one chunk
+                    payload = bytes(view[p:q])  # whole message in one chunk
+                elif received == 0 and csid < 64 and (
+                    whole := _whole(buf, view, p, q, end, 0xC0 | csid, 5 if extended else 1,
+                                    chunk_size, length - take)
+                ) is not None:  # fmt: skip
+                    # All its chunks back to back (how publishers send): one copy.
+                    # Held for a moment like any message: the same cap applies.
+                    if self._pending + length > self._max_pending:
+                        raise ChunkTooLarge(
+                            f"more than {self._max_pending} bytes held in unfinished messages"
+                        )
+                    pos, payload = whole
+                    done += 1
                 else:
                     body = st.body
-                    body += view[p:pos]
+                    body += view[p:q]
                     received += take
                     if received < length and csid < 64:
                         pos, missing = _continuations(
                             buf, view, pos, end, 0xC0 | csid, 5 if extended else 1,
-                            self.chunk_size, length - received, body,
+                            chunk_size, length - received, body,
                         )  # fmt: skip
                         received = length - missing
                     self._pending += received - st.received
@@ -301,11 +330,13 @@ class ChunkDecoder:
                     st.body = bytearray()
                     st.received = 0
                     self._pending -= length
-                    self.messages += 1
-                out.append(RtmpMessage(csid, type_id, stream_id, st.timestamp, payload))
-                if type_id == SET_CHUNK_SIZE or type_id == ABORT:
+                    done += 1
+                append(RtmpMessage(csid, type_id, stream_id, st.timestamp, payload))
+                if 0 < type_id <= ABORT:  # Set Chunk Size (1) or Abort (2)
                     self._control(type_id, payload)
+                    chunk_size = self.chunk_size
         finally:
+            self.messages += done
             view.release()
             del buf[:pos]
         return out
@@ -328,6 +359,53 @@ class ChunkDecoder:
                 self._pending -= st.received
                 st.body = bytearray()
                 st.received = 0
+
+
+def _whole(
+    buf: bytearray,
+    view: memoryview,
+    start: int,
+    pos: int,
+    end: int,
+    marker: int,
+    skip: int,
+    size: int,
+    rest: int,
+) -> tuple[int, bytes] | None:
+    """A message's payload when all its continuation chunks are here, back to back.
+
+    The common case for video (a frame of a few KB is two or three chunks at
+    FFmpeg's 4096): the first chunk's payload is ``view[start:pos]`` and
+    ``rest`` bytes follow in fmt 3 chunks (``marker``, ``skip`` header bytes,
+    ``size`` payload bytes each). Checked with one strided slice, copied
+    once by ``bytes.join``, nothing held in the chunk stream's body. None
+    when the run is incomplete or irregular, or longer than
+    ``_WHOLE_MAX_CHUNKS``: the general path takes it. That bound keeps a
+    failed look cheap: a message start costs at least one chunk of 128
+    bytes, so a peer that starts message after message in front of a long
+    buffer gets a look of at most 16 header bytes each, never a scan of the
+    buffer (decoding stays linear; the general path's own run check is the
+    doubling window of ``_continuations``).
+    Returns the position after the message and its payload.
+    """
+    count = -(-rest // size)  # continuation chunks
+    if count > _WHOLE_MAX_CHUNKS:
+        return None
+    stride = skip + size
+    last = pos + (count - 1) * stride  # the last chunk's header
+    stop = last + skip + rest - (count - 1) * size
+    if stop > end:
+        return None
+    if count == 1:
+        if buf[pos] != marker:
+            return None
+        return stop, b"".join((view[start:pos], view[pos + skip : stop]))
+    if buf[pos : last + 1 : stride].lstrip(bytes((marker,))):
+        return None
+    pieces = [view[start:pos]]
+    pieces += [view[at + skip : at + stride] for at in range(pos, last, stride)]
+    pieces.append(view[last + skip : stop])
+    return stop, b"".join(pieces)
 
 
 def _continuations(
