@@ -9,6 +9,7 @@ import itertools
 import subprocess
 import threading
 from pathlib import Path
+from typing import Literal
 
 import av
 import pytest
@@ -457,7 +458,11 @@ def test_every_writer_of_a_stream_gives_its_sessions_new_discontinuity_numbers(
 
 
 def _fenced_handoff(
-    folder: Path, *, new_joins_at: float, fence_at: float
+    folder: Path,
+    *,
+    new_joins_at: float,
+    fence_at: float,
+    segment_type: Literal["mpegts", "fmp4"] = "mpegts",
 ) -> tuple[tuple[int, float], Path, Path, bool]:
     """Two owners write one clip, the new one from `new_joins_at` (media
     seconds; the wall clock follows the media), numbered past the old; at
@@ -465,7 +470,7 @@ def _fenced_handoff(
     fence's answer, both folders, and whether the new owner had published a
     playlist before the fence."""
     clip = make_clip(seconds=16, gop_seconds=1.0)
-    options = HlsOptions(segment_seconds=2, window_segments=10)
+    options = HlsOptions(segment_seconds=2, window_segments=10, segment_type=segment_type)
     now = 1000.0
     old = HlsWriter(folder / "old", options, start_sequence=50, wall_clock=lambda: now)
     new = HlsWriter(
@@ -567,3 +572,14 @@ def test_without_a_fence_answer_the_provisional_numbers_are_published(tmp_path: 
     listed = parse_media_playlist((tmp_path / "index.m3u8").read_text())
     assert listed.segments[0].sequence == 42  # outrun(40): above the old owner's 40 + jitter
     assert listed.segments[0].discontinuity
+
+
+def test_a_fenced_fmp4_owner_keeps_the_init_its_renumbered_segments_need(tmp_path: Path) -> None:
+    (last, _end), _old, new, _ = _fenced_handoff(
+        tmp_path, new_joins_at=3.0, fence_at=11.0, segment_type="fmp4"
+    )
+    after = parse_media_playlist((new / "index.m3u8").read_text())
+    assert after.segments[0].sequence == last + 1
+    assert after.map_uri is not None and (new / after.map_uri).exists()
+    assert sorted(p.name for p in new.glob("seg*.m4s")) == sorted(s.uri for s in after.segments)
+    assert [p.name for p in new.glob("init*.mp4")] == [after.map_uri]  # none left behind

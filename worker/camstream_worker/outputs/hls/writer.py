@@ -308,8 +308,12 @@ class HlsWriter:
             )
             self._awaiting_fence = False
             gone = [s for s in self._listed if s.sequence in plan.dropped]
+            kept_inits = {s.init_uri for s in self._listed if s.sequence in plan.numbers}
             for segment in (*self._retired, *gone):
                 (self._dir / segment.uri).unlink(missing_ok=True)
+                init = segment.init_uri
+                if init is not None and init not in kept_inits and init != self._init_uri:
+                    (self._dir / init).unlink(missing_ok=True)
             self._retired = []
             self._first_number = None
             self._next_sequence = plan.next_sequence
