@@ -586,7 +586,10 @@ VIEWING = 130.0
 # owner's first sequence number skips one or two past the old owner's last, and
 # hls.js, placing a playlist that shares no number with the previous one by
 # number x target duration, is left a hole of up to a segment at each cut-over.
-# (Measured: 0.2-1.3 s for both streams, once 2.04 s for the pulled one.)
+# (Measured: 0.2-1.3 s for both streams, once 2.04 s for the pulled one.) The
+# writers can close it (a fenced cut-over: HlsWriter.fence / follow_on, held
+# to 0 `waiting` events by tests/media/test_handoff_playback.py), but the
+# cluster does not fence yet: no worker asks the old owner, so this holds.
 MAX_FREEZE = float(CHART_HLS["segmentSeconds"]) + 0.5
 # ... and no picture ever goes back: currentTime only moves forward (sampled
 # every 0.25 s; a seek forward over a hole is allowed). Before every writer

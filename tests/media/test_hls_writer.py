@@ -9,6 +9,7 @@ import itertools
 import subprocess
 import threading
 from pathlib import Path
+from typing import Literal
 
 import av
 import pytest
@@ -454,3 +455,131 @@ def test_every_writer_of_a_stream_gives_its_sessions_new_discontinuity_numbers(
         assert len({d for _, d in listed}) == 2  # two sessions, two numbers
         assert all(d <= s for s, d in listed)  # what the next writer relies on
         assert listed[0][0] == listed[0][1]  # based on the first segment's number
+
+
+def _fenced_handoff(
+    folder: Path,
+    *,
+    new_joins_at: float,
+    fence_at: float,
+    segment_type: Literal["mpegts", "fmp4"] = "mpegts",
+) -> tuple[tuple[int, float], Path, Path, bool]:
+    """Two owners write one clip, the new one from `new_joins_at` (media
+    seconds; the wall clock follows the media), numbered past the old; at
+    `fence_at` the new one fences the old one and follows on. Returns the
+    fence's answer, both folders, and whether the new owner had published a
+    playlist before the fence."""
+    clip = make_clip(seconds=16, gop_seconds=1.0)
+    options = HlsOptions(segment_seconds=2, window_segments=10, segment_type=segment_type)
+    now = 1000.0
+    old = HlsWriter(folder / "old", options, start_sequence=50, wall_clock=lambda: now)
+    new = HlsWriter(
+        folder / "new",
+        options,
+        start_sequence=FirstNumber(SequenceStart(53, ahead_of=now + new_joins_at)),
+        discontinuity_on_first=True,
+        wall_clock=lambda: now,
+        await_fence=True,
+    )
+    fenced: tuple[int, float] | None = None
+    published_early = False
+    with av.open(str(clip)) as container:
+        streams = [container.streams.video[0], container.streams.audio[0]]
+        old.begin(streams)
+        new.begin(streams)
+        for packet in container.demux(streams):
+            if packet.dts is None:
+                continue
+            seconds = float(packet.dts * packet.time_base)
+            now = 1000.0 + seconds
+            index = streams.index(packet.stream)
+            old.write(index, packet)
+            if seconds >= new_joins_at:
+                new.write(index, packet)
+            if fenced is None and seconds >= fence_at:
+                published_early = (folder / "new" / "index.m3u8").exists()
+                fenced = old.fence()
+                assert fenced is not None
+                new.follow_on(*fenced)
+        old.end(keep_last=False)
+        new.end()
+    assert fenced is not None
+    return fenced, folder / "old", folder / "new", published_early
+
+
+def test_a_fenced_old_owner_is_followed_on_without_a_hole_in_the_numbers(
+    tmp_path: Path,
+) -> None:
+    """Make before break with the fence (sequence.py): the new owner, cutting
+    at other keyframes than the old one, numbers past it and publishes no
+    playlist; once fenced, the old one publishes nothing more and the new
+    one's playlist continues right after the old one's last number, from a
+    cut no later than the old one's last (no hole in the picture either)."""
+    (last, end), old, new, published_early = _fenced_handoff(
+        tmp_path, new_joins_at=3.0, fence_at=11.0
+    )
+    assert not published_early  # its provisional numbers were never shown
+    before = parse_media_playlist((old / "index.m3u8").read_text())
+    assert before.segments[-1].sequence == last  # nothing published after the fence
+    after = parse_media_playlist((new / "index.m3u8").read_text())
+    numbers = [s.sequence for s in after.segments]
+    assert numbers == list(range(last + 1, last + 1 + len(numbers)))
+    assert after.segments[0].discontinuity
+    assert after.segments[0].discontinuity_sequence == last + 1  # above every old one
+    assert sorted(p.name for p in new.glob("seg*.ts")) == sorted(s.uri for s in after.segments)
+    # The picture: the new owner's first segment starts no later than the old
+    # owner's last one ended (media time, one clip), and the clip goes on.
+    with av.open(str(new / after.segments[0].uri)) as first:
+        start = min(float(p.pts * p.time_base) for p in first.demux() if p.pts is not None)
+    with av.open(str(old / before.segments[-1].uri)) as final:
+        video = final.streams.video[0]
+        old_end = max(float(p.pts * p.time_base) for p in final.demux(video) if p.pts is not None)
+    assert start <= old_end + 0.1, (start, old_end)
+    assert end - 1000.0 == pytest.approx(old_end + 0.04, abs=0.5)
+
+
+def test_a_fenced_owner_cutting_at_the_same_keyframes_is_followed_by_the_next_cut(
+    tmp_path: Path,
+) -> None:
+    """A forked pushed stream: both owners cut at the same keyframes, so the
+    old one covered everything the new one listed; the new one's playlist
+    starts at its next cut, numbered right after the old one's last."""
+    (last, _end), old, new, _ = _fenced_handoff(tmp_path, new_joins_at=0.0, fence_at=9.0)
+    before = parse_media_playlist((old / "index.m3u8").read_text())
+    after = parse_media_playlist((new / "index.m3u8").read_text())
+    assert before.segments[-1].sequence == last
+    assert [s.sequence for s in after.segments][:2] == [last + 1, last + 2]
+    assert after.segments[0].discontinuity
+    assert after.segments[0].discontinuity_sequence == last + 1
+    assert sorted(p.name for p in new.glob("seg*.ts")) == sorted(s.uri for s in after.segments)
+
+
+def test_without_a_fence_answer_the_provisional_numbers_are_published(tmp_path: Path) -> None:
+    """The old owner crashed or cannot be reached: the new owner's numbers stay
+    above it (outrun), as before the fence, and the playlist goes out."""
+    writer = HlsWriter(
+        tmp_path,
+        HlsOptions(segment_seconds=2, window_segments=10),
+        start_sequence=FirstNumber(SequenceStart(40, ahead_of=0.0)),
+        discontinuity_on_first=True,
+        wall_clock=lambda: 0.0,
+        await_fence=True,
+    )
+    feed(writer, make_clip(seconds=6))
+    assert list(tmp_path.glob("seg*.ts"))
+    assert not (tmp_path / "index.m3u8").exists()
+    writer.publish_provisional()
+    listed = parse_media_playlist((tmp_path / "index.m3u8").read_text())
+    assert listed.segments[0].sequence == 42  # outrun(40): above the old owner's 40 + jitter
+    assert listed.segments[0].discontinuity
+
+
+def test_a_fenced_fmp4_owner_keeps_the_init_its_renumbered_segments_need(tmp_path: Path) -> None:
+    (last, _end), _old, new, _ = _fenced_handoff(
+        tmp_path, new_joins_at=3.0, fence_at=11.0, segment_type="fmp4"
+    )
+    after = parse_media_playlist((new / "index.m3u8").read_text())
+    assert after.segments[0].sequence == last + 1
+    assert after.map_uri is not None and (new / after.map_uri).exists()
+    assert sorted(p.name for p in new.glob("seg*.m4s")) == sorted(s.uri for s in after.segments)
+    assert [p.name for p in new.glob("init*.mp4")] == [after.map_uri]  # none left behind

@@ -14,11 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from camstream_worker.outputs.hls.sequence import (
+    SAME_CUT_SECONDS,
     FirstNumber,
     SequenceStart,
     after_crash,
     by_clock,
     cluster_lead,
+    follow_on,
     lead_of,
     outrun,
 )
@@ -192,3 +194,76 @@ def test_a_plan_follows_the_clock_until_the_first_segment() -> None:
     assert plan.first(1000.0, 2) == 500
     assert plan.first(1041.0, 2) == 520
     assert plan.first(990.0, 2) == 500  # a clock step back counts as no time
+
+
+# -- the fence: a new owner's provisional numbers follow the old owner's last
+
+
+@given(
+    segment=st.sampled_from([1, 2, 6]),
+    old_first=st.integers(0, 10**9),
+    old_count=st.integers(1, 12),
+    old_start=st.floats(0, 1000),
+    old_jitter=jitters,
+    new_after=st.floats(0, 4),
+    new_jitter=jitters,
+    new_count=st.integers(0, 8),
+    lead=st.integers(0, 5),
+)
+def test_a_fenced_handoff_continues_the_old_owners_numbers_without_a_hole(
+    segment: int,
+    old_first: int,
+    old_count: int,
+    old_start: float,
+    old_jitter: list[float],
+    new_after: float,
+    new_jitter: list[float],
+    new_count: int,
+    lead: int,
+) -> None:
+    # The old owner published old_count segments and was fenced; the new one,
+    # started while it ran, listed new_count segments numbered provisionally
+    # `lead` past the old owner's last (outrun's skip).
+    old_cuts = publish_times(old_start + segment, segment, old_jitter)[:old_count]
+    last = old_first + old_count - 1
+    new_cuts = publish_times(old_cuts[0] + new_after + segment, segment, new_jitter)[:new_count]
+    provisional = last + 1 + lead
+    ends = [(provisional + k, t) for k, t in enumerate(new_cuts)]
+    plan = follow_on(ends, last, old_cuts[-1])
+
+    kept = list(plan.numbers)
+    # A suffix of the listed segments, in order: the picture has no hole.
+    assert kept == [n for n, _ in ends][len(ends) - len(kept) :]
+    assert list(plan.numbers.values()) == list(range(last + 1, last + 1 + len(kept)))
+    assert plan.next_sequence == last + 1 + len(kept)
+    assert sorted((*kept, *plan.dropped)) == [n for n, _ in ends]
+    # What it drops the old owner had published; what it keeps, it had not.
+    for number, end in ends:
+        assert (number in plan.dropped) == (end <= old_cuts[-1] + SAME_CUT_SECONDS)
+    # The first kept segment is a discontinuity numbered above every one the
+    # old owner used (those are never above its sequence numbers, at most
+    # `last`), and never above its own sequence number.
+    first_discontinuity = plan.discontinuity_sequence + 1
+    assert first_discontinuity > last
+    assert first_discontinuity <= last + 1
+
+
+def test_follow_on_drops_what_the_old_owner_covered_and_renumbers_the_rest() -> None:
+    # Old owner: ..., 100 cut at t=50. New owner listed 103 (t=48.9), 104 (t=50.1, the
+    # same keyframe), 105 (t=52.1), 106 (t=54).
+    plan = follow_on([(103, 48.9), (104, 50.1), (105, 52.1), (106, 54.0)], 100, 50.0)
+    assert plan.numbers == {105: 101, 106: 102}
+    assert plan.dropped == (103, 104)
+    assert plan.next_sequence == 103
+    assert plan.discontinuity_sequence == 100
+
+
+def test_follow_on_of_an_owner_cutting_at_the_same_keyframes_drops_all_it_listed() -> None:
+    plan = follow_on([(103, 48.0), (104, 50.1)], 100, 50.0)
+    assert plan.numbers == {} and plan.dropped == (103, 104)
+    assert plan.next_sequence == 101
+
+
+def test_follow_on_before_the_first_cut_starts_right_after_the_old_owner() -> None:
+    plan = follow_on([], 100, 50.0)
+    assert plan.numbers == {} and plan.next_sequence == 101

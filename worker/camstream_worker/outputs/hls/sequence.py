@@ -16,6 +16,18 @@ its last sequence number go down. Three cases:
   N+1 would then see N. So the new owner numbers its first segment above
   anything the old owner can have published by then (`outrun`), from the old
   owner's next number read from its playlist and the time elapsed since.
+- Then the fence (`follow_on`): outrunning leaves a hole of one or two
+  numbers between the old owner's last segment and the new owner's first,
+  and hls.js, placing a playlist that shares no number with the one before
+  by number times target duration, leaves that many segments of hole in its
+  buffer and stalls on it (0.2-1.9 s). So the new owner's numbers are
+  provisional, and no viewer sees them (its playlist is not published yet):
+  once it serves the stream it asks the old owner to stop publishing and to
+  say its last number L and where that segment ended; the new owner drops
+  the segments the old one already covered and renumbers the rest from
+  L + 1, so a viewer's playlist runs on without a gap. With no answer (the
+  old owner crashed or cannot be reached) the provisional numbers are
+  published as they are: above the old owner's, as before the fence.
 - A failover after a crash: nobody can be asked, and an owner that took the
   stream over in a handoff runs ahead of the clock by its lead. Each serving
   worker records that lead in the stream's status once (`lead_of`), and the
@@ -39,10 +51,15 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Publishing is paced by the camera, not by us: allow one segment of jitter.
 JITTER_SEGMENTS = 1
+# Two owners cutting at the same keyframe see it arrive this close together
+# (two sessions from one camera, or one stream forked by the edge); a cut
+# later than the old owner's last by more is one it did not cover.
+SAME_CUT_SECONDS = 0.5
 
 
 def by_clock(now: float, segment_seconds: int) -> int:
@@ -59,6 +76,46 @@ def outrun(source_next: int, observed_at: float, now: float, segment_seconds: in
     elapsed = max(0.0, now - observed_at)
     most_published = source_next + int(elapsed // segment_seconds)
     return most_published + 1 + JITTER_SEGMENTS
+
+
+@dataclass(frozen=True, slots=True)
+class FollowOn:
+    """How a new owner's provisional segments continue the old owner's, once fenced.
+
+    `numbers` maps each kept segment's provisional number to its final one
+    (contiguous from the old owner's last + 1, in order); `dropped` are the
+    provisional numbers the old owner had covered; `next_sequence` is the
+    number of the next segment cut; `discontinuity_sequence` is the
+    playlist's EXT-X-DISCONTINUITY-SEQUENCE for the kept segments, the first
+    of which is marked as a discontinuity, so its discontinuity number is
+    L + 1: above every one the old owner used (never above its sequence
+    numbers, see writer.py).
+    """
+
+    numbers: dict[int, int]
+    dropped: tuple[int, ...]
+    next_sequence: int
+    discontinuity_sequence: int
+
+
+def follow_on(ends: Sequence[tuple[int, float]], source_last: int, source_end: float) -> FollowOn:
+    """Renumber a new owner's listed segments to follow the old owner's last one.
+
+    `ends`: the listed segments, oldest first, as (provisional number, end),
+    where the end is on the same clock as `source_end`, the end of the old
+    owner's last segment `source_last`. A segment that ended by then (within
+    SAME_CUT_SECONDS) was covered by the old owner and is dropped. When both
+    cut at the same keyframes (a forked pushed stream) that is every listed
+    one: the next segment cut is the first after the old owner's last.
+    """
+    kept = [n for n, end in ends if end > source_end + SAME_CUT_SECONDS]
+    first = source_last + 1
+    return FollowOn(
+        numbers={old: first + i for i, old in enumerate(kept)},
+        dropped=tuple(n for n, _ in ends if n not in kept),
+        next_sequence=first + len(kept),
+        discontinuity_sequence=source_last,
+    )
 
 
 def lead_of(sequence: int, written_at: float, segment_seconds: int) -> int:

@@ -30,6 +30,18 @@ converted to `av.Packet`s there and only there. A malformed Frame (an AVCC
 length past its end) is left out of its segment by tsmux.py and counted as
 dropped, where PyAV's muxer would have failed on it.
 
+The fence at a handoff (sequence.py). A new owner's writer (`await_fence`)
+numbers its segments provisionally (above anything the old owner can have
+published) and publishes no playlist, so no viewer sees those numbers. The
+old owner's writer, asked by the new owner, stops publishing (`fence`) and
+says its last number and the wall time that segment was cut; the new
+owner's writer then drops the segments that cut covered and renumbers the
+rest to follow it (`follow_on`): files renamed, the first kept segment a
+discontinuity numbered above the old owner's, the playlist written (at the
+next cut if none is left). Without an answer the new owner publishes its
+provisional numbers (`publish_provisional`). These run on another thread
+than the packets' (the agent's), so cutting and publishing hold a lock.
+
 A new source session (`begin` after `end`, e.g. a camera reconnect or a
 handoff) continues the media sequence and marks its first segment with
 EXT-X-DISCONTINUITY, because timestamps and codec parameters may change.
@@ -69,8 +81,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -82,6 +96,7 @@ from camstream import wire
 from camstream.spec import HlsOptions
 from camstream_worker.media import coding_format
 from camstream_worker.outputs.hls import fmp4
+from camstream_worker.outputs.hls import sequence as numbering
 from camstream_worker.outputs.hls.playlist import (
     Segment,
     render_media_playlist,
@@ -166,12 +181,15 @@ class HlsWriter:
         max_segment_seconds: float | None = None,
         max_segment_bytes: int = MAX_SEGMENT_BYTES,
         keep_data: bool = True,
+        await_fence: bool = False,
     ) -> None:
         """`max_segment_seconds`: None for the default cap (the larger of
         MAX_SEGMENT_SECONDS and MAX_SEGMENT_TARGETS segment durations);
         `keep_data`: `SegmentWritten.data` carries the segment's bytes (for a
         recorder); False leaves it empty, so a segment written as it goes is
-        never read back."""
+        never read back; `await_fence`: a handoff's new owner, numbering
+        provisionally and publishing no playlist until `follow_on` or
+        `publish_provisional`."""
         self._dir = directory
         self._options = options
         if isinstance(start_sequence, FirstNumber):
@@ -187,6 +205,10 @@ class HlsWriter:
         self._clock = wall_clock
         self._listed: tuple[Segment, ...] = ()
         self._retired: list[Segment] = []
+        self._ends: dict[int, float] = {}  # listed sequence -> wall time of its cut
+        self._fenced = False  # a new owner continues the stream: publish nothing more
+        self._awaiting_fence = await_fence  # numbers provisional, playlist unpublished
+        self._lock = threading.RLock()  # cuts against fence/follow_on (another thread)
         self._discontinuity_sequence = 0
         self._counted = False  # whether the count is based yet (at the first segment)
         self._target = options.segment_seconds
@@ -254,6 +276,93 @@ class HlsWriter:
             start = self._first_number.start
             return dataclasses.replace(start, number=max(start.number, self._next_sequence))
         return SequenceStart(self._next_sequence)
+
+    def fence(self) -> tuple[int, float] | None:
+        """Stop publishing: the stream's new owner continues from here.
+
+        Returns the last published segment's number and the wall time it was
+        cut (its end), or None if none was published. Segments cut from now
+        on are dropped; the stream is leaving this worker anyway.
+        """
+        with self._lock:
+            self._fenced = True
+            if not self._listed:
+                return None
+            last = self._listed[-1].sequence
+            return last, self._ends[last]
+
+    def follow_on(self, source_last: int, source_end: float) -> numbering.FollowOn:
+        """Continue the old owner's numbers: its last was `source_last`, cut at
+        `source_end` (this machine's wall clock, as the writer's own cuts).
+
+        Drops the listed segments the old owner covered, renumbers the rest
+        from source_last + 1 (renaming their files) and rewrites the playlist.
+        Segments already out of the window go: their provisional names may be
+        numbers the renumbered ones now carry.
+        """
+        with self._lock:
+            plan = numbering.follow_on(
+                [(s.sequence, self._ends[s.sequence]) for s in self._listed],
+                source_last,
+                source_end,
+            )
+            self._awaiting_fence = False
+            gone = [s for s in self._listed if s.sequence in plan.dropped]
+            kept_inits = {s.init_uri for s in self._listed if s.sequence in plan.numbers}
+            for segment in (*self._retired, *gone):
+                (self._dir / segment.uri).unlink(missing_ok=True)
+                init = segment.init_uri
+                if init is not None and init not in kept_inits and init != self._init_uri:
+                    (self._dir / init).unlink(missing_ok=True)
+            self._retired = []
+            self._first_number = None
+            self._next_sequence = plan.next_sequence
+            if not plan.numbers:
+                # Nothing left: the next segment cut comes right after the old
+                # owner's last, a discontinuity numbered L + 1 (see _written).
+                self._listed = ()
+                self._ends = {}
+                self._pending_discontinuity = True
+                self._counted = False
+                return plan
+            kept = [s for s in self._listed if s.sequence in plan.numbers]
+            moved: list[Segment] = []
+            # Through temporary names: a new name may be another kept segment's old one.
+            for segment in kept:
+                new = plan.numbers[segment.sequence]
+                moved.append(
+                    dataclasses.replace(
+                        segment,
+                        sequence=new,
+                        uri=f"seg{new}{Path(segment.uri).suffix}",
+                        discontinuity=segment.discontinuity or not moved,
+                    )
+                )
+                self._rename(segment.uri, f".{moved[-1].uri}.follow")
+            for segment in moved:
+                self._rename(f".{segment.uri}.follow", segment.uri)
+            self._ends = {
+                plan.numbers[old]: end for old, end in self._ends.items() if old in plan.numbers
+            }
+            self._listed = tuple(moved)
+            self._discontinuity_sequence = plan.discontinuity_sequence
+            self._write_playlist()
+            return plan
+
+    def publish_provisional(self) -> None:
+        """No fence answer (the old owner crashed or is out of reach): publish
+        the provisional numbers; they are above the old owner's."""
+        with self._lock:
+            if self._awaiting_fence:
+                self._awaiting_fence = False
+                if self._listed:
+                    self._write_playlist()
+
+    def _rename(self, old: str, new: str) -> None:
+        try:
+            os.replace(self._dir / old, self._dir / new)
+        except OSError as exc:  # that one segment is missing; the player skips it
+            self._write_failed(exc, gap=False)
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         """Start a source session whose packets refer to `templates` by index."""
@@ -519,7 +628,15 @@ class HlsWriter:
             )
 
     def _flush(self, end_seconds: float, *, forced: bool = False) -> None:
+        with self._lock:
+            self._flush_locked(end_seconds, forced=forced)
+
+    def _flush_locked(self, end_seconds: float, *, forced: bool) -> None:
         assert self._segment_start is not None
+        if self._fenced:
+            self._last_dts = {i: (dts, None) for i, (dts, _) in self._last_dts.items()}
+            self._drop_segment()  # the new owner publishes this moment
+            return
         duration = max(end_seconds - self._segment_start, 0.001)
         cut_at = self._clock()  # the next segment needs a full duration from here
         if self._first_number is not None:
@@ -538,7 +655,14 @@ class HlsWriter:
             if self._options.segment_type == "fmp4":
                 init, data = fmp4.mux_fragment(self._templates, [(i, to_av(p)) for i, p in held])
                 if self._init_uri is None:
-                    init_uri = f"init{sequence}.mp4"  # one per session: codecs may change
+                    # One per session: codecs may change. A follow_on may have
+                    # renumbered a session below a name still in use.
+                    in_use = {s.init_uri for s in (*self._retired, *self._listed)}
+                    init_uri = next(
+                        name
+                        for k in itertools.count()
+                        if (name := f"init{sequence}{f'-{k}' if k else ''}.mp4") not in in_use
+                    )
                     _write_atomically(self._dir / init_uri, init)
                     self._init_uri = init_uri
                 uri = f"seg{sequence}.m4s"
@@ -603,6 +727,7 @@ class HlsWriter:
         )
         self._pending_discontinuity = False
         self._next_sequence += 1
+        self._ends[sequence] = cut_at
         self._publish(segment)
         if self._on_segment is not None:
             self._on_segment(
@@ -642,6 +767,21 @@ class HlsWriter:
             (*self._listed, segment), self._options.window_segments, self._discontinuity_sequence
         )
         self._listed = listed
+        for old in dropped:
+            self._ends.pop(old.sequence, None)
+        self._write_playlist()
+        self._retired.extend(dropped)
+        while len(self._retired) > self._retain_extra:
+            old = self._retired.pop(0)
+            (self._dir / old.uri).unlink(missing_ok=True)
+            still_used = {s.init_uri for s in (*self._retired, *self._listed)}
+            if old.init_uri is not None and old.init_uri not in still_used:
+                (self._dir / old.init_uri).unlink(missing_ok=True)
+
+    def _write_playlist(self) -> None:
+        if self._awaiting_fence:
+            return  # provisional numbers: see "The fence" above
+        listed = self._listed
         self._target = max(self._target, target_duration(listed, self._options.segment_seconds))
         text = render_media_playlist(
             listed, target=self._target, discontinuity_sequence=self._discontinuity_sequence
@@ -650,13 +790,6 @@ class HlsWriter:
             _write_atomically(self._dir / wire.PLAYLIST, text.encode())
         except OSError as exc:  # the next segment's playlist lists this one too
             self._write_failed(exc, gap=False)
-        self._retired.extend(dropped)
-        while len(self._retired) > self._retain_extra:
-            old = self._retired.pop(0)
-            (self._dir / old.uri).unlink(missing_ok=True)
-            still_used = {s.init_uri for s in (*self._retired, *self._listed)}
-            if old.init_uri is not None and old.init_uri not in still_used:
-                (self._dir / old.init_uri).unlink(missing_ok=True)
 
     def _mux(self, packets: list[tuple[int, Packet]]) -> bytes:
         if self._ts is not None and all(type(packet) is Frame for _, packet in packets):
