@@ -127,9 +127,9 @@ def _numbers(text: str | None) -> list[int]:
     return [] if text is None else [s.sequence for s in parse_media_playlist(text).segments]
 
 
-async def _post(port: int, headers: dict[str, str]) -> tuple[int, str]:
+async def _post(port: int, headers: dict[str, str], key: StreamKey = KEY) -> tuple[int, str]:
     async with aiohttp.ClientSession() as session:
-        url = f"http://{LOOPBACK}:{port}{path_of(KEY)}"
+        url = f"http://{LOOPBACK}:{port}{path_of(key)}"
         async with session.post(url, headers=headers) as response:
             return response.status, await response.text()
 
@@ -211,3 +211,33 @@ async def test_without_a_peer_token_nobody_is_asked_and_the_new_owner_publishes(
         assert old.fencing.answered == 0
         numbers = _numbers(new.playlist())
         assert numbers and numbers[0] > _numbers(old.playlist())[-1]  # provisional, above
+
+
+async def test_a_stream_its_old_owner_stops_at_the_flip_is_fenced_from_what_it_said(
+    tmp_path: Path,
+) -> None:
+    """The usual order in a cluster: the old owner sees the flip too and stops the
+    stream (removing its files) while, or before, the new owner asks. It answers
+    from what the stream's writers said when it stopped."""
+    async with (
+        _half(tmp_path / "old", "old", TOKEN, 0) as old,
+        _half(tmp_path / "new", "new", TOKEN, old.port) as new,
+    ):
+        await _handed_over(old, new)
+        old.ring = new.ring = _doc("new")
+        last = _numbers(old.playlist())[-1]
+        stopping = asyncio.create_task(old.engine.apply({}))  # its agent, at the flip
+        await new.fencing.follow(KEY, LOOPBACK)
+        await stopping
+        assert old.playlist() is None  # stopped, files gone
+        assert old.fencing.answered == 1
+        await _until("the new owner's playlist", lambda: new.playlist() is not None, 5.0)
+        numbers = _numbers(new.playlist())
+        # The old owner may have cut one more between our look and its stop.
+        assert numbers[0] in (last + 1, last + 2), (last, numbers)
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+        # A stream it never ran: nothing to say.
+        other = StreamKey(KEY.namespace, "elsewhere")
+        signed = {"Authorization": peer_auth.sign(TOKEN, "POST", path_of(other), time.time())}
+        assert (await _post(old.port, signed, other))[0] == 404

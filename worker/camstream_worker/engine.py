@@ -121,12 +121,16 @@ class Engine:
             continued: dict[StreamKey, tuple[SequenceStart, bool]] = {}
             for key in stale:
                 stream = self._streams.pop(key)
+                if key not in wanted:
+                    # Fenced before it stops (stopping takes a while, and a stream
+                    # being stopped is in neither table): a removed stream's unfinished
+                    # segment is dropped anyway, so its last published one is final.
+                    self._remember_stopped(key, stream.fence())
                 await stream.stop(remove=key not in wanted)
                 if key in wanted:
                     # A restart, not a removal: still waiting for the fence if it was.
                     continued[key] = stream.continuation(), stream.awaiting_fence
                 else:
-                    self._remember_stopped(key, stream.fence())
                     self._notify(stream.status)
             for key, spec in wanted.items():
                 if key in self._streams:

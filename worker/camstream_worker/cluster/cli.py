@@ -271,7 +271,8 @@ async def serve(args: argparse.Namespace) -> int:
             if agent_task in done:
                 agent_task.result()  # surfaces a crash of the agent
             started = time.monotonic()
-            await agent.leave(deadline=started + args.leave_seconds)
+            if await agent.leave(deadline=started + args.leave_seconds):
+                await fencing.linger()  # the last handoffs' new owners fence us now
         finally:
             agent_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -94,6 +94,7 @@ class Fencing:
         self._session: aiohttp.ClientSession | None = None
         self.answered = 0
         self.refused = 0
+        self.unsigned = 0
 
     def _cluster_now(self) -> float:
         low, high = self._offset()
@@ -142,7 +143,12 @@ class Fencing:
     def _refuse(self, status: int, why: str, peer: str | None = None) -> web.Response:
         self.refused += 1
         if status == 403:
-            log.warning("fence refused (%s) from %s", why, peer or "?")
+            # The port faces viewers too: a stranger knocking is summarised, not echoed.
+            self.unsigned += 1
+            if self.unsigned == 1 or self.unsigned % 100 == 0:
+                log.warning(
+                    "fence refused (%s) from %s (%d so far)", why, peer or "?", self.unsigned
+                )
         return web.Response(status=status, text=f"{why}\n")
 
     # -- the new owner's side
@@ -186,6 +192,13 @@ class Fencing:
             await asyncio.sleep(min(RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
         log.warning("[%s] old owner did not fence (%s): publishing provisionally", key, why)
         return None
+
+    async def linger(self) -> None:
+        """A worker that handed everything off waits this long before it stops its
+        engine and HTTP server: the new owners of the partitions it handed off last
+        are asking for their fence now (answered from what the stopped streams said)."""
+        if self._token is not None:
+            await asyncio.sleep(FENCE_SECONDS)
 
     async def close(self) -> None:
         if self._session is not None:
