@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ from camstream_worker.sources.base import Context
 from camstream_worker.sources.egress import Egress
 from camstream_worker.state import Phase, StreamStatus, stream_dir
 from camstream_worker.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
 
 
 class Stream:
@@ -185,8 +188,16 @@ class Stream:
             answer = answers.get(name) if answers is not None else None
             if answer is None:
                 writer.publish_provisional()
-            else:
-                writer.follow_on(*answer)
+                continue
+            plan = writer.follow_on(*answer)
+            log.info(
+                "%sfollows on at %d%s: %d segments kept, %d covered by the old owner",
+                self.prefix,
+                answer[0] + 1,
+                f" ({name})" if name else "",
+                len(plan.numbers),
+                len(plan.dropped),
+            )
 
     def continuation(self) -> SequenceStart:
         """Where the same stream restarted on this worker continues its media sequence."""

@@ -8,14 +8,15 @@ A writer says where its last segment ended on its own machine's wall clock
 segments' ends, on another machine whose wall clock may be seconds off
 (#14). So the end crosses on the cluster's clock (clock.py), which each
 worker knows to within an interval [low, high] of offsets from its wall
-clock: the old owner adds `high`, the new owner subtracts its `low`. Both
-err late, and the restated end is never earlier than the true one (a
-property test holds it to that): the new owner then drops every segment the
-old one covered, at the cost of dropping, within the width of the two
-intervals (about two round trips to the API server), one it did not.
-Early would be the other way round: a segment a viewer has already played
-listed again, the picture going back by up to a segment; a segment too few
-is a skip forward at a discontinuity, which a player plays through.
+clock: the old owner adds `low`, the new owner subtracts its `high`. Both
+err early, and the restated end is never later than the true one (a
+property test holds it to that), by at most the two intervals' widths
+(about two round trips to the API server; up to ~1 s seen on a worker
+that had just started). Why early: too early, the new owner keeps a
+segment the old one had covered, and a viewer sees up to that error of
+picture again, which hls.js plays through; too late, it drops one the old
+owner had not covered, leaving a hole in the player's buffer, which hls.js
+stalls on and then skips (the fence exists to stop exactly that).
 
 The body: `{"writers": {"<folder>": {"last": n, "end": t} | null}}`, at most
 MAX_WRITERS writers (a stream's own writer and its ABR ladder's) and
@@ -38,13 +39,13 @@ MAX_NAME = 63  # a rendition's name is a DNS label
 
 
 def to_cluster(wall: float, offset: tuple[float, float]) -> float:
-    """A time on this machine's wall clock, on the cluster's clock, at its latest."""
-    return wall + offset[1]
+    """A time on this machine's wall clock, on the cluster's clock, at its earliest."""
+    return wall + offset[0]
 
 
 def from_cluster(cluster: float, offset: tuple[float, float]) -> float:
-    """A time on the cluster's clock, on this machine's wall clock, at its latest."""
-    return cluster - offset[0]
+    """A time on the cluster's clock, on this machine's wall clock, at its earliest."""
+    return cluster - offset[1]
 
 
 def encode(fenced: Mapping[str, tuple[int, float] | None], offset: tuple[float, float]) -> bytes:
@@ -57,7 +58,7 @@ def encode(fenced: Mapping[str, tuple[int, float] | None], offset: tuple[float, 
 
 
 def decode(body: bytes, offset: tuple[float, float]) -> Fenced:
-    """The old owner's answer with its ends on this machine's wall clock (at their latest).
+    """The old owner's answer with its ends on this machine's wall clock (at their earliest).
 
     Raises ValueError for anything else than an answer within the bounds.
     """

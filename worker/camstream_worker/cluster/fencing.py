@@ -134,9 +134,15 @@ class Fencing:
         if fenced is None:
             return self._refuse(404, "the stream is not here")
         self.answered += 1
-        log.info("[%s] fenced for its new owner: %s", key, _said(fenced))
+        low, high = offset = self._offset()
+        log.info(
+            "[%s] fenced for its new owner: %s (cluster clock known to %.3f s)",
+            key,
+            _said(fenced),
+            high - low,
+        )
         return web.Response(
-            body=fence_answer.encode(fenced, self._offset()),
+            body=fence_answer.encode(fenced, offset),
             content_type="application/json",
         )
 
@@ -181,8 +187,14 @@ class Fencing:
                 ) as response:
                     body = await response.content.read(fence_answer.MAX_ANSWER_BYTES + 1)
                     if response.status == 200:
-                        fenced = fence_answer.decode(body, self._offset())
-                        log.info("[%s] follows on its old owner: %s", key, _said(fenced))
+                        low, high = offset = self._offset()
+                        fenced = fence_answer.decode(body, offset)
+                        log.info(
+                            "[%s] follows on its old owner: %s (cluster clock known to %.3f s)",
+                            key,
+                            _said(fenced),
+                            high - low,
+                        )
                         return fenced
                     why = body[:MAX_REFUSAL_BYTES].decode(errors="replace").strip()
                     if response.status != 409:
