@@ -221,10 +221,11 @@ def _start_workers(
     ]  # fmt: skip
     if srt_port is not None:
         command += ["--srt-port", str(srt_port)]
-    env = []
+    # The workers sign a handoff's fence with it (the chart makes one per release).
+    env = [{"name": "CAMSTREAM_PEER_TOKEN", "value": PEER_TOKEN}]
     if push_via_edge:
         command.append("--push-via-edge")
-        env = [{"name": "CAMSTREAM_EDGE_TOKEN", "value": EDGE_TOKEN}]
+        env.append({"name": "CAMSTREAM_EDGE_TOKEN", "value": EDGE_TOKEN})
     _apply(cluster, namespace, {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": WORKERS},
@@ -256,6 +257,7 @@ EDGE_HTTP = 8081
 # The secret with which the edge vouches for its cameras' addresses to the
 # workers (protocols/rtmp/forwarded.py); the chart generates one per release.
 EDGE_TOKEN = "churn-edge-token-0123456789"
+PEER_TOKEN = "churn-peer-token-0123456789"
 # What the edge reads: the ring ConfigMap, nothing else (the owner checks keys).
 EDGE_RULES = [
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},

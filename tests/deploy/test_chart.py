@@ -57,7 +57,7 @@ DEFAULT_KINDS = {
     "Service": 5,  # operator metrics, operator webhook, worker headless, playback, rtmp
     "PodDisruptionBudget": 3,  # operator, workers, edge
     "ConfigMap": 1,  # Grafana dashboard (the ring ConfigMap is the operator's)
-    "Secret": 2,  # the webhook's serving certificate, the edge token
+    "Secret": 3,  # the webhook's serving certificate, the edge token, the workers' peer token
     "MutatingWebhookConfiguration": 1,
 }
 
@@ -112,7 +112,7 @@ def test_defaults_render_expected_kinds(helm: Helm) -> None:
                 "RoleBinding": 5,
                 "Deployment": 1,
                 "PodDisruptionBudget": 2,
-                "Secret": 1,
+                "Secret": 2,
                 "Service": 4,
                 "Ingress": 1,
                 "NetworkPolicy": 1,
@@ -263,10 +263,9 @@ def test_webhook_follows_watch_namespaces_cert_manager_and_can_be_off(helm: Helm
 
 
 def _webhook_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Secrets but the edge's token (which has nothing to do with the webhook)."""
-    return [
-        s for s in by_kind(objects, "Secret") if s["metadata"]["name"] != f"{RELEASE}-edge-token"
-    ]
+    """The Secrets but the edge's and the workers' tokens (nothing to do with the webhook)."""
+    tokens = {f"{RELEASE}-edge-token", f"{RELEASE}-peer-token"}
+    return [s for s in by_kind(objects, "Secret") if s["metadata"]["name"] not in tokens]
 
 
 def one_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -374,6 +373,13 @@ def test_edge_deployment_contract(helm: Helm) -> None:
     for c_ in (c, worker):
         assert {"name": "CAMSTREAM_EDGE_TOKEN", "valueFrom": token} in c_["env"]
     secret = one(objects, "Secret", f"{RELEASE}-edge-token")
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+    # The workers' own token (a handoff's fence, cluster/peer_auth.py) is theirs
+    # alone: the edge pods, which face the cameras, never get it.
+    peer = {"secretKeyRef": {"name": f"{RELEASE}-peer-token", "key": "token"}}
+    assert {"name": "CAMSTREAM_PEER_TOKEN", "valueFrom": peer} in worker["env"]
+    assert all(e["name"] != "CAMSTREAM_PEER_TOKEN" for e in c["env"])
+    secret = one(objects, "Secret", f"{RELEASE}-peer-token")
     assert len(base64.b64decode(secret["data"]["token"])) >= 32
 
 

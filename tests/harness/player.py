@@ -135,6 +135,9 @@ _STATE_JS = r"""
     width: v ? v.videoWidth : 0,
     height: v ? v.videoHeight : 0,
     waiting: s.waiting || 0,
+    waitedAt: (s.events || [])
+      .filter((e) => e[1] === "waiting" && s.playingAt !== null && e[0] >= s.playingAt)
+      .map((e) => e[2]),
     playingAt: s.playingAt === undefined ? null : s.playingAt,
     errors: s.errors || [],
     now: performance.now() / 1000,
@@ -165,6 +168,8 @@ class PlayResult:
     screenshot_path: Path | None
     samples: tuple[tuple[float, float], ...]  # (seconds since navigation, currentTime)
     probe: Any = None  # the value of the caller's `probe` expression at the end, if any
+    # currentTime at each counted `waiting` (of the first 500 media events), to place them
+    waited_at: tuple[float, ...] = ()
 
 
 def hlsjs_path() -> Path:
@@ -459,6 +464,7 @@ async def _play_on(
             screenshot_path=shot,
             samples=tuple(samples),
             probe=probed,
+            waited_at=tuple(float(t) for t in state.get("waitedAt") or ()),
         )
     finally:
         await page.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -463,12 +464,21 @@ def _fenced_handoff(
     new_joins_at: float,
     fence_at: float,
     segment_type: Literal["mpegts", "fmp4"] = "mpegts",
+    reports: dict[str, list[tuple[bool, SegmentWritten]]] | None = None,
 ) -> tuple[tuple[int, float], Path, Path, bool]:
     """Two owners write one clip, the new one from `new_joins_at` (media
     seconds; the wall clock follows the media), numbered past the old; at
     `fence_at` the new one fences the old one and follows on. Returns the
     fence's answer, both folders, and whether the new owner had published a
-    playlist before the fence."""
+    playlist before the fence. `reports` receives the new owner's segment
+    reports, "status" (on_segment) and "published" (on_published), each with
+    whether the fence had been answered then."""
+    answered = False
+    heard = reports if reports is not None else {}
+
+    def report(kind: str) -> Callable[[SegmentWritten], None]:
+        return lambda written: heard.setdefault(kind, []).append((answered, written))
+
     clip = make_clip(seconds=16, gop_seconds=1.0)
     options = HlsOptions(segment_seconds=2, window_segments=10, segment_type=segment_type)
     now = 1000.0
@@ -480,6 +490,8 @@ def _fenced_handoff(
         discontinuity_on_first=True,
         wall_clock=lambda: now,
         await_fence=True,
+        on_segment=report("status"),
+        on_published=report("published"),
     )
     fenced: tuple[int, float] | None = None
     published_early = False
@@ -500,6 +512,7 @@ def _fenced_handoff(
                 published_early = (folder / "new" / "index.m3u8").exists()
                 fenced = old.fence()
                 assert fenced is not None
+                answered = True
                 new.follow_on(*fenced)
         old.end(keep_last=False)
         new.end()
@@ -536,6 +549,28 @@ def test_a_fenced_old_owner_is_followed_on_without_a_hole_in_the_numbers(
         old_end = max(float(p.pts * p.time_base) for p in final.demux(video) if p.pts is not None)
     assert start <= old_end + 0.1, (start, old_end)
     assert end - 1000.0 == pytest.approx(old_end + 0.04, abs=0.5)
+
+
+def test_a_recorder_hears_only_final_numbers_and_the_status_hears_at_once(
+    tmp_path: Path,
+) -> None:
+    """The status (Live, which the handoff's confirmation waits for) hears of
+    every segment as it is cut; the recorder and its DVR (on_published) only
+    of segments whose number is final: the kept ones, renumbered, at the fence,
+    then each new one. What the old owner covered is never reported twice."""
+    reports: dict[str, list[tuple[bool, SegmentWritten]]] = {}
+    (last, _end), _old, new, _ = _fenced_handoff(
+        tmp_path, new_joins_at=3.0, fence_at=11.0, reports=reports
+    )
+    status, published = reports["status"], reports["published"]
+    assert any(not answered for answered, _ in status)  # heard before the fence
+    assert all(answered for answered, _ in published)  # nothing provisional
+    numbers = [w.sequence for _, w in published]
+    assert numbers == list(range(last + 1, last + 1 + len(numbers)))
+    assert published[0][1].discontinuity
+    listed = parse_media_playlist((new / "index.m3u8").read_text())
+    assert numbers[-len(listed.segments) :] == [s.sequence for s in listed.segments]
+    assert all((new / f"seg{n}.ts").exists() for n in numbers[-len(listed.segments) :])
 
 
 def test_a_fenced_owner_cutting_at_the_same_keyframes_is_followed_by_the_next_cut(

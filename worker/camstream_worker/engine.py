@@ -7,6 +7,13 @@ new, stops what is gone (removing its files) and restarts what changed,
 continuing the HLS media sequence so players see one stream with a
 discontinuity.
 
+At a handoff it fences and follows on (outputs/hls/writer.py, "The fence"):
+a stream started ahead of a previous owner (`SequenceStart.ahead_of`) numbers
+provisionally until `follow_on`; `fence` stops a stream here from publishing
+and says where it ended. A stream handed away is usually stopped here (the
+ring flipped) before its new owner asks, so what its writers said when it
+was stopped is kept a while (FENCE_MEMORY_SECONDS) and answered instead.
+
 It also answers the RTMP listener: a publisher is routed by its path
 (`/<namespace>/<name>/<key>`, see protocols/rtmp/paths.py) to its stream,
 whose source checks the key if it takes publishers at all.
@@ -17,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from camstream.spec import RecordingDefaults, StreamKey, StreamSpec, with_recording_default
-from camstream_worker.outputs.hls.sequence import SequenceStart
+from camstream_worker.outputs.hls.sequence import Fenced, SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
@@ -32,6 +40,12 @@ from camstream_worker.state import StreamStatus
 from camstream_worker.stream import Stream
 
 log = logging.getLogger(__name__)
+
+# How long a stopped stream's last numbers are kept for its new owner's fence
+# (which comes within FENCE_SECONDS of the ring's flip, cluster/fencing.py),
+# and at most how many (a whole process's streams handed away at once).
+FENCE_MEMORY_SECONDS = 30.0
+FENCE_MEMORY_STREAMS = 10_000
 
 
 class Engine:
@@ -57,6 +71,8 @@ class Engine:
         self._streams: dict[StreamKey, Stream] = {}
         self._specs: dict[StreamKey, StreamSpec] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
+        # Streams stopped here: what their writers said at the stop, and when (monotonic).
+        self._stopped: dict[StreamKey, tuple[Fenced, float]] = {}
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
 
@@ -102,21 +118,31 @@ class Engine:
                 for key, stream in self._streams.items()
                 if key not in wanted or _differs(stream.spec, wanted[key])
             ]
-            continued: dict[StreamKey, SequenceStart] = {}
+            continued: dict[StreamKey, tuple[SequenceStart, bool]] = {}
             for key in stale:
                 stream = self._streams.pop(key)
+                if key not in wanted:
+                    # Fenced before it stops (stopping takes a while, and a stream
+                    # being stopped is in neither table): a removed stream's unfinished
+                    # segment is dropped anyway, so its last published one is final.
+                    self._remember_stopped(key, stream.fence())
                 await stream.stop(remove=key not in wanted)
                 if key in wanted:
-                    continued[key] = stream.continuation()  # a restart, not a removal
+                    # A restart, not a removal: still waiting for the fence if it was.
+                    continued[key] = stream.continuation(), stream.awaiting_fence
                 else:
                     self._notify(stream.status)
             for key, spec in wanted.items():
                 if key in self._streams:
                     continue
                 if key in continued:
-                    self._start(spec, continued[key], discontinuity=True)
+                    start, awaiting = continued[key]
+                    self._start(spec, start, discontinuity=True, await_fence=awaiting)
                 elif key in start_sequences:
-                    self._start(spec, start_sequences[key], discontinuity=True)
+                    start = start_sequences[key]
+                    # Ahead of an owner still writing: a handoff, fenced (see above).
+                    awaiting = start.ahead_of is not None
+                    self._start(spec, start, discontinuity=True, await_fence=awaiting)
                 else:
                     self._start(spec, SequenceStart(0), discontinuity=False)
 
@@ -128,7 +154,43 @@ class Engine:
             await asyncio.gather(*(stream.stop() for stream in streams))
             await self._egress.close()
 
-    def _start(self, spec: StreamSpec, start: SequenceStart, *, discontinuity: bool) -> None:
+    # -- the fence at a handoff
+
+    def fence(self, key: StreamKey) -> Fenced | None:
+        """Stop stream `key` publishing here (its new owner continues): each writer's
+        last number and the wall time it was cut; None if the stream is unknown here.
+        The caller has checked that this worker no longer serves it."""
+        stream = self._streams.get(key)
+        if stream is not None:
+            return stream.fence()
+        kept = self._stopped.get(key)
+        if kept is None or time.monotonic() - kept[1] > FENCE_MEMORY_SECONDS:
+            return None
+        return kept[0]
+
+    async def follow_on(self, key: StreamKey, answers: Fenced | None) -> None:
+        """Publish stream `key` following the old owner's `answers` (None: provisionally)."""
+        stream = self._streams.get(key)
+        if stream is not None and stream.awaiting_fence:
+            await asyncio.to_thread(stream.follow_on, answers)
+
+    def _remember_stopped(self, key: StreamKey, fenced: Fenced) -> None:
+        now = time.monotonic()
+        for old in [k for k, (_, at) in self._stopped.items() if now - at > FENCE_MEMORY_SECONDS]:
+            del self._stopped[old]
+        while len(self._stopped) >= FENCE_MEMORY_STREAMS:
+            del self._stopped[next(iter(self._stopped))]  # the oldest
+        self._stopped[key] = (fenced, now)
+
+    def _start(
+        self,
+        spec: StreamSpec,
+        start: SequenceStart,
+        *,
+        discontinuity: bool,
+        await_fence: bool = False,
+    ) -> None:
+        self._stopped.pop(key := spec.key, None)
         stream = Stream(
             spec,
             hls_root=self.hls_root,
@@ -138,8 +200,9 @@ class Engine:
             discontinuity=discontinuity,
             on_change=self._notify,
             recording_spool=self._recording_spool,
+            await_fence=await_fence,
         )
-        self._streams[spec.key] = stream
+        self._streams[key] = stream
         stream.start()
 
     # -- RTMP routing

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from camstream.spec import StreamSpec
 from camstream_worker.outputs.base import Output
-from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart, lead_of
+from camstream_worker.outputs.hls.sequence import Fenced, FirstNumber, SequenceStart, lead_of
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from camstream_worker.outputs.recording.dvr import DvrWindow
 from camstream_worker.outputs.recording.recorder import Recorder
@@ -42,6 +43,8 @@ from camstream_worker.sources.base import Context
 from camstream_worker.sources.egress import Egress
 from camstream_worker.state import Phase, StreamStatus, stream_dir
 from camstream_worker.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
 
 
 class Stream:
@@ -56,11 +59,14 @@ class Stream:
         discontinuity: bool,
         on_change: Callable[[StreamStatus], None],
         recording_spool: Path | None = None,
+        await_fence: bool = False,
     ) -> None:
         """`start`: where the media sequence begins; `discontinuity`: the first
         segment continues an earlier life of the stream (a restart, a handoff);
         `recording_spool`: where recorded groups wait for upload (None: this
-        worker does not record, whatever the spec says)."""
+        worker does not record, whatever the spec says); `await_fence`: a
+        handoff's new owner, whose writers number provisionally and publish
+        nothing until `follow_on` (outputs/hls/writer.py, "The fence")."""
         self.spec = spec
         self.prefix = f"[{spec.key}] "
         self._on_change = on_change
@@ -73,6 +79,7 @@ class Stream:
         self._bytes_before = 0  # of the sessions before the current one
         self._live_since: float | None = None
         self._recorder = self._make_recorder(recording_spool)
+        self._awaiting_fence = await_fence
         self._writer, self._transcoder, self._thumbnailer = self._make_outputs(start, discontinuity)
         # The writer goes last: it holds packets and muxes them (in place) later.
         # The recorder is fed by the writer's segments, and closed after it.
@@ -112,6 +119,7 @@ class Stream:
                 spec.hls,
                 start_sequence=sequence,
                 log_prefix=self.prefix,
+                await_fence=self._awaiting_fence,
             )
         if spec.thumbnail.enabled:
             thumbnailer = Thumbnailer(
@@ -124,11 +132,21 @@ class Stream:
             start_sequence=sequence,
             discontinuity_on_first=discontinuity,
             on_segment=self._segment_from_any_thread,
+            # The recorder (and its DVR window) hears of a segment once its
+            # number is final, never a handoff's provisional one.
+            on_published=self._recorder.segment if self._recorder is not None else None,
             # Only the recorder reads a segment's bytes; without it the writer
             # never holds or rereads a whole segment.
             keep_data=self._recorder is not None,
+            await_fence=self._awaiting_fence,
         )
         return writer, transcoder, thumbnailer
+
+    def _writers(self) -> dict[str, HlsWriter]:
+        """Every HLS writer of the stream, by its folder under the stream's ("" for its own)."""
+        if self._transcoder is None:
+            return {"": self._writer}
+        return {SOURCE_FOLDER: self._writer, **self._transcoder.writers}
 
     # -- life
 
@@ -148,6 +166,38 @@ class Stream:
         self.set_phase(Phase.STOPPED, "Stopped", "")
         if remove:
             self._remove_files()
+
+    @property
+    def awaiting_fence(self) -> bool:
+        """Whether its writers still number provisionally (a handoff's new owner before
+        `follow_on`): a restart of the stream meanwhile must keep waiting."""
+        return self._awaiting_fence
+
+    def fence(self) -> Fenced:
+        """Stop publishing, the stream's new owner continues: each writer's last
+        number and the wall time that segment was cut (None: it published none)."""
+        return {name: writer.fence() for name, writer in self._writers().items()}
+
+    def follow_on(self, answers: Fenced | None) -> None:
+        """Publish, following the old owner's numbers where it said them (`answers`,
+        by writer as `fence` gives them, times on this machine's wall clock); a
+        writer with no answer (None: the old owner could not be asked) publishes
+        its provisional numbers. Blocking (renames, the recorder's writes): in a thread."""
+        self._awaiting_fence = False
+        for name, writer in self._writers().items():
+            answer = answers.get(name) if answers is not None else None
+            if answer is None:
+                writer.publish_provisional()
+                continue
+            plan = writer.follow_on(*answer)
+            log.info(
+                "%sfollows on at %d%s: %d segments kept, %d covered by the old owner",
+                self.prefix,
+                answer[0] + 1,
+                f" ({name})" if name else "",
+                len(plan.numbers),
+                len(plan.dropped),
+            )
 
     def continuation(self) -> SequenceStart:
         """Where the same stream restarted on this worker continues its media sequence."""
@@ -234,8 +284,6 @@ class Stream:
             self.set_phase(self._status.phase, reason, message)
 
     def _segment_from_any_thread(self, segment: SegmentWritten) -> None:
-        if self._recorder is not None:
-            self._recorder.segment(segment)  # in the writer's thread: the bytes go to disk
         self._loop.call_soon_threadsafe(
             self._segment_written, dataclasses.replace(segment, data=b"")
         )

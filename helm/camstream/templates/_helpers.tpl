@@ -68,6 +68,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-edge-token" (include "camstream.fullname" .) -}}
 {{- end -}}
 
+{{- define "camstream.peerTokenSecret" -}}
+{{- printf "%s-peer-token" (include "camstream.fullname" .) -}}
+{{- end -}}
+
 {{/* The edge token, for the edge and the workers (protocols/rtmp/forwarded.py). */}}
 {{- define "camstream.edgeTokenEnv" -}}
 - name: CAMSTREAM_EDGE_TOKEN

@@ -15,8 +15,11 @@ CameraStream, a stream's phase in the engine) does, in order:
 3. hand the engine the desired streams (engine.apply), with the media
    sequence each new stream starts at (continuing above the previous owner,
    by the cluster's clock: clock.py);
-4. announce on the heartbeat Lease which incoming handoffs are live here;
-5. write the status of the streams this worker serves, where it changed
+4. for a stream started in a handoff whose partition the ring now says this
+   worker serves, fence the old owner and follow on (fencing.py), at most
+   once per stream start;
+5. announce on the heartbeat Lease which incoming handoffs are live here;
+6. write the status of the streams this worker serves, where it changed
    (all of their status: the operator writes none).
 
 Graceful leave (`leave`, on SIGTERM): announce leaving, keep serving while the
@@ -57,6 +60,7 @@ from camstream_worker.state import StreamStatus
 from . import desired as plan
 from . import status
 from .clock import ClusterClock
+from .fencing import Fencing
 from .heartbeat import Heartbeat
 
 log = logging.getLogger("camstream.worker.cluster")
@@ -130,10 +134,17 @@ class Agent:
         cluster_clock: ClusterClock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         push_via_edge: bool = False,
+        fencing: Fencing,
     ) -> None:
         """`push_via_edge`: pushed cameras reach the workers through an ingest edge
-        (the chart's edge is on), so a handoff waits for their publisher (desired.py)."""
+        (the chart's edge is on), so a handoff waits for their publisher (desired.py);
+        `fencing`: asks a handoff's old owner to stop publishing (fencing.py)."""
         self._api = api
+        self._fencing = fencing
+        # Streams started ahead of a previous owner still writing (a handoff):
+        # that owner's address, until the ring says we serve them (then fenced).
+        self._fence_from: dict[StreamKey, str] = {}
+        self._fences: set[asyncio.Task[None]] = set()
         self._push_via_edge = push_via_edge
         self._engine = engine
         self.me = identity.pod_name
@@ -217,7 +228,7 @@ class Agent:
                     self._kick.set()
                     await asyncio.sleep(1.0)
         finally:
-            for task in [*tasks, *(w.task for w in self._watches.values())]:
+            for task in [*tasks, *self._fences, *(w.task for w in self._watches.values())]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -261,6 +272,8 @@ class Agent:
         leads = {plan.key_of(b): plan.recorded_lead(b) for b in bodies}
         starts = await self._start_sequences(doc, wanted, leads)
         await self._engine.apply(wanted, start_sequences=starts)
+        if doc is not None:
+            self._fence_served(doc, wanted)
         if stopping:
             self._count_double_serving(stopping)
         self._desired = wanted
@@ -282,6 +295,17 @@ class Agent:
         # else: our ring may be stale (the watch broke: an outage, or our link
         # is cut, and the ring may have moved our partitions meanwhile); a
         # status written from it could undo the new owner's. The re-list kicks.
+
+    def _fence_served(self, doc: RingDoc, wanted: Mapping[StreamKey, StreamSpec]) -> None:
+        """Fence the old owners of the handed-over streams this worker serves now."""
+        for key, address in list(self._fence_from.items()):
+            if key not in wanted:
+                del self._fence_from[key]  # rolled back, or gone: stopped here
+            elif doc.serving[plan.partition_of(key, doc.partitions)] == self.me:
+                del self._fence_from[key]
+                task = asyncio.create_task(self._fencing.follow(key, address), name=f"fence {key}")
+                self._fences.add(task)  # keep a reference until it is done
+                task.add_done_callback(self._fences.discard)
 
     def _stop_superseded(
         self, doc: RingDoc, moved_away: frozenset[int], wanted: dict[StreamKey, StreamSpec]
@@ -429,6 +453,9 @@ class Agent:
                 recorded_lead=leads.get(key),
                 wall_offset_high=high,
             )
+            if h is not None and start.ahead_of is not None:
+                # Provisional numbers until the flip (engine.py): remember whom to fence.
+                self._fence_from[key] = doc.addresses[h.source]
             self._lead_offsets[key] = low
             return key, start
 

@@ -114,11 +114,19 @@ def run(args: argparse.Namespace) -> int:
     args.http = http_settings.from_args(args)  # a bad value ends here, naming its flag
     from camstream_worker.protocols.rtmp import forwarded
 
+    from .peer_auth import token_from_env
+
     try:
         forwarded.token_from_env()  # read again by each RTMP server; checked once here
+        args.peer_token = token_from_env()
     except ValueError as exc:
         log.error("%s", exc)
         return 2
+    if args.peer_token is None:
+        log.warning(
+            "no peer token (CAMSTREAM_PEER_TOKEN): handoffs are not fenced, so a viewer's "
+            "player may wait a moment at each one"
+        )
     return asyncio.run(serve(args)) or 0
 
 
@@ -137,6 +145,7 @@ async def serve(args: argparse.Namespace) -> int:
 
     from .agent import Agent, Identity
     from .clock import ClusterClock
+    from .fencing import Fencing
     from .locator import RingLocator
     from .secrets import KubeSecrets
 
@@ -185,6 +194,14 @@ async def serve(args: argparse.Namespace) -> int:
             recording_defaults=kept.defaults,
         )
         await engine.start()
+        fencing = Fencing(
+            me=identity.pod_name,
+            engine=engine,
+            doc=lambda: agent.current_doc(),
+            http_port=args.http_port,
+            token=args.peer_token,
+            offset=cluster_clock.wall_offset,
+        )
         agent = Agent(
             api=api,
             engine=engine,
@@ -196,6 +213,7 @@ async def serve(args: argparse.Namespace) -> int:
             heartbeat_seconds=args.heartbeat_seconds,
             cluster_clock=cluster_clock,
             push_via_edge=args.push_via_edge,
+            fencing=fencing,
         )
         locator = RingLocator(
             identity.pod_name, args.http_port, agent.current_doc, rtmp_port=args.rtmp_port
@@ -230,6 +248,7 @@ async def serve(args: argparse.Namespace) -> int:
             secrets=secrets,
         )
         recordings.use_store(app, kept.store)
+        fencing.add_route(app)
         http = await serve_http(app, host, args.http_port)
         admin = None
         if args.http.admin_port is not None:
@@ -252,7 +271,8 @@ async def serve(args: argparse.Namespace) -> int:
             if agent_task in done:
                 agent_task.result()  # surfaces a crash of the agent
             started = time.monotonic()
-            await agent.leave(deadline=started + args.leave_seconds)
+            if await agent.leave(deadline=started + args.leave_seconds):
+                await fencing.linger()  # the last handoffs' new owners fence us now
         finally:
             agent_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -262,6 +282,7 @@ async def serve(args: argparse.Namespace) -> int:
             await rtmp.close()
             await engine.apply({})  # stop every stream and remove its files
             await engine.close()
+            await fencing.close()
             # What the recorders closed last goes up within the grace period left.
             await kept.close(deadline=time.monotonic() + RECORDING_UPLOAD_ON_EXIT)
             if admin is not None:

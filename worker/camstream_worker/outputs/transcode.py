@@ -63,11 +63,16 @@ class Transcoder:
         *,
         start_sequence: int | FirstNumber = 0,
         log_prefix: str = "",
+        await_fence: bool = False,
     ) -> None:
+        """`await_fence`: a handoff's new owner; every rendition's writer waits
+        for the fence (writer.py), see `writers`."""
         self._dir = directory
         self.renditions = self._renditions = tuple(renditions)
         self._writers = [
-            HlsWriter(directory / r.name, options, start_sequence=start_sequence)
+            HlsWriter(
+                directory / r.name, options, start_sequence=start_sequence, await_fence=await_fence
+            )
             for r in self._renditions
         ]
         self._gop = 2 * options.segment_seconds
@@ -84,6 +89,12 @@ class Transcoder:
         self._measured = False
         self._source_segments = 0
         self._source_peak = 0
+
+    @property
+    def writers(self) -> dict[str, HlsWriter]:
+        """Each rendition's writer by the rendition's name (its folder): the
+        stream fences them and has them follow on at a handoff (stream.py)."""
+        return {r.name: w for r, w in zip(self._renditions, self._writers, strict=True)}
 
     def begin(self, templates: Sequence[av.stream.Stream]) -> None:
         # Copy now, in the caller's thread: the source may free its streams

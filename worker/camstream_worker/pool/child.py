@@ -140,6 +140,12 @@ class _Child:
             self._spawn(self._apply(number, specs, sequences))
         elif verb == ipc.CLOSE:
             self._spawn(self._close(message[1]))
+        elif verb == ipc.FENCE:
+            _, number, key = message
+            self._send((ipc.FENCED, number, self._engine.fence(key)))
+        elif verb == ipc.FOLLOW:
+            _, number, key, answers = message
+            self._spawn(self._follow_on(number, key, answers))
         elif verb == ipc.NOTE:
             _, key, reason, text = message
             self._engine.note(key, reason, text)
@@ -151,6 +157,12 @@ class _Child:
         await self._engine.apply(specs, start_sequences=sequences)
         self._send((ipc.SNAPSHOT, self._engine.statuses()))
         self._send((ipc.DONE, number))
+
+    async def _follow_on(self, number: int, key: Any, answers: Any) -> None:
+        try:
+            await self._engine.follow_on(key, answers)
+        finally:
+            self._send((ipc.DONE, number))
 
     async def _close(self, number: int) -> None:
         await self._engine.close()

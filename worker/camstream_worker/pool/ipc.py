@@ -13,8 +13,15 @@ first message is the child's settings (`Settings`), before any request:
                      | (APPLY, n, specs, start_sequences) | (CLOSE, n)
                      | (SECRET, n, ok, value or the SecretError, whose class is the reason)
                      | (NOTE, StreamKey, reason, message): a refused SRT publisher
+                     | (FENCE, n, StreamKey): stop publishing it, say where it ended
+                     | (FOLLOW, n, StreamKey, answers or None): publish it, following on
     child → parent   (DONE, n) | (STATUS, StreamStatus) | (SNAPSHOT, [StreamStatus])
                      | (SECRET, n, namespace, SecretRef) | (RTMP, {counter: value})
+                     | (FENCED, n, answers or None)
+
+FENCE and FOLLOW are a handoff's fence (engine.py, outputs/hls/writer.py):
+the answers map each writer of the stream (by its folder) to its last
+number and the wall time that segment was cut, or None.
 
 The connection socket (a Unix SOCK_SEQPACKET pair) passes RTMP connections:
 the file descriptor itself (SCM_RIGHTS) and, in the same message, the time
@@ -50,6 +57,9 @@ STATUS = "status"
 SNAPSHOT = "snapshot"
 RTMP = "rtmp"
 NOTE = "note"
+FENCE = "fence"
+FOLLOW = "follow"
+FENCED = "fenced"
 
 MAX_RECEIVED = 1 << 17  # bytes read after the handshake; the front reads at most 64 KiB + a chunk
 _CONNECTED_AT = struct.Struct(">d")

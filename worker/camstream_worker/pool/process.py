@@ -28,7 +28,7 @@ from typing import Any
 
 from camstream.spec import SecretRef, StreamKey, StreamSpec
 from camstream_worker.errors import SecretError
-from camstream_worker.outputs.hls.sequence import SequenceStart
+from camstream_worker.outputs.hls.sequence import Fenced, SequenceStart
 from camstream_worker.pool import ipc
 from camstream_worker.servers.rtmp.limits import Limits
 from camstream_worker.sources.policy import SourcePolicy
@@ -73,6 +73,7 @@ class EngineProcess:
         self._share: dict[StreamKey, StreamSpec] = {}
         self._sequences: dict[StreamKey, SequenceStart] = {}
         self._requests: ipc.Requests[None] = ipc.Requests()
+        self._fences: ipc.Requests[Fenced | None] = ipc.Requests()
         self._tasks: set[asyncio.Future[None]] = set()
         self.rtmp_stats: dict[str, int] = {}
 
@@ -145,6 +146,21 @@ class EngineProcess:
             return
         ipc.pass_publisher(self._connections, sock, key, peer)
 
+    async def fence(self, key: StreamKey) -> Fenced | None:
+        """Stop stream `key` publishing (engine.py's `fence`); None: not here."""
+        if self._control is None:
+            return None  # restarting: its streams are not running
+        number, answered = self._fences.open()
+        self._control.send((ipc.FENCE, number, key))
+        return await answered
+
+    async def follow_on(self, key: StreamKey, answers: Fenced | None) -> None:
+        """Publish stream `key` following on `answers` (None: provisionally)."""
+        # A restart of this process from now on starts the stream afresh, not ahead of anyone.
+        self._sequences.pop(key, None)
+        if self._control is not None:
+            await self._request(ipc.FOLLOW, key, answers)
+
     def note(self, key: StreamKey, reason: str, message: str) -> None:
         """A refused SRT publisher of `key`: its status says so (a secret-free message)."""
         if self._control is not None:
@@ -174,6 +190,8 @@ class EngineProcess:
             self.rtmp_stats = message[1]
         elif kind == ipc.DONE:
             self._requests.answer(message[1], None)
+        elif kind == ipc.FENCED:
+            self._fences.answer(message[1], message[2])
         elif kind == ipc.SECRET:
             self._spawn(self._answer_secret(*message[1:]))
 
@@ -187,6 +205,7 @@ class EngineProcess:
         code = self._process.returncode if self._process is not None else None
         self._detach()
         self._requests.answer_all(None)
+        self._fences.answer_all(None)
         if self._closing():
             return
         log.error(

@@ -38,7 +38,7 @@ from camstream.spec import (
 )
 from camstream_worker.errors import SecretError
 from camstream_worker.metrics.worker import add_stats
-from camstream_worker.outputs.hls.sequence import SequenceStart
+from camstream_worker.outputs.hls.sequence import Fenced, SequenceStart
 from camstream_worker.pool.process import EngineProcess
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.names import redact_app
@@ -150,6 +150,16 @@ class ShardedEngine:
         for key in list(self._statuses):
             if key not in desired:
                 del self._statuses[key]
+
+    # -- a handoff's fence (engine.py, outputs/hls/writer.py)
+
+    async def fence(self, key: StreamKey) -> Fenced | None:
+        """Stop stream `key` publishing here: each writer's last number and cut time."""
+        return await self._engines[shard_of(key, len(self._engines))].fence(key)
+
+    async def follow_on(self, key: StreamKey, answers: Fenced | None) -> None:
+        """Publish stream `key`, following on the old owner's `answers` (None: provisionally)."""
+        await self._engines[shard_of(key, len(self._engines))].follow_on(key, answers)
 
     async def close(self) -> None:
         self._closing = True

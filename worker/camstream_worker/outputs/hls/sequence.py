@@ -62,6 +62,12 @@ JITTER_SEGMENTS = 1
 SAME_CUT_SECONDS = 0.5
 
 
+# What the fence says about one stream (its old owner's writers, by folder
+# under the stream's, "" for its own): the last number each published and the
+# wall time that segment was cut, or None where it published none.
+Fenced = dict[str, tuple[int, float] | None]
+
+
 def by_clock(now: float, segment_seconds: int) -> int:
     return int(now // segment_seconds)
 

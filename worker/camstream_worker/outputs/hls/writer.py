@@ -41,6 +41,13 @@ discontinuity numbered above the old owner's, the playlist written (at the
 next cut if none is left). Without an answer the new owner publishes its
 provisional numbers (`publish_provisional`). These run on another thread
 than the packets' (the agent's), so cutting and publishing hold a lock.
+What reports a segment to the world outside the stream's status (the
+recorder and its DVR window, `on_published`) hears of it only once its
+number is final: a provisional one is held until then (at most a window's
+worth), under the same lock, so a cut after the fence can never overtake it.
+The status (`on_segment`) hears at once: the stream's Live phase, which the
+handoff's confirmation waits for, must not wait for the fence that comes
+after it.
 
 A new source session (`begin` after `end`, e.g. a camera reconnect or a
 handoff) continues the media sequence and marks its first segment with
@@ -182,6 +189,7 @@ class HlsWriter:
         max_segment_bytes: int = MAX_SEGMENT_BYTES,
         keep_data: bool = True,
         await_fence: bool = False,
+        on_published: Callable[[SegmentWritten], None] | None = None,
     ) -> None:
         """`max_segment_seconds`: None for the default cap (the larger of
         MAX_SEGMENT_SECONDS and MAX_SEGMENT_TARGETS segment durations);
@@ -189,7 +197,8 @@ class HlsWriter:
         recorder); False leaves it empty, so a segment written as it goes is
         never read back; `await_fence`: a handoff's new owner, numbering
         provisionally and publishing no playlist until `follow_on` or
-        `publish_provisional`."""
+        `publish_provisional`; `on_published`: each segment again, once its
+        number is final (see "The fence" above)."""
         self._dir = directory
         self._options = options
         if isinstance(start_sequence, FirstNumber):
@@ -202,6 +211,9 @@ class HlsWriter:
         self._pending_discontinuity = discontinuity_on_first
         self._retain_extra = retain_extra
         self._on_segment = on_segment
+        self._on_published = on_published
+        # Reports of provisional segments, for on_published once renumbered (a window's worth).
+        self._unpublished: list[SegmentWritten] = []
         self._clock = wall_clock
         self._listed: tuple[Segment, ...] = ()
         self._retired: list[Segment] = []
@@ -324,6 +336,7 @@ class HlsWriter:
                 self._ends = {}
                 self._pending_discontinuity = True
                 self._counted = False
+                self._unpublished = []  # all covered: the old owner reported them
                 return plan
             kept = [s for s in self._listed if s.sequence in plan.numbers]
             moved: list[Segment] = []
@@ -347,6 +360,7 @@ class HlsWriter:
             self._listed = tuple(moved)
             self._discontinuity_sequence = plan.discontinuity_sequence
             self._write_playlist()
+            self._release_unpublished(plan.numbers)
             return plan
 
     def publish_provisional(self) -> None:
@@ -357,6 +371,27 @@ class HlsWriter:
                 self._awaiting_fence = False
                 if self._listed:
                     self._write_playlist()
+                self._release_unpublished(None)
+
+    def _release_unpublished(self, numbers: dict[int, int] | None) -> None:
+        """Report the held segments with their final numbers (`numbers`: the
+        follow-on's renumbering, whose absentees the old owner covered; None:
+        the provisional numbers stand)."""
+        held, self._unpublished = self._unpublished, []
+        if self._on_published is None:
+            return
+        first = True
+        for report in held:
+            if numbers is not None:
+                if report.sequence not in numbers:
+                    continue
+                report = dataclasses.replace(
+                    report,
+                    sequence=numbers[report.sequence],
+                    discontinuity=report.discontinuity or first,
+                )
+            first = False
+            self._on_published(report)
 
     def _rename(self, old: str, new: str) -> None:
         try:
@@ -729,21 +764,28 @@ class HlsWriter:
         self._next_sequence += 1
         self._ends[sequence] = cut_at
         self._publish(segment)
+        report = SegmentWritten(
+            sequence=sequence,
+            duration=duration,
+            size=size,
+            discontinuity=segment.discontinuity,
+            discontinuity_sequence=self._discontinuity_sequence,
+            written_at=cut_at,
+            forced=forced,
+            data=data,
+            started_at=self._segment_wall if self._segment_wall is not None else cut_at,
+            init=init,
+        )
         if self._on_segment is not None:
-            self._on_segment(
-                SegmentWritten(
-                    sequence=sequence,
-                    duration=duration,
-                    size=size,
-                    discontinuity=segment.discontinuity,
-                    discontinuity_sequence=self._discontinuity_sequence,
-                    written_at=cut_at,
-                    forced=forced,
-                    data=data,
-                    started_at=self._segment_wall if self._segment_wall is not None else cut_at,
-                    init=init,
-                )
-            )
+            self._on_segment(report)
+        if self._on_published is None:
+            return
+        if self._awaiting_fence:
+            self._unpublished.append(report)
+            # Older ones leave the window (their files go at the follow-on).
+            del self._unpublished[: -self._options.window_segments]
+        else:
+            self._on_published(report)
 
     def _write_failed(self, exc: OSError, *, gap: bool = True) -> None:
         """A segment (or the playlist) could not be written: out of descriptors, disk full.
