@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -35,6 +36,17 @@ from camstream_worker.sources.policy import SourcePolicy
 log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = 1.0
+# Allocations of container objects between two collections of the youngest
+# generation (CPython's default: 700). An engine makes a few such objects per
+# frame (~15,000 frames a second at 200 streams) and holds each frame about
+# half a second before muxing it (outputs/hls/writer.py), so at the default
+# nearly every frame outlived two young collections and died in the oldest
+# generation, whose full collections then scanned the whole heap: the cyclic
+# GC was ~2 % of an engine's samples at N = 400 (bench/README.md). At this
+# threshold (a few seconds of allocations) most frames die before a
+# collection sees them; reference counting frees them as before, and the
+# cycles it cannot free are rare here and wait a few seconds longer.
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def main(argv: list[str]) -> int:
@@ -55,6 +67,9 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s %(name)s[engine-{settings.index}]: %(message)s",
     )
     spool = Path(settings.recording_spool) if settings.recording_spool is not None else None
+    # What the imports made lives as long as the process: out of the collector's sight.
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     asyncio.run(
         _Child(
             control,

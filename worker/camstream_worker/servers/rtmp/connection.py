@@ -108,6 +108,7 @@ class RtmpConnection(asyncio.Protocol):
         self._loop = host.loop
         self._limits = limits = host.limits
         self._transport: asyncio.Transport | None = None
+        self._fd: int | None = None  # its socket's, for the batched reads (_read_batch)
         self.peer = "?"
         self.address = "?"  # what per-address caps count by (admission.address_key)
         self.stranger = True  # no publish accepted yet
@@ -147,6 +148,8 @@ class RtmpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else None
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -318,7 +321,8 @@ class RtmpConnection(asyncio.Protocol):
         self._batch_paused = False
         if (
             self._reading_paused
-            and self._reads_on_tick()
+            and self._sink is not None  # _reads_on_tick(), inline: this runs per read
+            and self._limits.read_batch_seconds > 0
             and not self._backlog_due
             and self._auth_task is None
             and not self._closed
@@ -328,13 +332,21 @@ class RtmpConnection(asyncio.Protocol):
             self._update_reading()
 
     def _read_batch(self) -> None:
-        """One read of a paused publisher's socket, as the transport's own would be."""
+        """One read of a paused publisher's socket, as the transport's own would be.
+
+        Called under resume_batch's guard, once per publisher and batch: the
+        per-read path. It takes the bytes as data_received does, without that
+        call and its second guard, and only re-arms the timer after (the
+        transport is paused already).
+        """
         transport = self._transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if transport is None or sock is None or transport.is_closing():
+        fd = self._fd
+        # The descriptor is the socket's while the transport is not closing
+        # (closing it comes after is_closing() turns True), never a reused one.
+        if transport is None or fd is None or transport.is_closing():
             return
         try:
-            data = os.read(sock.fileno(), READ_SIZE)
+            data = os.read(fd, READ_SIZE)
         except (BlockingIOError, InterruptedError):
             self._pause_for_batch()  # nothing yet: look again at the next tick
             return
@@ -346,9 +358,21 @@ class RtmpConnection(asyncio.Protocol):
             self.eof_received()
             transport.close()  # connection_lost(None) follows: "disconnected"
             return
-        self.data_received(data)
-        if not self._reads_on_tick():
+        size = len(data)
+        counters = self._host.counters
+        counters.reads += 1
+        counters.bytes_in += size
+        self._bytes_in += size
+        self._last_data = self._host.clock()
+        self._take(data)
+        if self._sink is None:
             self._update_reading()  # the publish ended: the transport reads again
+        elif not self._closed and not self._batch_paused:
+            # Still publishing: the next tick reads again. The transport stays
+            # paused (resume_batch found it so, and _take never resumes it
+            # while a sink is set): _pause_for_batch's _update_reading is moot.
+            self._batch_paused = True
+            self._host.resume_later(self)
 
     # -- handshake
 

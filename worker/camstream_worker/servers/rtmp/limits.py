@@ -79,8 +79,13 @@ MAX_WRITE_BUFFER = 256 * KIB
 # A closing connection may flush its last words (a refusal) this long, then
 # its socket is aborted: closed sockets do not linger on a peer that never reads.
 CLOSE_GRACE = 2.0
-# A publisher's reads are paused this long after each read (listener.py).
-READ_BATCH_SECONDS = 0.03
+# A publisher's reads are paused this long after each read (listener.py): it
+# is then read every 30-60 ms. Each read has a fixed cost (the system call,
+# the decoder's and the connection's set-up), which at 30 ms was ~15 % of an
+# engine's CPU at N = 400 (bench/README.md); the media waits in the kernel
+# meanwhile, far below an HLS segment. One read takes at most READ_SIZE
+# (256 KiB, connection.py) per pause: ~35 Mbit/s per publisher at the longest.
+READ_BATCH_SECONDS = 0.06
 
 # -- the process
 # Descriptors kept back from RTMP for everything else: segment and playlist

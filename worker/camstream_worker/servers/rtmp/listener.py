@@ -20,7 +20,8 @@ connection is publishing it stops reading for ``read_batch_seconds`` after
 every read (one shared timer then reads them all, each socket directly: its
 transport stays paused, since pausing and resuming it per batch cost two
 epoll_ctl calls per read), so the kernel gathers a few KB per read: at
-1 Mbit/s, ~90 reads/s per stream without batching, ~30 with 30 ms batches.
+1 Mbit/s, ~90 reads/s per stream without batching, ~22 with the default
+60 ms batches (a pause lasts between half a batch and a whole one).
 ``stats()["reads"]`` counts the reads.
 
 What it holds every client to is limits.py's; here it keeps what is shared
