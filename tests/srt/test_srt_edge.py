@@ -34,8 +34,9 @@ from camstream_worker.edge.srt_relay import SrtRelay
 from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.servers.srt.listener import Publication, SrtListener
 from camstream_worker.srt import libsrt
-from tests.harness.srt import SrtCamera, udp_free_port
+from tests.harness.srt import LossyRelay, SrtCamera, udp_free_port
 from tests.media.worker_process import camera_stream, secret
+from tests.srt.test_srt_ingest import assert_plays
 
 pytestmark = pytest.mark.media
 
@@ -296,5 +297,53 @@ async def test_wrong_passphrase_at_the_edge_shows_on_the_stream_and_clears(start
         assert wrong not in log and PASSPHRASE not in log
         assert wrong not in str(worker.streams()) and PASSPHRASE not in str(worker.streams())
         assert "the edge at 127.0.0.1" in log  # the owner says where the report came from
+    finally:
+        await edge.close()
+
+
+async def test_loss_before_the_edge_is_recovered_by_srt(start_worker) -> None:
+    """The edge's listener rests between reads (LISTENER_TURN) and sizes each camera's
+    buffers for its latency (limits.buffer_packets): 5 % of the camera's datagrams lost on
+    the way to the edge are still recovered by SRT there, and the worker behind it plays
+    one unbroken session."""
+    source = {
+        "protocol": "srt",
+        "srt": {"passphraseSecretRef": {"name": "gate-srt"}, "latencyMs": 500},
+    }
+    manifests = [
+        camera_stream("gate", source, hls={"segmentSeconds": 1}),
+        secret("gate-srt", passphrase=PASSPHRASE),
+    ]
+    worker_port = udp_free_port()
+    worker = await asyncio.to_thread(
+        start_worker, manifests, 1, ("--srt-port", str(worker_port)),
+        {forwarded.TOKEN_ENV: TOKEN},
+    )  # fmt: skip
+
+    async def fetch(key: StreamKey) -> Publication | None:
+        return Publication(PASSPHRASE, 500) if key == KEY else None
+
+    doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
+    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
+    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
+    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=worker_port, passphrases=cache)
+    edge.add_listener(relay)
+    await relay.start()
+    try:
+        cache.lookup(KEY)
+        await eventually(lambda: cache.stats()["passphrases"] == 1)
+        with LossyRelay(relay.port, loss=0.05) as lossy:
+            camera = SrtCamera(
+                lossy.port, stream_id="default/gate", passphrase=PASSPHRASE, latency_ms=500
+            )
+            with camera:
+                await asyncio.to_thread(worker.wait_for, "gate", phase="Live", timeout=40)
+                await asyncio.to_thread(worker.wait_segments, "gate", 8, timeout=40)
+                assert worker.playlist("gate").discontinuity_positions == ()  # one session
+                assert worker.stream("gate")["reconnects"] == 0
+                await asyncio.to_thread(assert_plays, worker, "gate", 6)
+            assert lossy.dropped > 50, (lossy.dropped, lossy.forwarded)
+            assert lossy.dropped / (lossy.dropped + lossy.forwarded) > 0.03
+        assert edge.metrics.publishes._value.get() == 1  # the camera never reconnected
     finally:
         await edge.close()

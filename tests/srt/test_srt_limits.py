@@ -18,7 +18,7 @@ import pytest
 
 from camstream.spec import StreamKey
 from camstream_worker.protocols.srt import vouch
-from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.servers.srt.limits import MAX_BITRATE, SrtLimits, buffer_packets
 from camstream_worker.servers.srt.listener import Publication, SrtListener
 from camstream_worker.srt import libsrt
 
@@ -52,9 +52,15 @@ class Recorder:
 def serve() -> Iterator[object]:
     started: list[SrtListener] = []
 
-    def start(**limits: object) -> tuple[SrtListener, Recorder]:
+    def start(turn: float = 0.0, **limits: object) -> tuple[SrtListener, Recorder]:
         recorder = Recorder()
-        listener = SrtListener("127.0.0.1", 0, recorder, limits=SrtLimits(**limits))  # type: ignore[arg-type]
+        listener = SrtListener(
+            "127.0.0.1",
+            0,
+            recorder,
+            limits=SrtLimits(**limits),
+            turn=turn,  # type: ignore[arg-type]
+        )
         listener.publish({DOOR: Publication(DOOR_PASS, 120), GATE: Publication(GATE_PASS, 120)})
         listener.start()
         started.append(listener)
@@ -224,3 +230,77 @@ def test_an_edge_report_is_noted_once_and_an_unproven_one_refused() -> None:
         assert len(recorder.notes) == 1 and listener.stats()["connections"] == 0
     finally:
         listener.close()
+
+
+def _collect(sock: socket.socket, into: bytearray) -> None:
+    sock.settimeout(10)
+    try:
+        while data := sock.recv(65536):
+            into += data
+    except OSError:
+        pass
+
+
+def _publish(listener: SrtListener, recorder: Recorder) -> tuple[int, bytearray]:
+    """A DOOR publisher whose delivered bytes are collected as they come."""
+    sock = call(listener.port, "site/door", DOOR_PASS)
+    eventually(lambda: len(recorder.delivered) == 1)
+    received = bytearray()
+    threading.Thread(
+        target=_collect, args=(recorder.delivered[0][1], received), daemon=True
+    ).start()
+    return sock, received
+
+
+@pytest.mark.parametrize("turn", [0.0, 0.05])
+def test_a_resting_listener_wakes_once_a_turn_not_once_a_message(serve, turn: float) -> None:
+    """The edge's listener rests 0.05 s after a wake-up (edge/srt_relay.py's LISTENER_TURN):
+    a camera's ~95 messages a second at 1 Mbit/s are read a turn's worth at a time. Every
+    byte still arrives, in order."""
+    listener, recorder = serve(turn=turn)
+    sock, received = _publish(listener, recorder)
+    messages = 200  # 2 s at 100 a second, a 1 Mbit/s camera's pace
+    before = listener.turns
+    for _ in range(messages):
+        libsrt.send(sock, MESSAGE)
+        time.sleep(0.01)
+    eventually(lambda: len(received) == messages * len(MESSAGE))
+    turns = listener.turns - before
+    if turn:
+        assert turns <= 2.5 / turn, turns  # ~40 in 2 s, not one per message
+    else:
+        assert turns >= messages * 0.8, turns  # the worker's: at once, one wake-up each
+    assert bytes(received) == MESSAGE * messages
+    libsrt.close(sock)
+
+
+def test_a_publisher_faster_than_a_turn_is_read_at_its_pace(serve) -> None:
+    """A turn reads at most READS_PER_TURN messages of a connection (64: 1280 a second with
+    0.05 s turns, 13 Mbit/s); a connection that had more is read again at once, so a
+    30 Mbit/s camera is not held back and its buffer does not fill."""
+    listener, recorder = serve(turn=0.05)
+    sock, received = _publish(listener, recorder)
+    messages = 6000  # 7.9 MB in 2.1 s: 30 Mbit/s, under the 40 Mbit/s cap
+    started = time.monotonic()
+    for i in range(messages):
+        libsrt.send(sock, MESSAGE)
+        if i % 30 == 29:
+            time.sleep(max(0.0, started + (i + 1) / 2850 - time.monotonic()))
+    eventually(lambda: len(received) == messages * len(MESSAGE), timeout=5)
+    assert time.monotonic() - started < 4
+    assert listener.stats()["refused_buffer"] == 0
+    libsrt.close(sock)
+
+
+def test_each_connection_gets_buffers_for_its_latency_not_the_default(serve) -> None:
+    """libsrt's default flow window (25,600 packets) cost 0.7 MB per connection in loss
+    lists alone; the listener sets each one's from its latency at the bitrate cap."""
+    listener, _ = serve()
+    sock = call(listener.port, "site/door", DOOR_PASS)
+    eventually(lambda: listener.stats()["connections"] == 1)
+    (accepted,) = list(listener._connections)
+    expected = buffer_packets(120, MAX_BITRATE)
+    assert expected == 2356
+    assert libsrt.get_int(accepted, libsrt.SRTO_FC) == expected
+    assert libsrt.get_int(accepted, libsrt.SRTO_RCVBUF) == expected * 1472
+    libsrt.close(sock)

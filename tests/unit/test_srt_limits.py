@@ -4,11 +4,21 @@ pushed past in tests/srt/test_srt_limits.py with real libsrt on both ends."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from camstream.settings import SettingError
 from camstream_worker.metrics.worker import SRT_REFUSAL_REASONS, worker_registry
 from camstream_worker.servers.srt import listener
-from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.servers.srt.limits import (
+    BUFFER_SLACK,
+    MAX_BITRATE,
+    MIN_PACKETS,
+    PACKET_ROOM,
+    RECEIVE_BUFFER,
+    SrtLimits,
+    buffer_packets,
+)
 from camstream_worker.sources.srt import passphrase_problem
 
 
@@ -62,3 +72,30 @@ def test_srt_metrics_are_zero_without_an_srt_port_and_counted_with_one() -> None
     assert {"camstream_srt_connections", "camstream_srt_rejected"} <= names(with_srt)
     rejected = next(m for m in with_srt.collect() if m.name == "camstream_srt_rejected")
     assert {s.labels["reason"] for s in rejected.samples} == set(SRT_REFUSAL_REASONS)
+
+
+@given(
+    latency=st.integers(20, 8000),
+    bitrate=st.integers(1, 100_000_000),
+    cap=st.integers(0, 64 * 2**20),
+)
+def test_a_connections_buffer_holds_its_latency_at_the_cap_within_bounds(
+    latency: int, bitrate: int, cap: int
+) -> None:
+    packets = buffer_packets(latency, bitrate, cap)
+    assert MIN_PACKETS <= packets
+    assert packets <= max(MIN_PACKETS, cap // PACKET_ROOM)
+    needed = (latency / 1000 + BUFFER_SLACK) * bitrate / 1316
+    if packets < cap // PACKET_ROOM:  # not capped: the latency and the slack fit
+        assert packets >= needed
+        assert packets < needed + 1 or packets == MIN_PACKETS
+    assert buffer_packets(latency, bitrate, cap) <= buffer_packets(
+        min(latency + 100, 8000), bitrate, cap
+    )
+
+
+def test_the_default_buffers() -> None:
+    """A 120 ms camera at the 40 Mbit/s cap: 2,356 packets (3.1 MB of room, 0.2 MB of loss
+    lists); the spec's longest latency (8 s) reaches RECEIVE_BUFFER's cap, as before."""
+    assert buffer_packets(120, MAX_BITRATE) == 2356
+    assert buffer_packets(8000, MAX_BITRATE) == RECEIVE_BUFFER // PACKET_ROOM == 5698

@@ -84,6 +84,7 @@ PASSPHRASE_MIN = 10
 PASSPHRASE_MAX = 79
 MAX_STREAMID = 512  # libsrt's own cap on SRTO_STREAMID
 LIVE_PAYLOAD = 1316  # one live-mode message: 7 MPEG-TS packets
+MAX_PAYLOAD = 1456  # the largest message a peer may choose (SRTO_PAYLOADSIZE's cap)
 
 
 class SrtError(OSError):
@@ -244,6 +245,16 @@ def set_string(sock: int, option: int, value: str) -> None:
     _check("setsockflag", library().srt_setsockflag(sock, option, raw, len(raw)))
 
 
+def get_int(sock: int, option: int) -> int:
+    raw = ctypes.c_int(0)
+    length = ctypes.c_int(4)
+    _check(
+        "getsockflag",
+        library().srt_getsockflag(sock, option, ctypes.byref(raw), ctypes.byref(length)),
+    )
+    return raw.value
+
+
 def get_string(sock: int, option: int, size: int = MAX_STREAMID + 1) -> str:
     buffer = ctypes.create_string_buffer(size)
     length = ctypes.c_int(size)
@@ -346,6 +357,41 @@ def receive(sock: int, buffer: ctypes.Array[ctypes.c_char]) -> Received:
 
 def send(sock: int, data: bytes) -> int:
     return _check("sendmsg", library().srt_sendmsg(sock, data, len(data), -1, 0))
+
+
+class Scratch:
+    """One bytearray that many messages are received into, end to end, without a copy each.
+
+    `receive_into` and `send_from` take its address: one libsrt call per
+    message (live mode moves one message per call) and no Python object per
+    message, where `receive` makes a bytes and a `Received` for each one."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytearray(size)
+        self._view = (ctypes.c_char * size).from_buffer(self.data)  # pins `data`'s size
+        self.address = ctypes.addressof(self._view)
+
+
+def receive_into(sock: int, scratch: Scratch, offset: int) -> int:
+    """Receive one message at `offset` of `scratch`: its size, 0 when none is waiting
+    (non-blocking), -1 when the connection is over (closed, broken or lost)."""
+    room = len(scratch.data) - offset
+    if room < MAX_PAYLOAD:
+        raise ValueError(f"scratch has {room} bytes free, a message takes up to {MAX_PAYLOAD}")
+    lib = library()
+    count = int(lib.srt_recvmsg(sock, scratch.address + offset, room))
+    if count > 0:
+        return count
+    if count == 0:
+        return -1
+    code = lib.srt_getlasterror(None)
+    lib.srt_clearlasterror()
+    return 0 if code in (EASYNCRCV, ETIMEOUT) else -1
+
+
+def send_from(sock: int, address: int, size: int) -> int:
+    """Send one message of `size` bytes at `address` (a pinned buffer's, see Scratch)."""
+    return _check("sendmsg", library().srt_sendmsg(sock, address, size, -1, 0))
 
 
 def receive_buffer() -> ctypes.Array[ctypes.c_char]:

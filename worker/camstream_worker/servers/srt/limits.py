@@ -42,8 +42,35 @@ BITRATE_WINDOW = 2.0
 # Bytes received and not yet taken by the stream's engine; above it the
 # publisher is dropped (the engine is stuck; SRT would otherwise buffer).
 MAX_BUFFER = 4 * MIB
-# libsrt's own receive buffer per connection (SRTO_RCVBUF), in bytes.
+# libsrt's own receive buffer per connection (SRTO_RCVBUF), in bytes, at most:
+# each connection gets what its latency needs at the bitrate cap
+# (`buffer_packets`), and no more than this.
 RECEIVE_BUFFER = 8 * MIB
+# Seconds a connection's buffer holds beyond its latency: the listener reads
+# every turn (the edge's rests 0.05 s), and a retransmission takes a round trip.
+BUFFER_SLACK = 0.5
+# The fewest packets a connection's buffer holds (1.3 MB, a second at
+# 10 Mbit/s; ~32 bytes of libsrt's bookkeeping each): with a low bitrate cap
+# (a test's 0.8 Mbit/s) a buffer of a few dozen packets made libsrt break a
+# fast publisher's connection before the listener measured its bitrate. And
+# the bytes of one packet's room in libsrt's receive buffer (SRTO_RCVBUF is
+# counted in MSS - 28).
+MIN_PACKETS = 1024
+PACKET_ROOM = 1472
+MESSAGE = 1316  # one live-mode message (libsrt.LIVE_PAYLOAD)
+
+
+def buffer_packets(latency_ms: int, max_bitrate: int, receive_buffer: int = RECEIVE_BUFFER) -> int:
+    """Packets one connection's receive buffer and flow window (SRTO_FC) hold.
+
+    libsrt holds each packet until its play time (the latency) and sizes the
+    loss lists by the flow window when the connection is made, touching every
+    entry: its default window (25,600 packets) cost 0.7 MB of memory per
+    connection whatever the camera sends. Sized for the latency plus
+    BUFFER_SLACK at the bitrate cap (`max_bitrate`, bytes a second), a 120 ms
+    camera at the 40 Mbit/s cap gets 2,356 packets (0.2 MB)."""
+    wanted = -(-(latency_ms / 1000 + BUFFER_SLACK) * max_bitrate // MESSAGE)
+    return int(max(MIN_PACKETS, min(wanted, receive_buffer // PACKET_ROOM)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,7 @@ from camstream_worker.metrics.worker import SRT_REFUSAL_REASONS
 from camstream_worker.protocols.srt import streamid, vouch
 from camstream_worker.servers.rtmp.admission import address_key
 from camstream_worker.servers.rtmp.refusals import Refusals
-from camstream_worker.servers.srt.limits import SrtLimits
+from camstream_worker.servers.srt.limits import PACKET_ROOM, SrtLimits, buffer_packets
 from camstream_worker.srt import libsrt
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ NOTED = {
 }
 HOUSEKEEPING = 0.25  # seconds between checks of timers, buffers and windows
 READS_PER_TURN = 64  # messages read from one connection before the others' turn
+DEFAULT_LATENCY_MS = 120  # SRT's own default, and the spec's (latencyMs)
 MAX_NOTED = 10_000  # streams whose last note is remembered before the old ones are forgotten
 
 
@@ -100,7 +101,7 @@ class Publication:
     """A stream that takes SRT publishers. `passphrase` is a secret: never logged."""
 
     passphrase: str = dataclasses.field(repr=False)
-    latency_ms: int = 120
+    latency_ms: int = DEFAULT_LATENCY_MS
 
 
 class Handler(Protocol):
@@ -150,10 +151,15 @@ class SrtListener:
         clock: Callable[[], float] = time.monotonic,
         lookup: Callable[[StreamKey], Publication | Later | None] | None = None,
         edge_token: str | None = None,
+        turn: float = 0.0,
     ) -> None:
         """`lookup`: where a stream's publication is found (default: the `publish`ed table);
         called in libsrt's thread, it must answer at once. `edge_token`: believe the client
-        address an edge vouches for in a stream ID (protocols/srt/vouch.py)."""
+        address an edge vouches for in a stream ID (protocols/srt/vouch.py). `turn`: seconds
+        the thread rests after each wake-up, so that one wake-up reads every connection's
+        messages of that long (0: a wake-up per message, as soon as it arrives)."""
+        self._turn = turn
+        self.turns = 0  # wake-ups of the listener's thread
         self._host, self._requested_port = host, port
         self._lookup = lookup
         self._edge_token = edge_token
@@ -283,9 +289,18 @@ class SrtListener:
                 # key exchange exactly as a wrong passphrase does: a stranger cannot
                 # tell which streams exist (as for RTMP, where both get BadName).
                 libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, secrets.token_urlsafe(32))
+                latency_ms = DEFAULT_LATENCY_MS
             else:
                 libsrt.set_string(sock, libsrt.SRTO_PASSPHRASE, publication.passphrase)
                 libsrt.set_int(sock, libsrt.SRTO_RCVLATENCY, publication.latency_ms)
+                latency_ms = publication.latency_ms
+            # Buffers for what the latency needs, set before libsrt makes them (after
+            # this callback): the flow window first, as libsrt caps the buffer by it.
+            packets = buffer_packets(
+                latency_ms, self._limits.max_bitrate, self._limits.receive_buffer
+            )
+            libsrt.set_int(sock, libsrt.SRTO_FC, packets)
+            libsrt.set_int(sock, libsrt.SRTO_RCVBUF, packets * PACKET_ROOM)
             known = publication is not None
             self._pending[sock] = _Pending(parsed, address, peer, self._clock(), known)
             self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -313,21 +328,30 @@ class SrtListener:
 
     def _serve(self) -> None:
         assert self._epoll is not None
-        buffer = libsrt.receive_buffer()
+        scratch = libsrt.Scratch(READS_PER_TURN * libsrt.MAX_PAYLOAD)
         next_check = self._clock()
         while not self._stopping.is_set():
             waiting = any(c.queued for c in self._connections.values())
-            for sock, _events in self._epoll.wait(20 if waiting else int(HOUSEKEEPING * 1000)):
+            full = False  # a connection had more than a turn's reads waiting
+            events = self._epoll.wait(20 if waiting else int(HOUSEKEEPING * 1000))
+            woke = time.monotonic()  # the rest is real time, whatever clock the limits run on
+            self.turns += 1
+            for sock, _events in events:
                 if sock == self._socket:
                     self._accept_all()
                 elif sock in self._connections:
-                    self._read(sock, buffer)
+                    full = self._read(sock, scratch) or full
             now = self._clock()
             if waiting:
                 self._flush_all()
             if now >= next_check:
                 next_check = now + HOUSEKEEPING
                 self._housekeeping(now)
+            if self._turn > 0 and not full:
+                # Rest, so that the next wait finds every camera's messages of a turn
+                # at once: libsrt holds them (the receive buffer is sized for that, and
+                # SRT's ACKs run in libsrt's own thread meanwhile).
+                self._stopping.wait(max(0.0, self._turn - (time.monotonic() - woke)))
 
     def _accept_all(self) -> None:
         while True:
@@ -369,26 +393,32 @@ class SrtListener:
             theirs.close()
             self._drop(sock, None, "")
 
-    def _read(self, sock: int, buffer: object) -> None:
+    def _read(self, sock: int, scratch: libsrt.Scratch) -> bool:
+        """Read what `sock` has, up to READS_PER_TURN messages; True when it may have more."""
         connection = self._connections[sock]
+        size = 0
+        more = True
         for _ in range(READS_PER_TURN):
-            got = libsrt.receive(sock, buffer)  # type: ignore[arg-type]
-            if got.closed:
+            got = libsrt.receive_into(sock, scratch, size)
+            if got < 0:
                 self._drop(sock, None, "the publisher left")
-                return
-            if got.would_block:
+                return False
+            if got == 0:
+                more = False
                 break
-            size = len(got.data)
+            size += got
+        if size:
             connection.received += size
             connection.window_bytes += size
             self.bytes_received += size
-            connection.queued += got.data
-        connection.last_data = self._clock()
+            connection.queued += memoryview(scratch.data)[:size]
+            connection.last_data = self._clock()
         if len(connection.queued) > self._limits.max_buffer:
             cap = self._limits.max_buffer
             self._drop(sock, "buffer", f"{cap} bytes waiting for the stream to take them")
-            return
+            return False
         self._flush(sock, connection)
+        return more
 
     def _flush(self, sock: int, connection: _Connection) -> None:
         if not connection.queued:
