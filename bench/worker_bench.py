@@ -97,6 +97,13 @@ def main() -> int:
         "--processes", type=int, default=0, help="camstream engine processes (0 = one per core)"
     )
     parser.add_argument("--skip-ffmpeg", action="store_true")
+    parser.add_argument(
+        "--ffmpeg-up-to",
+        type=int,
+        default=None,
+        help="measure FFmpeg only for N up to this (a process per stream saturates "
+        "two cores near N = 200: beyond it no stream is live to count)",
+    )
     parser.add_argument("--skip-mediamtx", action="store_true")
     args = parser.parse_args()
     if not args.skip_mediamtx and not os.access(mediamtx.binary(), os.X_OK):
@@ -109,7 +116,9 @@ def main() -> int:
     results: list[Row] = []
     for count in args.streams:
         row = Row(
-            ffmpeg=None if args.skip_ffmpeg else measure_ffmpeg(count, clip, args),
+            ffmpeg=None
+            if args.skip_ffmpeg or (args.ffmpeg_up_to is not None and count > args.ffmpeg_up_to)
+            else measure_ffmpeg(count, clip, args),
             mediamtx=None if args.skip_mediamtx else measure_mediamtx(count, clip, args),
             ours=measure_camstream(count, clip, args),
         )
