@@ -16,8 +16,11 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from camstream_worker.protocols.rtmp import handshake
+from camstream_worker.protocols.rtmp import forwarded, handshake
 from camstream_worker.servers.rtmp import relay
+from camstream_worker.servers.rtmp.front import RtmpFront
+from camstream_worker.servers.rtmp.limits import Limits
+from tests.harness.rtmp_client import RtmpClient
 
 
 @contextlib.asynccontextmanager
@@ -92,3 +95,59 @@ async def test_relay_copies_while_the_owner_holds_and_ends_when_the_ring_moves()
                 await task
             publisher.close()
             front_side.close()
+
+
+class _Engines:
+    """The front's Router: records which apps it was handed (the engine process's side)."""
+
+    processes = 1
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+
+    def hand_over(self, app: str, sock: socket.socket, received: bytes, at: float) -> None:
+        self.handed.append(app)
+
+
+def _connect(port: int, props: dict[str, str]) -> None:
+    with RtmpClient(port) as client:
+        client.handshake()
+        client.command("connect", 1.0, {"app": "cams/door", **props})
+        time.sleep(0.5)  # stays connected while the front routes it
+
+
+async def _route_one(props: dict[str, str], token: str) -> tuple[list[str], int]:
+    """One publisher's connect through a front whose ring names another owner."""
+    async with echo_owner() as owner:
+        engines = _Engines()
+        front = RtmpFront(
+            engines,  # type: ignore[arg-type]  # the Router protocol's one method and field
+            "127.0.0.1",
+            0,
+            owner=lambda key: owner,
+            limits=Limits(),
+            edge_token=token,
+        )
+        await front.start()
+        try:
+            await asyncio.to_thread(_connect, front.port, props)
+            return engines.handed, front.relayed
+        finally:
+            await front.close()
+
+
+async def test_the_front_relays_a_camera_but_never_what_an_edge_sends() -> None:
+    """A camera that landed on the wrong worker is relayed to the owner; an ingest
+    edge's publish is not: the edge follows the ring itself and feeds a handoff's
+    target beside the owner, and a target that relayed it to the owner replaced
+    the edge's own publisher there (#15). It goes to the engine, which takes
+    it or refuses it (and the edge calls again)."""
+    token = "edge-token-of-this-test-0123456789"
+    handed, relayed = await _route_one({}, token)
+    assert (handed, relayed) == ([], 1)
+    vouched = forwarded.connect_props(token, "127.0.0.9")
+    handed, relayed = await _route_one(vouched, token)
+    assert (handed, relayed) == (["cams/door"], 0)
+    # A wrong token vouches for nothing: relayed, as any camera.
+    handed, relayed = await _route_one(forwarded.connect_props("x" * 34, "127.0.0.9"), token)
+    assert (handed, relayed) == ([], 1)

@@ -157,7 +157,7 @@ class Session:
         try:
             try:
                 async with asyncio.timeout(limits.handshake_timeout):
-                    app, received = await front.handshake_and_connect(self._sock, limits)
+                    app, received, _ = await front.handshake_and_connect(self._sock, limits)
                     await self._until_publish(app, received)
                     await self._check_key()
             except TimeoutError:

@@ -128,8 +128,9 @@ def window_ack_size(payload: bytes) -> int | None:
     return _U32.unpack_from(payload)[0] if len(payload) >= 4 else None
 
 
-def connect_app(message: chunks.RtmpMessage) -> str | None:
-    """The app of a ``connect`` command; None for any other message.
+def connect_props(message: chunks.RtmpMessage) -> dict[str, object] | None:
+    """The properties of a ``connect`` command (empty if it has none); None for
+    any other message.
 
     Raises ValueError when the first command is not ``connect`` (a client must
     connect before anything else).
@@ -139,8 +140,14 @@ def connect_app(message: chunks.RtmpMessage) -> str | None:
     values = amf0.decode_all(message.payload)
     if values and values[0] == "connect" and len(values) > 2:
         props = values[2]
-        return str(props.get("app", "")) if isinstance(props, dict) else ""
+        return {str(k): v for k, v in props.items()} if isinstance(props, dict) else {}
     raise ValueError("the first command is not connect")
+
+
+def connect_app(message: chunks.RtmpMessage) -> str | None:
+    """The app of a ``connect`` command; None for any other message (see connect_props)."""
+    props = connect_props(message)
+    return None if props is None else str(props.get("app", ""))
 
 
 class AggregateError(ValueError):

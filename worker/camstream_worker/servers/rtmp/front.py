@@ -12,7 +12,14 @@ nothing per packet.
 
 A publisher may reach any worker in a cluster (one Service in front of all of
 them). Relaying works because nobody answered the client's connect before the
-owner did: both sides' chunk streams stay consistent. A relay follows the
+owner did: both sides' chunk streams stay consistent. What an ingest edge
+sends (a connect vouched for with the edge's token, protocols/rtmp/forwarded.py)
+is never relayed: the edge routes by the ring itself and feeds a handoff's
+target beside the serving owner, so a target whose own ring has not caught
+up must refuse the publish (the edge calls again) rather than pass it to
+the serving owner, where it replaced the edge's own publisher and restarted
+the stream's session (#15: a SIGKILLed worker's restart handed streams back
+through a ping-pong of replaced publishers). A relay follows the
 ring: once `owner(key)` names another worker (or `is_mine(key)` this one) it
 is dropped, and the publisher, reconnecting as cameras do, lands on the
 current owner. The old owner usually drops it first by stopping the stream;
@@ -38,7 +45,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from camstream.spec import StreamKey
-from camstream_worker.protocols.rtmp import chunks, handshake, messages, paths
+from camstream_worker.protocols.rtmp import chunks, forwarded, handshake, messages, paths
 from camstream_worker.servers.rtmp import relay
 from camstream_worker.servers.rtmp.acceptor import Acceptor
 from camstream_worker.servers.rtmp.admission import Admission, address_key
@@ -82,9 +89,14 @@ class RtmpFront:
         owner: RtmpOwner | None = None,
         is_mine: Callable[[StreamKey], bool] | None = None,
         limits: Limits | None = None,
+        edge_token: str | None = None,
     ) -> None:
+        """`edge_token`: the ingest edge's shared secret (default: $CAMSTREAM_EDGE_TOKEN);
+        a publish an edge vouches for with it goes to this worker's engine, never
+        to another worker."""
         self._router = router
         self._owner = owner
+        self._edge_token = edge_token if edge_token is not None else forwarded.token_from_env()
         self._is_mine = is_mine
         self.limits = limits or Limits()
         self.relayed = 0
@@ -153,8 +165,9 @@ class RtmpFront:
         limits = self.limits
         try:
             async with asyncio.timeout(limits.handshake_timeout):
-                app, received = await handshake_and_connect(client, limits)
-            remote = self._remote_owner(app)
+                app, received, props = await handshake_and_connect(client, limits)
+            from_edge = forwarded.vouched_client(props, self._edge_token) is not None
+            remote = None if from_edge else self._remote_owner(app)
             if remote is not None:
                 self.relayed += 1
                 stream = paths.stream_of_app(app)
@@ -231,11 +244,14 @@ class RtmpFront:
         return self._owner(key)
 
 
-async def handshake_and_connect(client: socket.socket, limits: Limits) -> tuple[str, bytes]:
+async def handshake_and_connect(
+    client: socket.socket, limits: Limits
+) -> tuple[str, bytes, dict[str, object]]:
     """Do the plain RTMP handshake and read up to the client's connect command.
 
-    Returns the connect's app and every byte received after C2. The front
-    and the ingest edge (camstream_worker/edge) greet every client with it.
+    Returns the connect's app, every byte received after C2 and the
+    connect's properties. The front and the ingest edge (camstream_worker/edge)
+    greet every client with it.
     """
     loop = asyncio.get_running_loop()
     shake = handshake.ServerHandshake()
@@ -254,9 +270,9 @@ async def handshake_and_connect(client: socket.socket, limits: Limits) -> tuple[
     pending = decoder.feed(bytes(received))
     while True:
         for message in pending:
-            app = messages.connect_app(message)
-            if app is not None:
-                return app, bytes(received)
+            props = messages.connect_props(message)
+            if props is not None:
+                return str(props.get("app", "")), bytes(received), props
         if len(received) > MAX_CONNECT_BYTES:
             raise ValueError("no connect command")
         chunk = await loop.sock_recv(client, 65536)
