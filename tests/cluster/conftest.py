@@ -5,8 +5,9 @@ pytest loads this for everything under tests/cluster. The session fixture
 kube-scheduler and the node agent once per test run, on loopback, and tears
 them down at the end. The binaries are built (or found in the cache) by
 scripts/build-controlplane.sh during collection, outside any test's timeout.
-Component and pod logs are kept; when a test failed they are copied to
-artifacts/cluster-logs/<time>/ in the repository.
+Component and pod logs are kept; when a test failed (or with
+CAMSTREAM_KEEP_CLUSTER_LOGS=1, to read a passing run's handoffs) they are
+copied to artifacts/cluster-logs/<time>/ in the repository.
 
 Every test collected under tests/cluster gets the `cluster` marker.
 """
@@ -14,6 +15,7 @@ Every test collected under tests/cluster gets the `cluster` marker.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 import uuid
@@ -121,7 +123,7 @@ def control_plane(
         if agent is not None:
             agent.stop()
         plane.stop()
-        if request.session.testsfailed:
+        if request.session.testsfailed or os.environ.get("CAMSTREAM_KEEP_CLUSTER_LOGS") == "1":
             target = REPO / "artifacts" / "cluster-logs" / time.strftime("%Y%m%d-%H%M%S")
             shutil.copytree(log_dir, target, dirs_exist_ok=True)
 
