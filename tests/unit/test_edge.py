@@ -256,6 +256,34 @@ async def test_a_handoff_feeds_both_owners_until_the_ring_serves_the_target() ->
             client.close()
 
 
+async def test_a_target_that_refused_the_fork_is_called_again_without_a_key_pause() -> None:
+    """A handoff's target refuses the edge's fork until its own ring has the
+    handoff; the edge calls again 0.5 s on (REFUSED_RETRY). The worker's key
+    gate must not hold that call for its pause: the edge checked the camera's
+    key at its own gate (before: the fork waited 2 s, #15)."""
+    async with bed(TOKEN, key_failure_pause=3.0) as (_edge, port, a, b, the_ring):
+        client = await start_camera(port)
+        try:
+            await asyncio.to_thread(push, client, 0, 5)
+            await until(lambda: a.sinks and len(videos(a.sink)) == 5)
+            b.refuse = True
+            the_ring.serve("a", handoff_to="b")
+            frames = 5
+            while not b.server.refusals.counts.get("unauthorized"):
+                await asyncio.to_thread(push, client, frames, 1)  # reads: the edge calls b
+                frames += 1
+                assert frames < 500, "the edge never called the target"
+            b.refuse = False
+            started = time.monotonic()
+            while not b.sinks:
+                await asyncio.to_thread(push, client, frames, 1)
+                frames += 1
+                assert time.monotonic() - started < 5.0, "the target was never called again"
+            assert time.monotonic() - started < 1.5  # 0.5 s between calls, not a 3 s pause
+        finally:
+            client.close()
+
+
 async def test_a_key_the_owner_refuses_is_refused_to_the_camera_and_paused() -> None:
     async with bed(key_failure_pause=1.0) as (edge, port, a, _b, _ring):
         client = await asyncio.to_thread(camera, port)

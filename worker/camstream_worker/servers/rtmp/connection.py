@@ -112,6 +112,7 @@ class RtmpConnection(asyncio.Protocol):
         self.peer = "?"
         self.address = "?"  # what per-address caps count by (admission.address_key)
         self.stranger = True  # no publish accepted yet
+        self._vouched = False  # an ingest edge vouched for the camera (forwarded.py)
         self._prefix = "rtmp ?"
         self._handshake = None if handshake_done else handshake.ServerHandshake()
         self._decoder = chunks.ChunkDecoder(
@@ -575,6 +576,7 @@ class RtmpConnection(asyncio.Protocol):
             self._host.readdress(self, address)
             self.address = address
             self.peer = f"{client} via edge {self.peer}"
+            self._vouched = True
         self._prefix = f"rtmp {self.peer} {redact_app(app)}"
         self._write(
             messages.connect_replies(
@@ -606,8 +608,13 @@ class RtmpConnection(asyncio.Protocol):
             except Exception:
                 log.exception("%s: authorizer failed", self._prefix)
                 sink = None
-            if sink is None:
+            if sink is None and not self._vouched:
                 turn.failed()  # the address's next key check waits (keygate.py)
+            # Not after an edge's publish: the edge throttles its cameras' key
+            # checks at its own gate, and what it sends later are a handoff's
+            # forks and reconnects, refused while the target does not run the
+            # stream yet. Paused here, the edge's next call (0.5 s on) waited
+            # out the pause, 2 s, with the handoff (#15).
         if self._closed:  # the peer left while we were asking
             if sink is not None:
                 self._safe_close_sink(sink, "publisher left during authorization")
