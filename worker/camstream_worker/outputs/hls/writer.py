@@ -96,7 +96,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import av
 
@@ -125,12 +124,7 @@ CUT_SLACK = 0.001
 # JUMP_AHEAD_SECONDS) mid-session are a new timeline, not reordering: the
 # source re-based its clock (an RTSP server re-syncing RTP to a new RTCP
 # sender report does this when another client joins). Waiting for the
-# timestamps to catch up would stall the stream for as long as it had run;
-# the writer shifts that track's timestamps from there on so they continue
-# its timeline one frame after the last (`_rebase`), and a player sees no
-# discontinuity. (Before, the jump began a new session: the held segment
-# was cut short, packets until the next keyframe were lost, and hls.js
-# waited at the EXT-X-DISCONTINUITY, #15.)
+# timestamps to catch up would stall the stream for as long as it had run.
 JUMP_BACK_SECONDS = 1.0
 JUMP_AHEAD_SECONDS = 10.0
 # Segment caps: a segment is cut at this much media even without a keyframe
@@ -269,10 +263,6 @@ class HlsWriter:
         self._sessions = 0
         # Per template index: the last dts taken and where its packet is held.
         self._last_dts: dict[int, tuple[int, int | None]] = {}
-        # Per template index: ticks added to its timestamps since its source
-        # jumped (`_rebase`); empty until one does, so the common path only
-        # tests it for truth.
-        self._shifts: dict[int, int] = {}
         self.dropped_packets = 0
         self.timeline_jumps = 0
         self.forced_cuts = 0
@@ -444,7 +434,6 @@ class HlsWriter:
         self._starts_on_keyframe = True
         self._last_time = None
         self._last_dts = {}
-        self._shifts = {}
         self._init_uri = None
 
     def write(self, index: int, packet: Packet) -> None:
@@ -461,15 +450,12 @@ class HlsWriter:
             if base is None:
                 raise TypeError("packet has a dts but no time base")
             num, den = base.numerator, base.denominator
-        if self._shifts:
-            shift = self._shifts.get(index)
-            if shift:
-                _shift(packet, shift)
         previous = self._last_dts.get(index)
         if previous is not None and _timeline_jumped(packet.dts - previous[0], num, den):
-            log.info("%s: source timestamps jumped; continuing the timeline", self._dir.name)
+            log.info("%s: source timestamps jumped; continuing as a new session", self._dir.name)
             self.timeline_jumps += 1
-            self._rebase(index, packet, previous[0], num, den)
+            self.begin(self._source_templates)  # ends this session's segment, marks a discontinuity
+            previous = None
         if previous is not None and packet.dts <= previous[0]:
             if (
                 packet.dts == previous[0]
@@ -523,35 +509,6 @@ class HlsWriter:
             self._last_time = seconds
         if self._streaming and len(self._held) > DRAIN_FRAMES:
             self._drain()
-
-    def _rebase(self, index: int, packet: Packet, previous: int, num: int, den: int) -> None:
-        """Shift track `index` from `packet` on to continue one frame after `previous`.
-
-        Each track on its own: a source that re-bases its clock moves every
-        track by the same amount at about the same time, and each track's
-        first packet after the jump followed its last before by about a
-        frame, so the tracks stay in sync to within a frame. The packet is
-        shifted in place, as the PyAV muxer rescales it in place later.
-        """
-        dts: int = packet.dts  # type: ignore[assignment]  # write() checked it is set
-        shift = previous + self._frame_ticks(index, num, den) - dts
-        self._shifts[index] = self._shifts.get(index, 0) + shift
-        _shift(packet, shift)
-
-    def _frame_ticks(self, index: int, num: int, den: int) -> int:
-        """One frame of track `index` in ticks of num/den: its codec's audio frame,
-        its video frame rate, or 1/30 s when the template says neither."""
-        seconds = 1 / 30
-        if index < len(self._source_templates):
-            template: Any = self._source_templates[index]
-            context = template.codec_context
-            if template.type == "audio" and context.frame_size and context.sample_rate:
-                seconds = context.frame_size / context.sample_rate
-            elif template.type == "video":
-                rate = template.average_rate or template.guessed_rate
-                if rate:
-                    seconds = 1 / float(rate)
-        return max(1, round(seconds * den / num))
 
     def _start_segment(self, seconds: float, *, on_keyframe: bool) -> None:
         self._segment_start = seconds
@@ -907,12 +864,6 @@ def ticks_to_seconds(ticks: int, num: int, den: int) -> float:
     Fraction, and both round the same exact quotient. No Fraction is built.
     """
     return ticks * num / den
-
-
-def _shift(packet: Packet, ticks: int) -> None:
-    packet.dts = packet.dts + ticks  # type: ignore[operator]  # write() checked it is set
-    if packet.pts is not None:
-        packet.pts = packet.pts + ticks
 
 
 def _timeline_jumped(step: int, num: int, den: int) -> bool:
