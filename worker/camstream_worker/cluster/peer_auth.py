@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
+
+from camstream_worker.protocols.rtmp import forwarded
 
 __all__ = [
     "FRESH_SECONDS",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 TOKEN_ENV = "CAMSTREAM_PEER_TOKEN"
-MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_LENGTH = forwarded.MIN_TOKEN_LENGTH
 SCHEME = "CamstreamPeer"
 # Two workers' readings of the cluster's clock differ by about a round trip
 # to the API server each; a request takes at most a few seconds.
@@ -50,14 +51,9 @@ MAX_HEADER = 256  # "CamstreamPeer t=<~10 digits>,mac=<64 hex>" is ~90
 
 
 def token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """The workers' peer token, or None; one too short to be a secret is refused
-    (ValueError, whose message names the variable, never the value)."""
-    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "")
-    if not token:
-        return None
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise ValueError(f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LENGTH} characters")
-    return token
+    """The workers' peer token, or None; read and checked as the edge token is
+    (forwarded.py: at least MIN_TOKEN_LENGTH characters, or ValueError)."""
+    return forwarded.token_from_env(environ, variable=TOKEN_ENV)
 
 
 def _mac(token: str, method: str, path: str, timestamp: int) -> str:

@@ -45,14 +45,17 @@ _TOKEN = "camstreamEdgeToken"
 _CLIENT = "camstreamClient"
 
 
-def token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """The edge token of this pod, or None; a token too short to be a secret is refused
-    (ValueError, whose message names the variable, never the value)."""
-    token = (os.environ if environ is None else environ).get(TOKEN_ENV, "")
+def token_from_env(
+    environ: Mapping[str, str] | None = None, *, variable: str = TOKEN_ENV
+) -> str | None:
+    """The edge token of this pod (or the shared secret in `variable`), or None; a
+    token too short to be a secret is refused (ValueError, whose message names the
+    variable, never the value)."""
+    token = (os.environ if environ is None else environ).get(variable, "")
     if not token:
         return None
     if len(token) < MIN_TOKEN_LENGTH:
-        raise ValueError(f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LENGTH} characters")
+        raise ValueError(f"{variable} is shorter than {MIN_TOKEN_LENGTH} characters")
     return token
 
 
