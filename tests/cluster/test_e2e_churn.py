@@ -45,7 +45,7 @@ import pytest
 from camstream import ring
 from tests.harness.cameras import HarnessError, RtmpFanout, RtspCamera, make_clip
 from tests.harness.hlscheck import PlaylistWatcher, WatchResult
-from tests.harness.player import PlayResult, play_many_async
+from tests.harness.player import ARTIFACTS, PlayResult, play_many_async
 from tests.harness.srt import SrtCamera
 
 from .conftest import Cluster
@@ -665,6 +665,11 @@ def _watched(result: PlayResult) -> float:
     return sum(b - a for a, b in itertools.pairwise(times) if b > a)
 
 
+# What each player was given and did (player.py's trace), with the wall time
+# its clock starts at, kept in the artifacts beside the pods' logs.
+TRACE_PROBE = "({origin: performance.timeOrigin / 1000, trace: window.__camstream.trace})"
+
+
 class Viewers:
     """hls.js in headless Chromium, one tab per stream, playing in a thread of its own.
 
@@ -681,7 +686,9 @@ class Viewers:
 
     def _run(self, urls: dict[str, str], seconds: float) -> None:
         try:
-            self.results = asyncio.run(play_many_async(urls, seconds, startup_timeout=60))
+            self.results = asyncio.run(
+                play_many_async(urls, seconds, startup_timeout=60, probe=TRACE_PROBE)
+            )
         except BaseException as exc:  # re-raised in the test's thread by wait()
             self._error = exc
 
@@ -770,6 +777,7 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
             results = watcher.stop()
             played = {n: r for v in viewers for n, r in v.wait(VIEWING + 120).items()}
             for n, r in played.items():
+                (ARTIFACTS / f"player-trace-{n}.json").write_text(json.dumps(r.probe))
                 if not r.started:  # what the player was given, for the failure's report
                     print(f"\n{n} playlist:\n" + _playlist(proxy, ns, n))
         viewed_reconnects = viewed_camera.reconnects() - viewed_reconnects

@@ -86,8 +86,13 @@ CHROMIUM_FLAGS = (
 # Runs in every page before its own scripts (Page.addScriptToEvaluateOnNewDocument).
 _HOOK = r"""
 (() => {
-  const s = window.__camstream = {events: [], errors: [], waiting: 0, playingAt: null};
+  const s = window.__camstream = {events: [], errors: [], waiting: 0, playingAt: null, trace: []};
   const now = () => performance.now() / 1000;
+  // What hls.js was given and did, for a failure's report (bounded): each
+  // playlist load, each fragment buffered and, at every `waiting`, what was buffered.
+  const note = (entry) => { if (s.trace.length < 3000) s.trace.push([now(), ...entry]); };
+  const ranges = (v) => Array.from({length: v.buffered.length},
+                                   (_, i) => [v.buffered.start(i), v.buffered.end(i)]);
   for (const type of ["waiting", "playing", "stalled", "error", "ended", "pause", "seeking"]) {
     document.addEventListener(type, (ev) => {
       if (!(ev.target instanceof HTMLMediaElement)) return;
@@ -95,6 +100,7 @@ _HOOK = r"""
       if (s.events.length < 500) s.events.push([now(), type, t]);
       if (type === "playing" && s.playingAt === null) s.playingAt = now();
       if (type === "waiting" && s.playingAt !== null) s.waiting += 1;
+      if (type === "waiting") note(["waiting", t, ranges(ev.target)]);
       if (type === "error") {
         const e = ev.target.error;
         s.errors.push({source: "media", fatal: true,
@@ -106,6 +112,18 @@ _HOOK = r"""
     if (!Hls || !Hls.prototype || Hls.prototype.__camstreamWrapped) return;
     const trigger = Hls.prototype.trigger;
     Hls.prototype.trigger = function (event, data) {
+      if (event === "hlsLevelLoaded" && data && data.details) {
+        const d = data.details, f = d.fragments;
+        note(["playlist", d.startSN, d.endSN, f.length ? f[0].start : null,
+              f.length ? f[f.length - 1].start + f[f.length - 1].duration : null,
+              f.length ? f[0].cc : null, f.length ? f[f.length - 1].cc : null,
+              !!d.alignedSliding, d.updated]);
+      } else if (event === "hlsFragBuffered" && data && data.frag) {
+        const f = data.frag;
+        note(["buffered", f.sn, f.cc, f.start, f.duration]);
+      } else if (event === "hlsError" && data && !data.fatal) {
+        note(["error", data.details]);
+      }
       if (event === "hlsError" && s.errors.length < 200) {
         s.errors.push({source: "hls.js", fatal: !!(data && data.fatal),
                        details: data ? (data.type + "/" + data.details) : "unknown"});

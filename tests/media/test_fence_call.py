@@ -8,8 +8,9 @@ old owner; the new owner starts it ahead of the old one (a handoff's
 SequenceStart), numbers provisionally and publishes nothing; the old owner
 refuses a fence while its ring says it still serves the stream and refuses
 anything unsigned; once the ring flips, the new owner's call stops the old
-owner's playlist and the new owner's playlist continues right after the
-old one's last number. Without a peer token the new owner does not ask and
+owner's playlist and the new owner's playlist lists the old one's newest
+segments (their bytes carried in the answer) and continues right after its
+last number. Without a peer token the new owner does not ask and
 publishes its provisional numbers.
 """
 
@@ -29,10 +30,10 @@ from aiohttp import web
 from camstream import wire
 from camstream.handoff import RingDoc
 from camstream.spec import StreamKey, StreamSpec, parse_stream
-from camstream_worker.cluster import peer_auth
+from camstream_worker.cluster import fence_answer, peer_auth
 from camstream_worker.cluster.desired import next_sequence_from_playlist
-from camstream_worker.cluster.fencing import FENCE_SECONDS, Fencing, path_of
-from camstream_worker.outputs.hls.sequence import SequenceStart
+from camstream_worker.cluster.fencing import FENCE_SECONDS, PREFIX, Fencing, path_of
+from camstream_worker.outputs.hls.sequence import TAIL_SEGMENTS, Said, SequenceStart, TailSegment
 from camstream_worker.pool.sharded import ShardedEngine
 from camstream_worker.secrets.static import StaticSecrets
 from camstream_worker.state import stream_dir
@@ -189,9 +190,17 @@ async def test_the_new_owner_fences_the_old_one_and_follows_on(tmp_path: Path) -
         assert _numbers(old.playlist())[-1] == last  # fenced: nothing more published
         after = parse_media_playlist(new.playlist() or "")
         numbers = [s.sequence for s in after.segments]
-        assert numbers[0] == last + 1, (last, numbers)  # no hole for a player to wait on
-        assert numbers == list(range(last + 1, last + 1 + len(numbers)))
-        assert after.segments[0].discontinuity
+        # The old owner's newest segments first, its bytes, then the new owner's
+        # own: no hole for a player to wait on, and numbers a player coming
+        # over from the old owner knows.
+        assert numbers[0] == last - TAIL_SEGMENTS + 1, (last, numbers)
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        for segment in after.segments[:TAIL_SEGMENTS]:
+            assert (new.folder / segment.uri).read_bytes() == (
+                old.folder / segment.uri
+            ).read_bytes()
+        own = after.segments[TAIL_SEGMENTS:]
+        assert own and own[0].sequence == last + 1 and own[0].discontinuity
 
 
 async def test_without_a_peer_token_nobody_is_asked_and_the_new_owner_publishes(
@@ -233,11 +242,50 @@ async def test_a_stream_its_old_owner_stops_at_the_flip_is_fenced_from_what_it_s
         assert old.fencing.answered == 1
         await _until("the new owner's playlist", lambda: new.playlist() is not None, 5.0)
         numbers = _numbers(new.playlist())
-        # The old owner may have cut one more between our look and its stop.
-        assert numbers[0] in (last + 1, last + 2), (last, numbers)
+        # The old owner's tail, kept when it stopped (its files are gone), then
+        # the new owner's own. It may have cut one more between our look and its stop.
+        assert numbers[0] - 1 + TAIL_SEGMENTS in (last, last + 1), (last, numbers)
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
         # A stream it never ran: nothing to say.
         other = StreamKey(KEY.namespace, "elsewhere")
         signed = {"Authorization": peer_auth.sign(TOKEN, "POST", path_of(other), time.time())}
         assert (await _post(old.port, signed, other))[0] == 404
+
+
+async def test_an_answer_not_signed_by_a_worker_is_not_followed(tmp_path: Path) -> None:
+    """The answer carries segments the new owner publishes, so whoever answers at
+    the old owner's address must prove it is a worker: an answer signed with
+    another token is ignored, and the new owner publishes its provisional
+    numbers, none of the stranger's segments."""
+    planted = 10**9
+
+    async def stranger(request: web.Request) -> web.Response:
+        said = Said(planted, time.time(), (TailSegment(planted, 2.0, planted, None, True, b"G"),))
+        body = fence_answer.encode({"": said}, (0.0, 0.0))
+        other = "another-token-0123456789"
+        signed = peer_auth.sign(
+            other, peer_auth.ANSWER, peer_auth.answer_path(request.path, body), time.time()
+        )
+        return web.Response(body=body, headers={peer_auth.ANSWER_HEADER: signed})
+
+    app = web.Application()
+    app.router.add_post(f"{PREFIX}/{{ns}}/{{name}}", stranger)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    try:
+        async with (
+            _half(tmp_path / "old", "old", TOKEN, 0) as old,
+            _half(tmp_path / "new", "new", TOKEN, runner.addresses[0][1]) as new,
+        ):
+            await _handed_over(old, new)
+            new.ring = _doc("new")
+            await new.fencing.follow(KEY, LOOPBACK)
+            await _until("the new owner's playlist", lambda: new.playlist() is not None, 5.0)
+            numbers = _numbers(new.playlist())
+            assert numbers and numbers[0] > _numbers(old.playlist())[-1]  # provisional
+            assert planted not in numbers and not (new.folder / f"seg{planted}.ts").exists()
+    finally:
+        await runner.cleanup()

@@ -14,6 +14,13 @@ playlist is there (at most its next cut) the server holds a playlist request,
 as a worker does for a stream it runs. The stream goes out to a fallback and
 back home, as in a rolling restart.
 
+Each switch comes right after the old owner published a segment, so the
+player has most likely not seen that one: its next playlist, from the new
+owner, must list it (the old owner's tail, handed over by the fence,
+sequence.TAIL_SEGMENTS). Without the tail hls.js got a playlist one number
+past a segment it never loaded, left a segment's hole in its buffer and
+waited on it (4 `waiting` events, a 2 s stall, 2026-12-04).
+
 What it holds the writers to: the picture never goes back and hls.js never
 waits (no `waiting` event). Without the fence a new owner outruns the old
 one's numbers by a segment or two, and hls.js, placing a playlist it cannot
@@ -40,7 +47,7 @@ import pytest
 from camstream import wire
 from camstream.spec import HlsOptions
 from camstream_worker.cluster.desired import next_sequence_from_playlist
-from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart, by_clock
+from camstream_worker.outputs.hls.sequence import FirstNumber, Said, SequenceStart, by_clock
 from camstream_worker.outputs.hls.writer import HlsWriter
 from camstream_worker.packets import Packet
 from camstream_worker.sources.demux import remux_input
@@ -89,11 +96,11 @@ class Owner:
     def packet(self, index: int, packet: Packet) -> None:
         self._writer.write(index, packet)
 
-    def fence(self) -> tuple[int, float] | None:
+    def fence(self) -> Said | None:
         return self._writer.fence()
 
-    def follow_on(self, last: int, end: float) -> None:
-        self._writer.follow_on(last, end)
+    def follow_on(self, said: Said) -> None:
+        self._writer.follow_on(said.last, said.end, said.tail)
 
     @property
     def playlist(self) -> Path:
@@ -168,19 +175,33 @@ def _wait_for_listed(path: Path, count: int, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def _wait_for_a_new_segment(playlist: Path, timeout: float = 10.0) -> None:
+    listed = playlist.read_text().count("#EXTINF")
+    first = next_sequence_from_playlist(playlist.read_text())
+    deadline = time.monotonic() + timeout
+    while next_sequence_from_playlist(playlist.read_text()) == first:
+        assert time.monotonic() < deadline, f"no new segment after {listed} in {timeout} s"
+        time.sleep(0.02)
+
+
 def _hand_over(source: Owner, folder: Path, url: str, routing: Routing) -> Owner:
     """Make before break: start the target numbered past the source, switch,
-    fence the source and follow on from it, stop the source."""
+    fence the source and follow on from it, stop the source.
+
+    The switch comes right after the source published a segment, which the
+    player (refreshing once per target duration) has then most likely not
+    seen: its next playlist comes from the target, which must list it."""
     now = time.time()
     source_next = next_sequence_from_playlist(source.playlist.read_text())
     assert source_next is not None
     target = Owner(folder, url, SequenceStart(source_next, ahead_of=now), handed=True)
     _wait_for_segment(target.folder)
     time.sleep(CONFIRM_SECONDS)
+    _wait_for_a_new_segment(source.playlist)
     routing.serving = target.folder
     fenced = source.fence()
     assert fenced is not None
-    target.follow_on(*fenced)
+    target.follow_on(fenced)
     source.stop()
     return target
 

@@ -16,7 +16,7 @@ import av
 import pytest
 
 from camstream.spec import HlsOptions
-from camstream_worker.outputs.hls.sequence import FirstNumber, SequenceStart
+from camstream_worker.outputs.hls.sequence import TAIL_SEGMENTS, FirstNumber, Said, SequenceStart
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from camstream_worker.packets import Frame
 from tests.harness.cameras import make_clip
@@ -465,7 +465,7 @@ def _fenced_handoff(
     fence_at: float,
     segment_type: Literal["mpegts", "fmp4"] = "mpegts",
     reports: dict[str, list[tuple[bool, SegmentWritten]]] | None = None,
-) -> tuple[tuple[int, float], Path, Path, bool]:
+) -> tuple[Said, Path, Path, bool]:
     """Two owners write one clip, the new one from `new_joins_at` (media
     seconds; the wall clock follows the media), numbered past the old; at
     `fence_at` the new one fences the old one and follows on. Returns the
@@ -493,7 +493,7 @@ def _fenced_handoff(
         on_segment=report("status"),
         on_published=report("published"),
     )
-    fenced: tuple[int, float] | None = None
+    fenced: Said | None = None
     published_early = False
     with av.open(str(clip)) as container:
         streams = [container.streams.video[0], container.streams.audio[0]]
@@ -527,22 +527,36 @@ def test_a_fenced_old_owner_is_followed_on_without_a_hole_in_the_numbers(
     at other keyframes than the old one, numbers past it and publishes no
     playlist; once fenced, the old one publishes nothing more and the new
     one's playlist continues right after the old one's last number, from a
-    cut no later than the old one's last (no hole in the picture either)."""
-    (last, end), old, new, published_early = _fenced_handoff(
-        tmp_path, new_joins_at=3.0, fence_at=11.0
-    )
+    cut no later than the old one's last (no hole in the picture either).
+
+    In front of its own it lists the old one's newest TAIL_SEGMENTS, as the
+    old one listed them (numbers, discontinuity numbers, bytes): a player
+    coming over finds numbers it knows and loads the ones it missed."""
+    fenced, old, new, published_early = _fenced_handoff(tmp_path, new_joins_at=3.0, fence_at=11.0)
+    last, end = fenced.last, fenced.end
     assert not published_early  # its provisional numbers were never shown
     before = parse_media_playlist((old / "index.m3u8").read_text())
     assert before.segments[-1].sequence == last  # nothing published after the fence
     after = parse_media_playlist((new / "index.m3u8").read_text())
     numbers = [s.sequence for s in after.segments]
-    assert numbers == list(range(last + 1, last + 1 + len(numbers)))
-    assert after.segments[0].discontinuity
-    assert after.segments[0].discontinuity_sequence == last + 1  # above every old one
+    assert numbers == list(range(last - TAIL_SEGMENTS + 1, last - TAIL_SEGMENTS + 1 + len(numbers)))
+    handed = after.segments[:TAIL_SEGMENTS]
+    for segment, there in zip(handed, before.segments[-TAIL_SEGMENTS:], strict=True):
+        assert (segment.sequence, segment.discontinuity_sequence) == (
+            there.sequence,
+            there.discontinuity_sequence,
+        )
+        assert segment.duration == pytest.approx(there.duration, abs=0.001)
+        assert (new / segment.uri).read_bytes() == (old / there.uri).read_bytes()
+    own = after.segments[TAIL_SEGMENTS:]
+    assert own and own[0].sequence == last + 1 and own[0].discontinuity
+    # A number the old owner never used: one above its last, at most L + 1.
+    assert own[0].discontinuity_sequence == before.segments[-1].discontinuity_sequence + 1
+    assert own[0].discontinuity_sequence <= last + 1
     assert sorted(p.name for p in new.glob("seg*.ts")) == sorted(s.uri for s in after.segments)
     # The picture: the new owner's first segment starts no later than the old
     # owner's last one ended (media time, one clip), and the clip goes on.
-    with av.open(str(new / after.segments[0].uri)) as first:
+    with av.open(str(new / own[0].uri)) as first:
         start = min(float(p.pts * p.time_base) for p in first.demux() if p.pts is not None)
     with av.open(str(old / before.segments[-1].uri)) as final:
         video = final.streams.video[0]
@@ -559,9 +573,10 @@ def test_a_recorder_hears_only_final_numbers_and_the_status_hears_at_once(
     of segments whose number is final: the kept ones, renumbered, at the fence,
     then each new one. What the old owner covered is never reported twice."""
     reports: dict[str, list[tuple[bool, SegmentWritten]]] = {}
-    (last, _end), _old, new, _ = _fenced_handoff(
+    fenced, _old, new, _ = _fenced_handoff(
         tmp_path, new_joins_at=3.0, fence_at=11.0, reports=reports
     )
+    last = fenced.last
     status, published = reports["status"], reports["published"]
     assert any(not answered for answered, _ in status)  # heard before the fence
     assert all(answered for answered, _ in published)  # nothing provisional
@@ -569,8 +584,9 @@ def test_a_recorder_hears_only_final_numbers_and_the_status_hears_at_once(
     assert numbers == list(range(last + 1, last + 1 + len(numbers)))
     assert published[0][1].discontinuity
     listed = parse_media_playlist((new / "index.m3u8").read_text())
-    assert numbers[-len(listed.segments) :] == [s.sequence for s in listed.segments]
-    assert all((new / f"seg{n}.ts").exists() for n in numbers[-len(listed.segments) :])
+    own = [s.sequence for s in listed.segments if s.sequence > last]  # not the old one's tail
+    assert numbers[-len(own) :] == own
+    assert all((new / f"seg{n}.ts").exists() for n in own)
 
 
 def test_a_fenced_owner_cutting_at_the_same_keyframes_is_followed_by_the_next_cut(
@@ -578,14 +594,19 @@ def test_a_fenced_owner_cutting_at_the_same_keyframes_is_followed_by_the_next_cu
 ) -> None:
     """A forked pushed stream: both owners cut at the same keyframes, so the
     old one covered everything the new one listed; the new one's playlist
-    starts at its next cut, numbered right after the old one's last."""
-    (last, _end), old, new, _ = _fenced_handoff(tmp_path, new_joins_at=0.0, fence_at=9.0)
+    starts at its next cut, numbered right after the old one's last (behind
+    the old one's tail)."""
+    fenced, old, new, _ = _fenced_handoff(tmp_path, new_joins_at=0.0, fence_at=9.0)
+    last = fenced.last
     before = parse_media_playlist((old / "index.m3u8").read_text())
     after = parse_media_playlist((new / "index.m3u8").read_text())
     assert before.segments[-1].sequence == last
-    assert [s.sequence for s in after.segments][:2] == [last + 1, last + 2]
-    assert after.segments[0].discontinuity
-    assert after.segments[0].discontinuity_sequence == last + 1
+    own = after.segments[TAIL_SEGMENTS:]
+    assert [s.sequence for s in after.segments][: TAIL_SEGMENTS + 2] == list(
+        range(last - TAIL_SEGMENTS + 1, last + 3)
+    )
+    assert own[0].discontinuity
+    assert own[0].discontinuity_sequence == before.segments[-1].discontinuity_sequence + 1
     assert sorted(p.name for p in new.glob("seg*.ts")) == sorted(s.uri for s in after.segments)
 
 
@@ -610,9 +631,12 @@ def test_without_a_fence_answer_the_provisional_numbers_are_published(tmp_path: 
 
 
 def test_a_fenced_fmp4_owner_keeps_the_init_its_renumbered_segments_need(tmp_path: Path) -> None:
-    (last, _end), _old, new, _ = _fenced_handoff(
+    """fMP4 hands over no tail (its init segments would have to go along)."""
+    fenced, _old, new, _ = _fenced_handoff(
         tmp_path, new_joins_at=3.0, fence_at=11.0, segment_type="fmp4"
     )
+    last = fenced.last
+    assert fenced.tail == ()
     after = parse_media_playlist((new / "index.m3u8").read_text())
     assert after.segments[0].sequence == last + 1
     assert after.map_uri is not None and (new / after.map_uri).exists()

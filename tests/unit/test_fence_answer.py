@@ -3,6 +3,7 @@ cluster's clock never come back late, and the decoder holds its bounds."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -11,11 +12,13 @@ from hypothesis import strategies as st
 
 from camstream_worker.cluster import fence_answer
 from camstream_worker.cluster.fence_answer import decode, encode, from_cluster, to_cluster
+from camstream_worker.outputs.hls.sequence import TAIL_BYTES, TAIL_SEGMENTS, Said, TailSegment
 
 walls = st.floats(min_value=1e9, max_value=3e9, allow_nan=False)
 offsets = st.floats(min_value=-60, max_value=60, allow_nan=False)
 widths = st.floats(min_value=0, max_value=1, allow_nan=False)
 fractions = st.floats(min_value=0, max_value=1, allow_nan=False)
+big = base64.b64encode(b"G" * (TAIL_BYTES // 2 + 1)).decode()  # two of these: over TAIL_BYTES
 
 
 @given(
@@ -48,17 +51,30 @@ def test_an_end_crossing_machines_comes_back_no_later_than_it_was(
     assert restated >= true_on_new - old_width - new_width - 1e-6
 
 
+tails = st.lists(
+    st.builds(
+        TailSegment,
+        st.integers(0, 10**12),
+        st.floats(0.001, 30, allow_nan=False),
+        st.integers(0, 10**12),
+        st.one_of(st.none(), walls),
+        st.booleans(),
+        st.binary(max_size=600),
+    ),
+    max_size=TAIL_SEGMENTS,
+).map(tuple)
+
+
 @given(
     said=st.dictionaries(
         st.sampled_from(["", "source", "720p", "360p"]),
-        st.one_of(st.none(), st.tuples(st.integers(0, 10**12), walls)),
+        st.one_of(st.none(), st.builds(Said, st.integers(0, 10**12), walls, tails)),
     ),
     offset=offsets,
 )
-def test_an_answer_decodes_to_what_was_said(
-    said: dict[str, tuple[int, float] | None], offset: float
-) -> None:
-    """With no uncertainty and one offset, the round trip is the identity (to float noise)."""
+def test_an_answer_decodes_to_what_was_said(said: dict[str, Said | None], offset: float) -> None:
+    """With no uncertainty and one offset, the round trip is the identity (to float
+    noise in the end; a tail comes back as it was, bytes and all)."""
     decoded = decode(encode(said, (offset, offset)), (offset, offset))
     assert decoded.keys() == said.keys()
     for name, value in said.items():
@@ -66,8 +82,50 @@ def test_an_answer_decodes_to_what_was_said(
         if value is None:
             assert got is None
         else:
-            assert got is not None and got[0] == value[0]
-            assert got[1] == pytest.approx(value[1], abs=1e-5)
+            assert got is not None and got.last == value.last
+            assert got.end == pytest.approx(value.end, abs=1e-5)
+            assert got.tail == value.tail
+
+
+def _with_tail(*entries: object) -> bytes:
+    return json.dumps({"writers": {"": {"last": 5, "end": 1.0, "tail": list(entries)}}}).encode()
+
+
+GOOD_ENTRY = {"n": 5, "d": 2.0, "c": 3, "p": None, "i": True, "b": "R0dH"}
+
+
+def test_a_tail_within_its_bounds_is_taken() -> None:
+    (said,) = decode(_with_tail(GOOD_ENTRY), (0.0, 0.0)).values()
+    assert said is not None and said.tail == (TailSegment(5, 2.0, 3, None, True, b"GGG"),)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _with_tail(*[GOOD_ENTRY] * (TAIL_SEGMENTS + 1)),
+        _with_tail([1, 2]),
+        _with_tail({**GOOD_ENTRY, "n": -1}),
+        _with_tail({**GOOD_ENTRY, "c": True}),
+        _with_tail({**GOOD_ENTRY, "d": "long"}),
+        _with_tail({**GOOD_ENTRY, "p": float("inf")}),
+        _with_tail({**GOOD_ENTRY, "i": 1}),
+        _with_tail({**GOOD_ENTRY, "b": "not base64!"}),
+        _with_tail({**GOOD_ENTRY, "b": 7}),
+        json.dumps({"writers": {"": {"last": 5, "end": 1.0, "tail": {}}}}).encode(),
+        # More segment bytes than a tail may carry, over two writers.
+        json.dumps(
+            {
+                "writers": {
+                    w: {"last": 5, "end": 1.0, "tail": [{**GOOD_ENTRY, "b": big}]}
+                    for w in ("a", "b")
+                }
+            }
+        ).encode(),
+    ],
+)
+def test_a_tail_out_of_bounds_is_refused(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode(body, (0.0, 0.0))
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,16 @@ def test_the_token_comes_from_the_environment_and_a_short_one_is_refused() -> No
         peer_auth.token_from_env({peer_auth.TOKEN_ENV: "short-secret"})
     assert "short-secret" not in str(refused.value)
     assert peer_auth.TOKEN_ENV in str(refused.value)
+
+
+@given(body=st.binary(max_size=300), other=st.binary(max_size=300))
+def test_an_answer_is_signed_over_its_body(body: bytes, other: bytes) -> None:
+    """The fence's answer carries segments: its signature holds for its own body only."""
+    now = 1_800_000_000.0
+    path = "/internal/fence/cams/door"
+    header = sign(TOKEN, peer_auth.ANSWER, peer_auth.answer_path(path, body), now)
+    assert check(TOKEN, peer_auth.ANSWER, peer_auth.answer_path(path, body), header, now) is None
+    assert check(TOKEN, "POST", path, header, now) is not None  # not a request's signature
+    if other != body:
+        changed = peer_auth.answer_path(path, other)
+        assert check(TOKEN, peer_auth.ANSWER, changed, header, now) is not None

@@ -8,21 +8,26 @@ them, and a keyframe may arrive a little late or early).
 
 from __future__ import annotations
 
+import itertools
 import threading
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from camstream_worker.outputs.hls.sequence import (
     SAME_CUT_SECONDS,
+    TAIL_SEGMENTS,
     FirstNumber,
     SequenceStart,
+    TailSegment,
     after_crash,
     by_clock,
     cluster_lead,
     follow_on,
     lead_of,
     outrun,
+    usable_tail,
 )
 
 EPOCH = 1_790_000_000.0
@@ -267,3 +272,41 @@ def test_follow_on_of_an_owner_cutting_at_the_same_keyframes_drops_all_it_listed
 def test_follow_on_before_the_first_cut_starts_right_after_the_old_owner() -> None:
     plan = follow_on([], 100, 50.0)
     assert plan.numbers == {} and plan.next_sequence == 101
+
+
+# -- the old owner's tail, listed by the new owner in front of its own
+
+
+def _tail(numbers: list[int], ccs: list[int]) -> list[TailSegment]:
+    return [TailSegment(n, 2.0, c, None, True, b"") for n, c in zip(numbers, ccs, strict=True)]
+
+
+@given(
+    last=st.integers(10, 10**9),
+    count=st.integers(1, TAIL_SEGMENTS),
+    steps=st.lists(st.integers(0, 1), min_size=TAIL_SEGMENTS, max_size=TAIL_SEGMENTS),
+    below=st.integers(0, 5),
+)
+def test_a_tail_as_an_old_owner_lists_it_is_usable(
+    last: int, count: int, steps: list[int], below: int
+) -> None:
+    numbers = list(range(last - count + 1, last + 1))
+    first_cc = numbers[0] - below
+    ccs = list(itertools.accumulate(steps[: count - 1], initial=first_cc))
+    tail = _tail(numbers, ccs)
+    assert usable_tail(tail, last) == tuple(tail)
+
+
+@pytest.mark.parametrize(
+    ("numbers", "ccs"),
+    [
+        ([8, 9], [8, 8]),  # does not end at the old owner's last (10)
+        ([8, 10], [8, 8]),  # a hole
+        ([9, 10], [9, 8]),  # a discontinuity number going down
+        ([9, 10], [7, 9]),  # ... or up by two (one segment adds at most one)
+        ([9, 10], [9, 11]),  # ... or above its sequence number
+        ([], []),
+    ],
+)
+def test_any_other_tail_is_not_listed(numbers: list[int], ccs: list[int]) -> None:
+    assert usable_tail(_tail(numbers, ccs), 10) == ()

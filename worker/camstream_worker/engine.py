@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 # and at most how many (a whole process's streams handed away at once).
 FENCE_MEMORY_SECONDS = 30.0
 FENCE_MEMORY_STREAMS = 10_000
+# The kept segments' bytes (sequence.TAIL_SEGMENTS of each stream, for its new
+# owner to list) are the costly part: at most this many bytes in all, the
+# oldest stream's dropped first (its new owner then follows on without them,
+# as before tails), and none kept past FENCE_TAIL_SECONDS (twice FENCE_SECONDS).
+FENCE_MEMORY_TAIL_BYTES = 256 * 1024 * 1024
+FENCE_TAIL_SECONDS = 4.0
 
 
 class Engine:
@@ -180,7 +186,15 @@ class Engine:
             del self._stopped[old]
         while len(self._stopped) >= FENCE_MEMORY_STREAMS:
             del self._stopped[next(iter(self._stopped))]  # the oldest
+        self._stopped.pop(key, None)
         self._stopped[key] = (fenced, now)
+        held = sum(_tail_bytes(f) for f, _ in self._stopped.values())
+        for old, (kept, at) in list(self._stopped.items()):  # oldest first
+            if held <= FENCE_MEMORY_TAIL_BYTES and now - at <= FENCE_TAIL_SECONDS:
+                continue
+            if size := _tail_bytes(kept):
+                held -= size
+                self._stopped[old] = (_without_tails(kept), at)
 
     def _start(
         self,
@@ -256,3 +270,11 @@ def _differs(old: StreamSpec, new: StreamSpec) -> bool:
         new.thumbnail,
         new.recording,
     )
+
+
+def _tail_bytes(fenced: Fenced) -> int:
+    return sum(len(t.data) for said in fenced.values() if said for t in said.tail)
+
+
+def _without_tails(fenced: Fenced) -> Fenced:
+    return {name: said and said._replace(tail=()) for name, said in fenced.items()}

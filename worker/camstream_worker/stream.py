@@ -30,7 +30,13 @@ from pathlib import Path
 
 from camstream.spec import StreamSpec
 from camstream_worker.outputs.base import Output
-from camstream_worker.outputs.hls.sequence import Fenced, FirstNumber, SequenceStart, lead_of
+from camstream_worker.outputs.hls.sequence import (
+    TAIL_BYTES,
+    Fenced,
+    FirstNumber,
+    SequenceStart,
+    lead_of,
+)
 from camstream_worker.outputs.hls.writer import HlsWriter, SegmentWritten
 from camstream_worker.outputs.recording.dvr import DvrWindow
 from camstream_worker.outputs.recording.recorder import Recorder
@@ -175,8 +181,15 @@ class Stream:
 
     def fence(self) -> Fenced:
         """Stop publishing, the stream's new owner continues: each writer's last
-        number and the wall time that segment was cut (None: it published none)."""
-        return {name: writer.fence() for name, writer in self._writers().items()}
+        number, the wall time that segment was cut and its newest segments, within
+        one TAIL_BYTES budget for all of them (None: it published none)."""
+        fenced: Fenced = {}
+        budget = TAIL_BYTES
+        for name, writer in self._writers().items():
+            said = fenced[name] = writer.fence(budget)
+            if said is not None:
+                budget -= sum(len(t.data) for t in said.tail)
+        return fenced
 
     def follow_on(self, answers: Fenced | None) -> None:
         """Publish, following the old owner's numbers where it said them (`answers`,
@@ -189,14 +202,17 @@ class Stream:
             if answer is None:
                 writer.publish_provisional()
                 continue
-            plan = writer.follow_on(*answer)
+            listed_before = writer.inherited_segments
+            plan = writer.follow_on(answer.last, answer.end, answer.tail)
             log.info(
-                "%sfollows on at %d%s: %d segments kept, %d covered by the old owner",
+                "%sfollows on at %d%s: %d segments kept, %d covered by the old owner,"
+                " %d of its listed here",
                 self.prefix,
-                answer[0] + 1,
+                answer.last + 1,
                 f" ({name})" if name else "",
                 len(plan.numbers),
                 len(plan.dropped),
+                writer.inherited_segments - listed_before,
             )
 
     def continuation(self) -> SequenceStart:

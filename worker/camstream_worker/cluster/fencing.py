@@ -9,8 +9,9 @@ Why (outputs/hls/sequence.py has the whole story): a handoff's new owner
 numbers its segments provisionally, above anything the old owner can have
 published, and publishes no playlist. Once it serves the stream it asks the
 old owner, `POST /internal/fence/<namespace>/<name>`, to stop publishing
-and say where it ended; it then renumbers to follow on without a hole, so a
-viewer's player (routed to it by the same flip) never waits. No answer
+and say where it ended, handing over its newest segments; it then lists
+those and renumbers its own to follow on without a hole, so a viewer's
+player (routed to it by the same flip) never waits. No answer
 within FENCE_SECONDS (the old owner crashed, refused, or cannot be reached)
 and it publishes its provisional numbers, as before the fence.
 
@@ -25,8 +26,8 @@ owner). Times cross on the cluster's clock (fence_answer.py).
 
     new owner                                   old owner
     ring: serving = me ──▶ POST fence (signed) ──▶ signed? (403) ring: not mine? (409)
-                                                  writers fence() ──▶ 200 {last, end}
-    follow_on(last, end) ◀──────────────────────────────────┘
+                                                  writers fence() ──▶ 200 {last, end, tail}
+    follow_on(last, end, tail) ◀────────────────────────────┘
     (no answer in 2 s: publish_provisional)
 """
 
@@ -141,9 +142,17 @@ class Fencing:
             _said(fenced),
             high - low,
         )
+        body = fence_answer.encode(fenced, offset)
+        signed = peer_auth.sign(
+            self._token or "",
+            peer_auth.ANSWER,
+            peer_auth.answer_path(request.path, body),
+            self._cluster_now(),
+        )
         return web.Response(
-            body=fence_answer.encode(fenced, offset),
+            body=body,
             content_type="application/json",
+            headers={peer_auth.ANSWER_HEADER: signed},
         )
 
     def _refuse(self, status: int, why: str, peer: str | None = None) -> web.Response:
@@ -185,8 +194,18 @@ class Fencing:
                 async with self._session.post(
                     url, headers=headers, timeout=aiohttp.ClientTimeout(total=left)
                 ) as response:
-                    body = await response.content.read(fence_answer.MAX_ANSWER_BYTES + 1)
+                    body = await _read_bounded(response, fence_answer.MAX_ANSWER_BYTES + 1)
                     if response.status == 200:
+                        forged = peer_auth.check(
+                            token,
+                            peer_auth.ANSWER,
+                            peer_auth.answer_path(path, body),
+                            response.headers.get(peer_auth.ANSWER_HEADER),
+                            self._cluster_now(),
+                        )
+                        if forged is not None:
+                            why = f"answer refused: {forged}"
+                            break  # not a worker's: nothing of it is published
                         low, high = offset = self._offset()
                         fenced = fence_answer.decode(body, offset)
                         log.info(
@@ -217,7 +236,17 @@ class Fencing:
             await self._session.close()
 
 
+async def _read_bounded(response: aiohttp.ClientResponse, most: int) -> bytes:
+    """The body, or its first `most` bytes: one read returns what has arrived."""
+    body = bytearray()
+    while len(body) < most and (chunk := await response.content.read(most - len(body))):
+        body += chunk
+    return bytes(body)
+
+
 def _said(fenced: Fenced) -> str:
     return ", ".join(
-        f"{name or 'hls'} {'-' if said is None else said[0]}" for name, said in fenced.items()
+        f"{name or 'hls'} {'-' if said is None else said.last}"
+        + (f" (+{len(said.tail)} listed)" if said is not None and said.tail else "")
+        for name, said in fenced.items()
     )

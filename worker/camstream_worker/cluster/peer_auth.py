@@ -1,7 +1,8 @@
 """Worker-to-worker requests, signed with the workers' shared peer token. Pure: no I/O.
 
 Who calls this: cluster/fencing.py, on both ends of a handoff's fence (the
-new owner signs its request, the old owner checks it).
+new owner signs its request, the old owner checks it; the old owner signs
+its answer, which carries segments, and the new owner checks that).
 
 Why a token of its own, not the edge's (CAMSTREAM_EDGE_TOKEN): the edge
 token is also in every ingest edge pod, the tier that faces cameras on the
@@ -32,10 +33,13 @@ from collections.abc import Mapping
 from camstream_worker.protocols.rtmp import forwarded
 
 __all__ = [
+    "ANSWER",
+    "ANSWER_HEADER",
     "FRESH_SECONDS",
     "MIN_TOKEN_LENGTH",
     "SCHEME",
     "TOKEN_ENV",
+    "answer_path",
     "check",
     "sign",
     "token_from_env",
@@ -54,6 +58,19 @@ def token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
     """The workers' peer token, or None; read and checked as the edge token is
     (forwarded.py: at least MIN_TOKEN_LENGTH characters, or ValueError)."""
     return forwarded.token_from_env(environ, variable=TOKEN_ENV)
+
+
+# An answer is signed as a request is, with this in place of the method and
+# the answer's SHA-256 after its path: the fence's answer carries segments a
+# new owner publishes, so it must come from a worker, not from whoever
+# answers at the old owner's address.
+ANSWER = "ANSWER"
+ANSWER_HEADER = "X-Camstream-Peer-Answer"
+
+
+def answer_path(path: str, body: bytes) -> str:
+    """What an answer to a request for `path` is signed over: the path and its body's hash."""
+    return f"{path}\n{hashlib.sha256(body).hexdigest()}"
 
 
 def _mac(token: str, method: str, path: str, timestamp: int) -> str:

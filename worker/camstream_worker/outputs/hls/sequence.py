@@ -25,7 +25,11 @@ its last sequence number go down. Three cases:
   once it serves the stream it asks the old owner to stop publishing and to
   say its last number L and where that segment ended; the new owner drops
   the segments the old one already covered and renumbers the rest from
-  L + 1, so a viewer's playlist runs on without a gap. With no answer (the
+  L + 1, so a viewer's playlist runs on without a gap. The answer also
+  carries the old owner's newest segments (TAIL_SEGMENTS, with their
+  bytes), which the new owner lists in front of its own: a viewer whose
+  last playlist came from the old owner has often not seen L, and a
+  playlist starting at L + 1 left it a hole of a segment. With no answer (the
   old owner crashed or cannot be reached) the provisional numbers are
   published as they are: above the old owner's, as before the fence.
 - A failover after a crash: nobody can be asked, and an owner that took the
@@ -49,10 +53,12 @@ first segment (`SequenceStart.at`), which may be much later than the plan
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # Publishing is paced by the camera, not by us: allow one segment of jitter.
 JITTER_SEGMENTS = 1
@@ -62,10 +68,57 @@ JITTER_SEGMENTS = 1
 SAME_CUT_SECONDS = 0.5
 
 
+# The newest segments an old owner hands its new owner at the fence, at most
+# this many and these many bytes per stream: a player whose last playlist
+# came from the old owner may not have seen its last one or two (it refreshes
+# once per target duration, and a refresh that reaches the new owner first is
+# held until it has a playlist). Listed again by the new owner, in front of
+# its own, they give that player's next playlist a number it knows, so
+# hls.js slides on by sequence number and loads the ones it missed. Without
+# them it saw a playlist sharing nothing with the last, one number past a
+# segment it never loaded: a hole of a segment in its buffer, and a stall.
+TAIL_SEGMENTS = 3
+TAIL_BYTES = 8 * 1024 * 1024  # 3 segments of 2 s at ~11 Mbit/s
+
+
+class TailSegment(NamedTuple):
+    """One of the old owner's last listed segments, with its bytes (MPEG-TS only)."""
+
+    sequence: int
+    duration: float
+    discontinuity_number: int  # its EXT-X-DISCONTINUITY-SEQUENCE-counted number there
+    program_date_time: float | None
+    independent: bool
+    data: bytes
+
+
+class Said(NamedTuple):
+    """What one writer of the old owner said: its last number, the wall time that
+    segment was cut, and its newest segments (oldest first, the last one `last`)."""
+
+    last: int
+    end: float
+    tail: tuple[TailSegment, ...] = ()
+
+
 # What the fence says about one stream (its old owner's writers, by folder
-# under the stream's, "" for its own): the last number each published and the
-# wall time that segment was cut, or None where it published none.
-Fenced = dict[str, tuple[int, float] | None]
+# under the stream's, "" for its own), or None where a writer published nothing.
+Fenced = dict[str, Said | None]
+
+
+def usable_tail(tail: Sequence[TailSegment], last: int) -> tuple[TailSegment, ...]:
+    """The tail a new owner can list in front of its own segments: consecutive
+    numbers ending at the old owner's `last`, discontinuity numbers never going
+    down nor above their sequence numbers; anything else is not listed at all."""
+    numbers = [t.sequence for t in tail]
+    if not tail or numbers != list(range(last - len(tail) + 1, last + 1)):
+        return ()
+    ccs = [t.discontinuity_number for t in tail]
+    if any(b - a not in (0, 1) for a, b in itertools.pairwise(ccs)) or any(
+        t.discontinuity_number > t.sequence for t in tail
+    ):
+        return ()
+    return tuple(tail)
 
 
 def by_clock(now: float, segment_seconds: int) -> int:

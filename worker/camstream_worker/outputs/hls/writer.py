@@ -34,12 +34,15 @@ The fence at a handoff (sequence.py). A new owner's writer (`await_fence`)
 numbers its segments provisionally (above anything the old owner can have
 published) and publishes no playlist, so no viewer sees those numbers. The
 old owner's writer, asked by the new owner, stops publishing (`fence`) and
-says its last number and the wall time that segment was cut; the new
+says its last number, the wall time that segment was cut and its newest
+segments with their bytes (MPEG-TS; sequence.TAIL_SEGMENTS); the new
 owner's writer then drops the segments that cut covered and renumbers the
-rest to follow it (`follow_on`): files renamed, the first kept segment a
-discontinuity numbered above the old owner's, the playlist written (at the
-next cut if none is left). Without an answer the new owner publishes its
-provisional numbers (`publish_provisional`). These run on another thread
+rest to follow it (`follow_on`): files renamed, the old owner's newest
+written here and listed first with the discontinuity numbers they had
+there, the first kept segment a discontinuity numbered above the old
+owner's, the playlist written (at the next cut if nothing is listed).
+Without an answer the new owner publishes its provisional numbers
+(`publish_provisional`). These run on another thread
 than the packets' (the agent's), so cutting and publishing hold a lock.
 What reports a segment to the world outside the stream's status (the
 recorder and its DVR window, `on_published`) hears of it only once its
@@ -266,6 +269,7 @@ class HlsWriter:
         self.dropped_packets = 0
         self.timeline_jumps = 0
         self.forced_cuts = 0
+        self.inherited_segments = 0  # the old owners' segments listed here after a fence
         self.failed_writes = 0
         self.ts_segments = 0  # segments tsmux.py wrote
         self.malformed_frames = 0  # Frames tsmux.py left out (also in dropped_packets)
@@ -293,28 +297,67 @@ class HlsWriter:
             return dataclasses.replace(start, number=max(start.number, self._next_sequence))
         return SequenceStart(self._next_sequence)
 
-    def fence(self) -> tuple[int, float] | None:
+    def fence(self, tail_bytes: int = numbering.TAIL_BYTES) -> numbering.Said | None:
         """Stop publishing: the stream's new owner continues from here.
 
-        Returns the last published segment's number and the wall time it was
-        cut (its end), or None if none was published. Segments cut from now
-        on are dropped; the stream is leaving this worker anyway.
+        Returns the last published segment's number, the wall time it was cut
+        (its end) and the newest listed segments with their bytes (at most
+        numbering.TAIL_SEGMENTS and `tail_bytes`; MPEG-TS only), or None if
+        none was published. Segments cut from now on are dropped; the stream
+        is leaving this worker anyway.
         """
         with self._lock:
             self._fenced = True
             if not self._listed:
                 return None
             last = self._listed[-1].sequence
-            return last, self._ends[last]
+            return numbering.Said(last, self._ends[last], self._tail(tail_bytes))
 
-    def follow_on(self, source_last: int, source_end: float) -> numbering.FollowOn:
+    def _tail(self, budget: int) -> tuple[numbering.TailSegment, ...]:
+        """The newest listed segments as the fence hands them over, oldest first."""
+        numbers = itertools.accumulate(
+            (int(s.discontinuity) for s in self._listed), initial=self._discontinuity_sequence
+        )
+        listed = list(zip(self._listed, list(numbers)[1:], strict=True))
+        tail: list[numbering.TailSegment] = []
+        for segment, number in reversed(listed[-numbering.TAIL_SEGMENTS :]):
+            if segment.init_uri is not None:
+                return ()  # fMP4: its init segments would have to go along
+            try:
+                data = (self._dir / segment.uri).read_bytes()
+            except OSError:
+                break
+            budget -= len(data)
+            if budget < 0:
+                break
+            tail.append(
+                numbering.TailSegment(
+                    segment.sequence,
+                    segment.duration,
+                    number,
+                    segment.program_date_time,
+                    segment.independent,
+                    data,
+                )
+            )
+        return tuple(reversed(tail))
+
+    def follow_on(
+        self,
+        source_last: int,
+        source_end: float,
+        tail: Sequence[numbering.TailSegment] = (),
+    ) -> numbering.FollowOn:
         """Continue the old owner's numbers: its last was `source_last`, cut at
         `source_end` (this machine's wall clock, as the writer's own cuts).
 
         Drops the listed segments the old owner covered, renumbers the rest
-        from source_last + 1 (renaming their files) and rewrites the playlist.
-        Segments already out of the window go: their provisional names may be
-        numbers the renumbered ones now carry.
+        from source_last + 1 (renaming their files) and rewrites the playlist,
+        listing the old owner's newest segments (`tail`, written here) in front
+        of them with the discontinuity numbers they had there, so a player
+        coming over from the old owner finds numbers it knows (see
+        sequence.TAIL_SEGMENTS). Segments already out of the window go: their
+        provisional names may be numbers the renumbered ones now carry.
         """
         with self._lock:
             plan = numbering.follow_on(
@@ -333,14 +376,21 @@ class HlsWriter:
             self._retired = []
             self._first_number = None
             self._next_sequence = plan.next_sequence
+            usable = numbering.usable_tail(tail, source_last)
+            inherited = self._inherit(usable)
             if not plan.numbers:
                 # Nothing left: the next segment cut comes right after the old
-                # owner's last, a discontinuity numbered L + 1 (see _written).
-                self._listed = ()
-                self._ends = {}
+                # owner's last, a discontinuity numbered L + 1 (see _written),
+                # or one above the old owner's last discontinuity number when
+                # its tail is listed (never used there; at most L + 1 too).
+                self._listed = inherited
+                self._ends = {source_last: source_end} if inherited else {}
                 self._pending_discontinuity = True
-                self._counted = False
+                self._counted = bool(inherited)
                 self._unpublished = []  # all covered: the old owner reported them
+                if inherited:
+                    self._discontinuity_sequence = usable[0].discontinuity_number
+                    self._write_listed()
                 return plan
             kept = [s for s in self._listed if s.sequence in plan.numbers]
             moved: list[Segment] = []
@@ -361,11 +411,57 @@ class HlsWriter:
             self._ends = {
                 plan.numbers[old]: end for old, end in self._ends.items() if old in plan.numbers
             }
-            self._listed = tuple(moved)
+            self._listed = (*inherited, *moved)
             self._discontinuity_sequence = plan.discontinuity_sequence
-            self._write_playlist()
+            if inherited:
+                self._ends[source_last] = source_end
+                self._discontinuity_sequence = usable[0].discontinuity_number
+            self._write_listed()
             self._release_unpublished(plan.numbers)
             return plan
+
+    def _inherit(self, tail: Sequence[numbering.TailSegment]) -> tuple[Segment, ...]:
+        """Write the old owner's tail here; its entries as this playlist lists them
+        (the first one's discontinuity number is the playlist's base)."""
+        if not tail or self._options.segment_type == "fmp4":
+            return ()
+        listed: list[Segment] = []
+        for before, said in zip((None, *tail), tail, strict=False):
+            uri = f"seg{said.sequence}.ts"
+            try:
+                _write_atomically(self._dir / uri, said.data)
+            except OSError as exc:
+                self._write_failed(exc, gap=False)
+                for written in listed:
+                    (self._dir / written.uri).unlink(missing_ok=True)
+                return ()
+            listed.append(
+                Segment(
+                    sequence=said.sequence,
+                    uri=uri,
+                    duration=said.duration,
+                    discontinuity=(
+                        before is not None
+                        and said.discontinuity_number != before.discontinuity_number
+                    ),
+                    program_date_time=(
+                        said.program_date_time if self._options.program_date_time else None
+                    ),
+                    independent=said.independent,
+                )
+            )
+        self.inherited_segments += len(listed)
+        return tuple(listed)
+
+    def _write_listed(self) -> None:
+        """The playlist of what follow_on listed, slid to the window first."""
+        self._listed, dropped, self._discontinuity_sequence = slide_window(
+            self._listed, self._options.window_segments, self._discontinuity_sequence
+        )
+        for old in dropped:
+            self._ends.pop(old.sequence, None)
+        self._retired.extend(dropped)
+        self._write_playlist()
 
     def publish_provisional(self) -> None:
         """No fence answer (the old owner crashed or is out of reach): publish
