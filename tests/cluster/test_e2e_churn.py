@@ -579,27 +579,20 @@ LEAD_IN = 45.0
 # ... and play this long after they start: the lead-in, a rolling restart of
 # five workers (about 40 s here) and the ring settling back home.
 VIEWING = 130.0
-# No picture stops for longer than one of the chart's segments. hls.js also
-# fires `waiting` (PlayResult.stalls) while it crosses a new owner's session;
-# the samples (every 0.25 s) tell those from a picture that stops, so a
-# freeze is measured to within two samples (0.5 s). Before the fence a new
-# owner's first sequence number skipped one or two past the old owner's
-# last, and hls.js, placing a playlist that shares no number with the
-# previous one by number x target duration, was left a hole of up to a
-# segment at each cut-over (measured 0.2-1.3 s for both streams, once
-# 2.04 s). The cluster now fences every handoff (cluster/fencing.py): the
-# new owner's numbers run on from the old owner's last (in the two runs
-# counted, all 61 and all 76 handoffs were fenced). Known and open (#15):
-# hls.js still waits. `waiting` pulled/pushed and longest freeze in four
-# runs (2026-12-04): 15/4 0.26 s, 4/2 1.53 s, 2/2 1.26 s, 32/4 0.51 s.
-# The report's `waited_at_s` places
-# the stalls that freeze the picture about one playback delay after the
-# serving owner's own session restarts as a handoff begins (the RTSP camera
-# re-bases the first client's timestamps when a second one joins: "source
-# timestamps jumped"; the edge re-publishes to the old owner), and runs of
-# one `waiting` per segment after a cut-over, where hls.js, given a new
-# playlist of one or two segments that shares none with the last, plays at
-# the live edge. So 0 stalls is not asserted yet; the freeze bound stays.
+# Neither player ever waits (#15: no `waiting` event once playing), so no
+# picture stops. What it took, from the players' traces (player.py keeps one;
+# the test writes it to artifacts/player-trace-<name>.json): before the fence
+# a new owner's first number skipped one or two past the old owner's last,
+# and hls.js, placing a playlist that shares no number with the last by
+# number x target duration, was left a hole of up to a segment (0.2-2 s
+# stalls for both streams). With the fence the numbers ran on, but a player
+# whose last playlist came from the old owner had often not seen its last
+# segment L, and the new owner's playlist began at L + 1: the same hole
+# (2-11 `waiting` events per player and run, freezes up to 1.5 s,
+# 2026-12-04). The fence now hands the new owner the old owner's newest
+# segments, which it lists in front of its own (sequence.TAIL_SEGMENTS), and
+# the players cross every cut-over by sequence number. The samples (every
+# 0.25 s) measure a freeze to within two samples, reported beside.
 MAX_FREEZE = float(CHART_HLS["segmentSeconds"]) + 0.5
 # ... and no picture ever goes back: currentTime only moves forward (sampled
 # every 0.25 s; a seek forward over a hole is allowed). Before every writer
@@ -713,9 +706,9 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
     one got a fresh one, so partitions moved between the others as well.)
 
     Meanwhile hls.js plays one pushed and one pulled stream with the chart's
-    HLS defaults, through the restart: neither picture stops for longer than
-    a segment nor ever goes back (#15; before the ingest edge the pushed one
-    stalled 5-7 times, up to 5 s).
+    HLS defaults, through the restart: neither player ever waits, and no
+    picture goes back (#15; before the ingest edge the pushed one stalled
+    5-7 times, up to 5 s; before the fence's tail both waited 2-11 times).
     """
     cluster, ns, names, pushed = fleet
     cluster.kubectl("scale", "statefulset", WORKERS, "-n", ns, "--replicas=5")
@@ -815,6 +808,7 @@ def test_rolling_restart_of_five_moves_each_partition_out_and_back_once(
     for name, r in played.items():
         assert r.started and not r.fatal_errors, f"{name}: {r}"
         assert r.startup_seconds is not None and r.startup_seconds < LEAD_IN, f"{name}: {r}"
+        assert r.stalls == 0, f"{name} waited at {_waited_at(r)} s: {_freezes(r)}"
         assert r.longest_freeze <= MAX_FREEZE, f"{name} froze {r.longest_freeze:.1f} s: {r}"
         assert not _steps_back(r), f"{name} went back: {_steps_back(r)}"
         watched = _watched(r)
