@@ -642,3 +642,20 @@ def test_a_fenced_fmp4_owner_keeps_the_init_its_renumbered_segments_need(tmp_pat
     assert after.map_uri is not None and (new / after.map_uri).exists()
     assert sorted(p.name for p in new.glob("seg*.m4s")) == sorted(s.uri for s in after.segments)
     assert [p.name for p in new.glob("init*.mp4")] == [after.map_uri]  # none left behind
+
+
+def test_the_fences_tail_keeps_to_its_byte_budget(tmp_path: Path) -> None:
+    """The newest segments within the budget, the newest first; none read past it."""
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2, window_segments=10))
+    feed(writer, make_clip(seconds=10))
+    listed = parse_media_playlist((tmp_path / "index.m3u8").read_text()).segments
+    sizes = [(tmp_path / s.uri).stat().st_size for s in listed]
+    assert len(listed) >= TAIL_SEGMENTS + 1
+    full = writer.fence()
+    assert full is not None
+    assert [t.sequence for t in full.tail] == [s.sequence for s in listed[-TAIL_SEGMENTS:]]
+    assert [t.data for t in full.tail] == [(tmp_path / s.uri).read_bytes() for s in listed[-3:]]
+    one = writer.fence(sizes[-1] + sizes[-2] - 1)
+    assert one is not None and [t.sequence for t in one.tail] == [listed[-1].sequence]
+    nothing = writer.fence(0)
+    assert nothing is not None and nothing.tail == () and nothing.last == listed[-1].sequence

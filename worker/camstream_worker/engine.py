@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from camstream.spec import RecordingDefaults, StreamKey, StreamSpec, with_recording_default
-from camstream_worker.outputs.hls.sequence import Fenced, SequenceStart
+from camstream_worker.outputs.hls.sequence import TAIL_BYTES, Fenced, SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
@@ -131,7 +131,7 @@ class Engine:
                     # Fenced before it stops (stopping takes a while, and a stream
                     # being stopped is in neither table): a removed stream's unfinished
                     # segment is dropped anyway, so its last published one is final.
-                    self._remember_stopped(key, stream.fence())
+                    self._remember_stopped(key, stream.fence(self._tail_room()))
                 await stream.stop(remove=key not in wanted)
                 if key in wanted:
                     # A restart, not a removal: still waiting for the fence if it was.
@@ -179,6 +179,15 @@ class Engine:
         stream = self._streams.get(key)
         if stream is not None and stream.awaiting_fence:
             await asyncio.to_thread(stream.follow_on, answers)
+
+    def _tail_room(self) -> int:
+        """Bytes of tails a stream being stopped may still keep (and so read):
+        a whole process's streams stopped at once read no more than the budget."""
+        now = time.monotonic()
+        held = sum(
+            _tail_bytes(f) for f, at in self._stopped.values() if now - at <= FENCE_TAIL_SECONDS
+        )
+        return max(0, min(TAIL_BYTES, FENCE_MEMORY_TAIL_BYTES - held))
 
     def _remember_stopped(self, key: StreamKey, fenced: Fenced) -> None:
         now = time.monotonic()

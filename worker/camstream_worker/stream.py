@@ -179,12 +179,12 @@ class Stream:
         `follow_on`): a restart of the stream meanwhile must keep waiting."""
         return self._awaiting_fence
 
-    def fence(self) -> Fenced:
+    def fence(self, tail_bytes: int = TAIL_BYTES) -> Fenced:
         """Stop publishing, the stream's new owner continues: each writer's last
         number, the wall time that segment was cut and its newest segments, within
-        one TAIL_BYTES budget for all of them (None: it published none)."""
+        one budget of `tail_bytes` for all of them (None: it published none)."""
         fenced: Fenced = {}
-        budget = TAIL_BYTES
+        budget = tail_bytes
         for name, writer in self._writers().items():
             said = fenced[name] = writer.fence(budget)
             if said is not None:

@@ -323,8 +323,11 @@ class HlsWriter:
         for segment, number in reversed(listed[-numbering.TAIL_SEGMENTS :]):
             if segment.init_uri is not None:
                 return ()  # fMP4: its init segments would have to go along
+            path = self._dir / segment.uri
             try:
-                data = (self._dir / segment.uri).read_bytes()
+                if path.stat().st_size > budget:
+                    break  # not read at all: the budget bounds the reading too
+                data = path.read_bytes()
             except OSError:
                 break
             budget -= len(data)
