@@ -7,7 +7,7 @@ import base64
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camstream_worker.cluster import fence_answer
@@ -65,6 +65,7 @@ tails = st.lists(
 ).map(tuple)
 
 
+@settings(deadline=None)  # the machine is shared: no wall-clock deadline
 @given(
     said=st.dictionaries(
         st.sampled_from(["", "source", "720p", "360p"]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camstream_worker.cluster import peer_auth
@@ -73,6 +73,7 @@ def test_the_token_comes_from_the_environment_and_a_short_one_is_refused() -> No
     assert peer_auth.TOKEN_ENV in str(refused.value)
 
 
+@settings(deadline=None)  # the machine is shared: no wall-clock deadline
 @given(body=st.binary(max_size=300), other=st.binary(max_size=300))
 def test_an_answer_is_signed_over_its_body(body: bytes, other: bytes) -> None:
     """The fence's answer carries segments: its signature holds for its own body only."""

@@ -12,7 +12,7 @@ import itertools
 import threading
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camstream_worker.outputs.hls.sequence import (
@@ -281,6 +281,7 @@ def _tail(numbers: list[int], ccs: list[int]) -> list[TailSegment]:
     return [TailSegment(n, 2.0, c, None, True, b"") for n, c in zip(numbers, ccs, strict=True)]
 
 
+@settings(deadline=None)  # the machine is shared: no wall-clock deadline
 @given(
     last=st.integers(10, 10**9),
     count=st.integers(1, TAIL_SEGMENTS),
