@@ -19,6 +19,14 @@ issue's target for the edge: at most 0.1 % of a core and 0.3 MB per stream.
     .venv/bin/python bench/edge_bench.py                 # RTMP, N = 10, 50
     .venv/bin/python bench/edge_bench.py --streams 100 --window 30
     .venv/bin/python bench/edge_bench.py --protocol srt --streams 10 50 100
+    .venv/bin/python bench/edge_bench.py --protocol srt --worker-leg tcp --streams 20 100
+
+`--worker-leg tcp` (SRT only) is a prototype for the bench alone
+(bench/edge_tcp_leg.py): the edge relays each camera to its "worker" over
+plain TCP instead of an SRT caller, and that worker is a byte-counting TCP
+sink, not camstream (a stream is live when its byte count grew in the
+window; the "worker" columns are then the sink's). It measures what the
+edge costs with one libsrt connection per camera instead of two.
 
 Streams count only if their playlist gained a segment during the window
 (the relay works, not just connects). Senders are not counted, but they
@@ -39,6 +47,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +81,7 @@ class Row:
     edge_idle_pss_mb: float
     worker: Figures
     relayed_mbit_s: float  # written to the worker, all streams
+    edge_threads: int
 
 
 def main() -> int:
@@ -82,9 +92,22 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=0, help="worker engine processes")
     parser.add_argument("--protocol", choices=("rtmp", "srt"), default="rtmp")
     parser.add_argument(
+        "--worker-leg",
+        choices=("srt", "tcp"),
+        default="srt",
+        help="SRT only: the edge's leg to the worker (tcp: a bench-only prototype into a sink)",
+    )
+    parser.add_argument(
         "--serve-edge", nargs=3, metavar=("PORT", "WORKER_PORT", "STREAMS"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--serve-sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker_leg == "tcp" and args.protocol != "srt":
+        parser.error("--worker-leg tcp needs --protocol srt")
+    if args.serve_sink:
+        from bench import edge_tcp_leg
+
+        return asyncio.run(edge_tcp_leg.serve_sink(args.serve_sink, _sink_stats(args.serve_sink)))
     if args.protocol == "srt":
         # Inherited by the edge and the worker: the same token at both ends, and room for
         # every camera of the run from one address (loopback).
@@ -93,14 +116,19 @@ def main() -> int:
         os.environ.setdefault("CAMSTREAM_SRT_MAX_PER_ADDRESS", str(max(args.streams) + 10))
     if args.serve_edge:
         port, worker_port, streams = args.serve_edge
-        return asyncio.run(serve_edge(int(port), int(worker_port), args.protocol, int(streams)))
+        return asyncio.run(
+            serve_edge(int(port), int(worker_port), args.protocol, int(streams), args.worker_leg)
+        )
     container = "ts" if args.protocol == "srt" else "flv"
     clip = make_clip(seconds=10, bitrate_kbps=1000, gop_seconds=2, fps=25, container=container)
     rows = [measure(count, clip, args) for count in args.streams]
-    return report(rows, args.protocol)
+    label = f"{args.protocol} (tcp leg)" if args.worker_leg == "tcp" else args.protocol
+    return report(rows, label)
 
 
-async def serve_edge(port: int, worker_port: int, protocol: str, streams: int) -> int:
+async def serve_edge(
+    port: int, worker_port: int, protocol: str, streams: int, worker_leg: str = "srt"
+) -> int:
     """The edge with a ring naming one worker on 127.0.0.1 (bench only)."""
     from camstream.handoff import RingDoc
     from camstream_worker.edge.server import Edge, RtmpListener
@@ -108,7 +136,7 @@ async def serve_edge(port: int, worker_port: int, protocol: str, streams: int) -
     doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
     edge = Edge(ring=lambda: doc, worker_rtmp_port=worker_port)
     if protocol == "srt":
-        await _add_srt(edge, port, worker_port, streams)
+        await _add_srt(edge, port, worker_port, streams, worker_leg)
     else:
         edge.add_listener(RtmpListener(edge, "127.0.0.1", port))
     await edge.start()
@@ -122,7 +150,9 @@ async def serve_edge(port: int, worker_port: int, protocol: str, streams: int) -
         _write(stats, None)
 
 
-async def _add_srt(edge: Edge, port: int, worker_port: int, streams: int) -> None:
+async def _add_srt(
+    edge: Edge, port: int, worker_port: int, streams: int, worker_leg: str = "srt"
+) -> None:
     """The edge's SRT port, its passphrase cache holding every bench stream's before it opens."""
     from camstream.spec import StreamKey
     from camstream_worker.edge.passphrases import PassphraseCache
@@ -145,7 +175,12 @@ async def _add_srt(edge: Edge, port: int, worker_port: int, streams: int) -> Non
         await asyncio.sleep(0.01)
     else:
         raise RuntimeError("the passphrase cache did not fill")
-    relay = SrtRelay(
+    relay_class = SrtRelay
+    if worker_leg == "tcp":
+        from bench.edge_tcp_leg import TcpLegRelay
+
+        relay_class = TcpLegRelay
+    relay = relay_class(
         edge, "127.0.0.1", port, worker_srt_port=worker_port, passphrases=cache,
         limits=SrtLimits.from_env(),
     )  # fmt: skip
@@ -160,13 +195,63 @@ def _write(path: Path, text: str | None) -> None:
         path.write_text(text)
 
 
-def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
+@contextlib.contextmanager
+def _receiver(
+    count: int, args: argparse.Namespace
+) -> Iterator[tuple[subprocess.Popen[bytes], list[str], Callable[[], dict[str, int]]]]:
+    """The worker behind the edge, each stream's URL on it, and its progress per stream."""
+    if args.worker_leg == "tcp":
+        with _tcp_sink(count) as receiver:
+            yield receiver
+        return
     with worker_bench.camstream_receiver(
         count, processes=args.processes, protocol=args.protocol
     ) as (worker, worker_urls, playlists_at):
+        yield worker, worker_urls, worker_bench._fetch_all(playlists_at)
+
+
+@contextlib.contextmanager
+def _tcp_sink(
+    count: int,
+) -> Iterator[tuple[subprocess.Popen[bytes], list[str], Callable[[], dict[str, int]]]]:
+    """`--worker-leg tcp`'s worker: bench/edge_tcp_leg.py's sink, bytes per stream."""
+    from bench import edge_tcp_leg
+
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, __file__, "--serve-sink", str(port)],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _sink_stats(port).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sink did not start on port {port}")
+            time.sleep(0.1)
+        # The edge's relay calls `worker_srt_port`: the sink's TCP port stands in.
+        urls = [
+            f"srt://127.0.0.1:{port}?streamid=default/cam{i}"
+            f"&passphrase={worker_bench.srt_passphrase(i)}&pkt_size=1316"
+            for i in range(count)
+        ]
+        yield sink, urls, lambda: edge_tcp_leg.read_counts(_sink_stats(port))
+    finally:
+        worker_bench._stop([sink])
+
+
+def _sink_stats(port: int) -> Path:
+    return Path(f"/dev/shm/edge-bench-sink-{port}.stats")
+
+
+def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
+    with _receiver(count, args) as (worker, worker_urls, positions):
         worker_port = urlsplit(worker_urls[0]).port
         edge_port = udp_free_port() if args.protocol == "srt" else free_port()
-        command = [sys.executable, __file__, "--protocol", args.protocol, "--serve-edge"]
+        command = [
+            sys.executable, __file__, "--protocol", args.protocol,
+            "--worker-leg", args.worker_leg, "--serve-edge",
+        ]  # fmt: skip
         edge = subprocess.Popen(
             [*command, str(edge_port), str(worker_port), str(count)],
             stdin=subprocess.DEVNULL,
@@ -177,7 +262,6 @@ def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
             time.sleep(1.0)
             edge_idle = worker_bench._memory_mb(worker_bench._process_tree([edge]))[1]
             urls = [u.replace(f":{worker_port}", f":{edge_port}", 1) for u in worker_urls]
-            positions = worker_bench._fetch_all(playlists_at)
             senders = [
                 worker_bench._send(urls[i : i + worker_bench.SENDERS_PER_PROCESS], clip)
                 for i in range(0, len(urls), worker_bench.SENDERS_PER_PROCESS)
@@ -196,6 +280,7 @@ def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
                 edge_cpu = (worker_bench._cpu_seconds(edge_procs) - edge_cpu) / elapsed * 100
                 worker_cpu = (worker_bench._cpu_seconds(worker_procs) - worker_cpu) / elapsed * 100
                 edge_pss = worker_bench._memory_mb(edge_procs)[1]
+                edge_threads = sum(p.num_threads() for p in edge_procs)
                 worker_pss = worker_bench._memory_mb(worker_bench._process_tree([worker]))[1]
                 relayed = _relayed(edge_port) - relayed_before
                 after = positions()
@@ -211,6 +296,7 @@ def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
         edge_idle_pss_mb=edge_idle,
         worker=Figures(worker_cpu, worker_pss),
         relayed_mbit_s=relayed * 8 / 1e6 / elapsed,
+        edge_threads=edge_threads,
     )
     print_row(row)
     return row
@@ -234,7 +320,7 @@ def _relayed(port: int) -> float:
 HEADER = (
     f"{'N':>4} | {'live':>4} | {'edge CPU %/stream':>17} | {'worker CPU %/stream':>19} | "
     f"{'edge/worker':>11} | {'edge PSS MB/stream':>18} | {'above idle':>10} | "
-    f"{'worker PSS MB/stream':>20} | {'relayed Mbit/s':>14}"
+    f"{'worker PSS MB/stream':>20} | {'relayed Mbit/s':>14} | {'edge threads':>12}"
 )
 
 
@@ -249,7 +335,7 @@ def print_row(row: Row) -> None:
         f"{row.streams:>4} | {row.live:>4} | {edge_cpu:>17.3f} | {worker_cpu:>19.3f} | "
         f"{edge_cpu / worker_cpu if worker_cpu else 0:>10.2f}x | "
         f"{row.edge.pss_mb / n:>18.3f} | {(row.edge.pss_mb - row.edge_idle_pss_mb) / n:>10.3f} | "
-        f"{row.worker.pss_mb / n:>20.2f} | {row.relayed_mbit_s:>14.1f}",
+        f"{row.worker.pss_mb / n:>20.2f} | {row.relayed_mbit_s:>14.1f} | {row.edge_threads:>12}",
         flush=True,
     )
 
