@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camstream.spec import StreamKey
-from camstream_worker.edge import owners
 from camstream_worker.edge.srt_relay import (
     MAX_BUFFER,
     OPEN_TIMEOUT,
@@ -107,30 +106,16 @@ class _Upstream(asyncio.Protocol):
 class _TcpRelay(_Relay):
     """`_Relay` with `_TcpFeed`s: the same reads and pushes, another leg."""
 
-    def housekeeping(self, now: float) -> None:
-        edge = self._host.edge
-        doc = edge.ring()
-        wanted = owners.owners(doc, self.key)
-        for worker in list(self.feeds):
-            feed = self.feeds[worker]
-            assert isinstance(feed, _TcpFeed)
-            address = owners.address(doc, worker, self._host.worker_srt_port)
-            if worker not in wanted or address != feed.address:
-                self._close(worker)
-            elif feed.broken is not None:
-                self._lost(worker, feed.broken)
-            elif feed.connected:
-                before = feed.sent
-                feed.flush()
-                edge.metrics.bytes_out.inc(feed.sent - before)
-            elif now - feed.opened > OPEN_TIMEOUT:
-                self._lost(worker, f"no answer in {OPEN_TIMEOUT:g} s")
-        for worker in wanted:
-            if worker in self.feeds or now < self._retry_at.get(worker, 0.0):
-                continue
-            address = owners.address(doc, worker, self._host.worker_srt_port)
-            if address is not None:
-                self._open(worker, address, now, handoff=worker != wanted[0])
+    def _tend(self, worker: str, feed: _Feed, now: float) -> None:
+        assert isinstance(feed, _TcpFeed)
+        if feed.broken is not None:
+            self._lost(worker, feed.broken)
+        elif feed.connected:
+            before = feed.sent
+            feed.flush()
+            self._host.edge.metrics.bytes_out.inc(feed.sent - before)
+        elif now - feed.opened > OPEN_TIMEOUT:
+            self._lost(worker, f"no answer in {OPEN_TIMEOUT:g} s")
 
     def _open(self, worker: str, address: tuple[str, int], now: float, *, handoff: bool) -> None:
         feed = _TcpFeed(worker, address, -1, now, key=str(self.key))

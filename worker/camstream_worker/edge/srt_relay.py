@@ -227,30 +227,34 @@ class _Relay:
             address = owners.address(doc, worker, self._host.worker_srt_port)
             if worker not in wanted or address != feed.address:
                 self._close(worker)
-                continue
-            state = libsrt.state(feed.sock)
-            if state >= libsrt.SRTS_BROKEN:
-                reason = libsrt.reject_reason(feed.sock)
-                why = libsrt.reject_reason_text(reason) if reason else "the connection broke"
-                self._lost(worker, why)
-            elif state == libsrt.SRTS_CONNECTED:
-                if not feed.connected:
-                    feed.connected = True
-                    log.info("[%s] srt edge: feeding worker %s", self.key, worker)
-                before = feed.sent
-                try:
-                    feed.flush()
-                except libsrt.SrtError as exc:
-                    self._lost(worker, f"send failed: {exc}")
-                edge.metrics.bytes_out.inc(feed.sent - before)
-            elif now - feed.opened > OPEN_TIMEOUT:
-                self._lost(worker, f"no answer in {OPEN_TIMEOUT:g} s")
+            else:
+                self._tend(worker, feed, now)
         for worker in wanted:
             if worker in self.feeds or now < self._retry_at.get(worker, 0.0):
                 continue
             address = owners.address(doc, worker, self._host.worker_srt_port)
             if address is not None:
                 self._open(worker, address, now, handoff=worker != wanted[0])
+
+    def _tend(self, worker: str, feed: _Feed, now: float) -> None:
+        """One wanted feed: flushed once connected, lost once broken or unanswered."""
+        state = libsrt.state(feed.sock)
+        if state >= libsrt.SRTS_BROKEN:
+            reason = libsrt.reject_reason(feed.sock)
+            why = libsrt.reject_reason_text(reason) if reason else "the connection broke"
+            self._lost(worker, why)
+        elif state == libsrt.SRTS_CONNECTED:
+            if not feed.connected:
+                feed.connected = True
+                log.info("[%s] srt edge: feeding worker %s", self.key, worker)
+            before = feed.sent
+            try:
+                feed.flush()
+            except libsrt.SrtError as exc:
+                self._lost(worker, f"send failed: {exc}")
+            self._host.edge.metrics.bytes_out.inc(feed.sent - before)
+        elif now - feed.opened > OPEN_TIMEOUT:
+            self._lost(worker, f"no answer in {OPEN_TIMEOUT:g} s")
 
     def _open(self, worker: str, address: tuple[str, int], now: float, *, handoff: bool) -> None:
         metrics = self._host.edge.metrics

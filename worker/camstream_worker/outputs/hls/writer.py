@@ -457,14 +457,15 @@ class HlsWriter:
         return tuple(listed)
 
     def _write_listed(self) -> None:
-        """The playlist of what follow_on listed, slid to the window first."""
+        """The playlist of what is listed, slid to the window first (what slides
+        out is retired: its file stays for `retain_extra` more segments)."""
         self._listed, dropped, self._discontinuity_sequence = slide_window(
             self._listed, self._options.window_segments, self._discontinuity_sequence
         )
         for old in dropped:
             self._ends.pop(old.sequence, None)
-        self._retired.extend(dropped)
         self._write_playlist()
+        self._retired.extend(dropped)
 
     def publish_provisional(self) -> None:
         """No fence answer (the old owner crashed or is out of reach): publish
@@ -911,14 +912,8 @@ class HlsWriter:
             )
 
     def _publish(self, segment: Segment) -> None:
-        listed, dropped, self._discontinuity_sequence = slide_window(
-            (*self._listed, segment), self._options.window_segments, self._discontinuity_sequence
-        )
-        self._listed = listed
-        for old in dropped:
-            self._ends.pop(old.sequence, None)
-        self._write_playlist()
-        self._retired.extend(dropped)
+        self._listed = (*self._listed, segment)
+        self._write_listed()
         while len(self._retired) > self._retain_extra:
             old = self._retired.pop(0)
             (self._dir / old.uri).unlink(missing_ok=True)
