@@ -29,7 +29,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from camstream.spec import StreamKey
 from camstream_worker.edge.srt_relay import (
     MAX_BUFFER,
     OPEN_TIMEOUT,
@@ -37,7 +36,6 @@ from camstream_worker.edge.srt_relay import (
     _Feed,
     _Relay,
 )
-from camstream_worker.servers.srt.listener import Publication
 
 # The connection's kernel send buffer: 0.1 s of a 1 Mbit/s camera is 12.5 KB,
 # so a read batch always fits; Linux's default autotunes far higher.
@@ -132,17 +130,7 @@ class _TcpRelay(_Relay):
 class TcpLegRelay(SrtRelay):
     """`SrtRelay` whose publishers are relayed by `_TcpRelay` (`worker_srt_port`: the sink's)."""
 
-    def adopt(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
-        publication = self.passphrases.lookup(key)
-        if not isinstance(publication, Publication):
-            sock.close()
-            return
-        sock.setblocking(False)
-        self.edge.metrics.publishes.inc()
-        relay = _TcpRelay(self, key, peer, sock, publication)
-        task = asyncio.create_task(relay.run(), name=f"srt edge (tcp leg) {key}")
-        self._relays[task] = relay
-        task.add_done_callback(self._relays.pop)
+    relay_class = _TcpRelay
 
 
 # -- the bench's worker for this mode ------------------------------------------

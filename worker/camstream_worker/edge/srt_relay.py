@@ -323,6 +323,7 @@ class SrtRelay:
     """The edge's SRT port (a server.Listener)."""
 
     name = "srt"
+    relay_class: type[_Relay] = _Relay  # one camera's relay (a bench swaps the worker leg)
 
     def __init__(
         self,
@@ -385,7 +386,7 @@ class SrtRelay:
             return
         sock.setblocking(False)
         self.edge.metrics.publishes.inc()
-        relay = _Relay(self, key, peer, sock, publication)
+        relay = self.relay_class(self, key, peer, sock, publication)
         task = asyncio.create_task(relay.run(), name=f"srt edge {key}")
         self._relays[task] = relay
         task.add_done_callback(self._relays.pop)
