@@ -43,7 +43,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -420,6 +420,7 @@ async def _play_on(
     screenshot: Path | None,
     reported_url: str,
     probe: str | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> PlayResult:
     page, target_id = await _open_page(session, browser)
     try:
@@ -448,6 +449,8 @@ async def _play_on(
             if first_t is None and ct > 0 and not state.get("paused", True):
                 first_t, start_ct, last_advance = now, ct, now
                 watch_end = now + seconds
+                if on_started is not None:
+                    on_started()
             elif first_t is not None:
                 prev = samples[-2][1] if len(samples) > 1 else ct
                 if ct > prev:
@@ -534,11 +537,13 @@ async def play_many_async(
     screenshots: bool = True,
     browser: Chromium | None = None,
     probe: str | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> dict[str, PlayResult]:
     """Play several URLs at once, one tab each, in one Chromium.
 
     `probe`: a JavaScript expression evaluated in each page at the end (its
     JSON value is PlayResult.probe), for what a page shows beyond its video.
+    `on_started`: called once per tab when its picture first moves.
     """
     own_browser = browser is None
     servers: list[HarnessServer] = []
@@ -557,6 +562,7 @@ async def play_many_async(
                     ARTIFACTS / f"player-{_artifact_name(name)}.png" if screenshots else None,
                     reported,
                     probe,
+                    on_started,
                 )
                 for name, (page_url, reported) in plans.items()
             }
