@@ -29,7 +29,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from camstream.spec import RecordingDefaults, StreamKey, StreamSpec, with_recording_default
-from camstream_worker.outputs.hls.sequence import TAIL_BYTES, Fenced, SequenceStart
+from camstream_worker.fence_memory import FenceMemory
+from camstream_worker.outputs.hls.sequence import Fenced, SequenceStart
 from camstream_worker.protocols.rtmp import paths
 from camstream_worker.protocols.rtmp.publish import PublishSink
 from camstream_worker.secrets.base import SecretResolver
@@ -77,8 +78,13 @@ class Engine:
         self._streams: dict[StreamKey, Stream] = {}
         self._specs: dict[StreamKey, StreamSpec] = {}
         self._listeners: list[Callable[[StreamStatus], None]] = []
-        # Streams stopped here: what their writers said at the stop, and when (monotonic).
-        self._stopped: dict[StreamKey, tuple[Fenced, float]] = {}
+        # Streams stopped here: what their writers said at the stop.
+        self._stopped = FenceMemory(
+            seconds=FENCE_MEMORY_SECONDS,
+            streams=FENCE_MEMORY_STREAMS,
+            tail_bytes=FENCE_MEMORY_TAIL_BYTES,
+            tail_seconds=FENCE_TAIL_SECONDS,
+        )
         self._lock = asyncio.Lock()
         hls_root.mkdir(parents=True, exist_ok=True)
 
@@ -131,7 +137,9 @@ class Engine:
                     # Fenced before it stops (stopping takes a while, and a stream
                     # being stopped is in neither table): a removed stream's unfinished
                     # segment is dropped anyway, so its last published one is final.
-                    self._remember_stopped(key, stream.fence(self._tail_room()))
+                    now = time.monotonic()
+                    fenced = stream.fence(self._stopped.tail_room(now))
+                    self._stopped.remember(key, fenced, now)
                 await stream.stop(remove=key not in wanted)
                 if key in wanted:
                     # A restart, not a removal: still waiting for the fence if it was.
@@ -169,41 +177,13 @@ class Engine:
         stream = self._streams.get(key)
         if stream is not None:
             return stream.fence()
-        kept = self._stopped.get(key)
-        if kept is None or time.monotonic() - kept[1] > FENCE_MEMORY_SECONDS:
-            return None
-        return kept[0]
+        return self._stopped.said(key, time.monotonic())
 
     async def follow_on(self, key: StreamKey, answers: Fenced | None) -> None:
         """Publish stream `key` following the old owner's `answers` (None: provisionally)."""
         stream = self._streams.get(key)
         if stream is not None and stream.awaiting_fence:
             await asyncio.to_thread(stream.follow_on, answers)
-
-    def _tail_room(self) -> int:
-        """Bytes of tails a stream being stopped may still keep (and so read):
-        a whole process's streams stopped at once read no more than the budget."""
-        now = time.monotonic()
-        held = sum(
-            _tail_bytes(f) for f, at in self._stopped.values() if now - at <= FENCE_TAIL_SECONDS
-        )
-        return max(0, min(TAIL_BYTES, FENCE_MEMORY_TAIL_BYTES - held))
-
-    def _remember_stopped(self, key: StreamKey, fenced: Fenced) -> None:
-        now = time.monotonic()
-        for old in [k for k, (_, at) in self._stopped.items() if now - at > FENCE_MEMORY_SECONDS]:
-            del self._stopped[old]
-        while len(self._stopped) >= FENCE_MEMORY_STREAMS:
-            del self._stopped[next(iter(self._stopped))]  # the oldest
-        self._stopped.pop(key, None)
-        self._stopped[key] = (fenced, now)
-        held = sum(_tail_bytes(f) for f, _ in self._stopped.values())
-        for old, (kept, at) in list(self._stopped.items()):  # oldest first
-            if held <= FENCE_MEMORY_TAIL_BYTES and now - at <= FENCE_TAIL_SECONDS:
-                continue
-            if size := _tail_bytes(kept):
-                held -= size
-                self._stopped[old] = (_without_tails(kept), at)
 
     def _start(
         self,
@@ -213,7 +193,7 @@ class Engine:
         discontinuity: bool,
         await_fence: bool = False,
     ) -> None:
-        self._stopped.pop(key := spec.key, None)
+        self._stopped.forget(key := spec.key)
         stream = Stream(
             spec,
             hls_root=self.hls_root,
@@ -279,11 +259,3 @@ def _differs(old: StreamSpec, new: StreamSpec) -> bool:
         new.thumbnail,
         new.recording,
     )
-
-
-def _tail_bytes(fenced: Fenced) -> int:
-    return sum(len(t.data) for said in fenced.values() if said for t in said.tail)
-
-
-def _without_tails(fenced: Fenced) -> Fenced:
-    return {name: said and said._replace(tail=()) for name, said in fenced.items()}
