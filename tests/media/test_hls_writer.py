@@ -659,3 +659,27 @@ def test_the_fences_tail_keeps_to_its_byte_budget(tmp_path: Path) -> None:
     assert one is not None and [t.sequence for t in one.tail] == [listed[-1].sequence]
     nothing = writer.fence(0)
     assert nothing is not None and nothing.tail == () and nothing.last == listed[-1].sequence
+
+
+@pytest.mark.parametrize(("session_seconds", "segments"), [(4.2, 2), (4.7, 3)])
+def test_a_session_s_last_stub_is_dropped_not_published(
+    tmp_path: Path, session_seconds: float, segments: int
+) -> None:
+    """A session that ends 0.2 s after a cut leaves no 0.2 s segment: a stub
+    can hold one track only (an RTMP camera's audio trails its video), and
+    hls.js waited on the segment after it (writer.py, MIN_LAST_SEGMENT_SECONDS).
+    A longer last stretch (0.7 s) is still published."""
+    clip = make_clip(seconds=6, gop_seconds=2.0)
+    writer = HlsWriter(tmp_path, HlsOptions(segment_seconds=2, window_segments=10))
+    with av.open(str(clip)) as container:
+        streams = [container.streams.video[0], container.streams.audio[0]]
+        writer.begin(streams)
+        for packet in container.demux(streams):
+            if packet.dts is not None and packet.pts * packet.time_base < session_seconds:
+                writer.write(streams.index(packet.stream), packet)
+        writer.end()
+    listed = parse_media_playlist((tmp_path / "index.m3u8").read_text()).segments
+    assert len(listed) == segments, listed
+    assert all(s.duration >= 0.5 for s in listed), listed
+    assert writer.stub_segments_dropped == 3 - segments
+    assert sorted(p.name for p in tmp_path.glob("*.ts")) == [s.uri for s in listed]

@@ -155,6 +155,16 @@ SPILL_BYTES = 128 * 1024
 DRAIN_FRAMES = 32
 # The temporary file of the segment being written as it goes (renamed at its cut).
 PARTIAL_SEGMENT = ".partial.ts.tmp"
+# A session's last stretch shorter than this is dropped at its end, not
+# published. Sources interleave their tracks with a lag (an RTMP camera's
+# audio trails its video by ~0.2 s), so such a stub can hold video only: a
+# player's buffer then ends the lag plus the stub short of the next segment,
+# past hls.js's 0.25 s lookup tolerance, and it waits there. Seen at a
+# handoff: the edge dropped the old owner 0.1 s after a cut, its stub was the
+# last segment the fence reported, and hls.js waited on the new owner's
+# first (0.8 s frozen, CI of 6ece625). The new owner covers that media; a
+# camera that leaves loses at most this much of its end.
+MIN_LAST_SEGMENT_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +279,7 @@ class HlsWriter:
         self.dropped_packets = 0
         self.timeline_jumps = 0
         self.forced_cuts = 0
+        self.stub_segments_dropped = 0  # last stretches under MIN_LAST_SEGMENT_SECONDS
         self.inherited_segments = 0  # the old owners' segments listed here after a fence
         self.failed_writes = 0
         self.ts_segments = 0  # segments tsmux.py wrote
@@ -632,7 +643,8 @@ class HlsWriter:
         self._start_segment(seconds, on_keyframe=False)
 
     def end(self, *, keep_last: bool = True) -> None:
-        """Close the session: what is held becomes a (shorter) last segment.
+        """Close the session: what is held becomes a (shorter) last segment,
+        unless it is shorter than MIN_LAST_SEGMENT_SECONDS.
 
         keep_last=False: the stream moved away, so what is held is dropped; a
         segment written now would carry a number ahead of what the new owner
@@ -644,8 +656,11 @@ class HlsWriter:
             and self._last_time is not None
             and self._segment_start is not None
         ):
-            frame = 1 / 25
-            self._flush(self._last_time + frame)
+            end = self._last_time + 1 / 25  # the last frame's own duration, about
+            if end - self._segment_start >= MIN_LAST_SEGMENT_SECONDS:
+                self._flush(end)
+            else:
+                self.stub_segments_dropped += 1
         self._drop_segment()
         self._segment_start = None
 
