@@ -384,8 +384,9 @@ def test_edge_deployment_contract(helm: Helm) -> None:
 
 
 def test_edge_srt_port_contract(helm: Helm) -> None:
-    """edge.srt.port (#15): one UDP Service on the edge pods, the workers' SRT port reached by
-    the edges only, and the edge reads CameraStreams and Secrets exactly where workers may."""
+    """edge.srt.port (#15): one UDP Service on the edge pods, the workers' SRT port (UDP, and
+    TCP for the edge's legs) reached by the edges only, and the edge reads CameraStreams and
+    Secrets exactly where workers may."""
     sets = [
         "edge.srt.port=9000",
         "watchNamespaces={cams}",
@@ -401,16 +402,18 @@ def test_edge_srt_port_contract(helm: Helm) -> None:
     worker = container(one(objects, "StatefulSet", WORKER), "worker")
     assert _args_map(worker["args"])["--srt-port"] == "8890"
     assert {"name": "srt", "containerPort": 8890, "protocol": "UDP"} in worker["ports"]
+    # The edge's leg per SRT camera: TCP on the same number.
+    assert {"name": "srt-leg", "containerPort": 8890, "protocol": "TCP"} in worker["ports"]
     service = one(objects, "Service", f"{RELEASE}-srt")
     assert service["spec"]["ports"] == [
         {"name": "srt", "port": 9000, "targetPort": "srt", "protocol": "UDP"}
     ]
     assert service["spec"]["selector"] == edge["spec"]["selector"]["matchLabels"]
     assert service["spec"]["type"] == "LoadBalancer"
-    # Only the edge pods reach the workers' SRT port.
+    # Only the edge pods reach the workers' SRT port, UDP and TCP (the leg).
     policy = one(objects, "NetworkPolicy", f"{WORKER}-rtmp-ingress")
     srt = policy["spec"]["ingress"][-1]
-    assert srt["ports"] == [{"port": 8890, "protocol": "UDP"}]
+    assert srt["ports"] == [{"port": 8890, "protocol": "UDP"}, {"port": 8890, "protocol": "TCP"}]
     assert [f["podSelector"]["matchLabels"] for f in srt["from"]] == [
         edge["spec"]["selector"]["matchLabels"]
     ]
@@ -432,6 +435,8 @@ def test_edge_srt_port_contract(helm: Helm) -> None:
     default = helm.render()
     assert not [s for s in by_kind(default, "Service") if s["metadata"]["name"].endswith("-srt")]
     assert "--srt-port" not in container(one(default, "Deployment", EDGE), "edge")["args"]
+    default_worker = container(one(default, "StatefulSet", WORKER), "worker")
+    assert not [p for p in default_worker["ports"] if p["name"].startswith("srt")]
     assert not [
         b for b in by_kind(default, "RoleBinding") + by_kind(default, "ClusterRoleBinding")
         if me in b["subjects"] and "secrets" in b["roleRef"]["name"]
@@ -1005,6 +1010,7 @@ def test_metrics_doc_lists_the_contract() -> None:
         "camstream_srt_handshakes",
         "camstream_srt_received_bytes_total",
         "camstream_srt_rejected_total",
+        "camstream_srt_edge_legs_total",
     }
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -32,6 +33,9 @@ from camstream_worker.edge.passphrases import PassphraseCache
 from camstream_worker.edge.server import Edge
 from camstream_worker.edge.srt_relay import SrtRelay
 from camstream_worker.protocols.rtmp import forwarded
+from camstream_worker.protocols.srt import edge_leg
+from camstream_worker.servers.srt.edge_leg import EdgeLegPort
+from camstream_worker.servers.srt.limits import SrtLimits
 from camstream_worker.servers.srt.listener import Publication, SrtListener
 from camstream_worker.srt import libsrt
 from tests.harness.srt import LossyRelay, SrtCamera, udp_free_port
@@ -68,8 +72,11 @@ class Worker:
     delivered: list[Delivered] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     listener: SrtListener | None = None
+    leg: EdgeLegPort | None = None  # with a token: the edge's TCP legs, as a worker's service
+    stale: list[StreamKey] = field(default_factory=list)
 
     def deliver(self, key: StreamKey, peer: str, sock: socket.socket) -> None:
+        sock.setblocking(True)  # the leg port's sockets are non-blocking
         item = Delivered(key, peer, sock)
         self.delivered.append(item)
         threading.Thread(target=self._drain, args=(item,), daemon=True).start()
@@ -86,14 +93,22 @@ class Worker:
                 item.received += len(data)
         item.closed = True
 
-    def start(self) -> None:
+    async def start(self, limits: SrtLimits | None = None) -> None:
         self.listener = SrtListener(self.host, self.port, self, edge_token=self.token)
         self.listener.publish(STREAMS)
         self.listener.start()
+        if self.token:
+            self.leg = EdgeLegPort(
+                self.host, self.port, token=self.token, lookup=STREAMS.get,
+                deliver=self.deliver, stale=self.stale.append, limits=limits,
+            )  # fmt: skip
+            await self.leg.start()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self.leg is not None:
+            await self.leg.close()
         if self.listener is not None:
-            self.listener.close()
+            await asyncio.to_thread(self.listener.close)
 
 
 class Ring:
@@ -128,7 +143,7 @@ async def bed(worker_b_token: str | None = TOKEN) -> AsyncIterator[Bed]:
     port = udp_free_port(WORKER_A)
     workers = {"a": Worker(WORKER_A, port, TOKEN), "b": Worker(WORKER_B, port, worker_b_token)}
     for worker in workers.values():
-        worker.start()
+        await worker.start()
     fetched: list[StreamKey] = []
 
     async def fetch(key: StreamKey) -> Publication | None:
@@ -148,7 +163,7 @@ async def bed(worker_b_token: str | None = TOKEN) -> AsyncIterator[Bed]:
     finally:
         await edge.close()
         for worker in workers.values():
-            await asyncio.to_thread(worker.close)
+            await worker.close()
 
 
 def call(port: int, stream_id: str, passphrase: str) -> str | None:
@@ -210,10 +225,10 @@ async def test_unknown_stream_and_wrong_passphrase_are_refused_alike() -> None:
 
 
 async def test_camera_is_relayed_to_its_owner_and_kept_through_a_handoff() -> None:
-    """The worker that has the edge token sees the camera's address; the other sees the edge's.
-    During the handoff both owners are fed from a PAT; once the ring serves the target the
-    source is dropped, and the camera never reconnects."""
-    async with bed(worker_b_token="another-token-0123456789") as b:
+    """Each owner gets the camera over a TCP leg, with the camera's own address. During the
+    handoff both owners are fed from a PAT; once the ring serves the target the source is
+    dropped, and the camera never reconnects."""
+    async with bed() as b:
         a, w_b = b.workers["a"], b.workers["b"]
         b.relay.passphrases.lookup(KEY)  # warm the cache as a camera's first try would
         await eventually(lambda: b.relay.passphrases.stats()["passphrases"] == 1)
@@ -227,7 +242,7 @@ async def test_camera_is_relayed_to_its_owner_and_kept_through_a_handoff() -> No
 
             b.ring.handoff()
             await eventually(lambda: bool(w_b.delivered) and w_b.delivered[0].received > 50_000)
-            assert w_b.delivered[0].peer != camera  # a wrong token vouches for nothing
+            assert w_b.delivered[0].peer == camera
             assert tspackets.pat_start(w_b.delivered[0].head) == 0
             assert not a.delivered[0].closed  # both fed: make-before-break
 
@@ -238,6 +253,116 @@ async def test_camera_is_relayed_to_its_owner_and_kept_through_a_handoff() -> No
             assert len(a.delivered) == len(w_b.delivered) == 1
             assert b.edge.metrics.publishes._value.get() == 1  # the camera never reconnected
             assert b.relay.publishing() == 1
+            assert a.leg is not None and w_b.leg is not None
+            assert a.leg.counts["accepted"] == w_b.leg.counts["accepted"] == 1
+            assert a.listener is not None and a.listener.publishers() == 0  # TCP, not SRT
+
+
+async def test_a_worker_with_another_token_refuses_the_leg_and_the_camera_stays() -> None:
+    """The leg's proof needs the edge token: a handoff target with another token refuses
+    every leg (the edge calls it again and again), feeds nothing, and the camera stays
+    connected and fed to its serving owner."""
+    async with bed(worker_b_token="another-token-0123456789") as b:
+        a, w_b = b.workers["a"], b.workers["b"]
+        b.relay.passphrases.lookup(KEY)
+        await eventually(lambda: b.relay.passphrases.stats()["passphrases"] == 1)
+        with SrtCamera(b.relay.port, stream_id="default/gate", passphrase=PASSPHRASE):
+            await eventually(lambda: bool(a.delivered) and a.delivered[0].received > 50_000)
+            b.ring.handoff()
+            assert w_b.leg is not None
+            await eventually(lambda: w_b.leg is not None and w_b.leg.counts["unauthorized"] >= 3)
+            fed = a.delivered[0].received
+            await eventually(lambda: a.delivered[0].received > fed + 50_000)
+            assert not w_b.delivered and not a.delivered[0].closed
+            assert b.edge.metrics.publishes._value.get() == 1
+            assert w_b.stale  # a known stream whose proof failed: its passphrase is read again
+
+
+async def leg_call(port: int, line: bytes | None, *, host: str = WORKER_A) -> bytes:
+    """One connection to a worker's leg port: its challenge, then `line` (or silence); what
+    the worker answered before it closed."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        hello = await reader.readline()
+        assert hello.startswith(b"CAMSTREAM-TS/1 "), hello
+        if line is not None:
+            writer.write(line.replace(b"{nonce}", hello.split()[1]))
+        return await asyncio.wait_for(reader.read(), 10)  # until the worker closes
+    finally:
+        writer.close()
+
+
+async def test_the_leg_port_refuses_what_is_not_a_proven_leg() -> None:
+    """Malformed lines, a wrong passphrase, an unknown stream and a replayed proof are
+    refused with a reason, and nothing is delivered; silence is closed at the handshake
+    timeout; beyond the cap of handshakes a connection is refused at once."""
+    worker = Worker(WORKER_A, udp_free_port(WORKER_A), TOKEN)
+    await worker.start(SrtLimits(max_connections=2, handshake_timeout=1.0))
+    assert worker.leg is not None
+    port = worker.leg.port
+    camera = "10.1.2.3:5000"
+    try:
+        assert await leg_call(port, b"HELLO\n") == b"NO Malformed\n"
+        assert await leg_call(port, b"x" * edge_leg.MAX_LINE) == b"NO Malformed\n"  # no newline
+        unknown, wrong = StreamKey("default", "nosuch"), "not-the-passphrase"
+        answers = []
+        for key, passphrase in ((KEY, wrong), (unknown, PASSPHRASE)):
+            answers.append(await proven_call(port, key, passphrase, camera))
+        assert answers == [b"NO Unauthorized\n"] * 2  # alike: nobody learns which exist
+        assert worker.stale == [KEY]  # only the known stream's passphrase is read again
+        # A proof is good for its own challenge only.
+        replayed = edge_leg.request(TOKEN, PASSPHRASE, bytes(16), KEY, camera)
+        assert await leg_call(port, replayed) == b"NO Unauthorized\n"
+        assert not worker.delivered
+
+        started = time.monotonic()
+        assert await leg_call(port, None) == b""  # silence: closed, no answer
+        assert 0.8 < time.monotonic() - started < 5
+        silent = [await asyncio.open_connection(WORKER_A, port) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        reader, extra = await asyncio.open_connection(WORKER_A, port)
+        assert await asyncio.wait_for(reader.read(), 5) == b"NO Capacity\n"
+        extra.close()
+        assert worker.leg.counts == {
+            "accepted": 0, "malformed": 3, "unauthorized": 3, "capacity": 1,
+        }, worker.leg.counts  # fmt: skip
+        for _, writer in silent:
+            writer.close()
+        await asyncio.sleep(0.3)  # their handshakes end at the close
+
+        assert await proven_call(port, KEY, PASSPHRASE, camera) == b"OK\n"
+        await eventually(lambda: bool(worker.delivered))
+        assert worker.delivered[0].peer == camera  # the camera's address, as the edge vouched
+    finally:
+        await worker.close()
+
+
+async def proven_call(port: int, key: StreamKey, passphrase: str, camera: str) -> bytes:
+    """A leg as the edge opens it (the token and `passphrase`): the worker's answer line."""
+    reader, writer = await asyncio.open_connection(WORKER_A, port)
+    try:
+        nonce = edge_leg.nonce_of(await reader.readline())
+        writer.write(edge_leg.request(TOKEN, passphrase, nonce, key, camera))
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
+async def gate_worker(start_worker: Any, latency_ms: int | None = None) -> tuple[Any, int]:
+    """A real standalone worker with the edge token running "gate" as an SRT push stream;
+    with its SRT port (and the leg's, the same number over TCP)."""
+    srt: dict[str, object] = {"passphraseSecretRef": {"name": "gate-srt"}}
+    if latency_ms is not None:
+        srt["latencyMs"] = latency_ms
+    manifests = [
+        camera_stream("gate", {"protocol": "srt", "srt": srt}, hls={"segmentSeconds": 1}),
+        secret("gate-srt", passphrase=PASSPHRASE),
+    ]
+    port = udp_free_port()
+    worker = await asyncio.to_thread(
+        start_worker, manifests, 1, ("--srt-port", str(port)), {forwarded.TOKEN_ENV: TOKEN}
+    )
+    return worker, port
 
 
 async def test_wrong_passphrase_at_the_edge_shows_on_the_stream_and_clears(start_worker) -> None:
@@ -245,16 +370,7 @@ async def test_wrong_passphrase_at_the_edge_shows_on_the_stream_and_clears(start
     the owner (a real standalone worker with the edge token), whose status shows the reason.
     A flood of wrong passphrases makes one report; the right passphrase afterwards goes live
     through the edge and the reason is gone."""
-    source = {"protocol": "srt", "srt": {"passphraseSecretRef": {"name": "gate-srt"}}}
-    manifests = [
-        camera_stream("gate", source, hls={"segmentSeconds": 1}),
-        secret("gate-srt", passphrase=PASSPHRASE),
-    ]
-    worker_port = udp_free_port()
-    worker = await asyncio.to_thread(
-        start_worker, manifests, 1, ("--srt-port", str(worker_port)),
-        {forwarded.TOKEN_ENV: TOKEN},
-    )  # fmt: skip
+    worker, worker_port = await gate_worker(start_worker)
 
     async def fetch(key: StreamKey) -> Publication | None:
         return STREAMS.get(key)
@@ -306,19 +422,7 @@ async def test_loss_before_the_edge_is_recovered_by_srt(start_worker) -> None:
     buffers for its latency (limits.buffer_packets): 5 % of the camera's datagrams lost on
     the way to the edge are still recovered by SRT there, and the worker behind it plays
     one unbroken session."""
-    source = {
-        "protocol": "srt",
-        "srt": {"passphraseSecretRef": {"name": "gate-srt"}, "latencyMs": 500},
-    }
-    manifests = [
-        camera_stream("gate", source, hls={"segmentSeconds": 1}),
-        secret("gate-srt", passphrase=PASSPHRASE),
-    ]
-    worker_port = udp_free_port()
-    worker = await asyncio.to_thread(
-        start_worker, manifests, 1, ("--srt-port", str(worker_port)),
-        {forwarded.TOKEN_ENV: TOKEN},
-    )  # fmt: skip
+    worker, worker_port = await gate_worker(start_worker, latency_ms=500)
 
     async def fetch(key: StreamKey) -> Publication | None:
         return Publication(PASSPHRASE, 500) if key == KEY else None
@@ -347,3 +451,28 @@ async def test_loss_before_the_edge_is_recovered_by_srt(start_worker) -> None:
         assert edge.metrics.publishes._value.get() == 1  # the camera never reconnected
     finally:
         await edge.close()
+
+
+async def test_a_leg_that_goes_silent_is_ended_by_the_worker(start_worker) -> None:
+    """An edge whose host vanished leaves a leg open and silent (no FIN): a real standalone
+    worker's source ends it after PUBLISHER_IDLE (10 s), as the SRT listener ends a silent
+    publisher, instead of waiting on it for ever."""
+    worker, worker_port = await gate_worker(start_worker)
+    deadline = time.monotonic() + 10
+    while True:  # the service's table takes the stream within a refresh
+        reader, writer = await asyncio.open_connection("127.0.0.1", worker_port)
+        nonce = edge_leg.nonce_of(await reader.readline())
+        writer.write(edge_leg.request(TOKEN, PASSPHRASE, nonce, KEY, "10.1.2.3:5000"))
+        if await reader.readline() == b"OK\n":
+            break
+        writer.close()
+        assert time.monotonic() < deadline, "the worker never took the leg"
+        await asyncio.sleep(0.2)
+    try:
+        opened = time.monotonic()
+        ended = "srt publisher sent nothing for 10 s: ended"
+        await eventually(lambda: ended in worker.log(), within=25)
+        assert time.monotonic() - opened >= 9.5
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the worker closed its end
+    finally:
+        writer.close()

@@ -64,7 +64,7 @@ def test_srt_metrics_are_zero_without_an_srt_port_and_counted_with_one() -> None
     srt_families = [m for m in without.collect() if m.name.startswith("camstream_srt")]
     assert {m.name for m in srt_families} == {
         "camstream_srt_connections", "camstream_srt_handshakes",
-        "camstream_srt_received_bytes", "camstream_srt_rejected",
+        "camstream_srt_received_bytes", "camstream_srt_rejected", "camstream_srt_edge_legs",
     }  # fmt: skip
     assert all(s.value == 0 for m in srt_families for s in m.samples)
     stats = {"connections": 2, "refused_bitrate": 1, "bytes_received": 10}
@@ -72,6 +72,10 @@ def test_srt_metrics_are_zero_without_an_srt_port_and_counted_with_one() -> None
     assert {"camstream_srt_connections", "camstream_srt_rejected"} <= names(with_srt)
     rejected = next(m for m in with_srt.collect() if m.name == "camstream_srt_rejected")
     assert {s.labels["reason"] for s in rejected.samples} == set(SRT_REFUSAL_REASONS)
+    stats |= {"leg_accepted": 3, "leg_refused_unauthorized": 2}
+    legs = next(m for m in with_srt.collect() if m.name == "camstream_srt_edge_legs")
+    by_outcome = {s.labels["outcome"]: s.value for s in legs.samples if s.name.endswith("_total")}
+    assert by_outcome == {"accepted": 3, "malformed": 0, "unauthorized": 2, "capacity": 0}
 
 
 @given(

@@ -129,6 +129,15 @@ def _srt_metrics(stats: Mapping[str, int]) -> Iterator[Metric]:
     for reason in SRT_REFUSAL_REASONS:
         rejected.add_metric([reason], stats.get(f"refused_{reason}", 0))
     yield rejected
+    legs = CounterMetricFamily(
+        "camstream_srt_edge_legs",
+        "Connections from ingest edges carrying an SRT camera (TCP), by outcome",
+        labels=["outcome"],
+    )
+    for outcome in ("accepted", "malformed", "unauthorized", "capacity"):
+        name = "leg_accepted" if outcome == "accepted" else f"leg_refused_{outcome}"
+        legs.add_metric([outcome], stats.get(name, 0))
+    yield legs
 
 
 def worker_registry(

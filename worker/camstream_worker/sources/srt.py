@@ -32,6 +32,7 @@ import io
 import logging
 import socket
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import av
@@ -50,6 +51,11 @@ from camstream_worker.srt import libsrt
 log = logging.getLogger(__name__)
 
 POLL = 0.25  # seconds between looks at `stopping` while a read waits
+# Seconds without a byte before a delivered publisher is ended: the SRT
+# listener drops a silent one at its own idle timeout (limits.py, 10 s), but
+# an edge's TCP leg (servers/srt/edge_leg.py) has nobody between it and this
+# read when the edge's host vanishes without closing it.
+PUBLISHER_IDLE = 10.0
 CONNECT_TIMEOUT_MS = 3000
 # MPEG-TS carries its codec parameters in-band: a second is enough to find them.
 # Not `fflags nobuffer`: it throws away what the probe read (that second,
@@ -67,16 +73,21 @@ class _SocketReader(io.RawIOBase):
     def __init__(self, sock: socket.socket, stopping: threading.Event) -> None:
         self._sock = sock
         self._stopping = stopping
+        self._idle = False  # ended for silence: every later read is the end too
         sock.settimeout(POLL)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._stopping.is_set():
+        quiet_since = time.monotonic()
+        while not self._stopping.is_set() and not self._idle:
             try:
                 return self._sock.recv_into(buffer)
             except TimeoutError:
+                if time.monotonic() - quiet_since >= PUBLISHER_IDLE:
+                    log.info("srt publisher sent nothing for %g s: ended", PUBLISHER_IDLE)
+                    self._idle = True
                 continue
             except OSError:
                 return 0

@@ -48,6 +48,7 @@ __all__ = [
     "Report",
     "client_of",
     "host_of",
+    "host_port",
     "report_id",
     "reported",
     "stream_id",
@@ -71,7 +72,7 @@ def stream_id(key: StreamKey, token: str | None, client: str) -> str:
     """The stream ID the edge sends for a camera at `client` ("host:port"); without a token,
     the plain access-control form (the worker then counts the edge's address)."""
     plain = streamid.format_id(key)
-    if not token or _host_port(client) is None:
+    if not token or host_port(client) is None:
         return plain
     return f"{plain},{CLIENT}={client},{PROOF}={forwarded.proof(token, client, _subject(key))}"
 
@@ -86,7 +87,7 @@ def client_of(raw_id: str, key: StreamKey, token: str | None) -> str | None:
 def report_id(key: StreamKey, token: str | None, client: str, reason: str) -> str | None:
     """The stream ID with which the edge reports that it refused `client` ("host:port")
     publishing `key` for `reason`; None without a token or a valid client (no report)."""
-    if not token or _host_port(client) is None or not _plain_word(reason):
+    if not token or host_port(client) is None or not _plain_word(reason):
         return None
     subject = _subject(key, reason)
     return (
@@ -127,7 +128,7 @@ def _subject(key: StreamKey, reason: str | None = None) -> str:
 
 def _proven_client(pairs: dict[str, str], token: str, subject: str) -> str | None:
     client, offered = pairs.get(CLIENT), pairs.get(PROOF)
-    if client is None or offered is None or _host_port(client) is None:
+    if client is None or offered is None or host_port(client) is None:
         return None
     if not forwarded.proven(token, client, subject, offered):
         return None
@@ -143,7 +144,8 @@ def host_of(peer: str) -> str:
     return peer.rpartition(":")[0].strip("[]") or peer
 
 
-def _host_port(client: str) -> tuple[str, int] | None:
+def host_port(client: str) -> tuple[str, int] | None:
+    """An IP address and port from "host:port" ("[v6]:port"), or None for anything else."""
     host, colon, port = client.rpartition(":")
     if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
         return None

@@ -33,6 +33,7 @@ from camstream.spec import StreamKey, StreamSpec
 from camstream_worker.errors import SecretError
 from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.secrets.base import SecretResolver
+from camstream_worker.servers.srt.edge_leg import EdgeLegPort
 from camstream_worker.servers.srt.limits import SrtLimits
 from camstream_worker.servers.srt.listener import Publication, SrtListener
 from camstream_worker.sources.srt import passphrase_problem, takes_publishers
@@ -105,6 +106,7 @@ class SrtService:
         self._stale: set[StreamKey] = set()
         self._resolved_at = -RESOLVE
         self._task: asyncio.Task[None] | None = None
+        self.leg: EdgeLegPort | None = None  # with an edge token
 
     @classmethod
     async def start(
@@ -121,7 +123,17 @@ class SrtService:
         listener = SrtListener(host, port, handler, limits=limits, edge_token=token)
         listener.start()
         service = handler.service = cls(listener, engines, secrets)
-        await service.refresh()
+        try:
+            if token:  # the edge's TCP leg, on the same port number (edge_leg.py)
+                service.leg = EdgeLegPort(
+                    host, listener.port, token=token, lookup=service.publication,
+                    deliver=engines.adopt_publisher, stale=service.stale, limits=limits,
+                )  # fmt: skip
+                await service.leg.start()
+            await service.refresh()
+        except BaseException:
+            await service.close()
+            raise
         service._task = asyncio.create_task(service._keep_current())
         return service
 
@@ -130,7 +142,8 @@ class SrtService:
         return self.listener.port
 
     def stats(self) -> dict[str, int]:
-        return self.listener.stats()
+        legs = {} if self.leg is None else self.leg.stats()
+        return self.listener.stats() | legs
 
     async def refresh(self) -> None:
         """Resolve the passphrases of new or changed streams, of streams that refused a
@@ -157,6 +170,10 @@ class SrtService:
         self._table = table
         self.listener.publish(table)
 
+    def publication(self, key: StreamKey) -> Publication | None:
+        """What `key`'s publishers must know, if it takes SRT publishers here."""
+        return self._table.get(key)
+
     def stale(self, key: StreamKey) -> None:
         """A publisher of `key` was refused: read its passphrase again at the next refresh."""
         self._stale.add(key)
@@ -174,6 +191,8 @@ class SrtService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.leg is not None:
+            await self.leg.close()
         await asyncio.to_thread(self.listener.close)
 
 
