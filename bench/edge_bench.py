@@ -19,21 +19,19 @@ issue's target for the edge: at most 0.1 % of a core and 0.3 MB per stream.
     .venv/bin/python bench/edge_bench.py                 # RTMP, N = 10, 50
     .venv/bin/python bench/edge_bench.py --streams 100 --window 30
     .venv/bin/python bench/edge_bench.py --protocol srt --streams 10 50 100
-    .venv/bin/python bench/edge_bench.py --protocol srt --worker-leg tcp --streams 20 100
 
-`--worker-leg tcp` (SRT only) is a prototype for the bench alone
-(bench/edge_tcp_leg.py): the edge relays each camera to its "worker" over
-plain TCP instead of an SRT caller, and that worker is a byte-counting TCP
-sink, not camstream (a stream is live when its byte count grew in the
-window; the "worker" columns are then the sink's). It measures what the
-edge costs with one libsrt connection per camera instead of two.
+For SRT the edge terminates each camera's SRT connection (the one libsrt
+connection per camera) and relays its MPEG-TS to the worker over a TCP leg
+(the worker's leg port: the SRT port's number, over TCP), each leg opened
+with the worker's challenge answered by a proof under the edge token.
 
 Streams count only if their playlist gained a segment during the window
 (the relay works, not just connects). Senders are not counted, but they
 share the machine's cores: at N = 100 the FFmpeg cameras alone take a good
 part of a 2-core machine, which the edge's and worker's figures feel.
-For SRT the edge vouches for each camera with an edge token (as in a
-cluster), and both ends take more than SRT's default 32 connections per
+For SRT both ends get one edge token (as in a cluster: the worker opens its
+leg port and the relay starts only with one, and the edge vouches for each
+camera with it), and both take more than SRT's default 32 connections per
 address, since every camera here calls from 127.0.0.1.
 """
 
@@ -47,7 +45,6 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,43 +89,26 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=0, help="worker engine processes")
     parser.add_argument("--protocol", choices=("rtmp", "srt"), default="rtmp")
     parser.add_argument(
-        "--worker-leg",
-        choices=("srt", "tcp"),
-        default="srt",
-        help="SRT only: the edge's leg to the worker (tcp: a bench-only prototype into a sink)",
-    )
-    parser.add_argument(
         "--serve-edge", nargs=3, metavar=("PORT", "WORKER_PORT", "STREAMS"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--serve-sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker_leg == "tcp" and args.protocol != "srt":
-        parser.error("--worker-leg tcp needs --protocol srt")
-    if args.serve_sink:
-        from bench import edge_tcp_leg
-
-        return asyncio.run(edge_tcp_leg.serve_sink(args.serve_sink, _sink_stats(args.serve_sink)))
     if args.protocol == "srt":
-        # Inherited by the edge and the worker: the same token at both ends, and room for
+        # Inherited by the edge and the worker: the same token at both ends (the worker
+        # opens its leg port and the edge's relay starts only with one), and room for
         # every camera of the run from one address (loopback).
         os.environ.setdefault(forwarded.TOKEN_ENV, secrets.token_hex(16))
         # setdefault: the edge's own process (--serve-edge) keeps the run's figure.
         os.environ.setdefault("CAMSTREAM_SRT_MAX_PER_ADDRESS", str(max(args.streams) + 10))
     if args.serve_edge:
         port, worker_port, streams = args.serve_edge
-        return asyncio.run(
-            serve_edge(int(port), int(worker_port), args.protocol, int(streams), args.worker_leg)
-        )
+        return asyncio.run(serve_edge(int(port), int(worker_port), args.protocol, int(streams)))
     container = "ts" if args.protocol == "srt" else "flv"
     clip = make_clip(seconds=10, bitrate_kbps=1000, gop_seconds=2, fps=25, container=container)
     rows = [measure(count, clip, args) for count in args.streams]
-    label = f"{args.protocol} (tcp leg)" if args.worker_leg == "tcp" else args.protocol
-    return report(rows, label)
+    return report(rows, args.protocol)
 
 
-async def serve_edge(
-    port: int, worker_port: int, protocol: str, streams: int, worker_leg: str = "srt"
-) -> int:
+async def serve_edge(port: int, worker_port: int, protocol: str, streams: int) -> int:
     """The edge with a ring naming one worker on 127.0.0.1 (bench only)."""
     from camstream.handoff import RingDoc
     from camstream_worker.edge.server import Edge, RtmpListener
@@ -136,7 +116,7 @@ async def serve_edge(
     doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
     edge = Edge(ring=lambda: doc, worker_rtmp_port=worker_port)
     if protocol == "srt":
-        await _add_srt(edge, port, worker_port, streams, worker_leg)
+        await _add_srt(edge, port, worker_port, streams)
     else:
         edge.add_listener(RtmpListener(edge, "127.0.0.1", port))
     await edge.start()
@@ -150,9 +130,7 @@ async def serve_edge(
         _write(stats, None)
 
 
-async def _add_srt(
-    edge: Edge, port: int, worker_port: int, streams: int, worker_leg: str = "srt"
-) -> None:
+async def _add_srt(edge: Edge, port: int, worker_port: int, streams: int) -> None:
     """The edge's SRT port, its passphrase cache holding every bench stream's before it opens."""
     from camstream.spec import StreamKey
     from camstream_worker.edge.passphrases import PassphraseCache
@@ -175,12 +153,7 @@ async def _add_srt(
         await asyncio.sleep(0.01)
     else:
         raise RuntimeError("the passphrase cache did not fill")
-    relay_class = SrtRelay
-    if worker_leg == "tcp":
-        from bench.edge_tcp_leg import TcpLegRelay
-
-        relay_class = TcpLegRelay
-    relay = relay_class(
+    relay = SrtRelay(
         edge, "127.0.0.1", port, worker_srt_port=worker_port, passphrases=cache,
         limits=SrtLimits.from_env(),
     )  # fmt: skip
@@ -195,63 +168,14 @@ def _write(path: Path, text: str | None) -> None:
         path.write_text(text)
 
 
-@contextlib.contextmanager
-def _receiver(
-    count: int, args: argparse.Namespace
-) -> Iterator[tuple[subprocess.Popen[bytes], list[str], Callable[[], dict[str, int]]]]:
-    """The worker behind the edge, each stream's URL on it, and its progress per stream."""
-    if args.worker_leg == "tcp":
-        with _tcp_sink(count) as receiver:
-            yield receiver
-        return
+def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
     with worker_bench.camstream_receiver(
         count, processes=args.processes, protocol=args.protocol
     ) as (worker, worker_urls, playlists_at):
-        yield worker, worker_urls, worker_bench._fetch_all(playlists_at)
-
-
-@contextlib.contextmanager
-def _tcp_sink(
-    count: int,
-) -> Iterator[tuple[subprocess.Popen[bytes], list[str], Callable[[], dict[str, int]]]]:
-    """`--worker-leg tcp`'s worker: bench/edge_tcp_leg.py's sink, bytes per stream."""
-    from bench import edge_tcp_leg
-
-    port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, __file__, "--serve-sink", str(port)],
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not _sink_stats(port).exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the sink did not start on port {port}")
-            time.sleep(0.1)
-        # The edge's relay calls `worker_srt_port`: the sink's TCP port stands in.
-        urls = [
-            f"srt://127.0.0.1:{port}?streamid=default/cam{i}"
-            f"&passphrase={worker_bench.srt_passphrase(i)}&pkt_size=1316"
-            for i in range(count)
-        ]
-        yield sink, urls, lambda: edge_tcp_leg.read_counts(_sink_stats(port))
-    finally:
-        worker_bench._stop([sink])
-
-
-def _sink_stats(port: int) -> Path:
-    return Path(f"/dev/shm/edge-bench-sink-{port}.stats")
-
-
-def measure(count: int, clip: Path, args: argparse.Namespace) -> Row:
-    with _receiver(count, args) as (worker, worker_urls, positions):
+        positions = worker_bench._fetch_all(playlists_at)
         worker_port = urlsplit(worker_urls[0]).port
         edge_port = udp_free_port() if args.protocol == "srt" else free_port()
-        command = [
-            sys.executable, __file__, "--protocol", args.protocol,
-            "--worker-leg", args.worker_leg, "--serve-edge",
-        ]  # fmt: skip
+        command = [sys.executable, __file__, "--protocol", args.protocol, "--serve-edge"]
         edge = subprocess.Popen(
             [*command, str(edge_port), str(worker_port), str(count)],
             stdin=subprocess.DEVNULL,

@@ -14,8 +14,9 @@ Modules, top down:
 - `cli`: the command line, the ring ConfigMap watch, /readyz and /metrics,
   SIGTERM → drain.
 - `srt_relay`: the SRT port (`SrtRelay`, one of the `Edge`'s listeners): the
-  worker's own SrtListener, each publisher relayed as an SRT caller to the
-  owners, make-before-break, from a PAT.
+  worker's own SrtListener, each publisher's MPEG-TS relayed over a TCP leg
+  to the owners (a challenge answered under the edge token and the stream's
+  passphrase), make-before-break, from a PAT.
 - `server`: the `Edge`: its listener set (RTMP, and SRT with --srt-port), the
   shared caps, key gate and refusals of the worker's RTMP ingest
   (servers/rtmp), and the drain.

@@ -29,9 +29,10 @@ the ring names (owners.py), recomputed at every HOUSEKEEPING tick:
 Why TCP and not a second SRT connection (as before): the camera's SRT
 connection is the only libsrt connection per camera here, its threads,
 buffers and one call per 1316-byte message; the hop to a worker is inside
-the cluster, where SRT's recovery buys nothing over TCP. Measured: 0.75x the
-edge's CPU and 0.45x its memory per camera (bench/README.md, "SRT through
-the edge"). The camera's SRT connection stays through all of it: no worker
+the cluster, where SRT's recovery buys nothing over TCP. Measured against
+that second connection: about 0.6x the edge's CPU and 0.55x its memory per
+camera, and half the worker's CPU (bench/README.md, "SRT through the
+edge"). The camera's SRT connection stays through all of it: no worker
 change makes an SRT camera reconnect. No demuxing here; the worker's SRT
 ingest stays the one ingest path.
 
@@ -374,7 +375,6 @@ class SrtRelay:
     """The edge's SRT port (a server.Listener)."""
 
     name = "srt"
-    relay_class: type[_Relay] = _Relay  # one camera's relay (a bench swaps the worker leg)
 
     def __init__(
         self,
@@ -442,19 +442,19 @@ class SrtRelay:
             return
         sock.setblocking(False)
         self.edge.metrics.publishes.inc()
-        relay = self.relay_class(self, key, peer, sock, publication)
+        relay = _Relay(self, key, peer, sock, publication)
         task = asyncio.create_task(relay.run(), name=f"srt edge {key}")
         self._relays[task] = relay
         task.add_done_callback(self._relays.pop)
 
     def bind_caller(self, sock: int) -> None:
-        """Bind a caller to the workers to the edge's one caller port, before its connect.
+        """Bind a refusal report's caller to the edge's one caller port, before its connect.
 
         libsrt gives every unbound caller its own UDP port and its own pair of
         threads and buffers (a "multiplexer"); callers bound to one address and
-        port share one (SRTO_REUSEADDR, on by default). Per camera that was a
-        thread pair and about 1.4 MB of PSS. When the port is gone (every caller
-        closed, and another process took it) a new one is picked."""
+        port share one (SRTO_REUSEADDR, on by default), so a flood of reports
+        costs no thread per report. When the port is gone (every caller closed,
+        and another process took it) a new one is picked."""
         if self._caller_port:
             try:
                 libsrt.bind(sock, self.host, self._caller_port)
