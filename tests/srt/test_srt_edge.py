@@ -1,7 +1,8 @@
 """SRT through the ingest edge: one UDP port for all streams, relayed to the owning workers.
 
 Real parts: the edge (`Edge` + `SrtRelay`, libsrt), the workers' own SRT
-listener (`SrtListener`, the class a worker runs) on two loopback addresses,
+listener and TCP leg port (`SrtListener`, `EdgeLegPort`, the classes a worker
+runs) on two loopback addresses,
 or a whole standalone worker (`camstream run`) behind the edge where a test
 reads the stream's status, Debian's FFmpeg as the camera, and libsrt callers
 for the handshakes whose reject reason a test reads. The passphrase cache's

@@ -1,10 +1,13 @@
 """A camera's own address in the SRT stream ID the edge sends a worker: pure, no I/O.
 
-Who calls this: the edge's SRT relay (edge/srt_relay.py) calls `stream_id`
-for every connection it opens to a worker on a camera's behalf, and
-`report_id` for a camera it refused; the worker's SRT listener
-(servers/srt/listener.py) calls `reported` and `client_of` on every stream ID
-it is given.
+Who calls this: the edge's SRT relay (edge/srt_relay.py) calls `report_id`
+for a camera it refused; the worker's SRT listener (servers/srt/listener.py)
+calls `reported` and `client_of` on every stream ID it is given. The edge
+no longer publishes to a worker's SRT port (it sends a camera's bytes over
+a TCP leg, edge_leg.py, whose request line carries the camera's address
+under its own proof); the worker still believes a publish stream ID from
+`stream_id` so that edges of the previous release keep their cameras
+through an upgrade that rolls the workers first.
 
 Why: behind an edge every SRT camera reaches the worker from the edge's
 address, so the listener's per-address cap (servers/srt/limits.py, 32) would
