@@ -120,14 +120,22 @@ class EdgeLegPort:
                 if request is not None:
                     await loop.sock_sendall(conn, edge_leg.answer(None))
                     self.counts["accepted"] += 1
-                    self._deliver(request.key, request.client, conn)
-                    delivered = True
+                    delivered = self._hand_over(request, conn)
         except (TimeoutError, OSError):
             self.counts["malformed"] += 1
             log.info("srt edge leg: %s gave no leg request in time", edge)
         finally:
             if not delivered:
                 conn.close()
+
+    def _hand_over(self, request: edge_leg.Request, conn: socket.socket) -> bool:
+        """Give a proven leg to the stream's source; False (logged) if that failed."""
+        try:
+            self._deliver(request.key, request.client, conn)
+        except Exception:
+            log.exception("[%s] srt edge leg: the leg could not be handed over", request.key)
+            return False
+        return True
 
     async def _prove(
         self, loop: asyncio.AbstractEventLoop, conn: socket.socket, edge: str
