@@ -623,6 +623,27 @@ async def test_forwarding_happens_at_most_once(start, tmp_path: Path, client) ->
         assert r.headers["X-Camstream-Served-By"] == "b"
 
 
+async def test_a_worker_with_the_stream_serves_it_when_the_named_owner_has_it_no_more(
+    start, hls_root: Path, tmp_path: Path, client
+) -> None:
+    """Between a handoff's source stopping the stream and the ring naming the target, every
+    worker's ring names the source, which answers 404: the target, which has the stream,
+    serves its own copy; a worker without it still passes the owner's 404 on."""
+    source = await start(Directory(), tmp_path / "gone", host="127.0.0.2", worker_name="source")
+    target = await start(
+        Directory({CAM: live_status()}), hls_root, owner=Owners({CAM: source.url}),
+        worker_name="target",
+    )  # fmt: skip
+    other = await start(
+        Directory(), tmp_path / "none", owner=Owners({CAM: source.url}), worker_name="other"
+    )
+    async with client.get(f"{target.url}/streams/default/cam-1/index.m3u8") as r:
+        assert r.status == 200 and r.headers["X-Camstream-Served-By"] == "target"
+        assert await r.read() == (hls_root / "default" / "cam-1" / "index.m3u8").read_bytes()
+    async with client.get(f"{other.url}/streams/default/cam-1/index.m3u8") as r:
+        assert r.status == 404 and r.headers["X-Camstream-Served-By"] == "source"
+
+
 def _closed_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))

@@ -92,11 +92,17 @@ async def forward(
     owner_url: str,
     path: str,
     forwarded_by: str,
+    *,
+    own_copy: bool = False,
 ) -> web.StreamResponse:
     """Send `request` for `path` to the owner and stream its answer back.
 
     `path` is rebuilt by the caller from validated parts, never copied from the
-    raw request line. Raises ProxyFailed if no response could be started.
+    raw request line. Raises ProxyFailed if no response could be started, and,
+    with `own_copy` (this worker runs the stream too), when the owner answers
+    404: for the moment between a handoff's source stopping its stream and
+    the ring naming the target, every worker's ring still names the source,
+    which no longer has it, while the target (and only it) can serve it.
     """
     url = owner_url.rstrip("/") + path
     if request.query_string:
@@ -112,6 +118,8 @@ async def forward(
         log.warning("forwarding %s to its owner failed: %s", path, type(exc).__name__)
         raise ProxyFailed(type(exc).__name__) from exc
     async with upstream:
+        if own_copy and upstream.status == 404:
+            raise ProxyFailed("the owner has no such stream or file")
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name in _RESPONSE_HEADERS:
             if name in upstream.headers:

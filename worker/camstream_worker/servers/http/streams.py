@@ -65,8 +65,9 @@ async def forward_or_none(
 ) -> web.StreamResponse | None:
     """Forward to the owner if another worker owns `key`; None means serve locally.
 
-    If the owner cannot be reached and this worker still has the stream (a
-    handoff in progress), it serves its own copy rather than failing.
+    If the owner cannot be reached, or answers 404, and this worker has the
+    stream too (a handoff in progress: the source still, or the target
+    already), it serves its own copy rather than failing.
     """
     context = context_of(request)
     if context.owner is None or proxy.FORWARDED_BY_HEADER in request.headers:
@@ -84,6 +85,7 @@ async def forward_or_none(
             url,
             path,
             forwarded_by=context.worker_name,
+            own_copy=context.directory.status(key) is not None,
         )
     except proxy.ProxyFailed as exc:
         request[FORWARDED] = False
