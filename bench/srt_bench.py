@@ -14,6 +14,12 @@ run with the same cameras (FFmpeg looping a 1 Mbit/s H.264 + AAC clip with
 
     .venv/bin/python bench/srt_bench.py                 # N = 10, 20 s per phase
     .venv/bin/python bench/srt_bench.py --streams 20 --seconds 30
+    .venv/bin/python bench/srt_bench.py --turn 0.05     # the listener as the edge runs it
+
+`--turn`: seconds the listener's thread rests after each wake-up (the
+edge's LISTENER_TURN is 0.05; a worker's listener does not rest, 0). With
+the edge's turn this is the floor of an SRT camera's cost at the ingest
+edge: what receiving it costs before the edge relays a byte.
 
 Prints CPU (% of a core) and memory per stream for both and the ratio
 camstream / FFmpeg. PASS means every publisher connected; the figures are
@@ -165,11 +171,13 @@ def baseline(streams: int, seconds: float, clip: Path) -> tuple[float, float, fl
     return used / seconds * 100 / streams, pss / streams, rss / streams
 
 
-def camstream(streams: int, seconds: float, clip: Path) -> tuple[float, float, float, int]:
+def camstream(
+    streams: int, seconds: float, clip: Path, turn: float
+) -> tuple[float, float, float, int]:
     me = psutil.Process()
     before = memory([me])
     drain = Drain()
-    listener = SrtListener("127.0.0.1", 0, drain)
+    listener = SrtListener("127.0.0.1", 0, drain, turn=turn)
     keys = [StreamKey("bench", f"cam{i}") for i in range(streams)]
     listener.publish({key: Publication(PASSPHRASE, 120) for key in keys})
     listener.start()
@@ -193,15 +201,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--turn", type=float, default=0.0, help="the listener's rest (edge: 0.05)")
     args = parser.parse_args(argv)
     clip = make_clip(seconds=10.0, container="ts")
     base_cpu, base_pss, base_rss = baseline(args.streams, args.seconds, clip)
-    ours_cpu, ours_pss, ours_rss, connected = camstream(args.streams, args.seconds, clip)
+    ours_cpu, ours_pss, ours_rss, connected = camstream(args.streams, args.seconds, clip, args.turn)
     print(f"N = {args.streams} SRT publishers, 1 Mbit/s each, {args.seconds:g} s measured")
     print(f"{'receiver':<40} {'CPU %/stream':>13} {'PSS MB/str':>11} {'RSS MB/str':>11}")
     rows = (
         ("one ffmpeg listener per stream", base_cpu, base_pss, base_rss),
-        ("camstream SrtListener (+ drain thread)", ours_cpu, ours_pss, ours_rss),
+        (f"camstream SrtListener, turn {args.turn:g} s", ours_cpu, ours_pss, ours_rss),
     )
     for name, cpu, pss, rss in rows:
         print(f"{name:<40} {cpu:>13.2f} {pss / 1e6:>11.2f} {rss / 1e6:>11.2f}")
