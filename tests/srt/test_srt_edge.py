@@ -32,7 +32,7 @@ from camstream.spec import StreamKey
 from camstream_worker.edge import tspackets
 from camstream_worker.edge.passphrases import PassphraseCache
 from camstream_worker.edge.server import Edge
-from camstream_worker.edge.srt_relay import SrtRelay
+from camstream_worker.edge.srt_relay import OPEN_TIMEOUT, SrtRelay
 from camstream_worker.protocols.rtmp import forwarded
 from camstream_worker.protocols.srt import edge_leg
 from camstream_worker.servers.srt.edge_leg import EdgeLegPort
@@ -277,6 +277,44 @@ async def test_a_worker_with_another_token_refuses_the_leg_and_the_camera_stays(
             assert not w_b.delivered and not a.delivered[0].closed
             assert b.edge.metrics.publishes._value.get() == 1
             assert w_b.stale  # a known stream whose proof failed: its passphrase is read again
+
+
+async def test_a_leg_left_unanswered_is_closed_not_kept() -> None:
+    """A worker that sends its challenge and never answers: the edge gives the leg up after
+    OPEN_TIMEOUT and closes it (a late OK must not make a forgotten, silent leg the stream's
+    newest publisher), then calls again."""
+    port = udp_free_port(WORKER_A)
+    requests: list[bytes] = []
+    closed = asyncio.Event()
+
+    async def mute_worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(edge_leg.hello(bytes(16)))
+        requests.append(await reader.readline())
+        await reader.read()  # until the edge closes its end
+        closed.set()
+
+    server = await asyncio.start_server(mute_worker, WORKER_A, port)
+
+    async def fetch(key: StreamKey) -> Publication | None:
+        return STREAMS.get(key)
+
+    doc = RingDoc(partitions=1, version=1, table=None, serving=("a",), addresses={"a": WORKER_A})
+    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
+    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
+    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=port, passphrases=cache)
+    edge.add_listener(relay)
+    await relay.start()
+    try:
+        cache.lookup(KEY)
+        await eventually(lambda: cache.stats()["passphrases"] == 1)
+        with SrtCamera(relay.port, stream_id="default/gate", passphrase=PASSPHRASE):
+            await asyncio.wait_for(closed.wait(), OPEN_TIMEOUT + 5)
+            assert requests[0].startswith(b"PUBLISH default/gate ")
+            await eventually(lambda: len(requests) >= 2)  # and it calls again
+            assert edge.metrics.publishes._value.get() == 1  # the camera stayed
+    finally:
+        await edge.close()
+        server.close()
 
 
 async def leg_call(port: int, line: bytes | None, *, host: str = WORKER_A) -> bytes:

@@ -114,7 +114,7 @@ class _Feed:
     searched: int = 0
     connected: bool = False  # the worker said OK
     broken: str | None = None  # why the leg ended, refused or failed
-    transport: asyncio.Transport | None = None
+    transport: asyncio.Transport | None = None  # from the connect on, so `close` ends a handshake
     connecting: asyncio.Task[None] | None = None
     sent: int = 0
 
@@ -170,7 +170,10 @@ class _Leg(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # The feed holds it at once: a feed closed mid-handshake (no answer in
+        # OPEN_TIMEOUT, or no longer wanted) must not leave a leg that a late OK
+        # would make the stream's newest publisher, silent.
+        self._transport = self._feed.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LEG_SEND_BUFFER)
@@ -202,7 +205,6 @@ class _Leg(asyncio.Protocol):
         if reason is not None:
             self._fail(f"refused: {edge_leg.REASONS[reason]}")
             return
-        self._feed.transport = self._transport
         self._feed.connected = True
         log.info("[%s] srt edge: feeding worker %s", self._key, self._feed.worker)
 
