@@ -23,9 +23,21 @@ from tests.harness.cameras import LOOPBACK, HarnessError, _Process, _require_loo
 
 
 def udp_free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port free on `host` for UDP and for TCP too: a worker with an edge token opens
+    its edge leg port (TCP) on its SRT port's number, and a UDP-free port in the
+    ephemeral range may be some loopback connection's TCP port (a CI run's worker
+    failed to start on exactly that)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise OSError(f"no port free for both UDP and TCP on {host}")
 
 
 class SrtCamera(_Process):
