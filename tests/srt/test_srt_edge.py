@@ -294,26 +294,14 @@ async def test_a_leg_left_unanswered_is_closed_not_kept() -> None:
         closed.set()
 
     server = await asyncio.start_server(mute_worker, WORKER_A, port)
-
-    async def fetch(key: StreamKey) -> Publication | None:
-        return STREAMS.get(key)
-
-    doc = RingDoc(partitions=1, version=1, table=None, serving=("a",), addresses={"a": WORKER_A})
-    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
-    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
-    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=port, passphrases=cache)
-    edge.add_listener(relay)
-    await relay.start()
     try:
-        cache.lookup(KEY)
-        await eventually(lambda: cache.stats()["passphrases"] == 1)
-        with SrtCamera(relay.port, stream_id="default/gate", passphrase=PASSPHRASE):
-            await asyncio.wait_for(closed.wait(), OPEN_TIMEOUT + 5)
-            assert requests[0].startswith(b"PUBLISH default/gate ")
-            await eventually(lambda: len(requests) >= 2)  # and it calls again
-            assert edge.metrics.publishes._value.get() == 1  # the camera stayed
+        async with edge_to_one_worker(WORKER_A, port, STREAMS[KEY]) as (edge, relay):
+            with SrtCamera(relay.port, stream_id="default/gate", passphrase=PASSPHRASE):
+                await asyncio.wait_for(closed.wait(), OPEN_TIMEOUT + 5)
+                assert requests[0].startswith(b"PUBLISH default/gate ")
+                await eventually(lambda: len(requests) >= 2)  # and it calls again
+                assert edge.metrics.publishes._value.get() == 1  # the camera stayed
     finally:
-        await edge.close()
         server.close()
 
 
@@ -387,6 +375,30 @@ async def proven_call(port: int, key: StreamKey, passphrase: str, camera: str) -
         writer.close()
 
 
+@contextlib.asynccontextmanager
+async def edge_to_one_worker(
+    address: str, port: int, publication: Publication
+) -> AsyncIterator[tuple[Edge, SrtRelay]]:
+    """An edge whose ring names one worker at `address`:`port`, its passphrase cache already
+    holding `publication` for KEY (as a camera's first try would fill it); closed at the end."""
+
+    async def fetch(key: StreamKey) -> Publication | None:
+        return publication if key == KEY else None
+
+    doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": address})
+    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
+    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
+    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=port, passphrases=cache)
+    edge.add_listener(relay)
+    await relay.start()
+    try:
+        cache.lookup(KEY)
+        await eventually(lambda: cache.stats()["passphrases"] == 1)
+        yield edge, relay
+    finally:
+        await edge.close()
+
+
 async def gate_worker(start_worker: Any, latency_ms: int | None = None) -> tuple[Any, int]:
     """A real standalone worker with the edge token running "gate" as an SRT push stream;
     with its SRT port (and the leg's, the same number over TCP)."""
@@ -411,18 +423,7 @@ async def test_wrong_passphrase_at_the_edge_shows_on_the_stream_and_clears(start
     through the edge and the reason is gone."""
     worker, worker_port = await gate_worker(start_worker)
 
-    async def fetch(key: StreamKey) -> Publication | None:
-        return STREAMS.get(key)
-
-    doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
-    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
-    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
-    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=worker_port, passphrases=cache)
-    edge.add_listener(relay)
-    await relay.start()
-    try:
-        cache.lookup(KEY)  # warm the cache as a camera's first try would
-        await eventually(lambda: cache.stats()["passphrases"] == 1)
+    async with edge_to_one_worker("127.0.0.1", worker_port, STREAMS[KEY]) as (edge, relay):
         wrong = "not-the-passphrase-1"
         camera = SrtCamera(relay.port, stream_id="default/gate", passphrase=wrong)
         await asyncio.to_thread(camera.run_once)
@@ -452,8 +453,6 @@ async def test_wrong_passphrase_at_the_edge_shows_on_the_stream_and_clears(start
         assert wrong not in log and PASSPHRASE not in log
         assert wrong not in str(worker.streams()) and PASSPHRASE not in str(worker.streams())
         assert "the edge at 127.0.0.1" in log  # the owner says where the report came from
-    finally:
-        await edge.close()
 
 
 async def test_loss_before_the_edge_is_recovered_by_srt(start_worker) -> None:
@@ -463,18 +462,10 @@ async def test_loss_before_the_edge_is_recovered_by_srt(start_worker) -> None:
     one unbroken session."""
     worker, worker_port = await gate_worker(start_worker, latency_ms=500)
 
-    async def fetch(key: StreamKey) -> Publication | None:
-        return Publication(PASSPHRASE, 500) if key == KEY else None
-
-    doc = RingDoc(partitions=1, version=1, table=None, serving=("w",), addresses={"w": "127.0.0.1"})
-    edge = Edge(ring=lambda: doc, worker_rtmp_port=1, edge_token=TOKEN)
-    cache = PassphraseCache(fetch, asyncio.get_running_loop().call_soon_threadsafe)
-    relay = SrtRelay(edge, "127.0.0.1", 0, worker_srt_port=worker_port, passphrases=cache)
-    edge.add_listener(relay)
-    await relay.start()
-    try:
-        cache.lookup(KEY)
-        await eventually(lambda: cache.stats()["passphrases"] == 1)
+    async with edge_to_one_worker("127.0.0.1", worker_port, Publication(PASSPHRASE, 500)) as (
+        edge,
+        relay,
+    ):
         with LossyRelay(relay.port, loss=0.05) as lossy:
             camera = SrtCamera(
                 lossy.port, stream_id="default/gate", passphrase=PASSPHRASE, latency_ms=500
@@ -488,8 +479,6 @@ async def test_loss_before_the_edge_is_recovered_by_srt(start_worker) -> None:
             assert lossy.dropped > 50, (lossy.dropped, lossy.forwarded)
             assert lossy.dropped / (lossy.dropped + lossy.forwarded) > 0.03
         assert edge.metrics.publishes._value.get() == 1  # the camera never reconnected
-    finally:
-        await edge.close()
 
 
 async def test_a_leg_that_goes_silent_is_ended_by_the_worker(start_worker) -> None:
